@@ -1,0 +1,34 @@
+# The two commands a new user needs: `make demo` and `make test`. Both create .venv with the pinned
+# stack (constraints.txt) the first time, so a fresh machine needs only Python 3.11 and the package
+# registry.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= runs/demo
+
+.PHONY: demo test venv constraints clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "marn-tf needs Python 3.11, found " + sys.version' 
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $@
+
+demo: venv
+	$(BIN)/marn demo --output $(DEMO_DIR)
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+# Re-resolve the pinned set after changing a pin in setup.py (needs the package registry).
+constraints:
+	rm -rf /tmp/marn-constraints-venv
+	$(PYTHON) -m venv /tmp/marn-constraints-venv
+	/tmp/marn-constraints-venv/bin/pip install --quiet '.[test]'
+	{ sed -n '1,3p' constraints.txt; /tmp/marn-constraints-venv/bin/pip freeze --exclude-editable | grep -v '^marn-tf'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,89 @@
+"""The `marn` command: `marn <subcommand> --help` explains each one."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import marn_tf  # noqa: F401  (selects Keras 2 before anything imports TensorFlow)
+from marn_tf.config_loader import ConfigError
+
+
+def _generate_data(args: argparse.Namespace) -> int:
+    from pipelines import synthetic_data
+
+    opts = synthetic_data.options_from_args(args)
+    logging.info("generating %d users, %d items over %d days into %s (%s)", opts.users, opts.items, opts.days,
+                 opts.output, opts.format)
+    counts = synthetic_data.generate(opts, progress=not args.quiet)
+    print(f"wrote {counts['events']:,} events ({counts['impressions']:,} impressions, {counts['clicks']:,} clicks, "
+          f"{counts['bad_events']:,} deliberately broken records) to {opts.output}; "
+          f"config: {opts.output}/config.yaml")
+    return 0
+
+
+def _preprocess(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from marn_tf.config import Config
+    from pipelines import preprocess
+    from pipelines.run_report import render_markdown
+
+    config = Config.load(args.config, args.set)
+    try:
+        report = preprocess.run(config, args.output, beam_args, num_workers=args.workers, overwrite=args.overwrite)
+    except preprocess.PreprocessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(render_markdown(report))
+    print(f"outputs in {args.output} (schema.json, train/, validation/, test/, vocab/, item_table/, dead_letter/)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marn", description="MARN click-through-rate model: data pipeline, training, export.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from pipelines.synthetic_data import add_arguments
+
+    gen = sub.add_parser("generate-data", help="write the embedded synthetic dataset in the raw input formats",
+                         description="Write a synthetic e-commerce dataset (events, item catalog, user profiles) "
+                                     "in the raw formats marn-tf reads, with a matching config.yaml.")
+    add_arguments(gen)
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    pre = sub.add_parser(
+        "preprocess", help="run the Beam job: raw logs + catalog -> TFRecords, vocabularies, item table, schema",
+        description="Run the Beam preprocessing job. Arguments this command does not know are passed to Beam "
+                    "as pipeline options, e.g. --runner=DataflowRunner --project=P --region=R "
+                    "--temp_location=gs://B/tmp, or --runner=FlinkRunner --flink_master=HOST:8081. "
+                    "Without --runner it runs locally on the FnApiRunner.",
+        epilog="example: marn preprocess --config data/raw/config.yaml --output data/prep --workers 2")
+    pre.add_argument("--config", required=True, help="YAML config (see docs/raw_data.md)")
+    pre.add_argument("--output", required=True, help="output directory (local or gs://)")
+    pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set sequence.max_length=30 (repeatable)")
+    pre.add_argument("--workers", type=int, default=2,
+                     help="local runner processes (default %(default)s; ignored with --runner)")
+    pre.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if extra and args.command != "preprocess":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "generate-data":
+            return _generate_data(args)
+        return _preprocess(args, extra)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

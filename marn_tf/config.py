@@ -1,0 +1,192 @@
+"""The one YAML config of a marn-tf run: where the raw data is, what its fields are called, and the
+choices the pipeline makes (sequence length, vocabulary thresholds, split dates, dead-letter limit).
+
+`Config.load("my.yaml", overrides=["max_length=30"])` reads it; every section below is a
+typed dataclass, and `docs/raw_data.md` shows a complete annotated example.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Optional, Sequence
+
+from marn_tf.config_loader import ConfigError, from_dict, load_yaml, to_dict
+
+FORMATS = ("auto", "jsonl", "csv", "parquet")
+
+
+@dataclasses.dataclass
+class InputSpec:
+    """One raw table: a file pattern (local, gs://, anything Beam's FileSystems read) and its format.
+
+    `format: auto` picks the format from the extension: .jsonl/.json, .csv, .parquet, each optionally
+    .gz (Parquet compresses internally).
+    """
+
+    path: str
+    format: str = "auto"
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise ConfigError(f"format {self.format!r} is not one of {', '.join(FORMATS)}")
+
+
+@dataclasses.dataclass
+class Inputs:
+    events: InputSpec
+    items: InputSpec
+    users: Optional[InputSpec] = None
+
+
+@dataclasses.dataclass
+class EventFields:
+    """Column names of the impression/behaviour log, one row per event."""
+
+    user_id: str = "user_id"
+    item_id: str = "item_id"
+    timestamp: str = "timestamp"  # epoch seconds (int/float) or ISO-8601; naive times are UTC
+    event_type: str = "event_type"
+    clicked: str = "clicked"  # 0/1, required on impressions, ignored on behaviour events
+    request_id: Optional[str] = "request_id"  # optional column
+    position: Optional[str] = "position"  # optional column, 1-based slot of the impression
+    context: list[str] = dataclasses.field(default_factory=lambda: ["query"])  # optional categoricals
+    impression_type: str = "impression"
+    behaviour_types: list[str] = dataclasses.field(default_factory=lambda: ["click", "cart", "purchase"])
+
+    def __post_init__(self):
+        if not self.behaviour_types:
+            raise ConfigError("behaviour_types must name at least one event type")
+        if self.impression_type in self.behaviour_types:
+            raise ConfigError("impression_type must not also be a behaviour type")
+
+
+@dataclasses.dataclass
+class ItemFields:
+    """Column names of the item catalog and the declared shapes of its content."""
+
+    item_id: str = "item_id"
+    id_fields: list[str] = dataclasses.field(default_factory=lambda: ["shop_id", "brand_id", "category_id"])
+    category_field: str = "category_id"  # the ID field reports slice modality weights by
+    image: Optional[str] = "image_embedding"  # float vector of image_dim, may be null/empty
+    image_dim: int = 64
+    title: Optional[str] = "title"  # free text, may be null/empty
+    max_title_tokens: int = 16
+    statistics: list[str] = dataclasses.field(default_factory=lambda: ["sales_count", "review_count"])
+
+    def __post_init__(self):
+        if self.category_field not in self.id_fields:
+            raise ConfigError(f"category_field {self.category_field!r} must be one of id_fields")
+        if self.image and self.image_dim <= 0:
+            raise ConfigError("image_dim must be positive when image is set")
+        if self.max_title_tokens <= 0:
+            raise ConfigError("max_title_tokens must be positive")
+
+
+@dataclasses.dataclass
+class UserFields:
+    """Column names of the optional user profile table (categorical features)."""
+
+    user_id: str = "user_id"
+    features: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class SequenceConfig:
+    max_length: int = 50  # behaviour items kept per impression, the most recent ones
+
+    def __post_init__(self):
+        if self.max_length <= 0:
+            raise ConfigError("max_length must be positive")
+
+
+@dataclasses.dataclass
+class VocabularyConfig:
+    """Vocabularies are counted over the training window only; rarer values map to the OOV index 0."""
+
+    min_count: int = 2  # item ids: events; other ID fields and title words: distinct items
+
+    def __post_init__(self):
+        if self.min_count < 1:
+            raise ConfigError("min_count must be >= 1")
+
+
+@dataclasses.dataclass
+class StatisticsConfig:
+    """Bucketisation of counters (log2 buckets; bucket 0 means 'no data')."""
+
+    num_buckets: int = 20
+
+    def __post_init__(self):
+        if self.num_buckets < 3:
+            raise ConfigError("num_buckets must be >= 3")
+
+
+@dataclasses.dataclass
+class SplitConfig:
+    """Time split of impressions: train < train_end <= validation < valid_end <= test.
+
+    Impressions before `train_start` (if set) only serve as history. Dates are ISO-8601 (UTC).
+    """
+
+    train_end: str
+    valid_end: str
+    train_start: Optional[str] = None
+
+    def __post_init__(self):
+        start = parse_utc_seconds(self.train_start, "train_start") if self.train_start else None
+        end = parse_utc_seconds(self.train_end, "train_end")
+        valid_end = parse_utc_seconds(self.valid_end, "valid_end")
+        if not end < valid_end or (start is not None and not start < end):
+            raise ConfigError("split dates must satisfy train_start < train_end < valid_end")
+
+    @property
+    def boundaries(self) -> tuple[Optional[int], int, int]:
+        """(train_start or None, train_end, valid_end) in epoch seconds."""
+        start = parse_utc_seconds(self.train_start, "train_start") if self.train_start else None
+        return start, parse_utc_seconds(self.train_end, "train_end"), parse_utc_seconds(
+            self.valid_end, "valid_end")
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    max_dead_letter_rate: float = 0.05  # fail the job when more of a table's records are rejected
+    num_shards: int = 0  # TFRecord shards per split; 0 lets the runner decide
+
+    def __post_init__(self):
+        if not 0.0 <= self.max_dead_letter_rate <= 1.0:
+            raise ConfigError("max_dead_letter_rate must be between 0 and 1")
+
+
+@dataclasses.dataclass
+class Config:
+    inputs: Inputs
+    split: SplitConfig
+    events: EventFields = dataclasses.field(default_factory=EventFields)
+    items: ItemFields = dataclasses.field(default_factory=ItemFields)
+    users: UserFields = dataclasses.field(default_factory=UserFields)
+    sequence: SequenceConfig = dataclasses.field(default_factory=SequenceConfig)
+    vocabulary: VocabularyConfig = dataclasses.field(default_factory=VocabularyConfig)
+    statistics: StatisticsConfig = dataclasses.field(default_factory=StatisticsConfig)
+    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+
+    @classmethod
+    def load(cls, path: str, overrides: Sequence[str] = ()) -> "Config":
+        return load_yaml(cls, path, overrides)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Config":
+        return from_dict(cls, data)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+def parse_utc_seconds(value: str, key: str = "timestamp") -> int:
+    """ISO-8601 date or datetime -> epoch seconds; naive values are UTC."""
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as err:
+        raise ConfigError(f"{key}: {value!r} is not an ISO-8601 date") from err
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return int(parsed.timestamp())

@@ -1,0 +1,202 @@
+"""The data contract between the pipeline, training and the exported model.
+
+The pipeline writes `schema.json` next to its TFRecords; training and export read it and build
+everything from it: the tf.Example parse spec, the vocabulary lookups, the item feature table's
+columns and which modality each belongs to. Nothing downstream hard-codes a feature name.
+
+Layout of a pipeline output directory (paths in the schema are relative to it):
+
+    schema.json
+    train/part-*.tfrecord.gz, validation/..., test/...   tf.train.Example, one per impression
+    vocab/<name>.txt                                     one token a line; line k has index k+1, 0 is OOV
+    item_table/part-*.parquet                            item content, one row per item vocabulary index
+    dead_letter/<source>-*.jsonl.gz                      rejected records with their reason
+    report.json, report.md                               counts of what happened
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+from marn_tf.config_loader import ConfigError, from_dict
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = "schema.json"
+DTYPES = ("int64", "float32", "string")
+MODALITIES = ("id", "image", "text", "statistic")
+
+# Feature tags; a model picks its inputs by tag, never by name.
+LABEL = "label"
+USER = "user"
+CONTEXT = "context"
+CANDIDATE = "candidate"
+BEHAVIOUR = "behaviour"
+ITEM_KEY = "item_key"  # a string item id, looked up in the item vocabulary / item table
+STATISTIC = "statistic"
+PROPERTY = "behaviour_property"
+SEQUENCE_LENGTH = "sequence_length"
+METADATA = "metadata"  # carried for evaluation and debugging, never a model input
+
+
+class SchemaError(ConfigError):
+    """A schema file that is missing, inconsistent, or does not match the data or config."""
+
+
+@dataclasses.dataclass
+class FeatureSpec:
+    """One tf.train.Example feature: fixed shape, with a vocabulary or a cardinality if categorical."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+    tags: list[str]
+    default: Any = None
+    vocabulary: Optional[str] = None  # name in Schema.vocabularies (string ids)
+    cardinality: Optional[int] = None  # number of values of an int64 bucket feature, 0 included
+    description: str = ""
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise SchemaError(f"feature {self.name!r}: dtype {self.dtype!r} is not one of {DTYPES}")
+
+
+@dataclasses.dataclass
+class VocabularySpec:
+    """A vocabulary file of `size` tokens; index 0 is reserved for out-of-vocabulary values."""
+
+    file: str
+    size: int
+    num_oov: int = 1
+
+    @property
+    def input_dim(self) -> int:
+        """Rows an embedding over this vocabulary needs (OOV included)."""
+        return self.size + self.num_oov
+
+
+@dataclasses.dataclass
+class ItemColumn:
+    """One column of the item feature table."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+    modality: Optional[str]  # one of MODALITIES; None for keys and masks
+    vocabulary: Optional[str] = None
+    cardinality: Optional[int] = None
+    description: str = ""
+
+
+@dataclasses.dataclass
+class ItemTableSpec:
+    """Item content indexed by the item vocabulary: row i describes the item with index i.
+
+    Row 0 (out-of-vocabulary item) is not stored; loaders fill it with zeros and empty masks. Items are
+    ordered by training-window frequency, so the first `num_with_id_embedding` items (seen at least
+    `vocabulary.min_count` times) get their own ID embedding and the rest share the OOV one, while
+    every catalog item keeps its content (image, title, ...).
+    """
+
+    files: str
+    key: str
+    columns: list[ItemColumn]
+    num_with_id_embedding: int
+
+
+@dataclasses.dataclass
+class Schema:
+    label: str
+    sequence_length: int
+    features: list[FeatureSpec]
+    vocabularies: dict[str, VocabularySpec]
+    item_table: ItemTableSpec
+    splits: dict[str, str]  # split name -> TFRecord file pattern
+    version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        if self.version != SCHEMA_VERSION:
+            raise SchemaError(f"schema version {self.version} is not supported (expected {SCHEMA_VERSION}); "
+                              "re-run `marn preprocess`")
+        names = [f.name for f in self.features]
+        if len(names) != len(set(names)):
+            raise SchemaError(f"duplicate feature names in schema: {names}")
+        if self.label not in names:
+            raise SchemaError(f"label feature {self.label!r} is not among the features")
+        for f in self.features:
+            if f.vocabulary is not None and f.vocabulary not in self.vocabularies:
+                raise SchemaError(f"feature {f.name!r} names an unknown vocabulary {f.vocabulary!r}")
+        for c in self.item_table.columns:
+            if c.vocabulary is not None and c.vocabulary not in self.vocabularies:
+                raise SchemaError(f"item column {c.name!r} names an unknown vocabulary {c.vocabulary!r}")
+
+    # -- lookup -------------------------------------------------------------------------------
+    def feature(self, name: str) -> FeatureSpec:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise SchemaError(f"no feature {name!r} in the schema; features: {[f.name for f in self.features]}")
+
+    def features_with_tags(self, *tags: str) -> list[FeatureSpec]:
+        """Features that carry every one of `tags`, in schema order."""
+        return [f for f in self.features if all(t in f.tags for t in tags)]
+
+    def item_columns(self, modality: str) -> list[ItemColumn]:
+        return [c for c in self.item_table.columns if c.modality == modality]
+
+    def item_column(self, name: str) -> ItemColumn:
+        for c in self.item_table.columns:
+            if c.name == name:
+                return c
+        raise SchemaError(f"no item table column {name!r}")
+
+    # -- tf.data --------------------------------------------------------------------------------
+    def parse_spec(self, with_label: bool = True) -> dict:
+        """The `tf.io.parse_example` spec of the TFRecords (serving requests: `with_label=False`)."""
+        import tensorflow as tf  # imported here so the pipeline's workers can read schemas cheaply
+
+        spec = {}
+        for f in self.features:
+            if f.name == self.label and not with_label:
+                continue
+            dtype = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}[f.dtype]
+            spec[f.name] = tf.io.FixedLenFeature(f.shape, dtype, default_value=_default_value(f))
+        return spec
+
+    # -- files ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, directory: str) -> str:
+        from apache_beam.io.filesystems import FileSystems  # local paths and gs:// alike
+
+        path = FileSystems.join(directory, SCHEMA_FILE)
+        with FileSystems.create(path) as f:
+            f.write(json.dumps(self.to_dict(), indent=2, sort_keys=True).encode("utf-8"))
+        return path
+
+    @classmethod
+    def load(cls, directory_or_file: str) -> "Schema":
+        from apache_beam.io.filesystems import FileSystems
+
+        path = directory_or_file
+        if not path.endswith(".json"):
+            path = FileSystems.join(path, SCHEMA_FILE)
+        try:
+            with FileSystems.open(path) as f:
+                data = json.loads(f.read().decode("utf-8"))
+        except (OSError, IOError) as err:
+            raise SchemaError(f"no schema at {path}: run `marn preprocess` first, or point at its output "
+                              "directory") from err
+        except json.JSONDecodeError as err:
+            raise SchemaError(f"schema file {path} is not valid JSON: {err}") from err
+        return from_dict(cls, data)
+
+
+def _default_value(f: FeatureSpec):
+    if f.default is None:
+        return None
+    size = 1
+    for d in f.shape:
+        size *= d
+    return [f.default] * size if f.shape else f.default

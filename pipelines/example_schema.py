@@ -1,0 +1,135 @@
+"""What the pipeline writes, derived from the config: example features, item table columns, schema.
+
+The TFRecord writer and `schema.json` both come from `example_features(config)`, so what is written
+and what is declared cannot drift apart.
+"""
+from __future__ import annotations
+
+from marn_tf import schema as S
+from marn_tf.config import Config
+
+from pipelines.item_statistics import STATISTIC_NAMES
+
+TIME_GAP_BUCKETS = 32  # 0 = padding, 1 + floor(log2(1 + seconds)) capped: up to ~34 years
+ITEM_VOCAB = "item_id"
+USER_VOCAB = "user_id"
+WORD_VOCAB = "title_word"
+ITEM_KEY_COLUMN = "item_index"
+
+
+def context_feature(name: str) -> str:
+    return f"context_{name}"
+
+
+def profile_feature(name: str) -> str:
+    return f"user_{name}"
+
+
+def item_stat_feature(name: str) -> str:
+    return f"item_stat_{name}"
+
+
+def hist_stat_feature(name: str) -> str:
+    return f"hist_stat_{name}"
+
+
+def item_static_stat_column(name: str) -> str:
+    return f"stat_{name}"
+
+
+def event_type_values(config: Config) -> list[str]:
+    """Behaviour types in index order; index 0 is padding."""
+    return list(config.events.behaviour_types)
+
+
+def example_features(config: Config) -> list[S.FeatureSpec]:
+    """Every feature of a written tf.train.Example, in a fixed order."""
+    seq = config.sequence.max_length
+    nb = config.statistics.num_buckets
+    F = S.FeatureSpec
+    features = [
+        F("label", "int64", [], [S.LABEL], 0, description="1 if the impression was clicked"),
+        F("user_id", "string", [], [S.USER], "", vocabulary=USER_VOCAB),
+        F("item_id", "string", [], [S.CANDIDATE, S.ITEM_KEY], "", vocabulary=ITEM_VOCAB,
+          description="candidate item; its content comes from the item table"),
+    ]
+    features += [F(context_feature(c), "string", [], [S.CONTEXT], "", vocabulary=context_feature(c))
+                 for c in config.events.context]
+    features.append(F("position", "int64", [], [S.CONTEXT], 0, description="1-based slot; 0 = unknown"))
+    features += [F(profile_feature(u), "string", [], [S.USER], "", vocabulary=profile_feature(u))
+                 for u in config.users.features]
+    features += [F(item_stat_feature(s), "int64", [], [S.CANDIDATE, S.STATISTIC], 0, cardinality=nb,
+                   description=f"candidate's {s} before the impression's day, bucketised")
+                 for s in STATISTIC_NAMES]
+    features += [
+        F("hist_item_id", "string", [seq], [S.BEHAVIOUR, S.ITEM_KEY], "", vocabulary=ITEM_VOCAB,
+          description="behaviour items strictly before the impression, oldest first, padded with ''"),
+        F("hist_event_type", "int64", [seq], [S.BEHAVIOUR, S.PROPERTY], 0,
+          cardinality=len(config.events.behaviour_types) + 1,
+          description=f"1 + index in {config.events.behaviour_types}; 0 = padding"),
+        F("hist_time_gap", "int64", [seq], [S.BEHAVIOUR, S.PROPERTY], 0, cardinality=TIME_GAP_BUCKETS,
+          description="1 + floor(log2(1 + seconds before the impression)); 0 = padding"),
+    ]
+    features += [F(hist_stat_feature(s), "int64", [seq], [S.BEHAVIOUR, S.STATISTIC], 0, cardinality=nb,
+                   description=f"behaviour item's {s} before the day of that behaviour, bucketised")
+                 for s in STATISTIC_NAMES]
+    features += [
+        F("hist_length", "int64", [], [S.BEHAVIOUR, S.SEQUENCE_LENGTH], 0),
+        F("timestamp", "int64", [], [S.METADATA], 0, description="impression time, epoch seconds"),
+        F("request_id", "string", [], [S.METADATA], ""),
+    ]
+    return features
+
+
+def item_columns(config: Config) -> list[S.ItemColumn]:
+    f = config.items
+    C = S.ItemColumn
+    columns = [C(ITEM_KEY_COLUMN, "int64", [], None, description="row index = item vocabulary index"),
+               C("item_id", "string", [], None)]
+    columns += [C(name, "int64", [], "id", vocabulary=name) for name in f.id_fields]
+    if f.image:
+        columns += [C("image", "float32", [f.image_dim], "image"),
+                    C("has_image", "int64", [], None, description="1 if the catalog had an image vector")]
+    if f.title:
+        columns += [C("title_tokens", "int64", [f.max_title_tokens], "text", vocabulary=WORD_VOCAB,
+                      description="title word indices, padded with 0"),
+                    C("title_length", "int64", [], None, description="0 when the title is missing")]
+    columns += [C(item_static_stat_column(s), "int64", [], "statistic", cardinality=config.statistics.num_buckets,
+                  description="catalog counter, log2-bucketised; 0 = missing")
+                for s in f.statistics]
+    return columns
+
+
+def vocabulary_names(config: Config) -> list[str]:
+    """Every vocabulary the pipeline writes (file vocab/<name>.txt)."""
+    names = [ITEM_VOCAB, USER_VOCAB]
+    names += [context_feature(c) for c in config.events.context]
+    names += [profile_feature(u) for u in config.users.features]
+    names += list(config.items.id_fields)
+    if config.items.title:
+        names.append(WORD_VOCAB)
+    return names
+
+
+def vocabulary_file(name: str) -> str:
+    return f"vocab/{name}.txt"
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def split_pattern(split: str) -> str:
+    return f"{split}/part-*.tfrecord.gz"
+
+
+def build_schema(config: Config, vocabulary_sizes: dict[str, int], num_with_id_embedding: int) -> S.Schema:
+    return S.Schema(
+        label="label",
+        sequence_length=config.sequence.max_length,
+        features=example_features(config),
+        vocabularies={name: S.VocabularySpec(vocabulary_file(name), vocabulary_sizes.get(name, 0))
+                      for name in vocabulary_names(config)},
+        item_table=S.ItemTableSpec(files="item_table/part-*.parquet", key=ITEM_KEY_COLUMN,
+                                   columns=item_columns(config), num_with_id_embedding=num_with_id_embedding),
+        splits={s: split_pattern(s) for s in SPLITS},
+    )

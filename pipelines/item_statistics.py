@@ -1,0 +1,68 @@
+"""Point-in-time item statistics: what was known about an item before the day of an event.
+
+The pipeline sums impressions and clicks per (item, day); an event on day d sees the item's totals
+over days strictly before d (a daily snapshot, as a production feature store would serve), so no
+statistic contains the event itself or anything after it. Counters are then bucketised: bucket 0
+means "no data", the others are log2 ranges (counts) or square-root CTR ranges.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Iterable, NamedTuple
+
+SECONDS_PER_DAY = 86400
+CTR_PRIOR_IMPRESSIONS = 10.0  # smoothing: an item with few impressions is pulled toward a low CTR
+STATISTIC_NAMES = ("impressions", "clicks", "ctr")  # order of the bucket triple below
+
+
+def day_of(timestamp: int) -> int:
+    return timestamp // SECONDS_PER_DAY
+
+
+class CumulativeCounts(NamedTuple):
+    """One item's daily counts as prefix sums: cum_*[k] = total over days[:k]."""
+
+    days: tuple
+    cum_impressions: tuple
+    cum_clicks: tuple
+
+    @classmethod
+    def from_daily(cls, daily: Iterable[tuple[int, int, int]]) -> "CumulativeCounts":
+        days, cum_imp, cum_clk = [], [0], [0]
+        for day, impressions, clicks in sorted(daily):
+            days.append(day)
+            cum_imp.append(cum_imp[-1] + impressions)
+            cum_clk.append(cum_clk[-1] + clicks)
+        return cls(tuple(days), tuple(cum_imp), tuple(cum_clk))
+
+    def before_day(self, day: int) -> tuple[int, int]:
+        """(impressions, clicks) summed over the days strictly before `day`."""
+        k = bisect.bisect_left(self.days, day)
+        return self.cum_impressions[k], self.cum_clicks[k]
+
+
+def log2_bucket(count: int, num_buckets: int) -> int:
+    """0 for a missing count (< 0), else 1 + floor(log2(1 + count)), capped at num_buckets - 1."""
+    if count < 0:
+        return 0
+    return 1 + min(int(math.log2(1 + count)), num_buckets - 2)
+
+
+def ctr_bucket(impressions: int, clicks: int, num_buckets: int) -> int:
+    """0 without impressions, else buckets of sqrt(smoothed CTR) in [1, num_buckets - 1]."""
+    if impressions <= 0:
+        return 0
+    smoothed = (clicks + 0.5) / (impressions + CTR_PRIOR_IMPRESSIONS)
+    return 1 + min(int(math.sqrt(smoothed) * (num_buckets - 1)), num_buckets - 2)
+
+
+def statistic_buckets(counts: CumulativeCounts | None, day: int, num_buckets: int) -> tuple[int, int, int]:
+    """Bucketised (impressions, clicks, ctr) of an item as known before `day`; an unseen item has 0s."""
+    if counts is None:
+        return 0, 0, 0
+    impressions, clicks = counts.before_day(day)
+    if impressions == 0:
+        return 0, 0, 0
+    return (log2_bucket(impressions, num_buckets), log2_bucket(clicks, num_buckets),
+            ctr_bucket(impressions, clicks, num_buckets))

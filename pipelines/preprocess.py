@@ -1,0 +1,368 @@
+"""`marn preprocess`: the Beam job from raw logs + catalog to TFRecords, vocabularies, item table, schema.
+
+Stages (names as they appear in the Beam UI):
+  Read/Parse {events, items, users}   validate every record; rejects go to the dead-letter output
+  Catalog                             one row per item id (later duplicates dead-lettered)
+  KnownItems                          events whose item is not in the catalog are dead-lettered
+  Timelines                           group by user: sort, deduplicate, attach the profile
+  ItemDailyCounts                     impressions/clicks per (item, day) -> point-in-time statistics
+  Examples                            one tf.train.Example per impression, split by time
+  Vocabularies, ItemTable             from the training window; item content indexed by vocabulary
+  Counts                              every count of the run report, exact on any runner
+
+Memory: a worker holds one user's timeline, the catalog's item ids and the per-(item, day) counts
+(side inputs: their size grows with the catalog and the number of days, not with the events).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+from typing import Callable, Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.transforms.window import GlobalWindows
+
+from marn_tf.config import Config
+from marn_tf.config_loader import ConfigError
+from pipelines import example_schema as ES
+from pipelines import records as R
+from pipelines.item_statistics import CumulativeCounts, day_of
+from pipelines.item_table import arrow_schema, item_row
+from pipelines.raw_io import ReadRaw
+from pipelines.run_report import COUNTS_FILE, finalize
+from pipelines.tf_example import encode_example
+from pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate, split_of
+from pipelines.vocabulary import item_vocabulary, ordered_tokens, write_vocabulary
+
+log = logging.getLogger(__name__)
+
+DEAD = "dead"
+COUNTS = "counts"
+ITEM_COUNT_KEY = "__item__"  # vocabulary-count key of item ids, kept apart: every catalog item is listed
+
+
+class PreprocessError(RuntimeError):
+    """The job ran but its output must not be used (e.g. too many rejected records)."""
+
+
+class _CountingDoFn(beam.DoFn):
+    """Counts per bundle, emitted once at its end: exact counts on any runner, at little cost."""
+
+    def start_bundle(self):
+        self.counts = collections.Counter()
+
+    def finish_bundle(self):
+        for key, value in self.counts.items():
+            yield beam.pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value((key, value)))
+
+
+class ParseRecords(_CountingDoFn):
+    """RawRecord -> parsed record, or a DeadLetter."""
+
+    def __init__(self, source: str, parse: Callable, config: Config):
+        self.source, self.parse, self.config = source, parse, config
+
+    def process(self, raw: R.RawRecord):
+        if isinstance(raw.payload, bytes) and not raw.payload.strip():
+            return  # blank lines are not records
+        self.counts[f"in:{self.source}"] += 1
+        try:
+            yield self.parse(R.parse_raw(raw), self.config)
+        except R.Rejected as err:
+            yield beam.pvalue.TaggedOutput(DEAD, R.DeadLetter(self.source, err.reason, err.detail, R.record_text(raw),
+                                                              raw.file))
+
+
+def _dead(source: str, reason: str, detail: str, record) -> R.DeadLetter:
+    return R.DeadLetter(source, reason, detail, json.dumps(record._asdict(), ensure_ascii=False))
+
+
+class KeepFirstItem(beam.DoFn):
+    """(item id, [items]) -> the first item (in a deterministic order); the others are duplicates."""
+
+    def process(self, keyed):
+        item_id, items = keyed
+        first, *rest = sorted(items, key=repr)
+        yield item_id, first
+        for other in rest:
+            yield beam.pvalue.TaggedOutput(DEAD, _dead("items", R.DUPLICATE, f"item_id {item_id} repeats", other))
+
+
+class RejectUnknownItems(beam.DoFn):
+    def process(self, event: R.Event, catalog_ids):
+        if event.item_id in catalog_ids:
+            yield event
+        else:
+            yield beam.pvalue.TaggedOutput(DEAD, _dead("events", R.UNKNOWN_ITEM,
+                                                       f"item_id {event.item_id} is not in the catalog", event))
+
+
+class BuildTimeline(_CountingDoFn):
+    """(user, {events, profiles}) -> (user, (sorted deduplicated events, profile))."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def process(self, keyed):
+        user_id, grouped = keyed
+        events, duplicates = sort_and_deduplicate(grouped["events"], self.config.events.behaviour_types)
+        for e in duplicates:
+            yield beam.pvalue.TaggedOutput(DEAD, _dead("events", R.DUPLICATE, "same user, item, time, type, request "
+                                                                              "and position as an earlier event", e))
+        profiles = sorted(grouped["profiles"])
+        for p in profiles[1:]:
+            yield beam.pvalue.TaggedOutput(DEAD, _dead("users", R.DUPLICATE, f"user_id {user_id} repeats", p))
+        profile = profiles[0] if profiles else None
+        if profile is not None:
+            self.counts["accepted:users"] += 1
+        if events:
+            yield user_id, (events, profile)
+
+
+class BuildExamples(_CountingDoFn):
+    """Timeline -> serialized tf.train.Example per impression, tagged by split."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.features = ES.example_features(config)
+        self.max_len = config.sequence.max_length
+
+    def process(self, timeline, stats):
+        user_id, (events, profile) = timeline
+        self.counts["accepted:events"] += len(events)
+        for split, values in build_examples(user_id, events, profile, stats.get, self.config):
+            if split == HISTORY_ONLY:
+                self.counts["impressions:history_only"] += 1
+                continue
+            self.counts[f"examples:{split}"] += 1
+            self.counts[f"positives:{split}"] += values["label"]
+            self.counts[f"sequence_length:{split}:{values['hist_length']}"] += 1
+            yield beam.pvalue.TaggedOutput(split, encode_example(values, self.features))
+
+
+class TrainingWindowCounts(beam.DoFn):
+    """((vocabulary, token), count) for the training window's events, and the users' profiles."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def process(self, timeline):
+        user_id, (events, profile) = timeline
+        in_train = [e for e in events if split_of(e.timestamp, self.config) == "train"]
+        if not in_train:
+            return
+        yield (ES.USER_VOCAB, user_id), len(in_train)
+        items = collections.Counter(e.item_id for e in in_train)
+        yield from (((ITEM_COUNT_KEY, item), n) for item, n in items.items())
+        impression = self.config.events.impression_type
+        for e in in_train:
+            if e.event_type == impression:
+                for name, value in zip(self.config.events.context, e.context):
+                    yield (ES.context_feature(name), value), 1
+        if profile is not None:
+            for name, value in zip(self.config.users.features, profile.features):
+                yield (ES.profile_feature(name), value), 1
+
+
+def catalog_value_counts(item_and_count, config: Config):
+    """((vocabulary, token), 1) per catalog item seen in the training window: ID values, title words."""
+    item, count = item_and_count
+    if count == 0:
+        return
+    for name, value in zip(config.items.id_fields, item.id_values):
+        yield (name, value), 1
+    if config.items.title:
+        for word in set(R.title_words(item.title, config.items.max_title_tokens)):
+            yield (ES.WORD_VOCAB, word), 1
+
+
+def build_vocabularies(counts: dict, config: Config) -> dict:
+    """{vocabulary: [(token, count)]} -> {vocabulary: tokens} plus the item ID-embedding cut."""
+    vocabularies = {name: ordered_tokens(counts.get(name, []), config.vocabulary.min_count)
+                    for name in ES.vocabulary_names(config) if name != ES.ITEM_VOCAB}
+    items, with_id_embedding = item_vocabulary(counts.get(ITEM_COUNT_KEY, []), config.vocabulary.min_count)
+    vocabularies[ES.ITEM_VOCAB] = items
+    return {"tokens": vocabularies, "num_with_id_embedding": with_id_embedding}
+
+
+class WriteVocabularies(beam.DoFn):
+    def __init__(self, output: str):
+        self.output = output
+
+    def process(self, vocabularies):
+        for name, tokens in vocabularies["tokens"].items():
+            write_vocabulary(FileSystems.join(self.output, ES.vocabulary_file(name)), tokens)
+            yield f"vocabulary_size:{name}", len(tokens)
+        yield "item_id_embeddings", vocabularies["num_with_id_embedding"]
+
+
+class ItemRows(_CountingDoFn):
+    """(item, count) -> item table row, using the vocabularies (a side input) for every index."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._vocabularies, self._indices = None, None
+
+    def process(self, item_and_count, vocabularies):
+        if vocabularies is not self._vocabularies:
+            self._vocabularies = vocabularies
+            self._indices = {name: {t: i + 1 for i, t in enumerate(tokens)}
+                             for name, tokens in vocabularies["tokens"].items()}
+        item, count = item_and_count
+        self.counts["accepted:items"] += 1
+        self.counts["items:missing_image"] += self.config.items.image is not None and item.image is None
+        self.counts["items:missing_title"] += self.config.items.title is not None and item.title is None
+        self.counts["items:cold"] += count == 0
+        yield item_row(item, self._indices, self.config)
+
+
+def _sum_pairs(pairs):
+    impressions = clicks = 0
+    for i, c in pairs:
+        impressions += i
+        clicks += c
+    return impressions, clicks
+
+
+def _write_json(path: str, data: dict) -> None:
+    with FileSystems.create(path) as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def build_pipeline(p: beam.Pipeline, config: Config, output: str) -> None:
+    """Adds the whole job to `p`; outputs go under `output` (see marn_tf/schema.py for the layout)."""
+    join = lambda *parts: FileSystems.join(output, *parts)  # noqa: E731
+    dead_letters, counts = [], []
+
+    def parse(source: str, spec, parse_fn):
+        parsed = (p | f"Read {source}" >> ReadRaw(spec, source)
+                  | f"Parse {source}" >> beam.ParDo(ParseRecords(source, parse_fn, config)).with_outputs(DEAD, COUNTS,
+                                                                                                        main="ok"))
+        dead_letters.append(parsed[DEAD])
+        counts.append(parsed[COUNTS])
+        return parsed.ok
+
+    # Catalog: one row per item id.
+    items = parse("items", config.inputs.items, R.parse_item)
+    catalog = (items | "Key items" >> beam.Map(lambda it: (it.item_id, it))
+               | "Group items" >> beam.GroupByKey()
+               | "Catalog" >> beam.ParDo(KeepFirstItem()).with_outputs(DEAD, main="ok"))
+    dead_letters.append(catalog[DEAD])
+    catalog_ids = beam.pvalue.AsDict(catalog.ok | "Catalog ids" >> beam.Map(lambda kv: (kv[0], None)))
+
+    events = parse("events", config.inputs.events, R.parse_event)
+    known = events | "KnownItems" >> beam.ParDo(RejectUnknownItems(), catalog_ids).with_outputs(DEAD, main="ok")
+    dead_letters.append(known[DEAD])
+
+    if config.inputs.users is not None:
+        profiles = parse("users", config.inputs.users, R.parse_user)
+    else:
+        profiles = p | "No users" >> beam.Create([])
+    timelines = (
+        {"events": known.ok | "Key events by user" >> beam.Map(lambda e: (e.user_id, e)),
+         "profiles": profiles | "Key profiles" >> beam.Map(lambda u: (u.user_id, u))}
+        | "Group by user" >> beam.CoGroupByKey()
+        | "Timelines" >> beam.ParDo(BuildTimeline(config)).with_outputs(DEAD, COUNTS, main="ok"))
+    dead_letters.append(timelines[DEAD])
+    counts.append(timelines[COUNTS])
+
+    # Point-in-time item statistics: per item, daily totals as prefix sums (a side input of Examples).
+    impression = config.events.impression_type
+    item_stats = (
+        timelines.ok
+        | "Impressions per item-day" >> beam.FlatMap(
+            lambda tl: (((e.item_id, day_of(e.timestamp)), (1, e.clicked)) for e in tl[1][0]
+                        if e.event_type == impression))
+        | "ItemDailyCounts" >> beam.CombinePerKey(_sum_pairs)
+        | "Key by item" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1][0], kv[1][1])))
+        | "Group days" >> beam.GroupByKey()
+        | "Cumulative" >> beam.Map(lambda kv: (kv[0], CumulativeCounts.from_daily(kv[1]))))
+
+    examples = timelines.ok | "Examples" >> beam.ParDo(
+        BuildExamples(config), beam.pvalue.AsDict(item_stats)).with_outputs(*ES.SPLITS, COUNTS)
+    counts.append(examples[COUNTS])
+    for split in ES.SPLITS:
+        _ = examples[split] | f"Write {split}" >> beam.io.WriteToTFRecord(
+            join(split, "part"), file_name_suffix=".tfrecord.gz", num_shards=config.pipeline.num_shards)
+
+    # Vocabularies from the training window; every catalog item is in the item vocabulary.
+    window_counts = (timelines.ok | "Training window" >> beam.ParDo(TrainingWindowCounts(config))
+                     | "Sum window counts" >> beam.CombinePerKey(sum))
+    item_counts = (window_counts | "Item counts" >> beam.Filter(lambda kv: kv[0][0] == ITEM_COUNT_KEY)
+                   | "Key item counts" >> beam.Map(lambda kv: (kv[0][1], kv[1])))
+    items_with_counts = (
+        {"item": catalog.ok, "count": item_counts}
+        | "Join counts" >> beam.CoGroupByKey()
+        | "Item and count" >> beam.Map(lambda kv: (kv[1]["item"][0], sum(kv[1]["count"]))))
+    catalog_counts = (items_with_counts
+                      | "Catalog values" >> beam.FlatMap(catalog_value_counts, config)
+                      | "Sum catalog values" >> beam.CombinePerKey(sum))
+    all_item_counts = items_with_counts | "Every item" >> beam.Map(lambda ic: ((ITEM_COUNT_KEY, ic[0].item_id), ic[1]))
+    other_counts = window_counts | "Not items" >> beam.Filter(lambda kv: kv[0][0] != ITEM_COUNT_KEY)
+    vocabularies = (
+        (other_counts, catalog_counts, all_item_counts) | "All token counts" >> beam.Flatten()
+        | "By vocabulary" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+        | "Per vocabulary" >> beam.GroupByKey()
+        | "Token lists" >> beam.combiners.ToDict()
+        | "Vocabularies" >> beam.Map(build_vocabularies, config))
+    counts.append(vocabularies | "Write vocabularies" >> beam.ParDo(WriteVocabularies(output)))
+
+    rows = items_with_counts | "ItemTable" >> beam.ParDo(
+        ItemRows(config), beam.pvalue.AsSingleton(vocabularies)).with_outputs(COUNTS, main="ok")
+    counts.append(rows[COUNTS])
+    _ = rows.ok | "Write item table" >> beam.io.WriteToParquet(
+        join("item_table", "part"), arrow_schema(config), file_name_suffix=".parquet", codec="snappy")
+
+    # Dead letters and their counts.
+    dead = dead_letters | "All dead letters" >> beam.Flatten()
+    _ = (dead | "Dead letter json" >> beam.Map(R.DeadLetter.to_json)
+         | "Write dead letters" >> beam.io.WriteToText(join("dead_letter", "part"), file_name_suffix=".jsonl.gz"))
+    counts.append(dead | "Dead letter reasons" >> beam.Map(lambda d: (f"dead_letter:{d.source}:{d.reason}", 1)))
+
+    _ = (counts | "All counts" >> beam.Flatten()
+         | "Counts" >> beam.CombinePerKey(sum)
+         | "Counts dict" >> beam.combiners.ToDict()
+         | "Write counts" >> beam.Map(lambda c: _write_json(join(COUNTS_FILE), c)))
+
+
+def pipeline_options(pipeline_args: list[str], num_workers: int) -> PipelineOptions:
+    """Standard Beam options; without --runner, the local FnApiRunner with `num_workers` processes."""
+    options = PipelineOptions(pipeline_args)
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = "FnApiRunner"  # named: DirectRunner would first try to download Prism
+        direct = options.view_as(DirectOptions)
+        direct.direct_num_workers = num_workers
+        direct.direct_running_mode = "multi_processing" if num_workers > 1 else "in_memory"
+    return options
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    existing = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list
+    if existing and not overwrite:
+        raise ConfigError(f"output directory {output} is not empty; pass --overwrite to replace it")
+    if existing:
+        FileSystems.delete([output])
+
+
+def run(config: Config, output: str, pipeline_args: Optional[list[str]] = None, num_workers: int = 1,
+        overwrite: bool = False) -> dict:
+    """Runs the job to completion and returns the run report; raises PreprocessError past the
+    dead-letter threshold (after writing everything, so the rejects can be inspected)."""
+    prepare_output(output, overwrite)
+    options = pipeline_options(list(pipeline_args or []), num_workers)
+    p = beam.Pipeline(options=options)
+    build_pipeline(p, config, output)
+    log.info("running the preprocess job on %s", options.view_as(StandardOptions).runner)
+    p.run().wait_until_finish()
+    report = finalize(config, output)
+    too_many = report["dead_letter_rate_exceeded"]
+    if too_many:
+        raise PreprocessError(
+            "too many rejected records: " + "; ".join(f"{s}: {r:.2%}" for s, r in too_many.items())
+            + f" (pipeline.max_dead_letter_rate is {config.pipeline.max_dead_letter_rate:.2%}); the reasons are "
+            f"in {output}/report.md and the records in {output}/dead_letter/")
+    return report

@@ -1,0 +1,269 @@
+"""Raw records -> validated events, items and user profiles, or a dead letter with the reason.
+
+Pure Python (no Beam), so every rule is unit-tested directly; `preprocess.py` runs these functions
+inside Beam DoFns. A raw record is a text line (JSON lines, CSV) or a dict (Parquet).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+import math
+import re
+from typing import Any, NamedTuple, Optional, Sequence, Union
+
+from marn_tf.config import Config
+
+# Dead-letter reasons: the complete list, documented in docs/raw_data.md.
+MALFORMED = "malformed_record"
+BAD_UTF8 = "bad_utf8"
+MISSING_FIELD = "missing_field"
+BAD_TIMESTAMP = "bad_timestamp"
+BAD_VALUE = "bad_value"
+BAD_VECTOR_LENGTH = "bad_vector_length"
+NON_FINITE = "non_finite_value"
+NEGATIVE_COUNT = "negative_count"
+UNKNOWN_ITEM = "unknown_item_id"
+DUPLICATE = "duplicate"
+REASONS = (MALFORMED, BAD_UTF8, MISSING_FIELD, BAD_TIMESTAMP, BAD_VALUE, BAD_VECTOR_LENGTH, NON_FINITE,
+           NEGATIVE_COUNT, UNKNOWN_ITEM, DUPLICATE)
+
+_BAD_ID = re.compile(r"[\x00-\x1f\x7f]")  # ids go one a line into vocabulary files
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class DeadLetter(NamedTuple):
+    source: str  # events | items | users
+    reason: str  # one of REASONS
+    detail: str  # what exactly is wrong, naming the field
+    record: str  # the record as read (text, or JSON of a Parquet row)
+    file: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(self._asdict(), ensure_ascii=False)
+
+
+class Event(NamedTuple):
+    user_id: str
+    item_id: str
+    timestamp: int  # epoch seconds
+    event_type: str
+    clicked: int  # 0/1 for impressions, 0 for behaviour events
+    request_id: str
+    position: int  # 0 when unknown
+    context: tuple  # values of EventFields.context, "" when missing
+
+
+class Item(NamedTuple):
+    item_id: str
+    id_values: tuple  # values of ItemFields.id_fields, "" when missing
+    image: Optional[tuple]  # floats of image_dim, None when missing
+    title: Optional[str]
+    statistics: tuple  # ints of ItemFields.statistics, -1 when missing
+
+
+class UserProfile(NamedTuple):
+    user_id: str
+    features: tuple  # values of UserFields.features, "" when missing
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+@dataclasses.dataclass
+class RawRecord:
+    """What a reader produced: the bytes of one text line, or a Parquet row."""
+
+    payload: Union[bytes, dict]
+    file: str = ""
+    csv_header: Optional[Sequence[str]] = None  # column names when the line is CSV
+
+
+def record_text(raw: RawRecord) -> str:
+    if isinstance(raw.payload, dict):
+        return json.dumps(raw.payload, default=str, ensure_ascii=False)
+    return raw.payload.decode("utf-8", errors="replace")
+
+
+def parse_raw(raw: RawRecord) -> dict:
+    """Text line or Parquet row -> dict of column -> value; raises Rejected."""
+    if isinstance(raw.payload, dict):
+        return raw.payload
+    try:
+        text = raw.payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise Rejected(BAD_UTF8, f"not valid UTF-8 at byte {err.start}") from err
+    if raw.csv_header is not None:
+        try:
+            (row,) = list(csv.reader([text], strict=True))
+        except (csv.Error, ValueError) as err:
+            raise Rejected(MALFORMED, f"CSV line does not parse: {err}") from err
+        if len(row) != len(raw.csv_header):
+            raise Rejected(MALFORMED, f"CSV line has {len(row)} fields, the header {len(raw.csv_header)}")
+        return {k: (v if v != "" else None) for k, v in zip(raw.csv_header, row)}
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise Rejected(MALFORMED, f"not valid JSON: {err.msg} at column {err.colno}") from err
+    if not isinstance(record, dict):
+        raise Rejected(MALFORMED, f"a JSON line must be an object, got {type(record).__name__}")
+    return record
+
+
+# -- field parsers (each raises Rejected naming the field) -------------------------------------
+def required_id(record: dict, field: str) -> str:
+    value = record.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise Rejected(MISSING_FIELD, f"{field} is missing")
+    return id_value(value, field)
+
+
+def optional_id(record: dict, field: Optional[str]) -> str:
+    if not field or record.get(field) is None:
+        return ""
+    return id_value(record[field], field)
+
+
+def id_value(value: Any, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise Rejected(BAD_VALUE, f"{field} must be a string, got {value!r}")
+    value = str(value).strip()
+    if _BAD_ID.search(value):
+        raise Rejected(BAD_VALUE, f"{field} contains a control character")
+    return value
+
+
+def timestamp_seconds(value: Any, field: str) -> int:
+    """Epoch seconds (int, float or digit string) or ISO-8601 text; naive times are UTC."""
+    if value is None or value == "":
+        raise Rejected(MISSING_FIELD, f"{field} is missing")
+    if isinstance(value, bool):
+        raise Rejected(BAD_TIMESTAMP, f"{field} {value!r} is not a time")
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d*)?\s*", value):
+        value = float(value)
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise Rejected(BAD_TIMESTAMP, f"{field} {value!r} is not a valid epoch time")
+        return int(value)
+    if isinstance(value, dt.datetime):  # Parquet timestamp columns
+        parsed = value
+    else:
+        try:
+            parsed = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise Rejected(BAD_TIMESTAMP, f"{field} {value!r} is neither epoch seconds nor ISO-8601") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return int(parsed.timestamp())
+
+
+def integer(value: Any, field: str) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise Rejected(NON_FINITE, f"{field} is {value}")
+        if value != int(value):
+            raise Rejected(BAD_VALUE, f"{field} {value!r} is not an integer")
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return integer(float(str(value).strip()), field)
+    except ValueError:
+        raise Rejected(BAD_VALUE, f"{field} {value!r} is not an integer") from None
+
+
+def float_vector(value: Any, field: str, dim: int) -> Optional[tuple]:
+    """A list of floats (JSON, Parquet) or space/comma/semicolon-separated text (CSV); None if empty."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[\s,;]+", value.strip().strip("[]")) if p]
+        try:
+            value = [float(p) for p in parts]
+        except ValueError:
+            raise Rejected(BAD_VALUE, f"{field} has a value that is not a number") from None
+    try:
+        vector = tuple(float(x) for x in value)
+    except (TypeError, ValueError):
+        raise Rejected(BAD_VALUE, f"{field} must be a list of numbers") from None
+    if not vector:
+        return None
+    if len(vector) != dim:
+        raise Rejected(BAD_VECTOR_LENGTH, f"{field} has {len(vector)} values, items.image_dim is {dim}")
+    if not all(math.isfinite(x) for x in vector):
+        raise Rejected(NON_FINITE, f"{field} contains NaN or infinity")
+    return vector
+
+
+# -- the three tables --------------------------------------------------------------------------
+def parse_event(record: dict, config: Config) -> Event:
+    f = config.events
+    event_type = required_id(record, f.event_type)
+    if event_type != f.impression_type and event_type not in f.behaviour_types:
+        raise Rejected(BAD_VALUE, f"{f.event_type} {event_type!r} is neither {f.impression_type!r} nor one of "
+                                  f"events.behaviour_types {f.behaviour_types}")
+    clicked = 0
+    if event_type == f.impression_type:
+        raw = record.get(f.clicked)
+        if raw is None or raw == "":
+            raise Rejected(MISSING_FIELD, f"{f.clicked} is missing on an impression")
+        clicked = {"true": 1, "false": 0}.get(str(raw).strip().lower(), None)
+        clicked = integer(raw, f.clicked) if clicked is None else clicked
+        if clicked not in (0, 1):
+            raise Rejected(BAD_VALUE, f"{f.clicked} must be 0 or 1, got {raw!r}")
+    position = 0
+    if f.position and record.get(f.position) not in (None, ""):
+        position = integer(record[f.position], f.position)
+        if position < 1:
+            raise Rejected(BAD_VALUE, f"{f.position} must be >= 1, got {position}")
+    return Event(
+        user_id=required_id(record, f.user_id),
+        item_id=required_id(record, f.item_id),
+        timestamp=timestamp_seconds(record.get(f.timestamp), f.timestamp),
+        event_type=event_type,
+        clicked=clicked,
+        request_id=optional_id(record, f.request_id),
+        position=position,
+        context=tuple(optional_id(record, c) for c in f.context),
+    )
+
+
+def parse_item(record: dict, config: Config) -> Item:
+    f = config.items
+    title = record.get(f.title) if f.title else None
+    if title is not None and not isinstance(title, str):
+        raise Rejected(BAD_VALUE, f"{f.title} must be text, got {type(title).__name__}")
+    statistics = []
+    for name in f.statistics:
+        value = record.get(name)
+        if value is None or value == "":
+            statistics.append(-1)
+            continue
+        count = integer(value, name)
+        if count < 0:
+            raise Rejected(NEGATIVE_COUNT, f"{name} is {count}; counts cannot be negative")
+        statistics.append(count)
+    return Item(
+        item_id=required_id(record, f.item_id),
+        id_values=tuple(optional_id(record, name) for name in f.id_fields),
+        image=float_vector(record.get(f.image), f.image, f.image_dim) if f.image else None,
+        title=title if title and title.strip() else None,
+        statistics=tuple(statistics),
+    )
+
+
+def parse_user(record: dict, config: Config) -> UserProfile:
+    f = config.users
+    return UserProfile(user_id=required_id(record, f.user_id),
+                       features=tuple(optional_id(record, name) for name in f.features))
+
+
+def title_words(title: Optional[str], max_tokens: int) -> list[str]:
+    """Lower-cased word tokens of a title, at most `max_tokens`."""
+    return _WORD.findall(title.lower())[:max_tokens] if title else []

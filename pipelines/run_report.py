@@ -1,0 +1,135 @@
+"""After the job: the schema (with vocabulary sizes) and the run report, from the job's exact counts.
+
+The report checks the conservation rule of every input table: records in = accepted + dead-lettered.
+"""
+from __future__ import annotations
+
+import json
+
+from apache_beam.io.filesystems import FileSystems
+
+from marn_tf.config import Config
+from pipelines import example_schema as ES
+
+COUNTS_FILE = "counts.json"
+SOURCES = ("events", "items", "users")
+
+
+def _read_json(path: str) -> dict:
+    with FileSystems.open(path) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def _sequence_summary(lengths: dict[int, int], max_length: int) -> dict:
+    total = sum(lengths.values())
+    if not total:
+        return {}
+    ordered = sorted(lengths.items())
+    mean = sum(k * v for k, v in ordered) / total
+
+    def quantile(q):
+        seen = 0
+        for k, v in ordered:
+            seen += v
+            if seen >= q * total:
+                return k
+        return ordered[-1][0]
+
+    return {"mean": round(mean, 2), "p50": quantile(0.5), "p90": quantile(0.9),
+            "empty_share": round(lengths.get(0, 0) / total, 4),
+            "full_share": round(lengths.get(max_length, 0) / total, 4),
+            "histogram": {str(k): v for k, v in ordered}}
+
+
+def build_report(counts: dict, config: Config) -> dict:
+    dead = {s: {} for s in SOURCES}
+    for key, n in counts.items():
+        if key.startswith("dead_letter:"):
+            _, source, reason = key.split(":")
+            dead[source][reason] = n
+    sources = {}
+    for s in SOURCES:
+        n_in = counts.get(f"in:{s}", 0)
+        accepted = counts.get(f"accepted:{s}", 0)
+        rejected = sum(dead[s].values())
+        sources[s] = {"in": n_in, "accepted": accepted, "dead_lettered": rejected,
+                      "dead_letter_rate": round(rejected / n_in, 6) if n_in else 0.0,
+                      "balanced": n_in == accepted + rejected, "dead_letter_reasons": dict(sorted(dead[s].items()))}
+    splits = {}
+    for split in ES.SPLITS:
+        n = counts.get(f"examples:{split}", 0)
+        positives = counts.get(f"positives:{split}", 0)
+        prefix = f"sequence_length:{split}:"
+        lengths = {int(k[len(prefix):]): v for k, v in counts.items() if k.startswith(prefix)}
+        splits[split] = {"examples": n, "positives": positives, "positive_rate": round(positives / n, 4) if n else 0.0,
+                         "sequence_length": _sequence_summary(lengths, config.sequence.max_length)}
+    examples = sum(s["examples"] for s in splits.values())
+    history_only = counts.get("impressions:history_only", 0)
+    items = counts.get("accepted:items", 0)
+    events = sources["events"]
+    report = {
+        "sources": sources,
+        "events_breakdown": {"examples": examples, "impressions_history_only": history_only,
+                             "behaviour_events": events["accepted"] - examples - history_only},
+        "splits": splits,
+        "items": {"rows": items,
+                  "missing_image_rate": round(counts.get("items:missing_image", 0) / items, 4) if items else 0.0,
+                  "missing_title_rate": round(counts.get("items:missing_title", 0) / items, 4) if items else 0.0,
+                  "cold_rate": round(counts.get("items:cold", 0) / items, 4) if items else 0.0,
+                  "with_id_embedding": counts.get("item_id_embeddings", 0)},
+        "vocabulary_sizes": {k.split(":", 1)[1]: v for k, v in sorted(counts.items())
+                             if k.startswith("vocabulary_size:")},
+    }
+    limit = config.pipeline.max_dead_letter_rate
+    report["dead_letter_rate_exceeded"] = {s: v["dead_letter_rate"] for s, v in sources.items()
+                                           if v["dead_letter_rate"] > limit}
+    return report
+
+
+def render_markdown(report: dict) -> str:
+    lines = ["# Preprocess run report", "", "## Records in = accepted + dead-lettered", "",
+             "| table | in | accepted | dead-lettered | rate | balanced |", "|---|---:|---:|---:|---:|---|"]
+    for s, v in report["sources"].items():
+        lines.append(f"| {s} | {v['in']:,} | {v['accepted']:,} | {v['dead_lettered']:,} | "
+                     f"{v['dead_letter_rate']:.3%} | {'yes' if v['balanced'] else 'NO'} |")
+    b = report["events_breakdown"]
+    lines += ["", f"Accepted events: {b['examples']:,} impressions became examples, "
+                  f"{b['impressions_history_only']:,} impressions before train_start serve as history only, "
+                  f"{b['behaviour_events']:,} behaviour events feed the sequences.", "",
+              "## Dead letters by reason", "", "| table | reason | records |", "|---|---|---:|"]
+    for s, v in report["sources"].items():
+        for reason, n in v["dead_letter_reasons"].items():
+            lines.append(f"| {s} | {reason} | {n:,} |")
+    lines += ["", "## Splits", "", "| split | examples | positive rate | mean seq. length | p50 | p90 | empty | full |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for split, v in report["splits"].items():
+        q = v["sequence_length"] or {"mean": 0, "p50": 0, "p90": 0, "empty_share": 0, "full_share": 0}
+        lines.append(f"| {split} | {v['examples']:,} | {v['positive_rate']:.2%} | {q['mean']} | {q['p50']} | "
+                     f"{q['p90']} | {q['empty_share']:.1%} | {q['full_share']:.1%} |")
+    it = report["items"]
+    lines += ["", "## Item table", "",
+              f"{it['rows']:,} items; missing image {it['missing_image_rate']:.1%}, missing title "
+              f"{it['missing_title_rate']:.1%}, cold (no training-window event) {it['cold_rate']:.1%}; "
+              f"{it['with_id_embedding']:,} items with their own ID embedding.", "",
+              "## Vocabularies (tokens, OOV index 0 not counted)", ""]
+    lines += [f"- {k}: {v:,}" for k, v in report["vocabulary_sizes"].items()]
+    if report["dead_letter_rate_exceeded"]:
+        lines += ["", "**FAILED: dead-letter rate above pipeline.max_dead_letter_rate for "
+                      + ", ".join(report["dead_letter_rate_exceeded"]) + "**"]
+    return "\n".join(lines) + "\n"
+
+
+def finalize(config: Config, output: str) -> dict:
+    """Reads the job's counts, writes schema.json, report.json and report.md; returns the report."""
+    counts = _read_json(FileSystems.join(output, COUNTS_FILE))
+    report = build_report(counts, config)
+    unbalanced = [s for s, v in report["sources"].items() if not v["balanced"]]
+    if unbalanced:  # a bug in the job, never a data problem: say so loudly
+        raise RuntimeError(f"records lost in the pipeline (a bug, please report it) for {unbalanced}: {report['sources']}")
+    schema = ES.build_schema(config, report["vocabulary_sizes"], report["items"]["with_id_embedding"])
+    schema.save(output)
+    with FileSystems.create(FileSystems.join(output, "report.json")) as f:
+        f.write(json.dumps(report, indent=2).encode("utf-8"))
+    with FileSystems.create(FileSystems.join(output, "report.md")) as f:
+        f.write(render_markdown(report).encode("utf-8"))
+    return report

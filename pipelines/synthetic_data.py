@@ -1,0 +1,411 @@
+"""`marn generate-data`: a synthetic e-commerce dataset in the raw formats a user brings.
+
+Deterministic by seed, written user by user (memory holds the catalog and one user's events, never
+the log), so it scales to 10M+ events. The planted structure gives MARN's questions an answer:
+
+* **Category kinds.** A third of the categories are *visual* (clothing-like: a click depends on
+  the item's hidden style and colour, which the image vector encodes), a third are *popularity*
+  categories (phones/groceries-like: a click depends on the item's hidden quality, which shows only
+  in its click/sales statistics), the rest are *mixed*. `world.json` lists each category's kind, so
+  modality weights per category can be checked against the truth.
+* **Shared and exclusive information.** The colour is in the image *and* as a title word
+  (redundant, what the invariant part should capture); the style is in the image only; the
+  material is a title word only (it matters in mixed categories).
+* **Users** have persistent category interests that drift day by day, a style taste and favourite
+  colours; they click more in a category they clicked recently, so behaviour sequences predict
+  clicks. Clicks are followed by click/cart/purchase behaviour events a few seconds later (after
+  the impression: a pipeline that leaks the future would see them).
+* **Catalog realism.** Zipf popularity within a category; 15% of items are released during the
+  period (cold items); 10% have no image and 10% no title.
+* A small, optional share of **bad records** of every kind the pipeline must dead-letter
+  (`--bad-record-rate`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import gzip
+import json
+import logging
+import math
+import os
+from typing import IO, Iterator
+
+import numpy as np
+import yaml
+
+log = logging.getLogger(__name__)
+
+KINDS = ("visual", "popularity", "mixed")
+CATEGORY_WORDS = [
+    "dress", "shirt", "shoes", "jacket", "skirt", "bag", "scarf", "hat",  # visual
+    "phone", "charger", "coffee", "rice", "battery", "cable", "tea", "soap",  # popularity
+    "lamp", "mug", "chair", "pillow", "watch", "toy", "towel", "bottle",  # mixed
+]
+COLOURS = ["red", "pink", "blue", "navy", "green", "black", "white", "grey", "beige", "yellow", "purple",
+           "brown"]
+MATERIALS = ["silk", "cotton", "leather", "wool", "steel", "plastic"]
+FILLER = ["new", "classic", "style", "premium", "sale", "official", "hot", "2026", "pro", "mini", "lite",
+          "set", "gift", "original", "plus", "max", "basic", "daily", "soft", "fast"]
+STYLE_DIM = 8
+EVENT_COLUMNS = ["user_id", "item_id", "timestamp", "event_type", "clicked", "request_id", "position", "query"]
+ITEM_COLUMNS = ["item_id", "shop_id", "brand_id", "category_id", "image_embedding", "title", "sales_count",
+                "review_count"]
+USER_COLUMNS = ["user_id", "age_bucket", "gender", "city_tier"]
+
+
+@dataclasses.dataclass
+class GeneratorOptions:
+    output: str
+    users: int = 1000
+    items: int = 3000
+    days: int = 21
+    start_date: str = "2026-09-01"
+    image_dim: int = 64
+    sessions_per_day: float = 0.4  # mean over users; heavy users have many more
+    impressions_per_request: int = 10
+    format: str = "jsonl"
+    gzip: bool = True
+    shards: int = 4
+    bad_record_rate: float = 0.0005
+    seed: int = 7
+
+
+@dataclasses.dataclass
+class Catalog:
+    category: np.ndarray  # int, category index per item
+    shop: np.ndarray
+    brand: np.ndarray
+    style: np.ndarray  # [n, STYLE_DIM]
+    colour: np.ndarray
+    material: np.ndarray
+    quality: np.ndarray
+    release_day: np.ndarray
+    image: np.ndarray  # [n, image_dim] float32
+    has_image: np.ndarray
+    title: list
+    sales: np.ndarray
+    reviews: np.ndarray
+    zipf_weight: np.ndarray
+    kinds: list  # category index -> kind
+
+
+def item_id(i: int) -> str:
+    return f"i{i:07d}"
+
+
+def build_catalog(opts: GeneratorOptions, rng: np.random.Generator) -> Catalog:
+    n, num_cat = opts.items, len(CATEGORY_WORDS)
+    kinds = [KINDS[c // (num_cat // len(KINDS))] for c in range(num_cat)]
+    category = rng.integers(0, num_cat, n)
+    num_shops, num_brands = max(n // 10, 5), max(n // 15, 5)
+    shop_category = rng.integers(0, num_cat, num_shops)  # shops specialise in one category
+    shop = np.array([rng.choice(np.flatnonzero(shop_category == c)) if (shop_category == c).any()
+                     else rng.integers(num_shops) for c in category])
+    brand = rng.integers(0, num_brands, n)
+    style = rng.normal(size=(n, STYLE_DIM))
+    colour = rng.integers(0, len(COLOURS), n)
+    material = rng.integers(0, len(MATERIALS), n)
+    quality = rng.normal(size=n)
+    release_day = np.where(rng.random(n) < 0.15, rng.integers(1, opts.days, n), 0)
+    # The image vector: a fixed random projection of style, colour and category, plus noise.
+    p_style = rng.normal(size=(STYLE_DIM, opts.image_dim)) / math.sqrt(STYLE_DIM)
+    p_colour = rng.normal(size=(len(COLOURS), opts.image_dim))
+    p_cat = rng.normal(size=(num_cat, opts.image_dim)) * 0.5
+    image = (style @ p_style + p_colour[colour] + p_cat[category]
+             + 0.3 * rng.normal(size=(n, opts.image_dim))).astype(np.float32)
+    has_image = rng.random(n) >= 0.10
+    title = []
+    for i in range(n):
+        if rng.random() < 0.10:
+            title.append(None)
+            continue
+        words = [COLOURS[colour[i]], MATERIALS[material[i]], CATEGORY_WORDS[category[i]]]
+        words += list(rng.choice(FILLER, size=rng.integers(1, 4), replace=False))
+        rng.shuffle(words)
+        title.append(f"b{brand[i]} " + " ".join(words))
+    sales = rng.poisson(np.exp(2.0 + 1.2 * quality))
+    reviews = rng.binomial(sales, 0.1)
+    # Zipf exposure within each category: rank items by a noisy quality.
+    zipf_weight = np.zeros(n)
+    for c in range(num_cat):
+        members = np.flatnonzero(category == c)
+        order = members[np.argsort(-(quality[members] + rng.normal(size=len(members))))]
+        zipf_weight[order] = 1.0 / np.arange(1, len(order) + 1) ** 1.1
+    return Catalog(category, shop, brand, style, colour, material, quality, release_day, image, has_image,
+                   title, sales, reviews, zipf_weight, kinds)
+
+
+def click_logit(cat: Catalog, items: np.ndarray, user_style: np.ndarray, fav_colours: np.ndarray,
+                fav_material: int, recent_interest: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The planted click model: which item attributes matter depends on the category's kind."""
+    style_match = cat.style[items] @ user_style / math.sqrt(STYLE_DIM)
+    colour_match = np.isin(cat.colour[items], fav_colours).astype(float)
+    material_match = (cat.material[items] == fav_material).astype(float)
+    quality = cat.quality[items]
+    kind = np.array([cat.kinds[c] for c in cat.category[items]])
+    logit = np.where(kind == "visual", 1.4 * style_match + 1.0 * colour_match + 0.1 * quality,
+                     np.where(kind == "popularity", 1.5 * quality + 0.1 * style_match,
+                              0.7 * style_match + 0.7 * quality + 0.8 * material_match))
+    return logit - 3.0 + 1.2 * recent_interest[cat.category[items]] - 0.06 * (positions - 1)
+
+
+def generate_user(u: int, cat: Catalog, opts: GeneratorOptions, rng: np.random.Generator,
+                  start: int) -> Iterator[dict]:
+    """Events of one user, in time order."""
+    num_cat = len(cat.kinds)
+    interest = rng.dirichlet(np.full(num_cat, 0.3))
+    user_style = rng.normal(size=STYLE_DIM)
+    fav_colours = rng.choice(len(COLOURS), 2, replace=False)
+    fav_material = int(rng.integers(len(MATERIALS)))
+    activity = rng.gamma(1.5, opts.sessions_per_day / 1.5)
+    recent = np.zeros(num_cat)  # decaying clicks per category: what the sequence reveals
+    uid = f"u{u:07d}"
+    for day in range(opts.days):
+        interest = 0.92 * interest + 0.08 * rng.dirichlet(np.full(num_cat, 0.3))  # drift
+        recent *= 0.7
+        day_events = []
+        for s in sorted(rng.integers(0, 86400 - 3600, rng.poisson(activity))):
+            t = start + day * 86400 + int(s)
+            for r in range(int(rng.integers(1, 4))):
+                c = int(rng.choice(num_cat, p=interest)) if rng.random() < 0.8 else int(rng.integers(num_cat))
+                pool = np.flatnonzero((cat.category == c) & (cat.release_day <= day))
+                if len(pool) == 0:
+                    continue
+                k = min(opts.impressions_per_request, len(pool))
+                w = cat.zipf_weight[pool]
+                shown = rng.choice(pool, size=k, replace=False, p=w / w.sum())
+                positions = np.arange(1, k + 1)
+                p = 1 / (1 + np.exp(-click_logit(cat, shown, user_style, fav_colours, fav_material,
+                                                 np.minimum(recent, 2.0), positions)))
+                clicked = rng.random(k) < p
+                request = f"r{u:07d}_{day:03d}_{s:05d}_{r}"
+                query = CATEGORY_WORDS[c] if rng.random() < 0.7 else ""  # search vs. feed
+                for item, pos, clk in zip(shown, positions, clicked):
+                    day_events.append(dict(user_id=uid, item_id=item_id(item), timestamp=t, event_type="impression",
+                                           clicked=int(clk), request_id=request, position=int(pos), query=query))
+                    if clk:
+                        t_click = t + int(rng.integers(2, 60))
+                        day_events.append(_behaviour(uid, item, t_click, "click"))
+                        recent[c] += 1.0
+                        if rng.random() < 0.2:
+                            t_cart = t_click + int(rng.integers(60, 600))
+                            day_events.append(_behaviour(uid, item, t_cart, "cart"))
+                            if rng.random() < 0.4:
+                                day_events.append(_behaviour(uid, item, t_cart + int(rng.integers(60, 3600)),
+                                                             "purchase"))
+                t += int(rng.integers(30, 120))
+        day_events.sort(key=lambda e: e["timestamp"])
+        yield from day_events
+
+
+def _behaviour(uid: str, item: int, t: int, kind: str) -> dict:
+    return dict(user_id=uid, item_id=item_id(item), timestamp=t, event_type=kind, clicked=None,
+                request_id=None, position=None, query=None)
+
+
+def bad_event(rng: np.random.Generator, good: dict, text_format: bool):
+    """A broken variant of an event, one kind of defect at random (text formats may break syntax)."""
+    kinds = ["missing_field", "bad_timestamp", "unknown_item", "bad_clicked", "negative_position", "duplicate"]
+    if text_format:
+        kinds += ["malformed", "bad_utf8"]
+    kind = kinds[int(rng.integers(len(kinds)))]
+    bad = dict(good)
+    if kind == "missing_field":
+        bad["user_id"] = None
+    elif kind == "bad_timestamp":
+        bad["timestamp"] = "yesterday-ish"
+    elif kind == "unknown_item":
+        bad["item_id"] = "i_does_not_exist"
+    elif kind == "bad_clicked":
+        bad["clicked"] = 7
+    elif kind == "negative_position":
+        bad["position"] = -3
+    elif kind in ("malformed", "bad_utf8"):
+        return kind  # the writer produces the broken bytes
+    return bad
+
+
+class _ShardWriter:
+    """Writes rows to one file in JSON lines, CSV or Parquet."""
+
+    def __init__(self, path: str, fmt: str, columns: list, compress: bool, arrow_schema=None):
+        self.fmt, self.columns, self.rows = fmt, columns, []
+        self.arrow_schema = arrow_schema
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            self.writer = pq.ParquetWriter(path, arrow_schema, compression="snappy")
+        else:
+            self.f: IO[bytes] = gzip.open(path, "wb", compresslevel=3) if compress else open(path, "wb")
+            if fmt == "csv":
+                self.f.write((",".join(columns) + "\n").encode())
+
+    def write(self, row: dict) -> None:
+        if self.fmt == "parquet":
+            self.rows.append(row)
+            if len(self.rows) >= 50_000:
+                self._flush()
+        elif self.fmt == "jsonl":
+            self.f.write(json.dumps(row, separators=(",", ":")).encode() + b"\n")
+        else:
+            self.f.write(_csv_line([row.get(c) for c in self.columns]).encode() + b"\n")
+
+    def write_raw(self, line: bytes) -> None:
+        self.f.write(line + b"\n")
+
+    def _flush(self):
+        import pyarrow as pa
+
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.arrow_schema))
+            self.rows = []
+
+    def close(self):
+        if self.fmt == "parquet":
+            self._flush()
+            self.writer.close()
+        else:
+            self.f.close()
+
+
+def _csv_line(values: list) -> str:
+    out = []
+    for v in values:
+        if v is None:
+            out.append("")
+        elif isinstance(v, (list, np.ndarray)):
+            out.append(" ".join(f"{x:.5g}" for x in v))  # vectors: space-separated floats
+        else:
+            s = str(v)
+            out.append('"' + s.replace('"', '""') + '"' if any(ch in s for ch in ',"') else s)
+    return ",".join(out)
+
+
+def _arrow_schemas(image_dim: int):
+    import pyarrow as pa
+
+    events = pa.schema([("user_id", pa.string()), ("item_id", pa.string()), ("timestamp", pa.int64()),
+                        ("event_type", pa.string()), ("clicked", pa.int64()), ("request_id", pa.string()),
+                        ("position", pa.int64()), ("query", pa.string())])
+    items = pa.schema([("item_id", pa.string()), ("shop_id", pa.string()), ("brand_id", pa.string()),
+                       ("category_id", pa.string()), ("image_embedding", pa.list_(pa.float32())),
+                       ("title", pa.string()), ("sales_count", pa.int64()), ("review_count", pa.int64())])
+    users = pa.schema([(c, pa.string()) for c in USER_COLUMNS])
+    return events, items, users
+
+
+def generate(opts: GeneratorOptions, progress: bool = True) -> dict:
+    """Writes events/, items/, users/, config.yaml and world.json under `opts.output`; returns counts."""
+    if opts.format not in ("jsonl", "csv", "parquet"):
+        raise ValueError(f"--format must be jsonl, csv or parquet, not {opts.format!r}")
+    rng = np.random.default_rng(opts.seed)
+    cat = build_catalog(opts, rng)
+    start = int(dt.datetime.fromisoformat(opts.start_date).replace(tzinfo=dt.timezone.utc).timestamp())
+    ext = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}[opts.format]
+    compress = opts.gzip and opts.format != "parquet"
+    ext += ".gz" if compress else ""
+    event_schema, item_schema, user_schema = _arrow_schemas(opts.image_dim)
+    text = opts.format != "parquet"
+    for sub in ("events", "items", "users"):
+        os.makedirs(os.path.join(opts.output, sub), exist_ok=True)
+
+    items_out = _ShardWriter(os.path.join(opts.output, "items", "items" + ext), opts.format, ITEM_COLUMNS, compress,
+                             item_schema)
+    for i in range(opts.items):
+        items_out.write(dict(
+            item_id=item_id(i), shop_id=f"s{cat.shop[i]:05d}", brand_id=f"b{cat.brand[i]:05d}",
+            category_id=f"c{cat.category[i]:02d}_{CATEGORY_WORDS[cat.category[i]]}",
+            image_embedding=[round(float(x), 5) for x in cat.image[i]] if cat.has_image[i] else None,
+            title=cat.title[i], sales_count=int(cat.sales[i]), review_count=int(cat.reviews[i])))
+    items_out.close()
+
+    users_out = _ShardWriter(os.path.join(opts.output, "users", "users" + ext), opts.format, USER_COLUMNS, compress,
+                             user_schema)
+    shards = [_ShardWriter(os.path.join(opts.output, "events", f"part-{s:05d}-of-{opts.shards:05d}{ext}"),
+                           opts.format, EVENT_COLUMNS, compress, event_schema) for s in range(opts.shards)]
+    counts = {"events": 0, "bad_events": 0, "impressions": 0, "clicks": 0}
+    user_iter = range(opts.users)
+    if progress:
+        from tqdm import tqdm
+
+        user_iter = tqdm(user_iter, desc="generate users", unit="user", mininterval=1.0)
+    for u in user_iter:
+        urng = np.random.default_rng([opts.seed, u])  # per-user stream: any user regenerates alike
+        if urng.random() < 0.95:  # some users have no profile row
+            users_out.write(dict(user_id=f"u{u:07d}", age_bucket=f"a{int(urng.integers(1, 7))}",
+                                 gender=str(urng.choice(["f", "m", "n"])), city_tier=f"t{int(urng.integers(1, 5))}"))
+        out = shards[u % opts.shards]
+        for event in generate_user(u, cat, opts, urng, start):
+            out.write(event)
+            counts["events"] += 1
+            counts["impressions"] += event["event_type"] == "impression"
+            counts["clicks"] += bool(event["clicked"])
+            if opts.bad_record_rate and urng.random() < opts.bad_record_rate:
+                bad = bad_event(urng, event, text)
+                if bad == "malformed":
+                    out.write_raw(b'{"user_id": "u1", "item_id": ' if opts.format == "jsonl" else b'u1,"unterminated')
+                elif bad == "bad_utf8":
+                    out.write_raw(json.dumps(event).replace("impression", "impr\udcffession").encode(
+                        "utf-8", "surrogateescape") if opts.format == "jsonl" else
+                        _csv_line([event.get(c) for c in EVENT_COLUMNS]).encode().replace(b"u", b"\xff", 1))
+                else:
+                    out.write(bad)
+                counts["bad_events"] += 1
+    for s in shards:
+        s.close()
+    users_out.close()
+
+    days_train, days_valid = int(opts.days * 0.7), int(opts.days * 0.85)
+    day = lambda d: (dt.date.fromisoformat(opts.start_date) + dt.timedelta(days=d)).isoformat()  # noqa: E731
+    config = {
+        "inputs": {"events": {"path": os.path.join(opts.output, "events", "part-*")},
+                   "items": {"path": os.path.join(opts.output, "items", "items" + ext)},
+                   "users": {"path": os.path.join(opts.output, "users", "users" + ext)}},
+        "users": {"features": USER_COLUMNS[1:]},
+        "items": {"image_dim": opts.image_dim},
+        "split": {"train_start": day(2), "train_end": day(days_train), "valid_end": day(days_valid)},
+    }
+    with open(os.path.join(opts.output, "config.yaml"), "w") as f:
+        f.write("# marn-tf config for this generated dataset; see docs/raw_data.md for every key.\n")
+        yaml.safe_dump(config, f, sort_keys=False)
+    world = {"options": dataclasses.asdict(opts), "counts": counts,
+             "category_kind": {f"c{c:02d}_{w}": cat.kinds[c] for c, w in enumerate(CATEGORY_WORDS)}}
+    with open(os.path.join(opts.output, "world.json"), "w") as f:
+        json.dump(world, f, indent=2)
+    return counts
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = GeneratorOptions(output="")
+    parser.add_argument("--output", required=True, help="directory to write events/, items/, users/, config.yaml")
+    parser.add_argument("--users", type=int, default=d.users, help="number of users (default %(default)s)")
+    parser.add_argument("--events", type=int, default=None,
+                        help="approximate number of events; sets --users from it (about 200 events a user at "
+                             "the defaults)")
+    parser.add_argument("--items", type=int, default=d.items, help="catalog size (default %(default)s)")
+    parser.add_argument("--days", type=int, default=d.days, help="days of logs (default %(default)s)")
+    parser.add_argument("--start-date", default=d.start_date, help="first day, ISO date (default %(default)s)")
+    parser.add_argument("--image-dim", type=int, default=d.image_dim, help="image vector size (default %(default)s)")
+    parser.add_argument("--format", choices=["jsonl", "csv", "parquet"], default=d.format,
+                        help="raw file format (default %(default)s)")
+    parser.add_argument("--no-gzip", dest="gzip", action="store_false", help="write uncompressed text files")
+    parser.add_argument("--shards", type=int, default=d.shards, help="event files (default %(default)s)")
+    parser.add_argument("--bad-record-rate", type=float, default=d.bad_record_rate,
+                        help="share of extra broken event records, to exercise dead-lettering "
+                             "(default %(default)s)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
+
+
+def options_from_args(args: argparse.Namespace) -> GeneratorOptions:
+    fields = {f.name for f in dataclasses.fields(GeneratorOptions)}
+    opts = GeneratorOptions(**{k: v for k, v in vars(args).items() if k in fields})
+    if args.events:
+        opts.users = max(1, round(args.events / events_per_user(opts)))
+    return opts
+
+
+def events_per_user(opts: GeneratorOptions) -> float:
+    """Expected events per user: sessions x requests x impressions x (1 + behaviour per impression)."""
+    return opts.days * opts.sessions_per_day * 2 * opts.impressions_per_request * 1.25

@@ -1,0 +1,115 @@
+"""One user's events -> training examples with behaviour sequences (pure Python, unit-tested).
+
+Rules, all of them tested in tests/pipelines/test_user_history.py:
+* Events are ordered by (timestamp, behaviour-type order, item id, the rest): deterministic.
+* An event equal to an earlier one in (item, timestamp, type, request, position) is a duplicate.
+* An impression's sequence holds behaviour events *strictly earlier* than it: a click logged in the
+  same second as the impression is not in it. The most recent `max_length` are kept, oldest first.
+* Each behaviour carries its property: event type and the time gap to the impression (bucketised),
+  and the item's statistics as of the day of that behaviour.
+* Impressions split by time: before train_start history only, then train / validation / test.
+"""
+from __future__ import annotations
+
+import collections
+import math
+from typing import Callable, Iterable, Iterator, Optional
+
+from marn_tf.config import Config
+
+from pipelines import example_schema as ES
+from pipelines.item_statistics import STATISTIC_NAMES, CumulativeCounts, day_of, statistic_buckets
+from pipelines.records import Event, UserProfile
+
+HISTORY_ONLY = "history_only"
+
+StatsLookup = Callable[[str], Optional[CumulativeCounts]]
+
+
+def sort_and_deduplicate(events: Iterable[Event], behaviour_types: list[str]) -> tuple[list[Event], list[Event]]:
+    """(kept events in order, duplicates)."""
+    rank = {t: i for i, t in enumerate(behaviour_types)}  # impressions rank last among equal times
+    ordered = sorted(events, key=lambda e: (e.timestamp, rank.get(e.event_type, len(rank)), e))
+    kept, duplicates, seen = [], [], set()
+    for e in ordered:
+        key = (e.item_id, e.timestamp, e.event_type, e.request_id, e.position)
+        if key in seen:
+            duplicates.append(e)
+        else:
+            seen.add(key)
+            kept.append(e)
+    return kept, duplicates
+
+
+def time_gap_bucket(seconds: int) -> int:
+    return 1 + min(int(math.log2(1 + max(seconds, 0))), ES.TIME_GAP_BUCKETS - 2)
+
+
+def split_of(timestamp: int, config: Config) -> str:
+    start, train_end, valid_end = config.split.boundaries
+    if start is not None and timestamp < start:
+        return HISTORY_ONLY
+    if timestamp < train_end:
+        return "train"
+    return "validation" if timestamp < valid_end else "test"
+
+
+def build_examples(user_id: str, events: list[Event], profile: Optional[UserProfile], stats: StatsLookup,
+                   config: Config) -> Iterator[tuple[str, dict]]:
+    """(split, feature values) for every impression of the user; `events` sorted and deduplicated.
+
+    Impressions before train_start come out with split HISTORY_ONLY and no features (they are counted).
+    """
+    f = config.events
+    max_len = config.sequence.max_length
+    num_buckets = config.statistics.num_buckets
+    type_index = {t: i + 1 for i, t in enumerate(f.behaviour_types)}
+    profile_values = profile.features if profile else ("",) * len(config.users.features)
+    history: collections.deque = collections.deque(maxlen=max_len)  # (timestamp, item, type index, stats)
+    i = 0
+    while i < len(events):
+        # All events of one timestamp: impressions see only behaviours from before it.
+        j = i
+        while j < len(events) and events[j].timestamp == events[i].timestamp:
+            j += 1
+        same_time = events[i:j]
+        for e in same_time:
+            if e.event_type != f.impression_type:
+                continue
+            split = split_of(e.timestamp, config)
+            if split == HISTORY_ONLY:
+                yield split, {}
+                continue
+            yield split, _example(user_id, e, history, profile_values, stats, config, max_len, num_buckets)
+        day = day_of(events[i].timestamp)
+        for e in same_time:
+            if e.event_type in type_index:
+                history.append((e.timestamp, e.item_id, type_index[e.event_type],
+                                statistic_buckets(stats(e.item_id), day, num_buckets)))
+        i = j
+
+
+def _example(user_id, e: Event, history, profile_values, stats, config, max_len, num_buckets) -> dict:
+    n = len(history)
+    pad = max_len - n
+    stat_now = statistic_buckets(stats(e.item_id), day_of(e.timestamp), num_buckets)
+    values = {
+        "label": e.clicked,
+        "user_id": user_id,
+        "item_id": e.item_id,
+        "position": e.position,
+        "hist_item_id": [h[1] for h in history] + [""] * pad,
+        "hist_event_type": [h[2] for h in history] + [0] * pad,
+        "hist_time_gap": [time_gap_bucket(e.timestamp - h[0]) for h in history] + [0] * pad,
+        "hist_length": n,
+        "timestamp": e.timestamp,
+        "request_id": e.request_id,
+    }
+    for name, value in zip(config.events.context, e.context):
+        values[ES.context_feature(name)] = value
+    for name, value in zip(config.users.features, profile_values):
+        values[ES.profile_feature(name)] = value
+    for k, name in enumerate(STATISTIC_NAMES):
+        values[ES.item_stat_feature(name)] = stat_now[k]
+        values[ES.hist_stat_feature(name)] = [h[3][k] for h in history] + [0] * pad
+    return values
