@@ -150,11 +150,14 @@ class SplitConfig:
 @dataclasses.dataclass
 class PipelineConfig:
     max_dead_letter_rate: float = 0.05  # fail the job when more of a table's records are rejected
-    num_shards: int = 0  # TFRecord shards per split; 0 lets the runner decide
+    # TFRecord shards per split: several, so multi-worker training can shard by file; 0 lets the runner decide
+    num_shards: int = 4
 
     def __post_init__(self):
         if not 0.0 <= self.max_dead_letter_rate <= 1.0:
             raise ConfigError("max_dead_letter_rate must be between 0 and 1")
+        if self.num_shards < 0:
+            raise ConfigError("num_shards must be >= 0")
 
 
 @dataclasses.dataclass

@@ -167,6 +167,10 @@ class Schema:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Schema":
+        return from_dict(cls, data)
+
     def save(self, directory: str) -> str:
         from apache_beam.io.filesystems import FileSystems  # local paths and gs:// alike
 
@@ -190,7 +194,7 @@ class Schema:
                               "directory") from err
         except json.JSONDecodeError as err:
             raise SchemaError(f"schema file {path} is not valid JSON: {err}") from err
-        return from_dict(cls, data)
+        return cls.from_dict(data)
 
 
 def _default_value(f: FeatureSpec):

@@ -66,14 +66,13 @@ class ParseRecords(_CountingDoFn):
         self.source, self.parse, self.config = source, parse, config
 
     def process(self, raw: R.RawRecord):
-        if isinstance(raw.payload, bytes) and not raw.payload.strip():
-            return  # blank lines are not records
         self.counts[f"in:{self.source}"] += 1
         try:
-            yield self.parse(R.parse_raw(raw), self.config)
+            parsed = self.parse(R.parse_raw(raw), self.config)
         except R.Rejected as err:
-            yield beam.pvalue.TaggedOutput(DEAD, R.DeadLetter(self.source, err.reason, err.detail, R.record_text(raw),
-                                                              raw.file))
+            parsed = beam.pvalue.TaggedOutput(DEAD, R.DeadLetter(self.source, err.reason, err.detail,
+                                                                 R.record_text(raw), raw.file))
+        yield parsed
 
 
 def _dead(source: str, reason: str, detail: str, record) -> R.DeadLetter:

@@ -76,4 +76,5 @@ class ReadRaw(beam.PTransform):
         return (pbegin
                 | "Text" >> beam.io.ReadFromTextWithFilename(self.spec.path, coder=BytesCoder(),
                                                             skip_header_lines=1 if headers else 0)
+                | "Skip blank lines" >> beam.Filter(lambda fl: fl[1].strip())  # not records, not counted
                 | "Wrap" >> beam.Map(lambda fl: RawRecord(fl[1], fl[0], headers.get(fl[0]) if headers else None)))

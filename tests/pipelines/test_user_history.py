@@ -1,0 +1,110 @@
+"""Behaviour sequences, point-in-time statistics and splits on a hand-made log, expectations written out."""
+import random
+
+from pipelines.item_statistics import CumulativeCounts
+from pipelines.records import Event
+from pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate
+
+T0 = 1767225600  # 2026-01-01T00:00:00Z
+DAY = 86400
+D0 = T0 // DAY
+
+
+def imp(t, item, clicked, request="r", position=1):
+    return Event("u1", item, t, "impression", clicked, request, position, ("q",))
+
+
+def beh(t, item, kind):
+    return Event("u1", item, t, kind, 0, "", 0, ("",))
+
+
+LOG = [
+    imp(T0 + 100, "i1", 1, position=1),     # A  day 0, train
+    imp(T0 + 100, "i2", 0, position=2),     # B  same request
+    beh(T0 + 100, "i1", "click"),           #    logged in the same second: not in A's or B's sequence
+    beh(T0 + 200, "i1", "cart"),
+    imp(T0 + DAY + 10, "i2", 0),            # C  day 1
+    beh(T0 + DAY + 20, "i1", "purchase"),
+    imp(T0 + DAY + 20, "i3", 1),            # D  same second as the purchase: purchase not in it
+    beh(T0 + DAY + 30, "i3", "click"),
+    imp(T0 + 2 * DAY + 5, "i1", 0),         # E  day 2, validation; sequence truncated to 3
+    imp(T0 + 3 * DAY, "i3", 1),             # F  exactly valid_end: test
+]
+# What every user did per item and day (this user plus others): (day, impressions, clicks).
+STATS = {
+    "i1": CumulativeCounts.from_daily([(D0, 2, 1), (D0 + 2, 1, 0)]),
+    "i2": CumulativeCounts.from_daily([(D0, 1, 0), (D0 + 1, 1, 0)]),
+    "i3": CumulativeCounts.from_daily([(D0 + 1, 1, 1), (D0 + 3, 1, 1)]),
+}
+
+
+def run(config, log=LOG):
+    events, duplicates = sort_and_deduplicate(log, config.events.behaviour_types)
+    return list(build_examples("u1", events, None, STATS.get, config)), duplicates
+
+
+def test_sequences_are_strictly_earlier_and_truncated(make_config):
+    examples, _ = run(make_config())
+    got = [(split, v["item_id"], v["hist_item_id"], v["hist_event_type"], v["hist_time_gap"], v["hist_length"])
+           for split, v in examples]
+    assert got == [
+        ("train", "i1", ["", "", ""], [0, 0, 0], [0, 0, 0], 0),                       # A
+        ("train", "i2", ["", "", ""], [0, 0, 0], [0, 0, 0], 0),                       # B
+        ("train", "i2", ["i1", "i1", ""], [1, 2, 0], [17, 17, 0], 2),                 # C: click, cart
+        ("train", "i3", ["i1", "i1", ""], [1, 2, 0], [17, 17, 0], 2),                 # D: not the purchase
+        ("validation", "i1", ["i1", "i1", "i3"], [2, 3, 1], [18, 17, 17], 3),         # E: last 3, oldest first
+        ("test", "i3", ["i1", "i1", "i3"], [2, 3, 1], [18, 18, 18], 3),               # F
+    ]
+
+
+def test_statistics_are_point_in_time(make_config):
+    examples, _ = run(make_config())
+    candidate = [(v["item_stat_impressions"], v["item_stat_clicks"], v["item_stat_ctr"]) for _, v in examples]
+    # Bucket values: impressions/clicks 1 + floor(log2(1 + n)); ctr 1 + floor(sqrt((c+.5)/(n+10)) * 19).
+    assert candidate == [
+        (0, 0, 0),  # A: nothing before day 0
+        (0, 0, 0),  # B
+        (2, 1, 5),  # C: i2 had 1 impression, 0 clicks on day 0 (B itself), none of day 1
+        (0, 0, 0),  # D: i3 first shown on day 1
+        (2, 2, 7),  # E: i1 on day 0: 2 impressions, 1 click; day 2 (E's own day) excluded
+        (2, 2, 8),  # F: i3 on day 1: 1 impression, 1 click; day 3 excluded
+    ]
+    e = examples[4][1]
+    # Behaviour items carry their statistics as of the day of the behaviour: the cart (day 0) knew
+    # nothing of i1, the purchase (day 1) knew day 0, the click on i3 (day 1) knew nothing of day 1.
+    assert e["hist_stat_impressions"] == [0, 2, 0]
+    assert e["hist_stat_clicks"] == [0, 2, 0]
+    assert e["hist_stat_ctr"] == [0, 7, 0]
+
+
+def test_labels_positions_and_context(make_config):
+    examples, _ = run(make_config())
+    assert [v["label"] for _, v in examples] == [1, 0, 0, 1, 0, 1]
+    assert [v["position"] for _, v in examples[:2]] == [1, 2]
+    assert examples[0][1]["context_query"] == "q" and examples[0][1]["timestamp"] == T0 + 100
+
+
+def test_input_order_does_not_matter_and_duplicates_are_dropped(make_config):
+    shuffled = LOG + [LOG[1], LOG[3]]
+    random.Random(3).shuffle(shuffled)
+    examples, duplicates = run(make_config(), shuffled)
+    assert examples == run(make_config())[0]
+    assert sorted(duplicates) == sorted([LOG[1], LOG[3]])
+
+
+def test_impressions_before_train_start_are_history_only(make_config):
+    config = make_config(split={"train_start": "2026-01-02", "train_end": "2026-01-03", "valid_end": "2026-01-04"})
+    examples, _ = run(config)
+    assert [s for s, _ in examples] == [HISTORY_ONLY, HISTORY_ONLY, "train", "train", "validation", "test"]
+    assert examples[2][1]["hist_item_id"][:2] == ["i1", "i1"]  # their behaviours still count as history
+
+
+def test_profile_values_are_attached(make_config):
+    from pipelines.records import UserProfile
+
+    config = make_config(users={"features": ["gender", "age"]})
+    events, _ = sort_and_deduplicate(LOG, config.events.behaviour_types)
+    with_profile = list(build_examples("u1", events, UserProfile("u1", ("f", "a3")), STATS.get, config))
+    without = list(build_examples("u1", events, None, STATS.get, config))
+    assert (with_profile[0][1]["user_gender"], with_profile[0][1]["user_age"]) == ("f", "a3")
+    assert (without[0][1]["user_gender"], without[0][1]["user_age"]) == ("", "")
