@@ -46,7 +46,7 @@ def log2_bucket(count: int, num_buckets: int) -> int:
     """0 for a missing count (< 0), else 1 + floor(log2(1 + count)), capped at num_buckets - 1."""
     if count < 0:
         return 0
-    return 1 + min(int(math.log2(1 + count)), num_buckets - 2)
+    return min((1 + count).bit_length(), num_buckets - 1)  # bit_length(n) = 1 + floor(log2(n))
 
 
 def ctr_bucket(impressions: int, clicks: int, num_buckets: int) -> int:

@@ -33,7 +33,7 @@ from pipelines.item_statistics import CumulativeCounts, day_of
 from pipelines.item_table import arrow_schema, item_row
 from pipelines.raw_io import ReadRaw
 from pipelines.run_report import COUNTS_FILE, finalize
-from pipelines.tf_example import encode_example
+from pipelines.tf_example import ExampleEncoder
 from pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate, split_of
 from pipelines.vocabulary import item_vocabulary, ordered_tokens, write_vocabulary
 
@@ -126,8 +126,7 @@ class BuildExamples(_CountingDoFn):
 
     def __init__(self, config: Config):
         self.config = config
-        self.features = ES.example_features(config)
-        self.max_len = config.sequence.max_length
+        self.encoder = ExampleEncoder(ES.example_features(config))
 
     def process(self, timeline, stats):
         user_id, (events, profile) = timeline
@@ -139,7 +138,7 @@ class BuildExamples(_CountingDoFn):
             self.counts[f"examples:{split}"] += 1
             self.counts[f"positives:{split}"] += values["label"]
             self.counts[f"sequence_length:{split}:{values['hist_length']}"] += 1
-            yield beam.pvalue.TaggedOutput(split, encode_example(values, self.features))
+            yield beam.pvalue.TaggedOutput(split, self.encoder.encode(values))
 
 
 class TrainingWindowCounts(beam.DoFn):

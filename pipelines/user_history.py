@@ -12,7 +12,6 @@ Rules, all of them tested in tests/pipelines/test_user_history.py:
 from __future__ import annotations
 
 import collections
-import math
 from typing import Callable, Iterable, Iterator, Optional
 
 from marn_tf.config import Config
@@ -39,10 +38,6 @@ def sort_and_deduplicate(events: Iterable[Event], behaviour_types: list[str]) ->
             seen.add(key)
             kept.append(e)
     return kept, duplicates
-
-
-def time_gap_bucket(seconds: int) -> int:
-    return 1 + min(int(math.log2(1 + max(seconds, 0))), ES.TIME_GAP_BUCKETS - 2)
 
 
 def split_of(timestamp: int, config: Config) -> str:
@@ -92,24 +87,33 @@ def build_examples(user_id: str, events: list[Event], profile: Optional[UserProf
 def _example(user_id, e: Event, history, profile_values, stats, config, max_len, num_buckets) -> dict:
     n = len(history)
     pad = max_len - n
-    stat_now = statistic_buckets(stats(e.item_id), day_of(e.timestamp), num_buckets)
+    t = e.timestamp
+    if n:
+        times, items, types, buckets = zip(*history)
+        stat_lists = zip(*buckets)
+    else:
+        times = items = types = ()
+        stat_lists = ((),) * len(STATISTIC_NAMES)
+    gap_cap = ES.TIME_GAP_BUCKETS - 1
+    stat_now = statistic_buckets(stats(e.item_id), day_of(t), num_buckets)
     values = {
         "label": e.clicked,
         "user_id": user_id,
         "item_id": e.item_id,
         "position": e.position,
-        "hist_item_id": [h[1] for h in history] + [""] * pad,
-        "hist_event_type": [h[2] for h in history] + [0] * pad,
-        "hist_time_gap": [time_gap_bucket(e.timestamp - h[0]) for h in history] + [0] * pad,
+        "hist_item_id": list(items) + [""] * pad,
+        "hist_event_type": list(types) + [0] * pad,
+        # 1 + floor(log2(1 + seconds)), capped; bit_length computes it exactly, without floats
+        "hist_time_gap": [min((1 + t - h).bit_length(), gap_cap) for h in times] + [0] * pad,
         "hist_length": n,
-        "timestamp": e.timestamp,
+        "timestamp": t,
         "request_id": e.request_id,
     }
     for name, value in zip(config.events.context, e.context):
         values[ES.context_feature(name)] = value
     for name, value in zip(config.users.features, profile_values):
         values[ES.profile_feature(name)] = value
-    for k, name in enumerate(STATISTIC_NAMES):
-        values[ES.item_stat_feature(name)] = stat_now[k]
-        values[ES.hist_stat_feature(name)] = [h[3][k] for h in history] + [0] * pad
+    for name, now, past in zip(STATISTIC_NAMES, stat_now, stat_lists):
+        values[ES.item_stat_feature(name)] = now
+        values[ES.hist_stat_feature(name)] = list(past) + [0] * pad
     return values

@@ -1,0 +1,134 @@
+"""Pipeline benchmark: events/s end to end and peak memory of `marn preprocess` on the local runner.
+
+    python benchmarks/pipeline.py                       # 1M events, 1 and 2 workers
+    python benchmarks/pipeline.py --scaling 250000 500000 1000000 --workers 2   # memory vs. input size
+    python benchmarks/pipeline.py --encoder-only        # tf.train.Example encoding, us per example
+
+Each run is a fresh `marn preprocess` process (workers included) on data made once by
+`marn generate-data` and cached under --data-dir. Memory is the resident set of the whole process
+tree (runner + worker processes), sampled from /proc every 0.1 s; "largest process" is the biggest
+single one. Events/s counts every input event over the whole wall time, start-up included.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+TARGET_EVENTS_PER_S = 20_000
+
+
+def tree_rss_mb(root: int) -> tuple[float, float]:
+    """(sum, max) resident MB over `root` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(name))
+            rss[int(name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, largest, stack = 0, 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        largest = max(largest, rss.get(pid, 0))
+        stack.extend(children.get(pid, []))
+    return total / 2**20, largest / 2**20
+
+
+def run_measured(cmd: list[str]) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak_total = peak_largest = 0.0
+    while proc.poll() is None:
+        total, largest = tree_rss_mb(proc.pid)
+        peak_total, peak_largest = max(peak_total, total), max(peak_largest, largest)
+        time.sleep(0.1)
+    wall = time.perf_counter() - start
+    output = proc.stdout.read()
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{output[-3000:]}")
+    return {"wall_s": wall, "peak_tree_mb": peak_total, "peak_process_mb": peak_largest}
+
+
+def ensure_data(events: int, data_dir: str) -> str:
+    path = os.path.join(data_dir, f"events-{events}")
+    if not os.path.exists(os.path.join(path, "config.yaml")):
+        print(f"generating {events:,} events into {path} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "marn_tf.cli", "generate-data", "--output", path, "--events",
+                        str(events), "--quiet"], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def bench_pipeline(args) -> None:
+    sizes = args.scaling or [args.events]
+    rows = []
+    for events in sizes:
+        data = ensure_data(events, args.data_dir)
+        for workers in args.workers:
+            out = os.path.join(args.data_dir, f"out-{events}-{workers}")
+            cmd = [sys.executable, "-m", "marn_tf.cli", "preprocess", "--config", os.path.join(data, "config.yaml"),
+                   "--output", out, "--workers", str(workers), "--overwrite"]
+            print("running:", " ".join(cmd), flush=True)
+            m = run_measured(cmd)
+            with open(os.path.join(out, "report.json")) as f:
+                n_in = json.load(f)["sources"]["events"]["in"]
+            rows.append((n_in, workers, m["wall_s"], n_in / m["wall_s"], m["peak_tree_mb"], m["peak_process_mb"]))
+    print(f"\n{'events':>10} {'workers':>7} {'wall s':>8} {'events/s':>10} {'peak MB (tree)':>15} "
+          f"{'peak MB (1 proc)':>17}")
+    for n, w, wall, rate, tree, proc in rows:
+        print(f"{n:>10,} {w:>7} {wall:>8.1f} {rate:>10,.0f} {tree:>15,.0f} {proc:>17,.0f}")
+    best = max(r[3] for r in rows)
+    print(f"\ntarget >= {TARGET_EVENTS_PER_S:,} events/s on 2 cores: best {best:,.0f} "
+          f"({'met' if best >= TARGET_EVENTS_PER_S else 'NOT met'})")
+
+
+def bench_encoder() -> None:
+    import random
+    import timeit
+
+    import marn_tf  # noqa: F401
+    from marn_tf.config import Config
+    from pipelines import example_schema as ES
+    from pipelines.tf_example import ExampleEncoder
+
+    config = Config.from_dict({"inputs": {"events": {"path": "-"}, "items": {"path": "-"}},
+                               "split": {"train_end": "2026-01-02", "valid_end": "2026-01-03"},
+                               "users": {"features": ["age_bucket", "gender", "city_tier"]}})
+    features = ES.example_features(config)
+    rng = random.Random(0)
+    values = {f.name: ([f"i{rng.randrange(10**7):07d}" if f.dtype == "string" else rng.randrange(20)
+                        for _ in range(f.shape[0])] if f.shape else ("x" if f.dtype == "string" else 3))
+              for f in features}
+    encoder = ExampleEncoder(features)
+    encoder.encode(values)  # imports TensorFlow
+    n = 5000
+    us = timeit.timeit(lambda: encoder.encode(values), number=n) / n * 1e6
+    print(f"ExampleEncoder: {us:.1f} us per example ({len(features)} features, sequence length "
+          f"{config.sequence.max_length})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000, help="events per run (default %(default)s)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="local runner processes")
+    parser.add_argument("--scaling", type=int, nargs="+", help="several input sizes, for memory vs. size")
+    parser.add_argument("--data-dir", default="/tmp/marn-bench", help="generated data and outputs")
+    parser.add_argument("--encoder-only", action="store_true", help="time tf.train.Example encoding only")
+    args = parser.parse_args()
+    if args.encoder_only:
+        bench_encoder()
+    else:
+        bench_pipeline(args)
+
+
+if __name__ == "__main__":
+    main()
