@@ -238,7 +238,8 @@ class _ShardWriter:
 
             self.writer = pq.ParquetWriter(path, arrow_schema, compression="snappy")
         else:
-            self.f: IO[bytes] = gzip.open(path, "wb", compresslevel=3) if compress else open(path, "wb")
+            # mtime=0: the same seed gives the same bytes
+            self.f: IO[bytes] = gzip.GzipFile(path, "wb", compresslevel=3, mtime=0) if compress else open(path, "wb")
             if fmt == "csv":
                 self.f.write((",".join(columns) + "\n").encode())
 

@@ -1,0 +1,70 @@
+"""Config loading: defaults, overrides, and errors that name the key to fix."""
+import pytest
+import yaml
+
+from marn_tf.config import Config
+from marn_tf.config_loader import ConfigError
+
+MINIMAL = {"inputs": {"events": {"path": "e.jsonl"}, "items": {"path": "i.csv"}},
+           "split": {"train_end": "2026-01-10", "valid_end": "2026-01-12"}}
+
+
+def load(tmp_path, data, overrides=()):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return Config.load(str(path), overrides)
+
+
+def test_minimal_config_gets_documented_defaults(tmp_path):
+    c = load(tmp_path, MINIMAL)
+    assert c.sequence.max_length == 50 and c.vocabulary.min_count == 2 and c.items.image_dim == 64
+    assert c.events.behaviour_types == ["click", "cart", "purchase"] and c.inputs.users is None
+    assert c.split.boundaries == (None, 1768003200, 1768176000)
+
+
+def test_yaml_dates_and_round_trip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("inputs: {events: {path: e}, items: {path: i}}\nsplit: {train_end: 2026-01-10, "
+                    "valid_end: 2026-01-12T06:00:00}\n")
+    c = Config.load(str(path))
+    assert c.split.train_end == "2026-01-10"
+    assert Config.from_dict(c.to_dict()) == c
+
+
+def test_overrides_are_typed(tmp_path):
+    c = load(tmp_path, MINIMAL, ["sequence.max_length=30", "events.behaviour_types=[click]",
+                                 "inputs.users.path=u.parquet"])
+    assert c.sequence.max_length == 30 and c.events.behaviour_types == ["click"]
+    assert c.inputs.users.path == "u.parquet"
+    with pytest.raises(ConfigError, match="'sequence.max_length' must be int, got 'long'"):
+        load(tmp_path, MINIMAL, ["sequence.max_length=long"])
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        load(tmp_path, MINIMAL, ["sequence.max_length"])
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"sequence": {"max_lenght": 20}}, r"unknown config key 'sequence.max_lenght'; keys allowed here: max_length"),
+    ({"split": {"train_end": "2026-01-10"}}, r"missing required config key 'split.valid_end'"),
+    ({"split": {"train_end": "2026-01-12", "valid_end": "2026-01-10"}}, r"split: .*train_end < valid_end"),
+    ({"split": {"train_end": "soon", "valid_end": "2026-01-10"}}, r"split: train_end: 'soon' is not an ISO-8601"),
+    ({"items": {"image_dim": "64"}}, r"'items.image_dim' must be int"),
+    ({"items": {"category_field": "color"}}, r"items: category_field 'color' must be one of id_fields"),
+    ({"inputs": {"events": {"path": "e", "format": "xml"}, "items": {"path": "i"}}},
+     r"inputs.events: format 'xml' is not one of"),
+    ({"events": {"behaviour_types": ["impression"]}}, r"events: impression_type must not also be a behaviour"),
+    ({"pipeline": {"max_dead_letter_rate": 2}}, r"pipeline: max_dead_letter_rate must be between 0 and 1"),
+    ({"vocabulary": {"min_count": 0}}, r"vocabulary: min_count must be >= 1"),
+    ({"users": {"features": "gender"}}, r"'users.features' must be a list"),
+])
+def test_mistakes_name_the_key(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load(tmp_path, {**MINIMAL, **change})
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        Config.load(str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inputs: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Config.load(str(bad))
