@@ -16,8 +16,10 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $@
 
+# The main job on the embedded data. Today: generate the data, run the Beam job, print its report.
 demo: venv
-	$(BIN)/marn demo --output $(DEMO_DIR)
+	$(BIN)/marn generate-data --output $(DEMO_DIR)/raw
+	$(BIN)/marn preprocess --config $(DEMO_DIR)/raw/config.yaml --output $(DEMO_DIR)/preprocessed --overwrite
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -6,8 +6,9 @@
 
 Each run is a fresh `marn preprocess` process (workers included) on data made once by
 `marn generate-data` and cached under --data-dir. Memory is the resident set of the whole process
-tree (runner + worker processes), sampled from /proc every 0.1 s; "largest process" is the biggest
-single one. Events/s counts every input event over the whole wall time, start-up included.
+tree, of the runner process (which on the local runner also holds the shuffled data, as a shuffle
+service would elsewhere) and of the largest worker process, sampled from /proc every 0.1 s.
+Events/s counts every input event over the whole wall time, start-up included.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ import time
 TARGET_EVENTS_PER_S = 20_000
 
 
-def tree_rss_mb(root: int) -> tuple[float, float]:
-    """(sum, max) resident MB over `root` and all its descendants."""
+def tree_rss_mb(root: int) -> tuple[float, float, float]:
+    """Resident MB of (`root` and all its descendants, `root` alone, the largest descendant)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for name in os.listdir("/proc"):
@@ -35,28 +36,28 @@ def tree_rss_mb(root: int) -> tuple[float, float]:
             rss[int(name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, IndexError, ValueError):
             continue
-    total, largest, stack = 0, 0, [root]
+    total, largest_child, stack = 0, 0, [root]
     while stack:
         pid = stack.pop()
         total += rss.get(pid, 0)
-        largest = max(largest, rss.get(pid, 0))
+        if pid != root:
+            largest_child = max(largest_child, rss.get(pid, 0))
         stack.extend(children.get(pid, []))
-    return total / 2**20, largest / 2**20
+    return total / 2**20, rss.get(root, 0) / 2**20, largest_child / 2**20
 
 
 def run_measured(cmd: list[str]) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak_total = peak_largest = 0.0
+    peaks = [0.0, 0.0, 0.0]
     while proc.poll() is None:
-        total, largest = tree_rss_mb(proc.pid)
-        peak_total, peak_largest = max(peak_total, total), max(peak_largest, largest)
+        peaks = [max(p, m) for p, m in zip(peaks, tree_rss_mb(proc.pid))]
         time.sleep(0.1)
     wall = time.perf_counter() - start
     output = proc.stdout.read()
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{output[-3000:]}")
-    return {"wall_s": wall, "peak_tree_mb": peak_total, "peak_process_mb": peak_largest}
+    return {"wall_s": wall, "peak_tree_mb": peaks[0], "peak_runner_mb": peaks[1], "peak_worker_mb": peaks[2]}
 
 
 def ensure_data(events: int, data_dir: str) -> str:
@@ -81,11 +82,13 @@ def bench_pipeline(args) -> None:
             m = run_measured(cmd)
             with open(os.path.join(out, "report.json")) as f:
                 n_in = json.load(f)["sources"]["events"]["in"]
-            rows.append((n_in, workers, m["wall_s"], n_in / m["wall_s"], m["peak_tree_mb"], m["peak_process_mb"]))
-    print(f"\n{'events':>10} {'workers':>7} {'wall s':>8} {'events/s':>10} {'peak MB (tree)':>15} "
-          f"{'peak MB (1 proc)':>17}")
-    for n, w, wall, rate, tree, proc in rows:
-        print(f"{n:>10,} {w:>7} {wall:>8.1f} {rate:>10,.0f} {tree:>15,.0f} {proc:>17,.0f}")
+            rows.append((n_in, workers, m["wall_s"], n_in / m["wall_s"], m["peak_tree_mb"], m["peak_runner_mb"],
+                         m["peak_worker_mb"]))
+    print(f"\n{'events':>10} {'workers':>7} {'wall s':>8} {'events/s':>10} {'peak MB all':>12} "
+          f"{'runner':>8} {'1 worker':>9}")
+    for n, w, wall, rate, tree, runner, worker in rows:
+        print(f"{n:>10,} {w:>7} {wall:>8.1f} {rate:>10,.0f} {tree:>12,.0f} {runner:>8,.0f} {worker:>9,.0f}")
+    print("(with 1 worker the local runner executes in its own process: '1 worker' is then empty)")
     best = max(r[3] for r in rows)
     print(f"\ntarget >= {TARGET_EVENTS_PER_S:,} events/s on 2 cores: best {best:,.0f} "
           f"({'met' if best >= TARGET_EVENTS_PER_S else 'NOT met'})")

@@ -60,19 +60,22 @@ class _CountingDoFn(beam.DoFn):
 
 
 class ParseRecords(_CountingDoFn):
-    """RawRecord -> parsed record, or a DeadLetter."""
+    """(file, text line or Parquet row) -> parsed record, or a DeadLetter. Blank lines are not records."""
 
-    def __init__(self, source: str, parse: Callable, config: Config):
-        self.source, self.parse, self.config = source, parse, config
+    def __init__(self, source: str, parse: Callable, config: Config, csv_headers: Optional[dict] = None):
+        self.source, self.parse, self.config, self.csv_headers = source, parse, config, csv_headers
 
-    def process(self, raw: R.RawRecord):
-        self.counts[f"in:{self.source}"] += 1
-        try:
-            parsed = self.parse(R.parse_raw(raw), self.config)
-        except R.Rejected as err:
-            parsed = beam.pvalue.TaggedOutput(DEAD, R.DeadLetter(self.source, err.reason, err.detail,
-                                                                 R.record_text(raw), raw.file))
-        yield parsed
+    def process(self, file_and_payload):
+        file, payload = file_and_payload
+        if isinstance(payload, dict) or payload.strip():
+            self.counts[f"in:{self.source}"] += 1
+            raw = R.RawRecord(payload, file, self.csv_headers[file] if self.csv_headers else None)
+            try:
+                parsed = self.parse(R.parse_raw(raw), self.config)
+            except R.Rejected as err:
+                parsed = beam.pvalue.TaggedOutput(DEAD, R.DeadLetter(self.source, err.reason, err.detail,
+                                                                     R.record_text(raw), file))
+            yield parsed
 
 
 def _dead(source: str, reason: str, detail: str, record) -> R.DeadLetter:
@@ -90,35 +93,61 @@ class KeepFirstItem(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DEAD, _dead("items", R.DUPLICATE, f"item_id {item_id} repeats", other))
 
 
-class RejectUnknownItems(beam.DoFn):
+# Events and profiles cross the user shuffle as plain tuples, tagged: Beam's coder encodes a plain
+# tuple ~5x faster than a NamedTuple, which it pickles.
+_EVENT, _PROFILE = 0, 1
+
+
+class KeyKnownEventsByUser(beam.DoFn):
+    """Event -> (user, tagged event) if its item is in the catalog, else a dead letter."""
+
     def process(self, event: R.Event, catalog_ids):
         if event.item_id in catalog_ids:
-            yield event
+            yield event.user_id, (_EVENT, tuple(event))
         else:
             yield beam.pvalue.TaggedOutput(DEAD, _dead("events", R.UNKNOWN_ITEM,
                                                        f"item_id {event.item_id} is not in the catalog", event))
 
 
 class BuildTimeline(_CountingDoFn):
-    """(user, {events, profiles}) -> (user, (sorted deduplicated events, profile))."""
+    """(user, tagged events and profiles) -> (user, (sorted deduplicated event tuples, profile tuple))."""
 
     def __init__(self, config: Config):
         self.config = config
 
     def process(self, keyed):
-        user_id, grouped = keyed
-        events, duplicates = sort_and_deduplicate(grouped["events"], self.config.events.behaviour_types)
+        user_id, tagged = keyed
+        raw_events, profiles = [], []
+        for tag, record in tagged:
+            (raw_events if tag == _EVENT else profiles).append(record)
+        events, duplicates = sort_and_deduplicate(map(R.Event._make, raw_events), self.config.events.behaviour_types)
         for e in duplicates:
             yield beam.pvalue.TaggedOutput(DEAD, _dead("events", R.DUPLICATE, "same user, item, time, type, request "
                                                                               "and position as an earlier event", e))
-        profiles = sorted(grouped["profiles"])
+        profiles.sort()
         for p in profiles[1:]:
-            yield beam.pvalue.TaggedOutput(DEAD, _dead("users", R.DUPLICATE, f"user_id {user_id} repeats", p))
-        profile = profiles[0] if profiles else None
-        if profile is not None:
+            yield beam.pvalue.TaggedOutput(DEAD, _dead("users", R.DUPLICATE, f"user_id {user_id} repeats",
+                                                       R.UserProfile._make(p)))
+        if profiles:
             self.counts["accepted:users"] += 1
         if events:
-            yield user_id, (events, profile)
+            yield user_id, ([tuple(e) for e in events], profiles[0] if profiles else None)
+
+
+def timeline_records(timeline) -> tuple[str, list, Optional[R.UserProfile]]:
+    user_id, (events, profile) = timeline
+    return user_id, [R.Event._make(e) for e in events], R.UserProfile._make(profile) if profile else None
+
+
+def daily_item_counts(timeline, impression_type: str):
+    """((item, day), (impressions, clicks)) of one user's impressions, summed per item and day."""
+    counts = collections.defaultdict(lambda: [0, 0])
+    for e in timeline[1][0]:
+        if e[3] == impression_type:  # tuple fields: see records.Event
+            c = counts[(e[1], day_of(e[2]))]
+            c[0] += 1
+            c[1] += e[4]
+    return [(key, tuple(c)) for key, c in counts.items()]
 
 
 class BuildExamples(_CountingDoFn):
@@ -129,7 +158,7 @@ class BuildExamples(_CountingDoFn):
         self.encoder = ExampleEncoder(ES.example_features(config))
 
     def process(self, timeline, stats):
-        user_id, (events, profile) = timeline
+        user_id, events, profile = timeline_records(timeline)
         self.counts["accepted:events"] += len(events)
         for split, values in build_examples(user_id, events, profile, stats.get, self.config):
             if split == HISTORY_ONLY:
@@ -148,7 +177,7 @@ class TrainingWindowCounts(beam.DoFn):
         self.config = config
 
     def process(self, timeline):
-        user_id, (events, profile) = timeline
+        user_id, events, profile = timeline_records(timeline)
         in_train = [e for e in events if split_of(e.timestamp, self.config) == "train"]
         if not in_train:
             return
@@ -236,9 +265,10 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str) -> None:
     dead_letters, counts = [], []
 
     def parse(source: str, spec, parse_fn):
-        parsed = (p | f"Read {source}" >> ReadRaw(spec, source)
-                  | f"Parse {source}" >> beam.ParDo(ParseRecords(source, parse_fn, config)).with_outputs(DEAD, COUNTS,
-                                                                                                        main="ok"))
+        read = ReadRaw(spec, source)
+        parsed = (p | f"Read {source}" >> read
+                  | f"Parse {source}" >> beam.ParDo(ParseRecords(source, parse_fn, config, read.csv_headers))
+                  .with_outputs(DEAD, COUNTS, main="ok"))
         dead_letters.append(parsed[DEAD])
         counts.append(parsed[COUNTS])
         return parsed.ok
@@ -252,28 +282,23 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str) -> None:
     catalog_ids = beam.pvalue.AsDict(catalog.ok | "Catalog ids" >> beam.Map(lambda kv: (kv[0], None)))
 
     events = parse("events", config.inputs.events, R.parse_event)
-    known = events | "KnownItems" >> beam.ParDo(RejectUnknownItems(), catalog_ids).with_outputs(DEAD, main="ok")
+    known = events | "KnownItems" >> beam.ParDo(KeyKnownEventsByUser(), catalog_ids).with_outputs(DEAD, main="ok")
     dead_letters.append(known[DEAD])
-
+    by_user = [known.ok]
     if config.inputs.users is not None:
         profiles = parse("users", config.inputs.users, R.parse_user)
-    else:
-        profiles = p | "No users" >> beam.Create([])
+        by_user.append(profiles | "Key profiles" >> beam.Map(lambda u: (u.user_id, (_PROFILE, tuple(u)))))
     timelines = (
-        {"events": known.ok | "Key events by user" >> beam.Map(lambda e: (e.user_id, e)),
-         "profiles": profiles | "Key profiles" >> beam.Map(lambda u: (u.user_id, u))}
-        | "Group by user" >> beam.CoGroupByKey()
+        by_user | "Events and profiles" >> beam.Flatten()
+        | "Group by user" >> beam.GroupByKey()
         | "Timelines" >> beam.ParDo(BuildTimeline(config)).with_outputs(DEAD, COUNTS, main="ok"))
     dead_letters.append(timelines[DEAD])
     counts.append(timelines[COUNTS])
 
     # Point-in-time item statistics: per item, daily totals as prefix sums (a side input of Examples).
-    impression = config.events.impression_type
     item_stats = (
         timelines.ok
-        | "Impressions per item-day" >> beam.FlatMap(
-            lambda tl: (((e.item_id, day_of(e.timestamp)), (1, e.clicked)) for e in tl[1][0]
-                        if e.event_type == impression))
+        | "Impressions per item-day" >> beam.FlatMap(daily_item_counts, config.events.impression_type)
         | "ItemDailyCounts" >> beam.CombinePerKey(_sum_pairs)
         | "Key by item" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1][0], kv[1][1])))
         | "Group days" >> beam.GroupByKey()

@@ -15,7 +15,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from marn_tf.config import InputSpec
 from marn_tf.config_loader import ConfigError
-from pipelines.records import RawRecord
 
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
@@ -57,24 +56,23 @@ def csv_header(path: str) -> list[str]:
 
 
 class ReadRaw(beam.PTransform):
-    """One raw table -> PCollection[RawRecord]. Files are listed, and formats checked, at construction."""
+    """One raw table -> PCollection[(file, line bytes or Parquet row dict)].
+
+    Files are listed and formats checked at construction, before the job starts; `csv_headers`
+    maps each CSV file to its column names (the header line itself is not read as a record).
+    """
 
     def __init__(self, spec: InputSpec, name: str):
         super().__init__(label=f"Read {name}")
         self.spec, self.name = spec, name
         self.files = match_files(spec, name)
         self.format = detect_format(spec, self.files)
-        self.headers = {p: csv_header(p) for p in self.files} if self.format == "csv" else {}
+        self.csv_headers = {p: csv_header(p) for p in self.files} if self.format == "csv" else None
 
     def expand(self, pbegin):
         if self.format == "parquet":
             return (pbegin
                     | "Files" >> beam.Create(self.files)
-                    | "Parquet" >> beam.io.ReadAllFromParquet(with_filename=True)
-                    | "Wrap" >> beam.Map(lambda fr: RawRecord(fr[1], fr[0])))
-        headers = self.headers
-        return (pbegin
-                | "Text" >> beam.io.ReadFromTextWithFilename(self.spec.path, coder=BytesCoder(),
-                                                            skip_header_lines=1 if headers else 0)
-                | "Skip blank lines" >> beam.Filter(lambda fl: fl[1].strip())  # not records, not counted
-                | "Wrap" >> beam.Map(lambda fl: RawRecord(fl[1], fl[0], headers.get(fl[0]) if headers else None)))
+                    | "Parquet" >> beam.io.ReadAllFromParquet(with_filename=True))
+        return pbegin | "Text" >> beam.io.ReadFromTextWithFilename(
+            self.spec.path, coder=BytesCoder(), skip_header_lines=1 if self.csv_headers else 0)
