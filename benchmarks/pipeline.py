@@ -111,12 +111,15 @@ def bench_encoder() -> None:
     values = {f.name: ([f"i{rng.randrange(10**7):07d}" if f.dtype == "string" else rng.randrange(20)
                         for _ in range(f.shape[0])] if f.shape else ("x" if f.dtype == "string" else 3))
               for f in features}
-    encoder = ExampleEncoder(features)
-    encoder.encode(values)  # imports TensorFlow
+    shared, own = ES.split_by_sharing(features)
     n = 5000
-    us = timeit.timeit(lambda: encoder.encode(values), number=n) / n * 1e6
-    print(f"ExampleEncoder: {us:.1f} us per example ({len(features)} features, sequence length "
-          f"{config.sequence.max_length})")
+    for label, part in (("whole example", features), ("shared part (user, sequences)", shared),
+                        ("own part (per impression)", own)):
+        encoder = ExampleEncoder(part)
+        encoder.encode(values)  # warm-up
+        us = timeit.timeit(lambda: encoder.encode(values), number=n) / n * 1e6
+        print(f"ExampleEncoder, {label}: {us:.1f} us ({len(part)} features, sequence length "
+              f"{config.sequence.max_length})")
 
 
 def main() -> None:

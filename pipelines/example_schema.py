@@ -81,6 +81,12 @@ def example_features(config: Config) -> list[S.FeatureSpec]:
     return features
 
 
+def split_by_sharing(features: list[S.FeatureSpec]) -> tuple[list[S.FeatureSpec], list[S.FeatureSpec]]:
+    """(user and behaviour features, the rest): what impressions of one timestamp share, and not."""
+    shared = [f for f in features if S.USER in f.tags or S.BEHAVIOUR in f.tags]
+    return shared, [f for f in features if f not in shared]
+
+
 def item_columns(config: Config) -> list[S.ItemColumn]:
     f = config.items
     C = S.ItemColumn

@@ -50,33 +50,42 @@ def split_of(timestamp: int, config: Config) -> str:
 
 
 def build_examples(user_id: str, events: list[Event], profile: Optional[UserProfile], stats: StatsLookup,
-                   config: Config) -> Iterator[tuple[str, dict]]:
-    """(split, feature values) for every impression of the user; `events` sorted and deduplicated.
+                   config: Config) -> Iterator[tuple[str, dict, dict]]:
+    """(split, shared, own) for every impression of the user; `events` sorted and deduplicated.
 
-    Impressions before train_start come out with split HISTORY_ONLY and no features (they are counted).
+    The example is {**shared, **own}. `shared` holds the user and behaviour-sequence features, which
+    all impressions of one timestamp (typically one request) have in common: it is the same dict
+    object for them, so a writer can serialize it once. `own` holds the impression's own features.
+    Impressions before train_start come out with split HISTORY_ONLY and empty dicts (they are counted).
     """
     f = config.events
     max_len = config.sequence.max_length
     num_buckets = config.statistics.num_buckets
     type_index = {t: i + 1 for i, t in enumerate(f.behaviour_types)}
+    user = {"user_id": user_id}
     profile_values = profile.features if profile else ("",) * len(config.users.features)
+    user.update((ES.profile_feature(name), value) for name, value in zip(config.users.features, profile_values))
     history: collections.deque = collections.deque(maxlen=max_len)  # (timestamp, item, type index, stats)
     i = 0
     while i < len(events):
         # All events of one timestamp: impressions see only behaviours from before it.
+        t = events[i].timestamp
         j = i
-        while j < len(events) and events[j].timestamp == events[i].timestamp:
+        while j < len(events) and events[j].timestamp == t:
             j += 1
         same_time = events[i:j]
+        shared = None
         for e in same_time:
             if e.event_type != f.impression_type:
                 continue
-            split = split_of(e.timestamp, config)
+            split = split_of(t, config)
             if split == HISTORY_ONLY:
-                yield split, {}
+                yield split, {}, {}
                 continue
-            yield split, _example(user_id, e, history, profile_values, stats, config, max_len, num_buckets)
-        day = day_of(events[i].timestamp)
+            if shared is None:
+                shared = _sequence_features(user, history, t, max_len)
+            yield split, shared, _impression_features(e, stats, config, num_buckets)
+        day = day_of(t)
         for e in same_time:
             if e.event_type in type_index:
                 history.append((e.timestamp, e.item_id, type_index[e.event_type],
@@ -84,36 +93,34 @@ def build_examples(user_id: str, events: list[Event], profile: Optional[UserProf
         i = j
 
 
-def _example(user_id, e: Event, history, profile_values, stats, config, max_len, num_buckets) -> dict:
+def _sequence_features(user: dict, history, t: int, max_len: int) -> dict:
     n = len(history)
     pad = max_len - n
-    t = e.timestamp
     if n:
         times, items, types, buckets = zip(*history)
-        stat_lists = zip(*buckets)
+        stat_lists = list(zip(*buckets))
     else:
         times = items = types = ()
-        stat_lists = ((),) * len(STATISTIC_NAMES)
+        stat_lists = [()] * len(STATISTIC_NAMES)
     gap_cap = ES.TIME_GAP_BUCKETS - 1
-    stat_now = statistic_buckets(stats(e.item_id), day_of(t), num_buckets)
-    values = {
-        "label": e.clicked,
-        "user_id": user_id,
-        "item_id": e.item_id,
-        "position": e.position,
+    values = dict(user)
+    values.update({
         "hist_item_id": list(items) + [""] * pad,
         "hist_event_type": list(types) + [0] * pad,
         # 1 + floor(log2(1 + seconds)), capped; bit_length computes it exactly, without floats
         "hist_time_gap": [min((1 + t - h).bit_length(), gap_cap) for h in times] + [0] * pad,
         "hist_length": n,
-        "timestamp": t,
-        "request_id": e.request_id,
-    }
+    })
+    for name, past in zip(STATISTIC_NAMES, stat_lists):
+        values[ES.hist_stat_feature(name)] = list(past) + [0] * pad
+    return values
+
+
+def _impression_features(e: Event, stats: StatsLookup, config: Config, num_buckets: int) -> dict:
+    values = {"label": e.clicked, "item_id": e.item_id, "position": e.position, "timestamp": e.timestamp,
+              "request_id": e.request_id}
     for name, value in zip(config.events.context, e.context):
         values[ES.context_feature(name)] = value
-    for name, value in zip(config.users.features, profile_values):
-        values[ES.profile_feature(name)] = value
-    for name, now, past in zip(STATISTIC_NAMES, stat_now, stat_lists):
+    for name, now in zip(STATISTIC_NAMES, statistic_buckets(stats(e.item_id), day_of(e.timestamp), num_buckets)):
         values[ES.item_stat_feature(name)] = now
-        values[ES.hist_stat_feature(name)] = list(past) + [0] * pad
     return values

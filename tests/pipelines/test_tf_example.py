@@ -49,20 +49,33 @@ def test_matches_protobuf_message():
         assert example_pb2.Example.FromString(encoder.encode(values)) == reference(values)
 
 
-def test_parses_with_tf_and_fills_missing_values_with_defaults():
+def test_concatenated_parts_parse_as_one_example():
+    """The pipeline writes shared + own bytes: protobuf and both TF parsers must read the merge."""
     import numpy as np
     import tensorflow as tf
+    from tensorflow.core.example import example_pb2
 
-    encoder = ExampleEncoder(FEATURES)
+    values = {"label": 1, "big": [1, 2**35, -7, 0], "score": [0.5, -1.0, 3.25], "user": "ü", "items": list("abcde")}
+    shared, own = ExampleEncoder(FEATURES[3:]), ExampleEncoder(FEATURES[:3])
+    blob = shared.encode(values) + own.encode(values)
+    assert example_pb2.Example.FromString(blob) == reference(values)
     spec = {f.name: tf.io.FixedLenFeature(f.shape, {"int64": tf.int64, "float32": tf.float32,
                                                    "string": tf.string}[f.dtype]) for f in FEATURES}
-    parsed = tf.io.parse_single_example(encoder.encode({"big": [1, 2**35, -7, 0], "score": [0.5, -1.0, 3.25]}), spec)
-    assert parsed["label"].numpy() == 0 and parsed["user"].numpy() == b""
-    np.testing.assert_array_equal(parsed["big"].numpy(), [1, 2**35, -7, 0])
-    np.testing.assert_array_equal(parsed["score"].numpy(), [0.5, -1.0, 3.25])
-    assert list(parsed["items"].numpy()) == [b""] * 5
+    single = tf.io.parse_single_example(blob, spec)
+    batch = tf.io.parse_example([blob, blob], spec)
+    for parsed in (single, {k: v[1] for k, v in batch.items()}):
+        assert parsed["label"].numpy() == 1 and parsed["user"].numpy() == "ü".encode()
+        np.testing.assert_array_equal(parsed["big"].numpy(), [1, 2**35, -7, 0])
+        np.testing.assert_array_equal(parsed["score"].numpy(), [0.5, -1.0, 3.25])
+        assert list(parsed["items"].numpy()) == [c.encode() for c in "abcde"]
+
+
+def test_a_missing_feature_is_an_error():
+    with pytest.raises(KeyError, match="no value for feature 'user'"):
+        ExampleEncoder(FEATURES).encode({"label": 1, "big": [0] * 4, "score": [0.0] * 3})
 
 
 def test_wrong_length_names_the_feature():
     with pytest.raises(ValueError, match="'items' has 2 values, the schema says 5"):
-        ExampleEncoder(FEATURES).encode({"items": ["a", "b"]})
+        ExampleEncoder(FEATURES).encode({"label": 0, "big": [0] * 4, "score": [0.0] * 3, "user": "",
+                                         "items": ["a", "b"]})

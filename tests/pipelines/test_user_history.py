@@ -38,9 +38,13 @@ STATS = {
 }
 
 
+def merged(examples):
+    return [(split, {**shared, **own}) for split, shared, own in examples]
+
+
 def run(config, log=LOG):
     events, duplicates = sort_and_deduplicate(log, config.events.behaviour_types)
-    return list(build_examples("u1", events, None, STATS.get, config)), duplicates
+    return merged(build_examples("u1", events, None, STATS.get, config)), duplicates
 
 
 def test_sequences_are_strictly_earlier_and_truncated(make_config):
@@ -104,7 +108,15 @@ def test_profile_values_are_attached(make_config):
 
     config = make_config(users={"features": ["gender", "age"]})
     events, _ = sort_and_deduplicate(LOG, config.events.behaviour_types)
-    with_profile = list(build_examples("u1", events, UserProfile("u1", ("f", "a3")), STATS.get, config))
-    without = list(build_examples("u1", events, None, STATS.get, config))
+    with_profile = merged(build_examples("u1", events, UserProfile("u1", ("f", "a3")), STATS.get, config))
+    without = merged(build_examples("u1", events, None, STATS.get, config))
     assert (with_profile[0][1]["user_gender"], with_profile[0][1]["user_age"]) == ("f", "a3")
     assert (without[0][1]["user_gender"], without[0][1]["user_age"]) == ("", "")
+
+
+def test_impressions_of_one_timestamp_share_their_sequence_object(make_config):
+    events, _ = sort_and_deduplicate(LOG, make_config().events.behaviour_types)
+    (_, shared_a, own_a), (_, shared_b, own_b), (_, shared_c, _) = list(
+        build_examples("u1", events, None, STATS.get, make_config()))[:3]
+    assert shared_a is shared_b and shared_c is not shared_a  # A and B: same request and second
+    assert not set(shared_a) & set(own_a)
