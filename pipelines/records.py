@@ -29,7 +29,6 @@ DUPLICATE = "duplicate"
 REASONS = (MALFORMED, BAD_UTF8, MISSING_FIELD, BAD_TIMESTAMP, BAD_VALUE, BAD_VECTOR_LENGTH, NON_FINITE,
            NEGATIVE_COUNT, UNKNOWN_ITEM, DUPLICATE)
 
-_BAD_ID = re.compile(r"[\x00-\x1f\x7f]")  # ids go one a line into vocabulary files
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -132,8 +131,8 @@ def id_value(value: Any, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise Rejected(BAD_VALUE, f"{field} must be a string, got {value!r}")
     value = str(value).strip()
-    if _BAD_ID.search(value):
-        raise Rejected(BAD_VALUE, f"{field} contains a control character")
+    if not value.isprintable():  # ids go one a line into vocabulary files
+        raise Rejected(BAD_VALUE, f"{field} contains a control or other non-printable character")
     return value
 
 
