@@ -41,7 +41,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
             raise ConfigError(f"missing required config key {key!r}")
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as err:  # a __post_init__ check; say which section
+    except ConfigError as err:  # a __post_init__ check: say which section, keep the error's class
+        raise type(err)(f"{path}: {err}" if path else str(err)) from err
+    except (TypeError, ValueError) as err:
         raise ConfigError(f"{path or 'config'}: {err}") from err
 
 

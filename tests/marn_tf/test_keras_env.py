@@ -17,9 +17,9 @@ def run_python(code: str, env_legacy=None):
 
 
 def test_importing_marn_tf_first_gives_keras_2():
-    r = run_python("import marn_tf, tensorflow as tf; print(tf.keras.__version__)")
+    r = run_python("import marn_tf, tensorflow as tf; print(tf.keras.__name__)")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().startswith("2.")
+    assert r.stdout.strip().startswith("tf_keras.")  # Keras 3 would be keras.*
 
 
 def test_tensorflow_imported_first_with_keras_3_fails_with_instructions():
@@ -29,5 +29,5 @@ def test_tensorflow_imported_first_with_keras_3_fails_with_instructions():
 
 
 def test_tensorflow_imported_first_with_the_variable_set_is_fine():
-    r = run_python("import tensorflow as tf, marn_tf; print(tf.keras.__version__)", env_legacy="true")
-    assert r.returncode == 0 and r.stdout.strip().startswith("2."), r.stderr
+    r = run_python("import tensorflow as tf, marn_tf; print(tf.keras.__name__)", env_legacy="true")
+    assert r.returncode == 0 and r.stdout.strip().startswith("tf_keras."), r.stderr
