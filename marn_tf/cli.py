@@ -41,7 +41,8 @@ def _preprocess(args: argparse.Namespace, beam_args: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marn", description="MARN click-through-rate model: data pipeline, training, export.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, including Beam's runner and worker logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from pipelines.synthetic_data import add_arguments
@@ -73,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    if not args.verbose:  # Beam's per-stage and per-worker INFO lines drown what the job says; -v shows them
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)
+        # Local workers' logs, forwarded: their warnings are start-up notices; errors still show.
+        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
     if extra and args.command != "preprocess":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

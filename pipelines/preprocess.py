@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import time
 from typing import Callable, Optional
 
 import apache_beam as beam
@@ -387,8 +388,12 @@ def run(config: Config, output: str, pipeline_args: Optional[list[str]] = None, 
     options = pipeline_options(list(pipeline_args or []), num_workers)
     p = beam.Pipeline(options=options)
     build_pipeline(p, config, output)
-    log.info("running the preprocess job on %s", options.view_as(StandardOptions).runner)
+    runner = options.view_as(StandardOptions).runner
+    workers = f" with {num_workers} worker process(es)" if runner == "FnApiRunner" else ""
+    log.info("running the preprocess job on %s%s; output: %s", runner, workers, output)
+    started = time.monotonic()
     p.run().wait_until_finish()
+    log.info("job finished in %.1f s; writing schema and report", time.monotonic() - started)
     report = finalize(config, output)
     too_many = report["dead_letter_rate_exceeded"]
     if too_many:
