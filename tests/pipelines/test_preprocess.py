@@ -208,3 +208,44 @@ def test_bad_paths_and_existing_output_fail_early(tmp_path, make_config):
     (tmp_path / "busy" / "keep.txt").write_text("x")
     with pytest.raises(ConfigError, match="--overwrite"):
         preprocess.run(config, str(tmp_path / "busy"))
+
+
+def test_sequences_and_statistics_match_a_brute_force_recount(tmp_path):
+    """Every example of a generated dataset against an independent recount from the raw events."""
+    import collections
+
+    from marn_tf.config import Config
+    from pipelines.item_statistics import ctr_bucket, log2_bucket
+    from pipelines.synthetic_data import GeneratorOptions, generate
+
+    raw = tmp_path / "raw"
+    generate(GeneratorOptions(output=str(raw), users=40, items=300, days=8, image_dim=4, bad_record_rate=0.0),
+             progress=False)
+    config = Config.load(str(raw / "config.yaml"), ["sequence.max_length=5", "pipeline.num_shards=1"])
+    preprocess.run(config, str(tmp_path / "out"))
+    schema = Schema.load(str(tmp_path / "out"))
+    examples = [e for s in ("train", "validation", "test") for e in parse_split(tmp_path / "out", schema, s)]
+
+    events = [json.loads(line) for f in sorted((raw / "events").iterdir()) for line in gzip.open(f)]
+    behaviour_rank = {t: i for i, t in enumerate(config.events.behaviour_types)}
+    by_user, shown = collections.defaultdict(list), collections.Counter()
+    clicked = collections.Counter()
+    for e in events:
+        if e["event_type"] in behaviour_rank:
+            by_user[e["user_id"]].append((e["timestamp"], behaviour_rank[e["event_type"]], e["item_id"]))
+        else:
+            shown[(e["item_id"], e["timestamp"] // 86400)] += 1
+            clicked[(e["item_id"], e["timestamp"] // 86400)] += e["clicked"]
+    assert len(examples) > 1000
+    nb = config.statistics.num_buckets
+    for ex in examples:
+        t, user, item = int(ex["timestamp"]), ex["user_id"].decode(), ex["item_id"].decode()
+        earlier = sorted(b for b in by_user[user] if b[0] < t)[-5:]
+        assert [x.decode() for x in ex["hist_item_id"][: len(earlier)]] == [b[2] for b in earlier]
+        assert list(ex["hist_event_type"][: len(earlier)]) == [b[1] + 1 for b in earlier]
+        assert ex["hist_length"] == len(earlier)
+        day = t // 86400
+        n = sum(v for (i, d), v in shown.items() if i == item and d < day)
+        c = sum(v for (i, d), v in clicked.items() if i == item and d < day)
+        expected = (log2_bucket(n, nb), log2_bucket(c, nb), ctr_bucket(n, c, nb)) if n else (0, 0, 0)
+        assert (ex["item_stat_impressions"], ex["item_stat_clicks"], ex["item_stat_ctr"]) == expected
