@@ -1,10 +1,10 @@
 """`marn preprocess`: the Beam job from raw logs + catalog to TFRecords, vocabularies, item table, schema.
 
 Stages (names as they appear in the Beam UI):
-  Read/Parse {events, items, users}   validate every record; rejects go to the dead-letter output
+  Read and parse                      every input file; rejected records go to the dead-letter output
   Catalog                             one row per item id (later duplicates dead-lettered)
-  KnownItems                          events whose item is not in the catalog are dead-lettered
-  Timelines                           group by user: sort, deduplicate, attach the profile
+  Timelines                           group by user: drop events of unknown items, sort, deduplicate,
+                                      attach the profile
   ItemDailyCounts                     impressions/clicks per (item, day) -> point-in-time statistics
   Examples                            one tf.train.Example per impression, split by time
   Vocabularies, ItemTable             from the training window; item content indexed by vocabulary
@@ -19,7 +19,7 @@ import collections
 import json
 import logging
 import time
-from typing import Callable, Optional
+from typing import Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -32,7 +32,7 @@ from pipelines import example_schema as ES
 from pipelines import records as R
 from pipelines.item_statistics import CumulativeCounts, day_of
 from pipelines.item_table import arrow_schema, item_row
-from pipelines.raw_io import ReadRaw
+from pipelines.raw_io import InputFile, list_input_files, read_records
 from pipelines.run_report import COUNTS_FILE, finalize
 from pipelines.tf_example import ExampleEncoder
 from pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate, split_of
@@ -60,23 +60,36 @@ class _CountingDoFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value((key, value)))
 
 
-class ParseRecords(_CountingDoFn):
-    """(file, text line or Parquet row) -> parsed record, or a DeadLetter. Blank lines are not records."""
+# Events and profiles cross the user shuffle as plain tuples, tagged: Beam's coder encodes a plain
+# tuple ~5x faster than a NamedTuple, which it pickles.
+_EVENT, _PROFILE = 0, 1
+ITEMS = "items"
 
-    def __init__(self, source: str, parse: Callable, config: Config, csv_headers: Optional[dict] = None):
-        self.source, self.parse, self.config, self.csv_headers = source, parse, config, csv_headers
 
-    def process(self, file_and_payload):
-        file, payload = file_and_payload
-        if isinstance(payload, dict) or payload.strip():
-            self.counts[f"in:{self.source}"] += 1
-            raw = R.RawRecord(payload, file, self.csv_headers[file] if self.csv_headers else None)
+class ReadAndParse(_CountingDoFn):
+    """An input file -> its parsed records: events and profiles keyed by user (one PCollection, so
+    the user shuffle needs no Flatten), catalog items (tagged ITEMS), and DeadLetters."""
+
+    PARSERS = {"events": R.parse_event, "items": R.parse_item, "users": R.parse_user}
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def process(self, file: InputFile):
+        parse = self.PARSERS[file.source]
+        for payload in read_records(file):
+            self.counts[f"in:{file.source}"] += 1
+            raw = R.RawRecord(payload, file.path, file.csv_header)
             try:
-                parsed = self.parse(R.parse_raw(raw), self.config)
+                record = parse(R.parse_raw(raw), self.config)
             except R.Rejected as err:
-                parsed = beam.pvalue.TaggedOutput(DEAD, R.DeadLetter(self.source, err.reason, err.detail,
-                                                                     R.record_text(raw), file))
-            yield parsed
+                yield beam.pvalue.TaggedOutput(DEAD, R.DeadLetter(file.source, err.reason, err.detail,
+                                                                  R.record_text(raw), file.path))
+                continue
+            if file.source == "items":
+                yield beam.pvalue.TaggedOutput(ITEMS, record)
+            else:
+                yield record.user_id, (_EVENT if file.source == "events" else _PROFILE, tuple(record))
 
 
 def _dead(source: str, reason: str, detail: str, record) -> R.DeadLetter:
@@ -94,34 +107,29 @@ class KeepFirstItem(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DEAD, _dead("items", R.DUPLICATE, f"item_id {item_id} repeats", other))
 
 
-# Events and profiles cross the user shuffle as plain tuples, tagged: Beam's coder encodes a plain
-# tuple ~5x faster than a NamedTuple, which it pickles.
-_EVENT, _PROFILE = 0, 1
-
-
-class KeyKnownEventsByUser(beam.DoFn):
-    """Event -> (user, tagged event) if its item is in the catalog, else a dead letter."""
-
-    def process(self, event: R.Event, catalog_ids):
-        if event.item_id in catalog_ids:
-            yield event.user_id, (_EVENT, tuple(event))
-        else:
-            yield beam.pvalue.TaggedOutput(DEAD, _dead("events", R.UNKNOWN_ITEM,
-                                                       f"item_id {event.item_id} is not in the catalog", event))
-
-
 class BuildTimeline(_CountingDoFn):
-    """(user, tagged events and profiles) -> (user, (sorted deduplicated event tuples, profile tuple))."""
+    """(user, tagged events and profiles) -> (user, (sorted deduplicated event tuples, profile tuple)).
+
+    Events whose item is not in the catalog (a side input of its ids) are dead-lettered here.
+    """
 
     def __init__(self, config: Config):
         self.config = config
 
-    def process(self, keyed):
+    def process(self, keyed, catalog_ids):
         user_id, tagged = keyed
-        raw_events, profiles = [], []
+        known, profiles = [], []
         for tag, record in tagged:
-            (raw_events if tag == _EVENT else profiles).append(record)
-        events, duplicates = sort_and_deduplicate(map(R.Event._make, raw_events), self.config.events.behaviour_types)
+            if tag == _PROFILE:
+                profiles.append(record)
+                continue
+            event = R.Event._make(record)
+            if event.item_id in catalog_ids:
+                known.append(event)
+            else:
+                yield beam.pvalue.TaggedOutput(DEAD, _dead("events", R.UNKNOWN_ITEM,
+                                                           f"item_id {event.item_id} is not in the catalog", event))
+        events, duplicates = sort_and_deduplicate(known, self.config.events.behaviour_types)
         for e in duplicates:
             yield beam.pvalue.TaggedOutput(DEAD, _dead("events", R.DUPLICATE, "same user, item, time, type, request "
                                                                               "and position as an earlier event", e))
@@ -273,34 +281,25 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str) -> None:
     join = lambda *parts: FileSystems.join(output, *parts)  # noqa: E731
     dead_letters, counts = [], []
 
-    def parse(source: str, spec, parse_fn):
-        read = ReadRaw(spec, source)
-        parsed = (p | f"Read {source}" >> read
-                  | f"Parse {source}" >> beam.ParDo(ParseRecords(source, parse_fn, config, read.csv_headers))
-                  .with_outputs(DEAD, COUNTS, main="ok"))
-        dead_letters.append(parsed[DEAD])
-        counts.append(parsed[COUNTS])
-        return parsed.ok
+    # Every input file, read and parsed in one stage; files are spread over the workers.
+    records = (p | "Input files" >> beam.Create(list_input_files(config))
+               | "Spread files" >> beam.Reshuffle()
+               | "Read and parse" >> beam.ParDo(ReadAndParse(config)).with_outputs(ITEMS, DEAD, COUNTS,
+                                                                                  main="by_user"))
+    dead_letters.append(records[DEAD])
+    counts.append(records[COUNTS])
 
     # Catalog: one row per item id.
-    items = parse("items", config.inputs.items, R.parse_item)
-    catalog = (items | "Key items" >> beam.Map(lambda it: (it.item_id, it))
+    catalog = (records[ITEMS] | "Key items" >> beam.Map(lambda it: (it.item_id, it))
                | "Group items" >> beam.GroupByKey()
                | "Catalog" >> beam.ParDo(KeepFirstItem()).with_outputs(DEAD, main="ok"))
     dead_letters.append(catalog[DEAD])
     catalog_ids = beam.pvalue.AsDict(catalog.ok | "Catalog ids" >> beam.Map(lambda kv: (kv[0], None)))
 
-    events = parse("events", config.inputs.events, R.parse_event)
-    known = events | "KnownItems" >> beam.ParDo(KeyKnownEventsByUser(), catalog_ids).with_outputs(DEAD, main="ok")
-    dead_letters.append(known[DEAD])
-    by_user = [known.ok]
-    if config.inputs.users is not None:
-        profiles = parse("users", config.inputs.users, R.parse_user)
-        by_user.append(profiles | "Key profiles" >> beam.Map(lambda u: (u.user_id, (_PROFILE, tuple(u)))))
     timelines = (
-        by_user | "Events and profiles" >> beam.Flatten()
+        records.by_user
         | "Group by user" >> beam.GroupByKey()
-        | "Timelines" >> beam.ParDo(BuildTimeline(config)).with_outputs(DEAD, COUNTS, main="ok"))
+        | "Timelines" >> beam.ParDo(BuildTimeline(config), catalog_ids).with_outputs(DEAD, COUNTS, main="ok"))
     dead_letters.append(timelines[DEAD])
     counts.append(timelines[COUNTS])
 

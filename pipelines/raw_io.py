@@ -1,22 +1,37 @@
-"""Reading the raw tables (JSON lines, CSV, Parquet; gzip allowed) into RawRecords.
+"""The raw tables' files (JSON lines, CSV, Parquet; text may be gzipped) and reading their records.
 
-Any path Beam's FileSystems read works: local files, gs://, and the other registered schemes. Text
-lines are kept as bytes, so a line with bad UTF-8 becomes a dead letter rather than a crash.
+`list_input_files` runs before the job starts: every pattern must match, every format must be
+known and every CSV file must have a header, or the command stops with a message naming the input.
+The job then reads each file whole in one DoFn call (`read_records`), through Beam's FileSystems
+(local paths, gs://, any registered scheme): lines stream at ~0.7 us each, where Beam's TextIO
+spends ~6 us per line in Python. A file is the unit of parallelism, so a log should come in
+several files (gzip files cannot be split anyway). Text lines stay bytes, so a line with bad UTF-8
+becomes a dead letter rather than a crash.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
+import gzip
 import io
+from typing import Iterator, Optional, Union
 
-import apache_beam as beam
-from apache_beam.coders import BytesCoder
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from marn_tf.config import InputSpec
+from marn_tf.config import Config, InputSpec
 from marn_tf.config_loader import ConfigError
 
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+PARQUET_BATCH_ROWS = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    source: str  # events | items | users
+    path: str
+    format: str  # jsonl | csv | parquet
+    csv_header: Optional[tuple] = None
 
 
 def detect_format(spec: InputSpec, files: list[str]) -> str:
@@ -40,39 +55,53 @@ def match_files(spec: InputSpec, name: str) -> list[str]:
         (result,) = FileSystems.match([spec.path])
     except Exception as err:  # noqa: BLE001 -- Beam raises BeamIOError for unreachable paths
         raise ConfigError(f"inputs.{name}.path {spec.path!r} cannot be listed: {err}") from err
-    files = sorted(m.path for m in result.metadata_list if m.size_in_bytes > 0 or not m.path.endswith(".parquet"))
+    files = sorted(m.path for m in result.metadata_list if m.size_in_bytes > 0)
     if not files:
-        raise ConfigError(f"inputs.{name}.path {spec.path!r} matches no file")
+        raise ConfigError(f"inputs.{name}.path {spec.path!r} matches no file (or only empty ones)")
     return files
 
 
-def csv_header(path: str) -> list[str]:
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+def csv_header(path: str) -> tuple:
+    with _open_text(path) as f:
         first = f.readline().decode("utf-8-sig").rstrip("\r\n")
     (header,) = list(csv.reader(io.StringIO(first)))
     if not header or any(not h.strip() for h in header):
         raise ConfigError(f"{path}: the first line must be a CSV header naming every column")
-    return [h.strip() for h in header]
+    return tuple(h.strip() for h in header)
 
 
-class ReadRaw(beam.PTransform):
-    """One raw table -> PCollection[(file, line bytes or Parquet row dict)].
+def list_input_files(config: Config) -> list[InputFile]:
+    """Every file of every configured table, checked; raises ConfigError naming what is wrong."""
+    files = []
+    for source in ("events", "items", "users"):
+        spec = getattr(config.inputs, source)
+        if spec is None:
+            continue
+        paths = match_files(spec, source)
+        fmt = detect_format(spec, paths)
+        files += [InputFile(source, p, fmt, csv_header(p) if fmt == "csv" else None) for p in paths]
+    return files
 
-    Files are listed and formats checked at construction, before the job starts; `csv_headers`
-    maps each CSV file to its column names (the header line itself is not read as a record).
-    """
 
-    def __init__(self, spec: InputSpec, name: str):
-        super().__init__(label=f"Read {name}")
-        self.spec, self.name = spec, name
-        self.files = match_files(spec, name)
-        self.format = detect_format(spec, self.files)
-        self.csv_headers = {p: csv_header(p) for p in self.files} if self.format == "csv" else None
+def _open_text(path: str):
+    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
 
-    def expand(self, pbegin):
-        if self.format == "parquet":
-            return (pbegin
-                    | "Files" >> beam.Create(self.files)
-                    | "Parquet" >> beam.io.ReadAllFromParquet(with_filename=True))
-        return pbegin | "Text" >> beam.io.ReadFromTextWithFilename(
-            self.spec.path, coder=BytesCoder(), skip_header_lines=1 if self.csv_headers else 0)
+
+def read_records(file: InputFile) -> Iterator[Union[bytes, dict]]:
+    """The file's records: text lines without their line break (blank lines and the CSV header
+    skipped: they are not records), or Parquet rows as dicts."""
+    if file.format == "parquet":
+        import pyarrow.parquet as pq
+
+        with FileSystems.open(file.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                yield from batch.to_pylist()
+        return
+    with _open_text(file.path) as f:
+        if file.csv_header is not None:
+            f.readline()
+        for line in f:
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                yield line
