@@ -196,31 +196,29 @@ class TrainingWindowCounts(beam.DoFn):
     def process(self, timeline):
         user_id, events, profile = timeline_records(timeline)
         in_train = [e for e in events if split_of(e.timestamp, self.config) == "train"]
-        if not in_train:
-            return
-        yield (ES.USER_VOCAB, user_id), len(in_train)
-        items = collections.Counter(e.item_id for e in in_train)
-        yield from (((ITEM_COUNT_KEY, item), n) for item, n in items.items())
-        impression = self.config.events.impression_type
-        for e in in_train:
-            if e.event_type == impression:
-                for name, value in zip(self.config.events.context, e.context):
-                    yield (ES.context_feature(name), value), 1
-        if profile is not None:
-            for name, value in zip(self.config.users.features, profile.features):
-                yield (ES.profile_feature(name), value), 1
+        if in_train:  # users without training-window events count in no vocabulary
+            yield (ES.USER_VOCAB, user_id), len(in_train)
+            items = collections.Counter(e.item_id for e in in_train)
+            yield from (((ITEM_COUNT_KEY, item), n) for item, n in items.items())
+            impression = self.config.events.impression_type
+            for e in in_train:
+                if e.event_type == impression:
+                    for name, value in zip(self.config.events.context, e.context):
+                        yield (ES.context_feature(name), value), 1
+            if profile is not None:
+                for name, value in zip(self.config.users.features, profile.features):
+                    yield (ES.profile_feature(name), value), 1
 
 
 def catalog_value_counts(item_and_count, config: Config):
     """((vocabulary, token), 1) per catalog item seen in the training window: ID values, title words."""
     item, count = item_and_count
-    if count == 0:
-        return
-    for name, value in zip(config.items.id_fields, item.id_values):
-        yield (name, value), 1
-    if config.items.title:
-        for word in set(R.title_words(item.title, config.items.max_title_tokens)):
-            yield (ES.WORD_VOCAB, word), 1
+    if count > 0:
+        for name, value in zip(config.items.id_fields, item.id_values):
+            yield (name, value), 1
+        if config.items.title:
+            for word in set(R.title_words(item.title, config.items.max_title_tokens)):
+                yield (ES.WORD_VOCAB, word), 1
 
 
 def build_vocabularies(counts: dict, config: Config) -> dict:
