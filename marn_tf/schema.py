@@ -10,8 +10,9 @@ Layout of a pipeline output directory (paths in the schema are relative to it):
     train/part-*.tfrecord.gz, validation/..., test/...   tf.train.Example, one per impression
     vocab/<name>.txt                                     one token a line; line k has index k+1, 0 is OOV
     item_table/part-*.parquet                            item content, one row per item vocabulary index
-    dead_letter/<source>-*.jsonl.gz                      rejected records with their reason
+    dead_letter/part-*.jsonl.gz                          rejected records with their source and reason
     report.json, report.md                               counts of what happened
+    counts.json                                          the raw counts the report is made from
 """
 from __future__ import annotations
 
