@@ -198,6 +198,14 @@ class Schema:
         return cls.from_dict(data)
 
 
+def read_vocabulary(path: str) -> list[str]:
+    """The tokens of a vocabulary file; token k (0-based) has index k + 1, index 0 is OOV."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as f:
+        return f.read().decode("utf-8").splitlines()
+
+
 def _default_value(f: FeatureSpec):
     if f.default is None:
         return None

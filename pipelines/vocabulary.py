@@ -28,8 +28,3 @@ def item_vocabulary(item_counts: Iterable[tuple[str, int]], min_count: int) -> t
 def write_vocabulary(path: str, tokens: list[str]) -> None:
     with FileSystems.create(path) as f:
         f.write("".join(t + "\n" for t in tokens).encode("utf-8"))
-
-
-def read_vocabulary(path: str) -> list[str]:
-    with FileSystems.open(path) as f:
-        return f.read().decode("utf-8").splitlines()

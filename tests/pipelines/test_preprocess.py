@@ -11,10 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from marn_tf.config_loader import ConfigError
-from marn_tf.schema import Schema
+from marn_tf.schema import Schema, read_vocabulary
 from pipelines import preprocess
 from pipelines import records as R
-from pipelines.vocabulary import read_vocabulary
 
 pytestmark = pytest.mark.integration
 

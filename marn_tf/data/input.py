@@ -1,0 +1,65 @@
+"""tf.data input from the pipeline's TFRecords, parsed with the schema.
+
+`make_dataset(directory, schema, "train", batch_size=1024)` yields `(features, label)` batches,
+features keyed by the schema's names with its fixed shapes. Files are interleaved in parallel,
+shuffled by file and by record, batched before parsing (`tf.io.parse_example` on a batch is much
+cheaper than per record) and prefetched. `deterministic=True` with a `seed` gives the same order on
+every run; batches keep a fixed shape by default (`drop_remainder`), since XLA recompiles for a new
+shape.
+"""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from marn_tf.schema import Schema, SchemaError
+
+
+def split_files(directory: str, schema: Schema, split: str) -> list[str]:
+    """The split's TFRecord files; SchemaError if there are none or the run wrote no example."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if split not in schema.splits:
+        raise SchemaError(f"unknown split {split!r}; the schema has {sorted(schema.splits)}")
+    pattern = FileSystems.join(directory, schema.splits[split])
+    files = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    if not files:
+        raise SchemaError(f"no TFRecords match {pattern}: run `marn preprocess` first, or check the directory")
+    report = FileSystems.join(directory, "report.json")
+    if FileSystems.exists(report):
+        with FileSystems.open(report) as f:
+            examples = json.loads(f.read().decode("utf-8"))["splits"][split]["examples"]
+        if examples == 0:
+            raise SchemaError(f"the {split} split has no examples (see {report}): check split dates in the config")
+    return files
+
+
+def make_dataset(directory: str, schema: Schema, split: str, batch_size: int, *, shuffle: Optional[bool] = None,
+                 shuffle_buffer: int = 100_000, repeat: bool = False, deterministic: bool = False,
+                 seed: Optional[int] = None, drop_remainder: bool = True):
+    """Batches of (features, label) from `split`; shuffled by default for "train" only."""
+    import tensorflow as tf
+
+    files = split_files(directory, schema, split)
+    shuffle = split == "train" if shuffle is None else shuffle
+    autotune = tf.data.AUTOTUNE
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+                       cycle_length=min(len(files), 8), num_parallel_calls=autotune, deterministic=deterministic)
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed)
+    if repeat:
+        ds = ds.repeat()
+    spec, label = schema.parse_spec(), schema.label
+
+    def parse(serialized):
+        features = tf.io.parse_example(serialized, spec)
+        return features, features.pop(label)
+
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(parse, num_parallel_calls=autotune, deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options).prefetch(autotune)

@@ -1,0 +1,94 @@
+"""The training side of the contract: tf.data batches and the item table, on a real pipeline output."""
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from marn_tf.config import Config
+from marn_tf.data.input import make_dataset
+from marn_tf.data.item_table import load_item_table
+from marn_tf.schema import Schema, SchemaError, read_vocabulary
+from pipelines import preprocess
+from pipelines.records import title_words
+from pipelines.synthetic_data import GeneratorOptions, generate
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    base = tmp_path_factory.mktemp("data")
+    generate(GeneratorOptions(output=str(base / "raw"), users=30, items=200, days=8, image_dim=4,
+                              bad_record_rate=0.0), progress=False)
+    config = Config.load(str(base / "raw" / "config.yaml"), ["sequence.max_length=6"])
+    preprocess.run(config, str(base / "out"))
+    return base, Schema.load(str(base / "out"))
+
+
+def test_batches_follow_the_schema(prepared):
+    base, schema = prepared
+    features, label = next(iter(make_dataset(str(base / "out"), schema, "train", batch_size=8)))
+    assert label.shape == [8] and set(label.numpy()) <= {0, 1}
+    assert "label" not in features
+    for f in schema.features:
+        if f.name != schema.label:
+            assert features[f.name].shape == [8, *f.shape], f.name
+
+
+def test_deterministic_order_with_a_seed(prepared):
+    base, schema = prepared
+
+    def first_ids():
+        ds = make_dataset(str(base / "out"), schema, "train", batch_size=16, deterministic=True, seed=3)
+        return [features["item_id"].numpy().tolist() for features, _ in ds.take(3)]
+
+    assert first_ids() == first_ids()
+
+
+def test_missing_or_empty_splits_fail_clearly(prepared, tmp_path):
+    base, schema = prepared
+    with pytest.raises(SchemaError, match="no TFRecords match .*run `marn preprocess` first"):
+        make_dataset(str(tmp_path), schema, "train", batch_size=4)
+    copy = tmp_path / "copy"
+    shutil.copytree(base / "out", copy)
+    report = json.loads((copy / "report.json").read_text())
+    report["splits"]["test"]["examples"] = 0
+    (copy / "report.json").write_text(json.dumps(report))
+    with pytest.raises(SchemaError, match="the test split has no examples"):
+        make_dataset(str(copy), schema, "test", batch_size=4)
+
+
+def test_item_table_is_dense_by_vocabulary_index(prepared):
+    base, schema = prepared
+    table = load_item_table(str(base / "out"), schema)
+    vocabulary = read_vocabulary(str(base / "out" / "vocab" / "item_id.txt"))
+    assert table.item_ids == [""] + vocabulary
+    assert not table.columns["image"][0].any() and table.columns["has_image"][0] == 0  # row 0: OOV
+    words = [""] + read_vocabulary(str(base / "out" / "vocab" / "title_word.txt"))
+    catalog = [json.loads(line) for line in gzip.open(base / "raw" / "items" / "items.jsonl.gz")]
+    for item in catalog[:50]:
+        row = table.item_ids.index(item["item_id"])
+        if item["image_embedding"]:
+            np.testing.assert_allclose(table.columns["image"][row], item["image_embedding"], rtol=1e-6)
+        assert table.columns["has_image"][row] == (item["image_embedding"] is not None)
+        tokens = table.columns["title_tokens"][row][: table.columns["title_length"][row]]
+        expected = title_words(item["title"], 16)
+        assert len(tokens) == len(expected)
+        assert [words[t] if t else w for t, w in zip(tokens, expected)] == expected  # 0 only for unseen words
+
+
+def test_item_table_from_another_run_is_refused(prepared, tmp_path):
+    base, schema = prepared
+    copy = tmp_path / "copy"
+    shutil.copytree(base / "out", copy)
+    vocab = copy / "vocab" / "item_id.txt"
+    lines = vocab.read_text().splitlines()
+    lines[0], lines[1] = lines[1], lines[0]
+    vocab.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SchemaError, match="come from different runs"):
+        load_item_table(str(copy), schema)
+    shutil.rmtree(copy / "item_table")
+    with pytest.raises(SchemaError, match="no item table"):
+        load_item_table(str(copy), schema)
