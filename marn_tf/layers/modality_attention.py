@@ -1,0 +1,69 @@
+"""The multimodal attention network (MAN): per-item weights over the modality-specific vectors.
+
+For item i and modality m with specific vector s_i^m (dimension d):
+
+    a_i^m = tanh(W_m s_i^m + b_m)            one (W_m, b_m) per modality
+    s_i   = sum_m a_i^m ⊙ s_i^m              over the modalities the item has
+
+`gate="vector"` (default): W_m is d x d, a weight per dimension. `gate="scalar"`: W_m is d x 1, one
+weight per modality. `normalize="softmax"`: the gate logits W_m s^m + b_m are normalised across the
+present modalities (per dimension for the vector gate) instead of passed through tanh. A missing
+modality (mask 0) is left out: its weight is 0 and it changes nothing, whatever its vector holds.
+The weights are an output: they are the per-item modality importances the product reports.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+GATES = ("vector", "scalar")
+NORMALIZATIONS = ("none", "softmax")
+
+
+@tf.keras.utils.register_keras_serializable(package="marn_tf")
+class ModalityAttention(tf.keras.layers.Layer):
+    """Gated sum of modality-specific vectors.
+
+    Args:
+      num_modalities: M, the number of modality slots.
+      gate: "vector" (a_i^m in R^d) or "scalar" (a_i^m in R).
+      normalize: "none" (tanh gates, as the paper) or "softmax" across present modalities.
+
+    Inputs: `specific` [batch, M, d] and `mask` [batch, M] (1 where the modality is present).
+    Outputs: `fused` [batch, d] and `weights` [batch, M, d] ("vector") or [batch, M, 1] ("scalar"),
+      0 for missing modalities.
+    """
+
+    def __init__(self, num_modalities: int, gate: str = "vector", normalize: str = "none", **kwargs):
+        super().__init__(**kwargs)
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+        self.num_modalities = num_modalities
+        self.gate = gate
+        self.normalize = normalize
+
+    def build(self, input_shape):
+        specific_shape = input_shape[0] if isinstance(input_shape, (list, tuple)) else input_shape
+        dim = int(specific_shape[-1])
+        width = dim if self.gate == "vector" else 1
+        self.kernel = self.add_weight(name="kernel", shape=(self.num_modalities, dim, width),
+                                      initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.num_modalities, width), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        specific, mask = inputs
+        logits = tf.einsum("bmd,mdw->bmw", specific, self.kernel) + self.bias  # W_m s^m + b_m
+        present = tf.cast(mask, logits.dtype)[:, :, tf.newaxis]
+        if self.normalize == "softmax":
+            logits += (1.0 - present) * logits.dtype.min  # missing modalities get no share
+            weights = tf.nn.softmax(logits, axis=1) * present  # all missing: all zero
+        else:
+            weights = tf.tanh(logits) * present
+        fused = tf.reduce_sum(weights * specific, axis=1)
+        return fused, weights
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_modalities": self.num_modalities, "gate": self.gate,
+                "normalize": self.normalize}

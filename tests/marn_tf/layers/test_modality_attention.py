@@ -1,0 +1,62 @@
+"""Multimodal attention: shapes, per-modality gates, missing modalities left out, config round trip."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from marn_tf.layers.modality_attention import ModalityAttention
+from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+
+RNG = np.random.default_rng(0)
+SPECIFIC = tf.constant(RNG.normal(size=(5, 4, 6)), tf.float32)  # batch 5, M = 4 modalities, d = 6
+MASK = tf.constant([[1, 1, 1, 1], [1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0]], tf.float32)
+
+
+@pytest.mark.parametrize("gate,width", [("vector", 6), ("scalar", 1)])
+@pytest.mark.parametrize("normalize", ["none", "softmax"])
+def test_shapes_and_missing_modalities_have_no_weight(gate, width, normalize):
+    layer = ModalityAttention(4, gate=gate, normalize=normalize)
+    fused, weights = layer([SPECIFIC, MASK])
+    assert fused.shape == (5, 6) and weights.shape == (5, 4, width)
+    assert np.all(weights.numpy()[MASK.numpy() == 0] == 0)
+    np.testing.assert_allclose(fused[4].numpy(), 0.0)  # an item with no modality at all
+
+
+@pytest.mark.parametrize("normalize", ["none", "softmax"])
+def test_a_missing_modality_changes_nothing_whatever_its_vector(normalize):
+    layer = ModalityAttention(4, normalize=normalize)
+    fused, _ = layer([SPECIFIC, MASK])
+    noisy = tf.where(MASK[:, :, tf.newaxis] > 0, SPECIFIC, 1e3 * tf.ones_like(SPECIFIC))
+    np.testing.assert_allclose(layer([noisy, MASK])[0].numpy(), fused.numpy(), rtol=1e-6)
+
+
+def test_softmax_weights_sum_to_one_over_present_modalities():
+    _, weights = ModalityAttention(4, normalize="softmax")([SPECIFIC, MASK])
+    sums = tf.reduce_sum(weights, axis=1).numpy()  # [batch, d]
+    np.testing.assert_allclose(sums[:4], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(sums[4], 0.0)
+
+
+def test_tanh_gates_follow_the_formula_with_one_gate_per_modality():
+    layer = ModalityAttention(4, gate="scalar")
+    fused, weights = layer([SPECIFIC, MASK])
+    kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+    s, m = SPECIFIC.numpy(), MASK.numpy()
+    expected_w = np.tanh(np.einsum("bmd,mdw->bmw", s, kernel) + bias) * m[:, :, None]
+    np.testing.assert_allclose(weights.numpy(), expected_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused.numpy(), (expected_w * s).sum(axis=1), rtol=1e-5, atol=1e-5)
+    assert layer.kernel.shape == (4, 6, 1) and not np.allclose(kernel[0], kernel[1])
+
+
+def test_no_gradient_reaches_a_missing_modality():
+    layer = ModalityAttention(4)
+    with tf.GradientTape() as tape:
+        tape.watch(SPECIFIC)
+        loss = tf.reduce_sum(layer([SPECIFIC, MASK])[0])
+    grad = tape.gradient(loss, SPECIFIC).numpy()
+    assert np.all(grad[MASK.numpy() == 0] == 0) and np.any(grad[MASK.numpy() == 1] != 0)
+
+
+def test_config_round_trip_and_bad_options():
+    assert_config_round_trip(ModalityAttention(4, gate="scalar", normalize="softmax"), [SPECIFIC, MASK])
+    with pytest.raises(ValueError, match="gate must be one of"):
+        ModalityAttention(4, gate="matrix")
