@@ -1,0 +1,48 @@
+"""Target attention: DIN scores, masked positions, softmax option, config round trip."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from marn_tf.layers.target_attention import TargetAttention
+from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+
+RNG = np.random.default_rng(0)
+QUERY = tf.constant(RNG.normal(size=(4, 6)), tf.float32)
+KEYS = tf.constant(RNG.normal(size=(4, 5, 6)), tf.float32)
+MASK = tf.sequence_mask([5, 3, 1, 0], 5, dtype=tf.float32)
+
+
+@pytest.mark.parametrize("normalize", ["none", "softmax"])
+def test_masked_positions_have_no_weight_and_change_nothing(normalize):
+    layer = TargetAttention(hidden_units=[8], normalize=normalize)
+    pooled, weights = layer([QUERY, KEYS, MASK])
+    assert pooled.shape == (4, 6) and weights.shape == (4, 5)
+    assert np.all(weights.numpy()[MASK.numpy() == 0] == 0)
+    np.testing.assert_allclose(pooled[3].numpy(), 0.0)  # empty sequence
+    noisy = tf.where(MASK[:, :, tf.newaxis] > 0, KEYS, 1e3 * tf.ones_like(KEYS))
+    np.testing.assert_allclose(layer([QUERY, noisy, MASK])[0].numpy(), pooled.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_weights_sum_to_one_over_the_sequence():
+    _, weights = TargetAttention(hidden_units=[8], normalize="softmax")([QUERY, KEYS, MASK])
+    np.testing.assert_allclose(tf.reduce_sum(weights, -1).numpy(), [1, 1, 1, 0], rtol=1e-6, atol=1e-7)
+
+
+def test_scores_depend_on_the_candidate():
+    layer = TargetAttention(hidden_units=[8])
+    _, weights = layer([QUERY, KEYS, MASK])
+    _, other = layer([-QUERY, KEYS, MASK])
+    assert not np.allclose(weights.numpy()[:3], other.numpy()[:3])
+
+
+def test_pooled_is_the_weighted_sum_of_keys():
+    pooled, weights = TargetAttention(hidden_units=[8])([QUERY, KEYS, MASK])
+    np.testing.assert_allclose(pooled.numpy(), np.einsum("bt,btd->bd", weights.numpy(), KEYS.numpy()),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_config_round_trip_and_bad_option():
+    assert_config_round_trip(TargetAttention(hidden_units=[8, 4], activation="relu", normalize="softmax"),
+                             [QUERY, KEYS, MASK])
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        TargetAttention(normalize="l2")
