@@ -1,0 +1,52 @@
+"""Specific and invariant projections of the modality embeddings.
+
+For item i and modality m with embedding e_i^m (widths differ between modalities):
+
+    s_i^m = S_m(e_i^m)              one specific projector per modality
+    c_i^m = I(P_m(e_i^m))           P_m maps each modality to a common width; I is shared by all
+
+Sharing I is what lets the adversarial game make c^m modality-invariant: the same function has to
+serve every modality. The outputs are stacked over modalities for the attention and discriminators.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+@tf.keras.utils.register_keras_serializable(package="marn_tf")
+class ModalityProjection(tf.keras.layers.Layer):
+    """Per-modality specific projectors and one shared invariant projector.
+
+    Args:
+      num_modalities: M; the layer takes a list of M embeddings.
+      units: width d of the specific and invariant vectors (256 in the paper).
+      common_units: width P_m maps every modality to before the shared I.
+      activation: of every projection.
+
+    Inputs: a list of M tensors [batch, width_m].
+    Outputs: `specific` [batch, M, d] and `invariant` [batch, M, d].
+    """
+
+    def __init__(self, num_modalities: int, units: int = 256, common_units: int = 256, activation: str = "relu",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_modalities = num_modalities
+        self.units = units
+        self.common_units = common_units
+        self.activation = activation
+        self.specific = [tf.keras.layers.Dense(units, activation=activation, name=f"specific_{m}")
+                         for m in range(num_modalities)]
+        self.to_common = [tf.keras.layers.Dense(common_units, activation=activation, name=f"common_input_{m}")
+                          for m in range(num_modalities)]
+        self.invariant = tf.keras.layers.Dense(units, activation=activation, name="shared_invariant")
+
+    def call(self, embeddings):
+        if len(embeddings) != self.num_modalities:
+            raise ValueError(f"expected {self.num_modalities} modality embeddings, got {len(embeddings)}")
+        specific = tf.stack([s(e) for s, e in zip(self.specific, embeddings)], axis=1)
+        invariant = tf.stack([self.invariant(p(e)) for p, e in zip(self.to_common, embeddings)], axis=1)
+        return specific, invariant
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_modalities": self.num_modalities, "units": self.units,
+                "common_units": self.common_units, "activation": self.activation}
