@@ -360,10 +360,11 @@ def generate(opts: GeneratorOptions, progress: bool = True) -> dict:
 
     days_train, days_valid = int(opts.days * 0.7), int(opts.days * 0.85)
     day = lambda d: (dt.date.fromisoformat(opts.start_date) + dt.timedelta(days=d)).isoformat()  # noqa: E731
+    root = os.path.abspath(opts.output)  # the config works from any directory
     config = {
-        "inputs": {"events": {"path": os.path.join(opts.output, "events", "part-*")},
-                   "items": {"path": os.path.join(opts.output, "items", "items" + ext)},
-                   "users": {"path": os.path.join(opts.output, "users", "users" + ext)}},
+        "inputs": {"events": {"path": os.path.join(root, "events", "part-*")},
+                   "items": {"path": os.path.join(root, "items", "items" + ext)},
+                   "users": {"path": os.path.join(root, "users", "users" + ext)}},
         "users": {"features": USER_COLUMNS[1:]},
         "items": {"image_dim": opts.image_dim},
         "split": {"train_start": day(2), "train_end": day(days_train), "valid_end": day(days_valid)},
