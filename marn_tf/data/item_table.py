@@ -65,11 +65,17 @@ def load_item_table(directory: str, schema: Schema) -> ItemTable:
         if c.name in (spec.key, "item_id"):
             continue
         dense = np.zeros([num_rows, *c.shape], dtype=_NUMPY[c.dtype])
-        values = [t.column(c.name) for t in tables]
-        data = np.concatenate([np.asarray(v.to_pylist(), dtype=dense.dtype).reshape(-1, *c.shape) for v in values])
-        dense[keys] = data
+        dense[keys] = np.concatenate([_column_array(t, c.name, c.shape) for t in tables])
         columns[c.name] = dense
     item_ids = [""] * num_rows
     for k, i in zip(keys, ids):
         item_ids[k] = i
     return ItemTable(item_ids, columns)
+
+
+def _column_array(table, name: str, shape: list[int]) -> np.ndarray:
+    """A Parquet column as a numpy array [rows, *shape], through Arrow buffers (no Python lists)."""
+    column = table.column(name).combine_chunks()
+    if shape:  # fixed-size lists: their flat values, reshaped
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, *shape)
+    return column.to_numpy(zero_copy_only=False)
