@@ -134,9 +134,7 @@ class SplitConfig:
     train_start: Optional[str] = None
 
     def __post_init__(self):
-        start = parse_utc_seconds(self.train_start, "train_start") if self.train_start else None
-        end = parse_utc_seconds(self.train_end, "train_end")
-        valid_end = parse_utc_seconds(self.valid_end, "valid_end")
+        start, end, valid_end = self.boundaries
         if not end < valid_end or (start is not None and not start < end):
             raise ConfigError("split dates must satisfy train_start < train_end < valid_end")
 
@@ -144,8 +142,7 @@ class SplitConfig:
     def boundaries(self) -> tuple[Optional[int], int, int]:
         """(train_start or None, train_end, valid_end) in epoch seconds."""
         start = parse_utc_seconds(self.train_start, "train_start") if self.train_start else None
-        return start, parse_utc_seconds(self.train_end, "train_end"), parse_utc_seconds(
-            self.valid_end, "valid_end")
+        return start, parse_utc_seconds(self.train_end, "train_end"), parse_utc_seconds(self.valid_end, "valid_end")
 
 
 @dataclasses.dataclass

@@ -15,6 +15,11 @@ COUNTS_FILE = "counts.json"
 SOURCES = ("events", "items", "users")
 
 
+def write_json(path: str, data: dict) -> None:
+    with FileSystems.create(path) as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
+
+
 def _read_json(path: str) -> dict:
     with FileSystems.open(path) as f:
         return json.loads(f.read().decode("utf-8"))
@@ -128,8 +133,7 @@ def finalize(config: Config, output: str) -> dict:
         raise RuntimeError(f"records lost in the pipeline (a bug, please report it) for {unbalanced}: {report['sources']}")
     schema = ES.build_schema(config, report["vocabulary_sizes"], report["items"]["with_id_embedding"])
     schema.save(output)
-    with FileSystems.create(FileSystems.join(output, "report.json")) as f:
-        f.write(json.dumps(report, indent=2).encode("utf-8"))
+    write_json(FileSystems.join(output, "report.json"), report)
     with FileSystems.create(FileSystems.join(output, "report.md")) as f:
         f.write(render_markdown(report).encode("utf-8"))
     return report

@@ -10,7 +10,7 @@ Two more measured choices (`python benchmarks/pipeline.py --encoder-only`):
   (same wire format, a private descriptor pool) instead of importing them from TensorFlow, whose
   import cost every Beam worker 3.3 s of CPU and 540 MB of memory.
 * Repeated fields are filled by slice assignment from a list (`value[:] = [...]`): ~30 us for our
-  20-feature example with sequences of 50 (29-46 us over repeated runs here), against ~200 us with
+  20-feature example with sequences of 50 (28-47 us over repeated runs here), against ~200 us with
   `extend(generator)`.
 """
 from __future__ import annotations
