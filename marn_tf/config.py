@@ -1,5 +1,6 @@
 """The one YAML config of a marn-tf run: where the raw data is, what its fields are called, and the
-choices the pipeline makes (sequence length, vocabulary thresholds, split dates, dead-letter limit).
+choices the pipeline makes (sequence length, vocabulary thresholds, split dates, dead-letter limit), and
+the model and training sections (`marn_tf/model_config.py`).
 
 `Config.load("my.yaml", overrides=["max_length=30"])` reads it; every section below is a
 typed dataclass, and `docs/raw_data.md` shows a complete annotated example.
@@ -12,6 +13,7 @@ import functools
 from typing import Optional, Sequence
 
 from marn_tf.config_loader import ConfigError, from_dict, load_yaml, to_dict
+from marn_tf.model_config import ModelConfig, TrainConfig, check_compatible
 
 FORMATS = ("auto", "jsonl", "csv", "parquet")
 
@@ -170,6 +172,11 @@ class Config:
     vocabulary: VocabularyConfig = dataclasses.field(default_factory=VocabularyConfig)
     statistics: StatisticsConfig = dataclasses.field(default_factory=StatisticsConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        check_compatible(self.model, self.train)
 
     @classmethod
     def load(cls, path: str, overrides: Sequence[str] = ()) -> "Config":

@@ -26,6 +26,11 @@ SCHEMA_VERSION = 1
 SCHEMA_FILE = "schema.json"
 DTYPES = ("int64", "float32", "string")
 MODALITIES = ("id", "image", "text", "statistic")
+# Item table columns the model reads by role: the content of a modality and what says it is present.
+IMAGE_COLUMN = "image"
+IMAGE_PRESENT_COLUMN = "has_image"  # 1 if the catalog had an image vector
+TITLE_COLUMN = "title_tokens"
+TITLE_LENGTH_COLUMN = "title_length"  # 0 when the title is missing
 
 # Feature tags; a model picks its inputs by tag, never by name.
 LABEL = "label"

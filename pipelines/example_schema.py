@@ -94,12 +94,12 @@ def item_columns(config: Config) -> list[S.ItemColumn]:
                C("item_id", "string", [], None)]
     columns += [C(name, "int64", [], "id", vocabulary=name) for name in f.id_fields]
     if f.image:
-        columns += [C("image", "float32", [f.image_dim], "image"),
-                    C("has_image", "int64", [], None, description="1 if the catalog had an image vector")]
+        columns += [C(S.IMAGE_COLUMN, "float32", [f.image_dim], "image"),
+                    C(S.IMAGE_PRESENT_COLUMN, "int64", [], None, description="1 if the catalog had an image vector")]
     if f.title:
-        columns += [C("title_tokens", "int64", [f.max_title_tokens], "text", vocabulary=WORD_VOCAB,
+        columns += [C(S.TITLE_COLUMN, "int64", [f.max_title_tokens], "text", vocabulary=WORD_VOCAB,
                       description="title word indices, padded with 0"),
-                    C("title_length", "int64", [], None, description="0 when the title is missing")]
+                    C(S.TITLE_LENGTH_COLUMN, "int64", [], None, description="0 when the title is missing")]
     columns += [C(item_static_stat_column(s), "int64", [], "statistic", cardinality=config.statistics.num_buckets,
                   description="catalog counter, log2-bucketised; 0 = missing")
                 for s in f.statistics]

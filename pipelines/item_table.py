@@ -1,6 +1,7 @@
 """Rows of the item feature table (Parquet), one per item of the item vocabulary."""
 from __future__ import annotations
 
+from marn_tf import schema as S
 from marn_tf.config import Config
 
 from pipelines import example_schema as ES
@@ -27,13 +28,13 @@ def item_row(item: Item, indices: dict[str, dict[str, int]], config: Config) -> 
     for name, value in zip(f.id_fields, item.id_values):
         row[name] = indices[name].get(value, 0)
     if f.image:
-        row["image"] = list(item.image) if item.image else [0.0] * f.image_dim
-        row["has_image"] = int(item.image is not None)
+        row[S.IMAGE_COLUMN] = list(item.image) if item.image else [0.0] * f.image_dim
+        row[S.IMAGE_PRESENT_COLUMN] = int(item.image is not None)
     if f.title:
         words = indices[ES.WORD_VOCAB]
         tokens = [words.get(w, 0) for w in title_words(item.title, f.max_title_tokens)]
-        row["title_tokens"] = tokens + [0] * (f.max_title_tokens - len(tokens))
-        row["title_length"] = len(tokens)
+        row[S.TITLE_COLUMN] = tokens + [0] * (f.max_title_tokens - len(tokens))
+        row[S.TITLE_LENGTH_COLUMN] = len(tokens)
     for name, count in zip(f.statistics, item.statistics):
         row[ES.item_static_stat_column(name)] = log2_bucket(count, config.statistics.num_buckets)
     return row

@@ -3,6 +3,11 @@ import os
 
 import marn_tf  # noqa: F401  (must precede any TensorFlow import)
 import pytest
+import tensorflow as tf
+
+# Two logical CPU devices, so MirroredStrategy runs 2 replicas in tests (before TF initialises its runtime).
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from marn_tf.config import Config
 

@@ -22,20 +22,24 @@ class ModalityProjection(tf.keras.layers.Layer):
       units: width d of the specific and invariant vectors (256 in the paper).
       common_units: width P_m maps every modality to before the shared I.
       activation: of every projection.
+      with_invariant: False for the variants without an invariant part (no P_m, no I).
 
     Inputs: a list of M tensors [batch, width_m].
-    Outputs: `specific` [batch, M, d] and `invariant` [batch, M, d].
+    Outputs: `specific` [batch, M, d] and `invariant` [batch, M, d]; `specific` alone without invariant.
     """
 
     def __init__(self, num_modalities: int, units: int = 256, common_units: int = 256, activation: str = "relu",
-                 **kwargs):
+                 with_invariant: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.num_modalities = num_modalities
         self.units = units
         self.common_units = common_units
         self.activation = activation
+        self.with_invariant = with_invariant
         self.specific = [tf.keras.layers.Dense(units, activation=activation, name=f"specific_{m}")
                          for m in range(num_modalities)]
+        if not with_invariant:
+            return
         self.to_common = [tf.keras.layers.Dense(common_units, activation=activation, name=f"common_input_{m}")
                           for m in range(num_modalities)]
         self.invariant = tf.keras.layers.Dense(units, activation=activation, name="shared_invariant")
@@ -44,9 +48,12 @@ class ModalityProjection(tf.keras.layers.Layer):
         if len(embeddings) != self.num_modalities:
             raise ValueError(f"expected {self.num_modalities} modality embeddings, got {len(embeddings)}")
         specific = tf.stack([s(e) for s, e in zip(self.specific, embeddings)], axis=1)
+        if not self.with_invariant:
+            return specific
         invariant = tf.stack([self.invariant(p(e)) for p, e in zip(self.to_common, embeddings)], axis=1)
         return specific, invariant
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_modalities": self.num_modalities, "units": self.units,
-                "common_units": self.common_units, "activation": self.activation}
+                "common_units": self.common_units, "activation": self.activation,
+                "with_invariant": self.with_invariant}

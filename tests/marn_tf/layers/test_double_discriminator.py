@@ -78,3 +78,43 @@ def test_missing_modalities_take_no_part():
 def test_config_round_trip():
     assert_config_round_trip(DoubleDiscriminator(3, hidden_units=[8, 4], grl_coefficient=0.2),
                              [INVARIANT, SPECIFIC, MASK])
+
+
+def test_occurrence_weights_equal_repeating_the_items():
+    """Encoding each unique item once, weighted by its occurrences, gives the losses of encoding every occurrence."""
+    layer = DoubleDiscriminator(3)
+    counts = tf.constant([1, 3, 0, 2, 1, 1], tf.float32)
+    weighted = layer([INVARIANT, SPECIFIC, MASK, counts])
+    rows = np.repeat(np.arange(6), counts.numpy().astype(int))
+    repeated = layer([tf.gather(INVARIANT, rows), tf.gather(SPECIFIC, rows), tf.gather(MASK, rows)])
+    for key in ("d0_loss", "d1_loss", "ds_loss", "d1_accuracy", "ds_accuracy"):
+        np.testing.assert_allclose(weighted[key].numpy(), repeated[key].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(tf.gather(weighted["importance"], rows).numpy(), repeated["importance"].numpy(),
+                               rtol=1e-5)
+
+
+def test_single_mode_has_d1_only():
+    layer = DoubleDiscriminator(3, mode="single")
+    out = layer([INVARIANT, SPECIFIC, MASK])
+    assert layer.d0 is None and out["d0_loss"].numpy() == 0.0
+    np.testing.assert_array_equal(out["importance"].numpy(), MASK.numpy())  # w = 1 for present modalities
+    (to_specific,) = grads(layer, "ds_loss", [SPECIFIC])
+    assert to_specific is None or not np.any(to_specific.numpy())  # Ds only measures
+
+
+def test_two_replicas_return_shares_of_the_global_mean():
+    """Under MirroredStrategy each replica's losses sum to the 1-replica value on the whole batch."""
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) >= 2, "conftest configures 2 logical CPU devices"
+    strategy = tf.distribute.MirroredStrategy(devices[:2])
+    with strategy.scope():
+        layer = DoubleDiscriminator(3)
+        layer([INVARIANT, SPECIFIC, MASK])
+    whole = layer([INVARIANT, SPECIFIC, MASK])
+    halves = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tuple(t[ctx.replica_id_in_sync_group * 3:(ctx.replica_id_in_sync_group + 1) * 3]
+                          for t in (INVARIANT, SPECIFIC, MASK)))
+    per_replica = strategy.run(tf.function(lambda *t: layer(list(t))), args=halves)
+    for key in ("d0_loss", "d1_loss", "ds_loss", "d1_accuracy"):
+        total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[key], axis=None)
+        np.testing.assert_allclose(total.numpy(), whole[key].numpy(), rtol=1e-5)

@@ -36,3 +36,11 @@ def test_wrong_number_of_modalities():
 
 def test_config_round_trip():
     assert_config_round_trip(ModalityProjection(4, units=6, common_units=3, activation="tanh"), EMBEDDINGS)
+
+
+def test_without_invariant_part():
+    layer = ModalityProjection(4, units=8, with_invariant=False)
+    specific = layer(EMBEDDINGS)
+    assert specific.shape == (3, 4, 8)
+    assert not any("invariant" in v.name or "common_input" in v.name for v in layer.trainable_variables)
+    assert_config_round_trip(ModalityProjection(4, units=8, with_invariant=False), EMBEDDINGS)

@@ -1,0 +1,125 @@
+"""The item encoder: modality embeddings -> one item representation, for every rung of the ablation ladder.
+
+    fusion "raw_concat" (DIN baseline):  rep = [e^1, ..., e^M]                  (missing modalities zeroed)
+    fusion "concat":                      rep = W [s^1, ..., s^M]                every modality a fixed weight
+    fusion "attention" (MAN):             rep = s = sum_m a^m ⊙ s^m
+      + discriminators "single" (MAAN):   rep = s + c,  c from D1 alone (w = 1)
+      + discriminators "double" (MARN):   rep = s + c,  c = sum_m w^m c^m / sum_m w^m with D0 weights
+
+The same encoder (same variables) serves candidate and behaviour items. `modality_dropout` (training
+only) hides each present modality of an item with that probability, never all of them.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+from marn_tf.layers.double_discriminator import DoubleDiscriminator
+from marn_tf.layers.modality_attention import ModalityAttention
+from marn_tf.layers.modality_embedding import ModalityEmbeddings
+from marn_tf.layers.modality_projection import ModalityProjection
+
+FUSIONS = ("raw_concat", "concat", "attention")
+DISCRIMINATORS = ("none", "single", "double")
+AUXILIARY_OUTPUTS = ("d0_loss", "d1_loss", "ds_loss", "d1_accuracy", "ds_accuracy")
+
+
+@tf.keras.utils.register_keras_serializable(package="marn_tf")
+class ItemEncoder(tf.keras.layers.Layer):
+    """Modality embeddings, projections, attention and discriminators of a batch of items.
+
+    Args:
+      embeddings: the `ModalityEmbeddings` config (what the item table holds).
+      fusion: "raw_concat", "concat" or "attention".
+      discriminators: "none", "single" or "double" (with fusion "attention" only).
+      units, common_units: widths of s^m / c^m and of P_m.
+      attention_gate, attention_normalize: `ModalityAttention` options.
+      discriminator_hidden, grl_coefficient, normalize_importance: `DoubleDiscriminator` options.
+      modality_dropout: training-time rate of hiding a present modality.
+
+    Inputs: `content` (a dict: "item_index" [items] and the item table columns) and `occurrences` [items],
+      how often each item occurs in the batch (weighs the discriminators).
+    Output: a dict with "representation" [items, width], "modality_weights" [items, M] (mean |a^m| over
+      the dimensions; 1 for fixed-weight fusion), "importance" [items, M] (D0's w; 1 without it),
+      "modality_mask" [items, M], and the scalars of AUXILIARY_OUTPUTS (0 without discriminators).
+    """
+
+    def __init__(self, embeddings: dict, fusion: str = "attention", discriminators: str = "double", units: int = 64,
+                 common_units: int = 64, attention_gate: str = "vector", attention_normalize: str = "none",
+                 discriminator_hidden: Sequence[int] = (64,), grl_coefficient: float = 1.0,
+                 normalize_importance: bool = True, modality_dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if fusion not in FUSIONS or discriminators not in DISCRIMINATORS:
+            raise ValueError(f"fusion must be one of {FUSIONS} and discriminators one of {DISCRIMINATORS}")
+        if discriminators != "none" and fusion != "attention":
+            raise ValueError("discriminators need fusion='attention' (the invariant part adds to the attended one)")
+        self.embeddings_config = dict(embeddings)
+        self.fusion = fusion
+        self.discriminators = discriminators
+        self.units = units
+        self.common_units = common_units
+        self.attention_gate = attention_gate
+        self.attention_normalize = attention_normalize
+        self.discriminator_hidden = list(discriminator_hidden)
+        self.grl_coefficient = grl_coefficient
+        self.normalize_importance = normalize_importance
+        self.modality_dropout = modality_dropout
+
+        self.embeddings = ModalityEmbeddings(**self.embeddings_config, name="modality_embeddings")
+        self.num_modalities = len(self.embeddings.modalities)
+        if fusion != "raw_concat":
+            self.projection = ModalityProjection(self.num_modalities, units, common_units,
+                                                 with_invariant=discriminators != "none", name="projection")
+        if fusion == "concat":
+            self.concat_projection = tf.keras.layers.Dense(units, activation="relu", name="concat_projection")
+        if fusion == "attention":
+            self.attention = ModalityAttention(self.num_modalities, attention_gate, attention_normalize,
+                                               name="modality_attention")
+        if discriminators != "none":
+            self.discriminator = DoubleDiscriminator(self.num_modalities, self.discriminator_hidden, grl_coefficient,
+                                                     normalize_importance, mode=discriminators,
+                                                     name="double_discriminator")
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.embeddings.modalities
+
+    def _drop_modalities(self, mask):
+        kept = mask * tf.cast(tf.random.uniform(tf.shape(mask)) >= self.modality_dropout, mask.dtype)
+        return tf.where(tf.reduce_sum(kept, axis=1, keepdims=True) > 0, kept, mask)
+
+    def call(self, inputs, training=None):
+        content, occurrences = inputs
+        embeddings, mask = self.embeddings(content)
+        if training and self.modality_dropout > 0:
+            mask = self._drop_modalities(mask)
+        scalars = {key: tf.constant(0.0) for key in AUXILIARY_OUTPUTS}
+        fixed_weights = mask
+        importance = mask
+        if self.fusion == "raw_concat":
+            representation = tf.concat([e * mask[:, m:m + 1] for m, e in enumerate(embeddings)], axis=-1)
+        elif self.fusion == "concat":
+            specific = self.projection(embeddings) * mask[:, :, tf.newaxis]
+            representation = self.concat_projection(tf.reshape(specific, [-1, self.num_modalities * self.units]))
+        else:
+            if self.discriminators == "none":
+                specific = self.projection(embeddings)
+            else:
+                specific, invariant = self.projection(embeddings)
+            representation, weights = self.attention([specific, mask])
+            fixed_weights = tf.reduce_mean(tf.abs(weights), axis=-1)  # tanh gates may be negative: magnitude
+            if self.discriminators != "none":
+                adversarial = self.discriminator([invariant, specific, mask, occurrences])
+                representation += tf.cast(adversarial["invariant"], representation.dtype)
+                importance = tf.cast(adversarial["importance"], mask.dtype)
+                scalars = {key: adversarial[key] for key in AUXILIARY_OUTPUTS}
+        return {"representation": representation, "modality_weights": fixed_weights, "importance": importance,
+                "modality_mask": mask, **scalars}
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "embeddings": self.embeddings_config, "fusion": self.fusion,
+                "discriminators": self.discriminators, "units": self.units, "common_units": self.common_units,
+                "attention_gate": self.attention_gate, "attention_normalize": self.attention_normalize,
+                "discriminator_hidden": self.discriminator_hidden, "grl_coefficient": self.grl_coefficient,
+                "normalize_importance": self.normalize_importance, "modality_dropout": self.modality_dropout}

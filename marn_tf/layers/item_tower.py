@@ -1,0 +1,80 @@
+"""The item tower: item indices -> item representations, encoding each unique item of a batch once.
+
+A batch of B impressions with sequences of length L names B * (L + 1) items, most of them repeats
+(popular items, padding). The tower gathers the distinct ones, looks up their content in the item
+feature table (held in the model as non-trainable weights, so a request carries only ids), encodes
+each once and scatters the representations back to every occurrence. The discriminators weigh each
+unique item by its number of valid occurrences, so deduplication changes the cost, not the math.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS, ItemEncoder
+
+_DTYPES = {"int64": "int32", "float32": "float32"}  # int32 ids gather on every device
+
+
+@tf.keras.utils.register_keras_serializable(package="marn_tf")
+class ItemTower(tf.keras.layers.Layer):
+    """Item content table + `ItemEncoder`, once per unique item.
+
+    Args:
+      num_items: rows of the item table (item vocabulary + the OOV row 0).
+      columns: {name: {"shape": [...], "dtype": "int64" | "float32"}} of the item table columns the encoder reads.
+      encoder: the `ItemEncoder` config.
+      deduplicate: encode unique items only (False: every position, which XLA needs for static shapes).
+
+    Inputs: `candidate` [batch] item indices, `behaviour` [batch, L] item indices, `behaviour_mask` [batch, L].
+    Output: a dict with "candidate" [batch, d], "behaviour" [batch, L, d], the candidate's "modality_weights",
+      "importance" and "modality_mask" [batch, M], and the encoder's scalar outputs.
+    Fill the table with `set_table(item_table)` (a `marn_tf.data.item_table.ItemTable`).
+    """
+
+    def __init__(self, num_items: int, columns: dict, encoder: dict, deduplicate: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.num_items = num_items
+        self.columns = {name: dict(spec) for name, spec in columns.items()}
+        self.encoder_config = dict(encoder)
+        self.deduplicate = deduplicate
+        self.encoder = ItemEncoder(**self.encoder_config, name="item_encoder")
+        self.table = {name: self.add_weight(name=f"table_{name}", shape=[num_items, *spec["shape"]],
+                                            dtype=_DTYPES[spec["dtype"]], trainable=False, initializer="zeros")
+                      for name, spec in self.columns.items()}
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.encoder.modalities
+
+    def set_table(self, item_table) -> None:
+        """Loads the item table's arrays (rows by item vocabulary index) into the model."""
+        if item_table.num_rows != self.num_items:
+            raise ValueError(f"the item table has {item_table.num_rows} rows, the model was built for {self.num_items}")
+        for name, variable in self.table.items():
+            variable.assign(item_table.columns[name].astype(variable.dtype.as_numpy_dtype))
+
+    def call(self, inputs, training=None):
+        candidate, behaviour, behaviour_mask = inputs
+        batch, length = tf.shape(behaviour)[0], tf.shape(behaviour)[1]
+        items = tf.concat([tf.reshape(candidate, [-1]), tf.reshape(behaviour, [-1])], axis=0)
+        valid = tf.concat([tf.ones_like(candidate, tf.float32), tf.reshape(tf.cast(behaviour_mask, tf.float32), [-1])], 0)
+        if self.deduplicate:
+            items, position = tf.unique(items)
+            occurrences = tf.math.unsorted_segment_sum(valid, position, tf.shape(items)[0])
+        else:
+            position, occurrences = tf.range(tf.shape(items)[0]), valid
+        content = {name: tf.gather(table, items) for name, table in self.table.items()}
+        content["item_index"] = tf.cast(items, tf.int32)
+        encoded = self.encoder([content, occurrences], training=training)
+        per_occurrence = tf.gather(encoded["representation"], position)
+        candidate_position = position[:batch]
+        out = {"candidate": per_occurrence[:batch],
+               "behaviour": tf.reshape(per_occurrence[batch:], [batch, length, per_occurrence.shape[-1]])}
+        for key in ("modality_weights", "importance", "modality_mask"):
+            out[key] = tf.gather(encoded[key], candidate_position)
+        out.update({key: encoded[key] for key in AUXILIARY_OUTPUTS})
+        return out
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_items": self.num_items, "columns": self.columns,
+                "encoder": self.encoder_config, "deduplicate": self.deduplicate}

@@ -1,0 +1,69 @@
+"""The user-interest network: behaviour items (rep_i with their property e^p) -> one interest vector.
+
+    "gru" (default):  h_t = GRU(x_1..x_t);  u = sum_t w_t h_t with w = TargetAttention(q, h)
+    "augru":          h_t as above; a_t = TargetAttention weights; u = AUGRU(h, a) final state (DIEN)
+    "none" (DIN):     u = sum_t w_t x_t with w = TargetAttention(q, x)
+
+q is the candidate's vector, projected to the key width. Positions past the sequence length are
+masked everywhere: the GRUs skip them and the attention gives them weight 0.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+from marn_tf.layers.augru import AUGRUCell
+from marn_tf.layers.target_attention import TargetAttention
+
+ENCODERS = ("gru", "augru", "none")
+
+
+@tf.keras.utils.register_keras_serializable(package="marn_tf")
+class UserInterest(tf.keras.layers.Layer):
+    """GRU (or AUGRU, or none) over the behaviour sequence, pooled by target attention.
+
+    Args:
+      sequence_encoder: "gru", "augru" or "none".
+      units: GRU width (ignored for "none").
+      attention_hidden, attention_normalize: `TargetAttention` options ("augru" always normalises with softmax).
+
+    Inputs: `query` [batch, dq], `sequence` [batch, L, dx], `mask` [batch, L].
+    Outputs: `interest` [batch, units] ([batch, dx] for "none") and the attention `weights` [batch, L].
+    """
+
+    def __init__(self, sequence_encoder: str = "gru", units: int = 64, attention_hidden: Sequence[int] = (80, 40),
+                 attention_normalize: str = "none", **kwargs):
+        super().__init__(**kwargs)
+        if sequence_encoder not in ENCODERS:
+            raise ValueError(f"sequence_encoder must be one of {ENCODERS}, got {sequence_encoder!r}")
+        self.sequence_encoder = sequence_encoder
+        self.units = units
+        self.attention_hidden = list(attention_hidden)
+        self.attention_normalize = attention_normalize
+        if sequence_encoder != "none":
+            self.gru = tf.keras.layers.GRU(units, return_sequences=True, name="interest_extractor")
+        if sequence_encoder == "augru":
+            self.augru = tf.keras.layers.RNN(AUGRUCell(units), name="interest_evolution")
+        normalize = "softmax" if sequence_encoder == "augru" else attention_normalize
+        self.attention = TargetAttention(self.attention_hidden, normalize=normalize, name="target_attention")
+
+    def build(self, input_shape):
+        query_shape, sequence_shape, _ = input_shape
+        width = self.units if self.sequence_encoder != "none" else int(sequence_shape[-1])
+        self.query_projection = tf.keras.layers.Dense(width, name="query_projection")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        query, sequence, mask = inputs
+        present = tf.cast(mask, tf.bool)
+        keys = sequence if self.sequence_encoder == "none" else self.gru(sequence, mask=present)
+        pooled, weights = self.attention([self.query_projection(query), keys, mask])
+        if self.sequence_encoder != "augru":
+            return pooled, weights
+        scored = tf.concat([keys, tf.cast(weights, keys.dtype)[:, :, tf.newaxis]], axis=-1)
+        return self.augru(scored, mask=present), weights
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "sequence_encoder": self.sequence_encoder, "units": self.units,
+                "attention_hidden": self.attention_hidden, "attention_normalize": self.attention_normalize}

@@ -1,0 +1,133 @@
+"""The `model:` and `train:` sections of the config: MARN's architecture choices and the training run.
+
+Every choice MARN_SPEC.md marks [ours] is a key here with the stated default, so it can be ablated with
+`--set model.<key>=<value>`. `variant` picks a rung of the ablation ladder or the DIN-style baseline:
+
+    din     IDs + concatenated raw content, target attention over the behaviour items (no GRU)
+    concat  specific projections concatenated (every modality a fixed weight), GRU + target attention
+    man     multimodal attention over the specific projections
+    maan    MAN + invariant projections with one discriminator (D1 behind gradient reversal)
+    marn    MAN + the double-discriminator network (D0 importance weights, D1, Ds sharing D1): full MARN
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from marn_tf.config_loader import ConfigError
+
+VARIANTS = ("din", "concat", "man", "maan", "marn")
+SEQUENCE_ENCODERS = ("gru", "augru")
+HEADS = ("mlp", "dcn")
+UPDATES = ("joint", "alternating")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+SOURCES = ("tfrecord", "parquet")
+
+
+def _check_choice(key: str, value: str, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    variant: str = "marn"
+    units: int = 64  # width d of s^m, c^m and the item representation (the paper: 256)
+    id_embedding_dim: int = 16  # per ID field (item id, shop, brand, category, ...), concatenated
+    word_embedding_dim: int = 32
+    text_filters: int = 32  # per kernel size
+    text_kernel_sizes: list[int] = dataclasses.field(default_factory=lambda: [2, 3, 4])
+    statistic_embedding_dim: int = 8  # per bucketised counter (the paper: two 8-d vectors)
+    property_embedding_dim: int = 8  # behaviour type, time gap, point-in-time counters of an occurrence
+    context_embedding_dim: int = 16  # user and context features
+    common_units: int = 64  # P_m: every modality to this width before the shared invariant projector I
+    attention_gate: str = "vector"  # MAN: "vector" (a^m in R^d) or "scalar"
+    attention_normalize: str = "none"  # MAN: "none" (tanh, the paper) or "softmax" across modalities
+    discriminator_hidden: list[int] = dataclasses.field(default_factory=lambda: [64])
+    lambda_d0: float = 0.05
+    lambda_adv: float = 0.1  # D1 (the min-max game through gradient reversal)
+    lambda_s: float = 0.1  # Ds
+    grl_coefficient: float = 1.0  # lambda_grl, the gradient-reversal coefficient at full strength
+    grl_ramp: bool = True  # ramp lambda_grl from 0 with the DANN schedule over training
+    normalize_importance: bool = True  # D0 weights w scaled to mean 1 over the batch
+    modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
+    sequence_encoder: str = "gru"  # "gru" + target attention, or "augru" (DIEN's interest evolution)
+    gru_units: int = 64
+    attention_hidden: list[int] = dataclasses.field(default_factory=lambda: [80, 40])
+    target_attention_normalize: str = "none"  # "none" (DIN) or "softmax"
+    head: str = "mlp"  # "mlp", or "dcn": tfrs Cross layers before the MLP
+    cross_layers: int = 2
+    hidden_units: list[int] = dataclasses.field(default_factory=lambda: [200, 80])
+    deduplicate_items: bool = True  # run the item encoder once per unique item of a batch
+
+    def __post_init__(self):
+        _check_choice("model.variant", self.variant, VARIANTS)
+        _check_choice("model.attention_gate", self.attention_gate, ("vector", "scalar"))
+        _check_choice("model.attention_normalize", self.attention_normalize, ("none", "softmax"))
+        _check_choice("model.target_attention_normalize", self.target_attention_normalize, ("none", "softmax"))
+        _check_choice("model.sequence_encoder", self.sequence_encoder, SEQUENCE_ENCODERS)
+        _check_choice("model.head", self.head, HEADS)
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ConfigError("model.modality_dropout must be in [0, 1)")
+        for key in ("units", "id_embedding_dim", "word_embedding_dim", "text_filters", "statistic_embedding_dim",
+                    "property_embedding_dim", "context_embedding_dim", "common_units", "gru_units"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"model.{key} must be positive")
+        if min(self.lambda_d0, self.lambda_adv, self.lambda_s, self.grl_coefficient) < 0:
+            raise ConfigError("model.lambda_* and model.grl_coefficient must be >= 0")
+
+    @property
+    def fusion(self) -> str:
+        """How modalities become one item vector: "raw_concat", "concat" or "attention"."""
+        return {"din": "raw_concat", "concat": "concat"}.get(self.variant, "attention")
+
+    @property
+    def discriminators(self) -> str:
+        """"none", "single" (D1 only) or "double" (D0, D1 and Ds)."""
+        return {"maan": "single", "marn": "double"}.get(self.variant, "none")
+
+    @property
+    def uses_sequence_encoder(self) -> bool:
+        return self.variant != "din"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    batch_size: int = 1024  # global batch, split across replicas
+    learning_rate: float = 1e-3
+    discriminator_learning_rate: float = 1e-3  # D0 and D1/Ds have their own optimizer
+    update: str = "joint"  # "joint": one step on L; "alternating": discriminators, then the rest
+    steps_per_epoch: int = 200  # a checkpoint and a validation pass after every epoch
+    epochs: int = 10
+    validation_steps: Optional[int] = None  # None: the whole validation split
+    early_stopping_patience: int = 3  # epochs without a better validation AUC; 0 disables it
+    seed: int = 1
+    deterministic: bool = False  # fixed input order and op determinism (slower)
+    shuffle_buffer: int = 100_000
+    source: str = "tfrecord"  # or "parquet": files of the same features under <data>/<split>/*.parquet
+    strategy: str = "auto"  # auto: mirrored over the visible GPUs, else the default strategy
+    tpu: str = ""  # TPU address for strategy "tpu" ("" = the local TPU / from the environment)
+    mixed_precision: str = "float32"
+    xla: bool = False  # jit_compile the train step (needs model.deduplicate_items: false)
+    keep_checkpoints: int = 3
+
+    def __post_init__(self):
+        _check_choice("train.update", self.update, UPDATES)
+        _check_choice("train.strategy", self.strategy, STRATEGIES)
+        _check_choice("train.mixed_precision", self.mixed_precision, PRECISIONS)
+        _check_choice("train.source", self.source, SOURCES)
+        for key in ("batch_size", "steps_per_epoch", "epochs", "keep_checkpoints"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"train.{key} must be positive")
+        if self.learning_rate <= 0 or self.discriminator_learning_rate <= 0:
+            raise ConfigError("train.learning_rate and train.discriminator_learning_rate must be positive")
+        if self.early_stopping_patience < 0:
+            raise ConfigError("train.early_stopping_patience must be >= 0")
+
+
+def check_compatible(model: ModelConfig, train: TrainConfig) -> None:
+    """Cross-section checks, before any work."""
+    if train.xla and model.deduplicate_items:
+        raise ConfigError("train.xla needs static shapes, and deduplicating items gives a dynamic number of them: "
+                          "set model.deduplicate_items=false with train.xla=true")

@@ -1,0 +1,135 @@
+"""The training model: the network, its loss, and the adversarial train step (tfrs.Model pattern).
+
+    L = L_ctr + lambda_d0 L_D0 + lambda_adv L_D1 + lambda_s L_Ds
+
+L_ctr is `tfrs.tasks.Ranking` with a from-logits binary cross-entropy (AUC tracked by the task). The
+discriminator terms come from the item tower; the gradient-reversal layer makes one descent step on L
+the min-max game (D1 learns to tell modalities apart, the shared projector I to hide them).
+
+Two optimizers, as a `tfrs.experimental.optimizers.CompositeOptimizer`: one for the discriminators (D0,
+D1/Ds), one for everything else. `update="joint"` (default) applies both in one step on L.
+`update="alternating"` first steps the discriminators on their own losses, then the rest on L with
+the discriminators fixed.
+
+Under `tf.distribute` every term is this replica's share of the global batch mean (the CTR loss via
+`tf.nn.compute_average_loss`, the discriminator terms via `replica_statistics`), so the optimizer's
+sum over replicas is the gradient of the global-batch loss.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
+from marn_tf.model_config import ModelConfig, TrainConfig
+
+
+def loss_weights(config: ModelConfig) -> dict[str, float]:
+    """lambda of each discriminator loss; 0 where the variant has no such discriminator."""
+    mode = config.discriminators
+    return {"d0_loss": config.lambda_d0 if mode == "double" else 0.0,
+            "d1_loss": config.lambda_adv if mode != "none" else 0.0,
+            "ds_loss": config.lambda_s if mode == "double" else 0.0}
+
+
+class MarnModel(tfrs.Model):
+    """Wraps the functional network with MARN's loss and train/test steps.
+
+    Args:
+      network: from `marn_tf.models.network.build_network`.
+      config: the `model:` section (loss weights, variant).
+      update: "joint" or "alternating".
+      modalities: names of the M modalities, for the per-modality weight metrics.
+    """
+
+    def __init__(self, network: tf.keras.Model, config: ModelConfig, update: str = "joint",
+                 modalities: list[str] = ()):
+        super().__init__()
+        self.network = network
+        self.config = config
+        self.update = update
+        self.modalities = list(modalities)
+        self.loss_weights = loss_weights(config)
+        self.task = tfrs.tasks.Ranking(
+            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
+            metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
+        self.trackers = {name: tf.keras.metrics.Mean(name=name)
+                         for name in ["ctr_loss", "total_loss", *AUXILIARY_OUTPUTS]}
+        self.weight_trackers = {m: tf.keras.metrics.Mean(name=f"weight_{m}") for m in self.modalities}
+
+    def call(self, features, training=None):
+        return self.network({k: features[k] for k in self.network.input_names}, training=training)
+
+    @property
+    def discriminator_variables(self) -> list[tf.Variable]:
+        tower = self.network.get_layer("item_tower")
+        return [v for v in tower.trainable_variables if "double_discriminator" in v.name]
+
+    @property
+    def model_variables(self) -> list[tf.Variable]:
+        excluded = {v.ref() for v in self.discriminator_variables}
+        return [v for v in self.trainable_variables if v.ref() not in excluded]
+
+    def make_optimizer(self, train: TrainConfig) -> tfrs.experimental.optimizers.CompositeOptimizer:
+        return tfrs.experimental.optimizers.CompositeOptimizer([
+            (tf.keras.optimizers.legacy.Adam(train.learning_rate), lambda: self.model_variables),
+            (tf.keras.optimizers.legacy.Adam(train.discriminator_learning_rate), lambda: self.discriminator_variables),
+        ])
+
+    # -- loss ------------------------------------------------------------------------------------------------
+    def compute_losses(self, inputs, training: bool = False) -> dict[str, tf.Tensor]:
+        """This replica's share of each loss term and of the total; updates the metrics."""
+        features, labels = inputs
+        outputs = self(features, training=training)
+        per_example = self.task(labels=tf.cast(labels, tf.float32)[:, tf.newaxis],
+                                predictions=outputs["logit"][:, tf.newaxis], training=training)
+        losses = {"ctr_loss": tf.nn.compute_average_loss(per_example)}
+        losses["discriminator_loss"] = tf.add_n([w * outputs[k] for k, w in self.loss_weights.items()])
+        losses["total_loss"] = losses["ctr_loss"] + losses["discriminator_loss"]
+        self._track(losses, outputs)
+        return losses
+
+    def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
+        return self.compute_losses(inputs, training)["total_loss"]
+
+    def _track(self, losses, outputs) -> None:
+        # Every scalar is a replica's share of the global mean: times the replicas, the Mean tracker
+        # (averaged over replicas) reports the global value.
+        replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
+        for key in ("ctr_loss", "total_loss"):
+            self.trackers[key].update_state(losses[key] * replicas)
+        for key in AUXILIARY_OUTPUTS:
+            self.trackers[key].update_state(outputs[key] * replicas)
+        mask = outputs["modality_mask"]
+        for m, name in enumerate(self.modalities):
+            self.weight_trackers[name].update_state(outputs["modality_weights"][:, m], sample_weight=mask[:, m])
+
+    # -- steps -----------------------------------------------------------------------------------------------
+    def _apply(self, optimizer, loss, variables, tape) -> None:
+        scaled = isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+        gradients = tape.gradient(optimizer.get_scaled_loss(loss) if scaled else loss, variables)
+        if scaled:
+            gradients = optimizer.get_unscaled_gradients(gradients)
+        optimizer.apply_gradients(zip(gradients, variables))
+
+    def train_step(self, inputs):
+        if self.update == "alternating" and self.discriminator_variables:
+            model_optimizer, discriminator_optimizer = self.optimizer.optimizers
+            with tf.GradientTape() as tape:
+                outputs = self(inputs[0], training=True)
+                discriminator_loss = tf.add_n([outputs[k] for k, w in self.loss_weights.items() if w > 0])
+            gradients = tape.gradient(discriminator_loss, self.discriminator_variables)
+            discriminator_optimizer.apply_gradients(zip(gradients, self.discriminator_variables))
+            with tf.GradientTape() as tape:
+                losses = self.compute_losses(inputs, training=True)
+            gradients = tape.gradient(losses["total_loss"], self.model_variables)
+            model_optimizer.apply_gradients(zip(gradients, self.model_variables))
+        else:
+            with tf.GradientTape() as tape:
+                losses = self.compute_losses(inputs, training=True)
+            self._apply(self.optimizer, losses["total_loss"], self.trainable_variables, tape)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, inputs):
+        self.compute_losses(inputs, training=False)
+        return {m.name: m.result() for m in self.metrics}

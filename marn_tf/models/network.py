@@ -1,0 +1,185 @@
+"""The MARN network as Keras functional models, built from the schema and the `model:` config.
+
+Two parts, composed into the served network `lookup -> core`:
+
+* `lookup`: every string feature -> its vocabulary index (StringLookup over the pipeline's vocabulary
+  files; OOV -> 0). Training runs it in the tf.data pipeline, in parallel and outside the compiled
+  step (so the step can be XLA-compiled); the exported model carries it, so requests carry raw ids.
+* `core`: indices -> outputs.
+
+    candidate item index, behaviour item indices
+        --ItemTower (item table + item encoder, once per unique item)--> rep_candidate, rep_behaviour[L]
+    candidate vector  q   = [rep_candidate, E(candidate's point-in-time counters)]
+    behaviour vectors x_t = [rep_t, e^p_t],  e^p = E(type, time gap, point-in-time counters)
+    interest u = UserInterest(q, x, mask)                          GRU + target attention (AUGRU option)
+    logit = MLP([u, q, E(user and context features)])                   (optional DCN cross layers first)
+
+Inputs are picked by tag (`marn_tf.schema`), never by name. The core's outputs are
+
+    "logit", "probability" [batch]; "modality_weights", "importance", "modality_mask" [batch, M] for the
+    candidate item; "candidate_index" [batch]; and the discriminators' scalars (AUXILIARY_OUTPUTS).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from marn_tf import schema as S
+from marn_tf.layers.feature_embedding import FeatureEmbeddings
+from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
+from marn_tf.layers.item_tower import ItemTower
+from marn_tf.layers.user_interest import UserInterest
+from marn_tf.model_config import ModelConfig
+
+_TF_DTYPES = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
+
+
+@dataclasses.dataclass
+class Network:
+    lookup: tf.keras.Model  # raw features -> indices
+    core: tf.keras.Model  # indices -> outputs
+    full: tf.keras.Model  # raw features -> outputs (lookup then core), what is served
+
+    @property
+    def item_tower(self) -> ItemTower:
+        return self.core.get_layer("item_tower")
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.item_tower.modalities
+
+
+def request_features(schema: S.Schema) -> list[S.FeatureSpec]:
+    """The features a request carries: not the label, not metadata."""
+    return [f for f in schema.features if S.LABEL not in f.tags and S.METADATA not in f.tags]
+
+
+def _single(features: list[S.FeatureSpec], what: str) -> S.FeatureSpec:
+    if len(features) != 1:
+        raise S.SchemaError(f"the schema needs exactly one {what} feature, found {[f.name for f in features]}")
+    return features[0]
+
+
+def item_tower_config(schema: S.Schema, config: ModelConfig) -> dict:
+    """The `ItemTower` config: which item table columns feed which modality, and their sizes."""
+    table = schema.item_table
+    id_fields = {c.name: schema.vocabularies[c.vocabulary].input_dim for c in schema.item_columns("id")}
+    image = schema.item_columns("image")
+    text = schema.item_columns("text")
+    statistics = {c.name: c.cardinality for c in schema.item_columns("statistic")}
+    embeddings = {
+        "num_item_ids": table.num_with_id_embedding + 1, "id_fields": id_fields,
+        "image_dim": image[0].shape[0] if image else 0,
+        "word_vocabulary_size": schema.vocabularies[text[0].vocabulary].input_dim if text else 0,
+        "statistics": statistics, "id_embedding_dim": config.id_embedding_dim,
+        "word_embedding_dim": config.word_embedding_dim, "text_filters": config.text_filters,
+        "text_kernel_sizes": config.text_kernel_sizes, "statistic_embedding_dim": config.statistic_embedding_dim,
+    }
+    used = list(id_fields) + list(statistics)
+    if image:
+        used += [S.IMAGE_COLUMN, S.IMAGE_PRESENT_COLUMN]
+    if text:
+        used += [S.TITLE_COLUMN, S.TITLE_LENGTH_COLUMN]
+    columns = {c.name: {"shape": list(c.shape), "dtype": c.dtype} for c in table.columns if c.name in used}
+    encoder = {
+        "embeddings": embeddings, "fusion": config.fusion, "discriminators": config.discriminators,
+        "units": config.units, "common_units": config.common_units, "attention_gate": config.attention_gate,
+        "attention_normalize": config.attention_normalize, "discriminator_hidden": config.discriminator_hidden,
+        "grl_coefficient": config.grl_coefficient, "normalize_importance": config.normalize_importance,
+        "modality_dropout": config.modality_dropout,
+    }
+    num_items = schema.vocabularies["item_id"].input_dim
+    return {"num_items": num_items, "columns": columns, "encoder": encoder, "deduplicate": config.deduplicate_items}
+
+
+def build_lookup(schema: S.Schema, data_dir: str) -> tf.keras.Model:
+    """Raw request features -> the same features with every string replaced by its vocabulary index."""
+    from apache_beam.io.filesystems import FileSystems
+
+    inputs = {f.name: tf.keras.Input(shape=f.shape, dtype=_TF_DTYPES[f.dtype], name=f.name)
+              for f in request_features(schema)}
+    lookups, outputs = {}, {}
+    for f in request_features(schema):
+        if f.dtype != "string":
+            outputs[f.name] = tf.keras.layers.Identity(name=f"{f.name}_passthrough")(inputs[f.name])
+            continue
+        if f.vocabulary is None:
+            raise S.SchemaError(f"string feature {f.name!r} has no vocabulary: the model cannot index it")
+        if f.vocabulary not in lookups:  # features sharing a vocabulary share its table
+            path = FileSystems.join(data_dir, schema.vocabularies[f.vocabulary].file)
+            lookups[f.vocabulary] = tf.keras.layers.StringLookup(vocabulary=path, num_oov_indices=1,
+                                                                 name=f"{f.vocabulary}_lookup")
+        outputs[f.name] = lookups[f.vocabulary](inputs[f.name])
+    return tf.keras.Model(inputs, outputs, name="lookup")
+
+
+def _feature_spec(schema: S.Schema, f: S.FeatureSpec) -> dict:
+    if f.vocabulary is not None:
+        return {"kind": "categorical", "rows": schema.vocabularies[f.vocabulary].input_dim}
+    if f.cardinality:
+        return {"kind": "categorical", "rows": f.cardinality}
+    return {"kind": "numeric"}
+
+
+def build_network(schema: S.Schema, config: ModelConfig, data_dir: str) -> Network:
+    """The lookup, core and full models; `data_dir` is the pipeline output holding the vocabulary files."""
+    lookup = build_lookup(schema, data_dir)
+    core = build_core(schema, config)
+    raw = {name: tf.keras.Input(shape=t.shape[1:], dtype=t.dtype, name=name) for name, t in lookup.input.items()}
+    full = tf.keras.Model(raw, core(lookup(raw)), name=f"{config.variant}")
+    return Network(lookup, core, full)
+
+
+def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
+    """Indexed features -> outputs."""
+    inputs = {f.name: tf.keras.Input(shape=f.shape, dtype=tf.int64 if f.dtype == "string" else _TF_DTYPES[f.dtype],
+                                     name=f.name) for f in request_features(schema)}
+    candidate = _single(schema.features_with_tags(S.CANDIDATE, S.ITEM_KEY), "candidate item key")
+    behaviour = _single(schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY), "behaviour item key")
+    length = _single(schema.features_with_tags(S.SEQUENCE_LENGTH), "sequence length")
+    if candidate.vocabulary != behaviour.vocabulary:
+        raise S.SchemaError(f"{candidate.name!r} and {behaviour.name!r} must share the item vocabulary")
+    candidate_index = inputs[candidate.name]
+    behaviour_index = inputs[behaviour.name]
+    sequence_mask = tf.sequence_mask(inputs[length.name], schema.sequence_length, dtype=tf.float32)
+
+    tower = ItemTower(**item_tower_config(schema, config), name="item_tower")
+    items = tower([candidate_index, behaviour_index, sequence_mask])
+
+    def embed(features: list[S.FeatureSpec], name: str, dim: int):
+        specs = {f.name: _feature_spec(schema, f) for f in features}
+        return FeatureEmbeddings(specs, dim, name=name)(inputs) if specs else None
+
+    candidate_extra = embed([f for f in schema.features_with_tags(S.CANDIDATE) if S.ITEM_KEY not in f.tags],
+                            "candidate_occurrence", config.property_embedding_dim)
+    behaviour_extra = embed([f for f in schema.features_with_tags(S.BEHAVIOUR)
+                             if S.PROPERTY in f.tags or S.STATISTIC in f.tags], "behaviour_property",
+                            config.property_embedding_dim)
+    user_context = embed(schema.features_with_tags(S.USER) + schema.features_with_tags(S.CONTEXT), "user_context",
+                         config.context_embedding_dim)
+    query = items["candidate"] if candidate_extra is None else tf.concat([items["candidate"], candidate_extra], -1)
+    sequence = items["behaviour"] if behaviour_extra is None else tf.concat([items["behaviour"], behaviour_extra], -1)
+
+    encoder = config.sequence_encoder if config.uses_sequence_encoder else "none"
+    interest, _ = UserInterest(encoder, config.gru_units, config.attention_hidden, config.target_attention_normalize,
+                               name="user_interest")([query, sequence, sequence_mask])
+    hidden = tf.concat([interest, query] + ([user_context] if user_context is not None else []), axis=-1)
+    if config.head == "dcn":
+        x0 = hidden
+        for i in range(config.cross_layers):
+            hidden = tfrs.layers.dcn.Cross(name=f"cross_{i}")(x0, hidden)
+    for i, units in enumerate(config.hidden_units):
+        hidden = tf.keras.layers.Dense(units, activation="relu", name=f"mlp_{i}")(hidden)
+    logit = tf.squeeze(tf.keras.layers.Dense(1, dtype="float32", name="logit")(hidden), -1)
+    outputs = {
+        "logit": logit,
+        "probability": tf.keras.layers.Activation("sigmoid", dtype="float32", name="probability")(logit),
+        "modality_weights": tf.cast(items["modality_weights"], tf.float32),
+        "importance": tf.cast(items["importance"], tf.float32),
+        "modality_mask": tf.cast(items["modality_mask"], tf.float32),
+        "candidate_index": candidate_index,
+        **{key: items[key] for key in AUXILIARY_OUTPUTS},
+    }
+    return tf.keras.Model(inputs, outputs, name=f"{config.variant}_core")

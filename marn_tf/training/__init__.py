@@ -1,0 +1,1 @@
+"""`marn train`: distribution strategy, callbacks (checkpoints, NaN guard, GRL ramp) and the training run."""

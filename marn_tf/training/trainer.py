@@ -1,0 +1,178 @@
+"""A training run: `train(config, data_dir, output_dir)` (what `marn train` calls).
+
+Output directory:
+
+    run_config.yaml          the config the run used (a resumed run must match it)
+    checkpoints/ckpt-N       after every epoch of `train.steps_per_epoch` steps: model, optimizers, step
+    best/ckpt-N              the epoch with the best validation AUC (what evaluate and export load)
+    history.jsonl            one line of metrics per epoch
+    tensorboard/             losses, AUC, D1/Ds accuracy, mean modality weights, lambda_grl
+    training_summary.json    how the run ended
+
+Re-running with the same output directory resumes from the last checkpoint (after a crash or a kill),
+at the epoch it had reached. Everything that can be checked before training is: the schema against the
+config, the splits' files, the item table against the vocabulary.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Optional
+
+import tensorflow as tf
+import yaml
+
+from marn_tf.config import Config
+from marn_tf.config_loader import ConfigError
+from marn_tf.data.input import make_dataset, split_files
+from marn_tf.data.item_table import load_item_table
+from marn_tf.models.marn_model import MarnModel
+from marn_tf.models.network import Network, build_network
+from marn_tf.schema import Schema, SchemaError
+from marn_tf.training import callbacks as C
+from marn_tf.training.strategy import is_chief, make_strategy
+
+log = logging.getLogger(__name__)
+RUN_CONFIG = "run_config.yaml"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    status: str  # "completed", "early_stopped" or "nan"
+    steps: int
+    epochs: int
+    best_val_auc: Optional[float]
+    best_checkpoint: Optional[str]
+    seconds: float
+    examples_per_second: float
+    resumed_from_step: int
+
+
+def check_data(config: Config, data_dir: str) -> Schema:
+    """Fails before training, with what to fix, when the data does not fit the config."""
+    schema = Schema.load(data_dir)
+    if schema.sequence_length != config.sequence.max_length:
+        raise SchemaError(f"the data in {data_dir} has sequences of {schema.sequence_length} items, the config says "
+                          f"sequence.max_length={config.sequence.max_length}: re-run `marn preprocess` or fix the config")
+    for split in ("train", "validation"):
+        split_files(data_dir, schema, split)
+    return schema
+
+
+def load_network(config: Config, schema: Schema, data_dir: str) -> Network:
+    """The network of `config`, its item table filled from `data_dir` (raises if they do not match)."""
+    network = build_network(schema, config.model, data_dir)
+    network.item_tower.set_table(load_item_table(data_dir, schema))
+    return network
+
+
+def _check_resume(config: Config, output_dir: str) -> None:
+    path = os.path.join(output_dir, RUN_CONFIG)
+    wanted = {k: config.to_dict()[k] for k in ("model", "train")}
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = yaml.safe_load(f)
+        had = {k: previous.get(k) for k in ("model", "train")}
+        if had != wanted:
+            changed = [f"{s}.{k}" for s in had for k in set(had[s] or {}) | set(wanted[s])
+                       if (had[s] or {}).get(k) != wanted[s].get(k)]
+            raise ConfigError(f"{output_dir} holds a run with a different config ({', '.join(sorted(changed))}): "
+                              "use another --output, or the same settings to resume it")
+    else:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(path, "w") as f:
+            yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+
+
+def indexed(dataset: tf.data.Dataset, network: Network) -> tf.data.Dataset:
+    """Strings -> vocabulary indices in the input pipeline, in parallel and outside the compiled step."""
+    lookup = network.lookup
+    return dataset.map(lambda features, label: (lookup(features), label),
+                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
+          progress: Optional[bool] = None) -> TrainResult:
+    train_config = config.train
+    schema = check_data(config, data_dir)
+    if train_config.update == "alternating" and train_config.mixed_precision == "mixed_float16":
+        raise ConfigError("train.update=alternating does not support mixed_float16 loss scaling: use mixed_bfloat16")
+    chief = is_chief()
+    if chief:
+        _check_resume(config, output_dir)
+    tf.keras.utils.set_random_seed(train_config.seed)
+    if train_config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    tf.keras.mixed_precision.set_global_policy(train_config.mixed_precision)
+    strategy = strategy or make_strategy(train_config.strategy, train_config.tpu)
+
+    with strategy.scope():
+        network = load_network(config, schema, data_dir)
+        model = MarnModel(network.core, config.model, train_config.update, network.modalities)
+        optimizer = model.make_optimizer(train_config)
+        if train_config.mixed_precision == "mixed_float16":
+            optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer, jit_compile=train_config.xla)
+
+    # Non-chief workers of a multi-worker run save too (collectively), into their own scratch directory.
+    checkpoint_dir = output_dir if chief else os.path.join(output_dir, "workers", str(os.getpid()))
+    checkpoint = tf.train.Checkpoint(core=network.core, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(checkpoint_dir, "checkpoints"),
+                                         max_to_keep=train_config.keep_checkpoints)
+    best = tf.train.CheckpointManager(tf.train.Checkpoint(core=network.core), os.path.join(checkpoint_dir, "best"),
+                                      max_to_keep=1)
+    initial_epoch = 0
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint)
+        initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[1])
+        log.info("resuming from %s (epoch %d, step %d)", manager.latest_checkpoint, initial_epoch,
+                 initial_epoch * train_config.steps_per_epoch)
+    history_path = os.path.join(output_dir, "history.jsonl")
+    best_value = max((h.get("val_auc", -math.inf) for h in C.read_history(history_path)), default=-math.inf)
+
+    seed = train_config.seed if train_config.deterministic else None
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_data = indexed(make_dataset(data_dir, schema, "train", train_config.batch_size, repeat=True,
+                                      shuffle_buffer=train_config.shuffle_buffer, deterministic=train_config.deterministic,
+                                      seed=seed), network).with_options(options)
+    validation_data = indexed(make_dataset(data_dir, schema, "validation", train_config.batch_size,
+                                           drop_remainder=train_config.xla), network).with_options(options)
+
+    total_steps = train_config.epochs * train_config.steps_per_epoch
+    guard = C.CheckpointsWithNanGuard(manager, best, best_value=best_value)
+    callbacks = [C.GradientReversalRamp([network.item_tower.encoder.discriminator.gradient_reversal]
+                                        if config.model.discriminators != "none" else [], total_steps,
+                                        config.model.grl_coefficient, config.model.grl_ramp), guard]
+    if train_config.early_stopping_patience:
+        callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
+                                                          patience=train_config.early_stopping_patience))
+    if chief:
+        callbacks += [C.HistoryFile(history_path, train_config.steps_per_epoch),
+                      tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"))]
+    if progress is None:
+        progress = sys.stdout.isatty()
+    start = time.time()
+    history = model.fit(train_data, epochs=train_config.epochs, initial_epoch=initial_epoch,
+                        steps_per_epoch=train_config.steps_per_epoch, validation_data=validation_data,
+                        validation_steps=train_config.validation_steps, callbacks=callbacks,
+                        verbose=1 if progress else 2)
+    seconds = time.time() - start
+    epochs_run = len(history.history.get("total_loss", []))
+    steps = int(optimizer.iterations.numpy())
+    status = "nan" if guard.stopped_on_nan else (
+        "early_stopped" if initial_epoch + epochs_run < train_config.epochs else "completed")
+    new_steps = steps - initial_epoch * train_config.steps_per_epoch
+    result = TrainResult(status, steps, initial_epoch + epochs_run,
+                         guard.best_value if math.isfinite(guard.best_value) else None, best.latest_checkpoint,
+                         round(seconds, 2), round(new_steps * train_config.batch_size / max(seconds, 1e-9), 1),
+                         initial_epoch * train_config.steps_per_epoch)
+    if chief:
+        with open(os.path.join(output_dir, "training_summary.json"), "w") as f:
+            json.dump(dataclasses.asdict(result), f, indent=2)
+    return result
