@@ -13,7 +13,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: setup.py constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "marn-tf needs Python 3.11, found " + sys.version' 
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
 	@touch $@
 
 # The main job on the embedded data. Today: generate the data, run the Beam job, print its report.
@@ -28,7 +28,7 @@ test: venv
 constraints:
 	rm -rf /tmp/marn-constraints-venv
 	$(PYTHON) -m venv /tmp/marn-constraints-venv
-	/tmp/marn-constraints-venv/bin/pip install --quiet '.[test]'
+	/tmp/marn-constraints-venv/bin/pip install --quiet '.[test,bench]'
 	{ sed -n '1,3p' constraints.txt; /tmp/marn-constraints-venv/bin/pip freeze --exclude-editable | grep -v '^marn-tf'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 

@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "PyYAML==6.0.3",
     "tqdm==4.70.1",
+    "matplotlib==3.11.2",  # evaluation and run reports: PNG plots (Agg backend, no display)
 ]
 
 setup(
@@ -29,6 +30,9 @@ setup(
     packages=find_packages(include=["marn_tf", "marn_tf.*", "pipelines", "pipelines.*"]),
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==9.2.0"]},
+    extras_require={
+        "test": ["pytest==9.2.0"],
+        "bench": ["deepctr==0.9.4"],  # the DIN/DIEN peer of benchmarks/train.py
+    },
     entry_points={"console_scripts": ["marn=marn_tf.cli:main"]},
 )

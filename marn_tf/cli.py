@@ -38,6 +38,39 @@ def _preprocess(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from marn_tf.config import Config
+    from marn_tf.training.trainer import train
+
+    config = Config.load(args.config, args.set)
+    result = train(config, args.data, args.output, progress=False if args.no_progress else None)
+    print(f"training {result.status} after {result.steps:,} steps ({result.epochs} epochs, {result.seconds:.0f} s, "
+          f"{result.examples_per_second:,.0f} examples/s); best validation AUC "
+          f"{result.best_val_auc if result.best_val_auc is not None else float('nan'):.4f} in {result.best_checkpoint}")
+    if result.status == "nan":
+        print("error: the loss became NaN or infinite; the last good checkpoint is kept. Lower train.learning_rate "
+              "or the model.lambda_* weights, then resume with the same command.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from marn_tf.evaluation.evaluate import evaluate
+
+    result = evaluate(args.run, args.data, args.split, args.output, max_batches=args.max_batches)
+    print(f"{result['variant']} on {result['split']} ({result['examples']:,} examples): AUC {result['auc']:.4f}, "
+          f"GAUC {result['gauc']:.4f}, log loss {result['logloss']:.4f}, D1 accuracy {result['d1_accuracy']:.3f} "
+          f"(chance {result['chance_accuracy']:.3f}), Ds accuracy {result['ds_accuracy']:.3f}")
+    weights = ", ".join(f"{m} {w:.3f}" for m, w in result["modality_weights"].items() if w is not None)
+    print(f"mean modality weights: {weights}")
+    for name, s in result["slices"].items():
+        if s.get("examples"):
+            print(f"  {name:>18}: {s['examples']:>7,} examples, AUC {s['auc']:.4f}, GAUC {s['gauc']:.4f}")
+    out = args.output or f"{args.run}/evaluation_{args.split}"
+    print(f"report: {out}/evaluation.html (and evaluation.json)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marn", description="MARN click-through-rate model: data pipeline, training, export.")
@@ -67,6 +100,31 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--workers", type=int, default=2,
                      help="local runner processes (default %(default)s; ignored with --runner)")
     pre.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+
+    tr = sub.add_parser(
+        "train", help="train MARN (or an ablation variant / the DIN baseline) on a preprocessed directory",
+        description="Train on the output of `marn preprocess`. Model and training settings come from the model: and "
+                    "train: sections of the YAML config (defaults in marn_tf/model_config.py); --set overrides them. "
+                    "Re-running with the same --output resumes from the last checkpoint.",
+        epilog="example: marn train --config data/raw/config.yaml --data data/prep --output runs/marn "
+               "--set model.variant=man --set train.epochs=5")
+    tr.add_argument("--config", required=True, help="YAML config (the one `marn generate-data` writes works)")
+    tr.add_argument("--data", required=True, help="output directory of `marn preprocess`")
+    tr.add_argument("--output", required=True, help="run directory: checkpoints, TensorBoard logs, history")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. --set model.variant=din (repeatable)")
+    tr.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
+
+    ev = sub.add_parser(
+        "evaluate", help="AUC, GAUC, log loss, modality weights per category, D1/Ds accuracy, slices; HTML report",
+        description="Evaluate the best checkpoint of a training run on a split and write evaluation.json, "
+                    "evaluation.html and PNG plots.",
+        epilog="example: marn evaluate --run runs/marn --data data/prep --split test")
+    ev.add_argument("--run", required=True, help="run directory of `marn train`")
+    ev.add_argument("--data", required=True, help="output directory of `marn preprocess`")
+    ev.add_argument("--split", default="test", choices=["train", "validation", "test"], help="default: %(default)s")
+    ev.add_argument("--output", help="report directory (default: <run>/evaluation_<split>)")
+    ev.add_argument("--max-batches", type=int, help="evaluate only this many batches of 1024 (a quick look)")
     return parser
 
 
@@ -79,11 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
         # Local workers' logs, forwarded: their warnings are start-up notices; errors still show.
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+        logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-checkpoint INFO lines
     if extra and args.command != "preprocess":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "generate-data":
             return _generate_data(args)
+        if args.command == "train":
+            return _train(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         return _preprocess(args, extra)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

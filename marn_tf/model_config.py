@@ -23,6 +23,7 @@ UPDATES = ("joint", "alternating")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SOURCES = ("tfrecord", "parquet")
+OPTIMIZERS = ("adam", "adagrad", "sgd")
 
 
 def _check_choice(key: str, value: str, choices: tuple) -> None:
@@ -95,6 +96,7 @@ class ModelConfig:
 @dataclasses.dataclass
 class TrainConfig:
     batch_size: int = 1024  # global batch, split across replicas
+    optimizer: str = "adam"  # of the model and of the discriminators: "adam", "adagrad" or "sgd"
     learning_rate: float = 1e-3
     discriminator_learning_rate: float = 1e-3  # D0 and D1/Ds have their own optimizer
     update: str = "joint"  # "joint": one step on L; "alternating": discriminators, then the rest
@@ -114,6 +116,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _check_choice("train.update", self.update, UPDATES)
+        _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("train.strategy", self.strategy, STRATEGIES)
         _check_choice("train.mixed_precision", self.mixed_precision, PRECISIONS)
         _check_choice("train.source", self.source, SOURCES)

@@ -34,3 +34,24 @@ def base_config(tmp_path, **sections) -> Config:
 @pytest.fixture
 def make_config(tmp_path):
     return lambda **sections: base_config(tmp_path, **sections)
+
+
+def prepare(base, users: int, items: int, days: int, overrides=()):
+    """Synthetic data through the real Beam job: (config, pipeline output directory, schema)."""
+    from marn_tf.schema import Schema
+    from pipelines import preprocess
+    from pipelines.synthetic_data import GeneratorOptions, generate
+
+    generate(GeneratorOptions(output=str(base / "raw"), users=users, items=items, days=days, image_dim=8,
+                              bad_record_rate=0.0), progress=False)
+    config = Config.load(str(base / "raw" / "config.yaml"), list(overrides))
+    preprocess.run(config, str(base / "out"))
+    return config, str(base / "out"), Schema.load(str(base / "out"))
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory):
+    """A small pipeline output shared by the model and training tests (seconds to build)."""
+    return prepare(tmp_path_factory.mktemp("prepared"), users=40, items=150, days=8,
+                   overrides=["sequence.max_length=8", "model.units=8", "model.common_units=8", "model.gru_units=8",
+                              "model.hidden_units=[16]", "model.discriminator_hidden=[8]", "train.batch_size=32"])

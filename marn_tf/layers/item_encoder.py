@@ -86,8 +86,11 @@ class ItemEncoder(tf.keras.layers.Layer):
         return self.embeddings.modalities
 
     def _drop_modalities(self, mask):
-        kept = mask * tf.cast(tf.random.uniform(tf.shape(mask)) >= self.modality_dropout, mask.dtype)
-        return tf.where(tf.reduce_sum(kept, axis=1, keepdims=True) > 0, kept, mask)
+        draw = tf.random.uniform(tf.shape(mask))
+        kept = mask * tf.cast(draw >= self.modality_dropout, mask.dtype)
+        # all dropped: keep the present modality that drew the highest number
+        one = tf.one_hot(tf.argmax(tf.where(mask > 0, draw, -1.0), axis=1), self.num_modalities, dtype=mask.dtype)
+        return tf.where(tf.reduce_sum(kept, axis=1, keepdims=True) > 0, kept, one * mask)
 
     def call(self, inputs, training=None):
         content, occurrences = inputs

@@ -62,8 +62,8 @@ class MarnModel(tfrs.Model):
 
     @property
     def discriminator_variables(self) -> list[tf.Variable]:
-        tower = self.network.get_layer("item_tower")
-        return [v for v in tower.trainable_variables if "double_discriminator" in v.name]
+        encoder = self.network.get_layer("item_tower").encoder
+        return list(encoder.discriminator.trainable_variables) if encoder.discriminators != "none" else []
 
     @property
     def model_variables(self) -> list[tf.Variable]:
@@ -71,9 +71,11 @@ class MarnModel(tfrs.Model):
         return [v for v in self.trainable_variables if v.ref() not in excluded]
 
     def make_optimizer(self, train: TrainConfig) -> tfrs.experimental.optimizers.CompositeOptimizer:
+        kind = {"adam": tf.keras.optimizers.legacy.Adam, "adagrad": tf.keras.optimizers.legacy.Adagrad,
+                "sgd": tf.keras.optimizers.legacy.SGD}[train.optimizer]
         return tfrs.experimental.optimizers.CompositeOptimizer([
-            (tf.keras.optimizers.legacy.Adam(train.learning_rate), lambda: self.model_variables),
-            (tf.keras.optimizers.legacy.Adam(train.discriminator_learning_rate), lambda: self.discriminator_variables),
+            (kind(train.learning_rate), lambda: self.model_variables),
+            (kind(train.discriminator_learning_rate), lambda: self.discriminator_variables),
         ])
 
     # -- loss ------------------------------------------------------------------------------------------------

@@ -92,7 +92,8 @@ def _check_resume(config: Config, output_dir: str) -> None:
 def indexed(dataset: tf.data.Dataset, network: Network) -> tf.data.Dataset:
     """Strings -> vocabulary indices in the input pipeline, in parallel and outside the compiled step."""
     lookup = network.lookup
-    return dataset.map(lambda features, label: (lookup(features), label),
+    names = lookup.input_names  # metadata (request id, timestamp) stays behind
+    return dataset.map(lambda features, label: (lookup({k: features[k] for k in names}), label),
                        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 

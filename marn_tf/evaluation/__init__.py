@@ -1,0 +1,1 @@
+"""`marn evaluate`: ranking metrics, modality weights, discriminator accuracies and slices, with a report."""

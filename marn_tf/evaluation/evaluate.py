@@ -1,0 +1,136 @@
+"""Evaluation of a trained run on a split: `evaluate(run_dir, data_dir, split)`.
+
+Reports (evaluation.json, evaluation.html and PNG plots in the output directory):
+
+* AUC, GAUC (impression-weighted per-user AUC) and log loss;
+* D1 accuracy (near 1/M: the invariant vectors are modality-invariant) and Ds accuracy (high: the
+  specific vectors are modality-specific), weighted by item occurrences;
+* mean modality weights (mean |a^m| of the attention) and D0 importance weights per item category;
+* slices: cold candidates (no own ID embedding: seen fewer than `vocabulary.min_count` times in the
+  training window) and candidates missing a modality (image, title, statistics).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from marn_tf.config import Config
+from marn_tf.data.input import make_dataset
+from marn_tf.evaluation import metrics as M
+from marn_tf.evaluation.report import write_report
+from marn_tf.schema import Schema, SchemaError, read_vocabulary
+from marn_tf.training.trainer import RUN_CONFIG, check_data, indexed, load_network
+
+log = logging.getLogger(__name__)
+
+
+def restore_best(run_dir: str, data_dir: str):
+    """(config, schema, network) of a run, with the weights of its best checkpoint."""
+    config_path = os.path.join(run_dir, RUN_CONFIG)
+    if not os.path.exists(config_path):
+        raise SchemaError(f"{run_dir} is not a training run (no {RUN_CONFIG}): run `marn train` first")
+    config = Config.load(config_path)
+    schema = check_data(config, data_dir)
+    network = load_network(config, schema, data_dir)
+    best = tf.train.latest_checkpoint(os.path.join(run_dir, "best")) or \
+        tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if best is None:
+        raise SchemaError(f"{run_dir} has no checkpoint yet: train it first")
+    tf.train.Checkpoint(core=network.core).restore(best).expect_partial()
+    log.info("restored %s", best)
+    return config, schema, network, best
+
+
+def _slice_metrics(labels, probabilities, users, selected) -> dict:
+    n = int(selected.sum())
+    if n == 0:
+        return {"examples": 0}
+    g, counted = M.gauc(labels[selected], probabilities[selected], users[selected])
+    return {"examples": n, "positive_rate": float(labels[selected].mean()),
+            "auc": M.auc(labels[selected], probabilities[selected]), "gauc": g, "gauc_users": counted,
+            "logloss": M.logloss(labels[selected], probabilities[selected])}
+
+
+def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optional[str] = None,
+             batch_size: int = 1024, max_batches: Optional[int] = None) -> dict:
+    config, schema, network, checkpoint = restore_best(run_dir, data_dir)
+    output_dir = output_dir or os.path.join(run_dir, f"evaluation_{split}")
+    dataset = indexed(make_dataset(data_dir, schema, split, batch_size, shuffle=False, drop_remainder=False),
+                      network)
+    if max_batches:
+        dataset = dataset.take(max_batches)
+    core = network.core
+    user = schema.features_with_tags("user")[0].name
+
+    @tf.function
+    def step(features):
+        out = core({k: features[k] for k in core.input_names}, training=False)
+        return {k: out[k] for k in ("probability", "modality_weights", "importance", "modality_mask",
+                                    "candidate_index", "d1_accuracy", "ds_accuracy")}, features[user]
+
+    collected, users, labels = [], [], []
+    for features, label in dataset:
+        out, user_index = step(features)
+        collected.append({k: v.numpy() for k, v in out.items()})
+        users.append(user_index.numpy())
+        labels.append(label.numpy())
+    if not collected:
+        raise SchemaError(f"the {split} split gave no examples")
+    cat = {k: np.concatenate([c[k] for c in collected]) if np.ndim(collected[0][k]) else
+           np.array([c[k] for c in collected]) for k in collected[0]}
+    labels, users = np.concatenate(labels), np.concatenate(users)
+    probabilities = cat["probability"]
+    sizes = np.array([len(c["probability"]) for c in collected], dtype=np.float64)
+    modalities = list(network.modalities)
+
+    item_table = network.item_tower
+    category_field = config.items.category_field
+    category_index = item_table.table[category_field].numpy()[cat["candidate_index"]]
+    category_names = [""] + read_vocabulary(os.path.join(data_dir, schema.vocabularies[category_field].file))
+    mask, weights, importance = cat["modality_mask"], cat["modality_weights"], cat["importance"]
+    per_category = {}
+    for c in np.unique(category_index):
+        rows = category_index == c
+        name = category_names[c] if c < len(category_names) else str(c)
+        per_category[name or "(oov)"] = {
+            "examples": int(rows.sum()),
+            "modality_weights": {m: _masked_mean(weights[rows, i], mask[rows, i]) for i, m in enumerate(modalities)},
+            "importance": {m: _masked_mean(importance[rows, i], mask[rows, i]) for i, m in enumerate(modalities)},
+        }
+
+    own_id = cat["candidate_index"] < schema.item_table.num_with_id_embedding + 1
+    warm = own_id & (cat["candidate_index"] > 0)
+    slices = {"all": _slice_metrics(labels, probabilities, users, np.ones_like(labels, bool)),
+              "cold_items": _slice_metrics(labels, probabilities, users, ~warm),
+              "warm_items": _slice_metrics(labels, probabilities, users, warm)}
+    for i, m in enumerate(modalities):
+        if m != "id":
+            slices[f"missing_{m}"] = _slice_metrics(labels, probabilities, users, mask[:, i] == 0)
+
+    overall = slices["all"]
+    result = {
+        "run": os.path.abspath(run_dir), "checkpoint": checkpoint, "split": split, "variant": config.model.variant,
+        "examples": overall["examples"], "auc": overall["auc"], "gauc": overall["gauc"],
+        "gauc_users": overall["gauc_users"], "logloss": overall["logloss"],
+        "d1_accuracy": float(np.average(cat["d1_accuracy"], weights=sizes)),
+        "ds_accuracy": float(np.average(cat["ds_accuracy"], weights=sizes)),
+        "chance_accuracy": 1.0 / len(modalities),
+        "modalities": modalities,
+        "modality_weights": {m: _masked_mean(weights[:, i], mask[:, i]) for i, m in enumerate(modalities)},
+        "modality_weights_by_category": per_category,
+        "slices": slices,
+    }
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    write_report(result, output_dir)
+    return result
+
+
+def _masked_mean(values: np.ndarray, mask: np.ndarray) -> Optional[float]:
+    return float(np.sum(values * mask) / np.sum(mask)) if np.sum(mask) else None

@@ -1,0 +1,97 @@
+"""evaluation.html and its PNGs: tables a person reads, plots a person looks at."""
+from __future__ import annotations
+
+import html
+import os
+
+import numpy as np
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "nan" if np.isnan(value) else f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) else html.escape(str(value))
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def plot_modality_weights(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modalities = result["modalities"]
+    categories = sorted(result["modality_weights_by_category"])
+    values = np.array([[result["modality_weights_by_category"][c]["modality_weights"][m] or 0.0 for m in modalities]
+                       for c in categories])
+    fig, ax = plt.subplots(figsize=(1.2 * len(modalities) + 3, 0.28 * len(categories) + 1.5))
+    image = ax.imshow(values, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(modalities)), modalities)
+    ax.set_yticks(range(len(categories)), categories, fontsize=7)
+    ax.set_title(f"Mean modality weight |a^m| per category ({result['variant']}, {result['split']})")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_slices(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, s in result["slices"].items() if s.get("examples")]
+    aucs = [result["slices"][n]["auc"] for n in names]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar(names, aucs, color="#4c72b0")
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_ylabel("AUC")
+    ax.set_ylim(min(0.45, *[a for a in aucs if not np.isnan(a)]) if aucs else 0.45, 1.0)
+    ax.set_title("AUC by slice")
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(result: dict, output_dir: str) -> str:
+    plot_modality_weights(result, os.path.join(output_dir, "modality_weights_by_category.png"))
+    plot_slices(result, os.path.join(output_dir, "slices.png"))
+    modalities = result["modalities"]
+    summary = _table(["examples", "AUC", "GAUC", "GAUC users", "log loss", "D1 accuracy", "Ds accuracy", "chance (1/M)"],
+                     [[result["examples"], result["auc"], result["gauc"], result["gauc_users"], result["logloss"],
+                       result["d1_accuracy"], result["ds_accuracy"], result["chance_accuracy"]]])
+    slices = _table(["slice", "examples", "positive rate", "AUC", "GAUC", "log loss"],
+                    [[n, s.get("examples"), s.get("positive_rate"), s.get("auc"), s.get("gauc"), s.get("logloss")]
+                     for n, s in result["slices"].items()])
+    by_category = _table(["category", "examples"] + [f"weight {m}" for m in modalities] + [f"w {m}" for m in modalities],
+                         [[c, v["examples"]] + [v["modality_weights"][m] for m in modalities]
+                          + [v["importance"][m] for m in modalities]
+                          for c, v in sorted(result["modality_weights_by_category"].items())])
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>MARN evaluation: {html.escape(result['variant'])} on {html.escape(result['split'])}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:70em}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#f3f3f3}}</style></head><body>
+<h1>MARN evaluation: {html.escape(result['variant'])} on the {html.escape(result['split'])} split</h1>
+<p>Checkpoint: <code>{html.escape(result['checkpoint'])}</code></p>
+<section id="metrics"><h2>Metrics</h2>{summary}
+<p>D1 accuracy near chance means the invariant vectors hide their modality; Ds accuracy high means the
+specific vectors keep it.</p></section>
+<section id="slices"><h2>Slices</h2>{slices}<img src="slices.png" alt="AUC by slice"></section>
+<section id="modality-weights"><h2>Modality weights by category</h2>
+<p>Mean |a<sup>m</sup>| of the multimodal attention over candidates that have the modality; w is D0's importance weight.</p>
+<img src="modality_weights_by_category.png" alt="modality weights by category">{by_category}</section>
+</body></html>
+"""
+    path = os.path.join(output_dir, "evaluation.html")
+    with open(path, "w") as f:
+        f.write(page)
+    return path

@@ -1,0 +1,59 @@
+"""The item encoder for every rung of the ablation ladder: outputs, masks, modality dropout."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS, ItemEncoder
+from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+from tests.marn_tf.layers.test_modality_embedding import CONFIG, content
+
+LADDER = [("raw_concat", "none"), ("concat", "none"), ("attention", "none"), ("attention", "single"),
+          ("attention", "double")]
+OCCURRENCES = tf.constant([1.0, 2.0, 1.0])
+
+
+def encoder(fusion, discriminators, **kwargs):
+    return ItemEncoder(CONFIG, fusion, discriminators, units=8, common_units=6, discriminator_hidden=[5], **kwargs)
+
+
+@pytest.mark.parametrize("fusion,discriminators", LADDER)
+def test_every_variant(fusion, discriminators):
+    out = encoder(fusion, discriminators)([content([1, 2, 3]), OCCURRENCES])
+    width = 3 * 4 + 6 + 6 + 5 if fusion == "raw_concat" else 8
+    assert out["representation"].shape == (3, width)
+    assert out["modality_weights"].shape == out["importance"].shape == out["modality_mask"].shape == (3, 4)
+    weights, mask = out["modality_weights"].numpy(), out["modality_mask"].numpy()
+    assert np.all(weights[mask == 0] == 0)  # a missing modality gets no weight
+    if discriminators == "none":
+        assert all(out[k].numpy() == 0 for k in AUXILIARY_OUTPUTS)
+    else:
+        assert out["d1_loss"].numpy() > 0 and (out["d0_loss"].numpy() > 0) == (discriminators == "double")
+
+
+def test_missing_modality_content_is_ignored():
+    layer = encoder("attention", "double")
+    items = content([1, 2, 3])
+    out = layer([items, OCCURRENCES])
+    noisy = dict(items, image=items["image"] + 100.0 * (1 - tf.cast(items["has_image"], tf.float32))[:, None])
+    changed = layer([noisy, OCCURRENCES])
+    np.testing.assert_allclose(changed["representation"].numpy(), out["representation"].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_modality_dropout_only_in_training_and_never_all():
+    layer = encoder("attention", "none", modality_dropout=0.9)
+    items = content([1, 1, 1] * 1, has_image=(1, 1, 1), title_length=(1, 1, 1), sales=(1, 1, 1))
+    tf.random.set_seed(0)
+    trained = [layer([items, OCCURRENCES], training=True)["modality_mask"].numpy() for _ in range(20)]
+    assert all(m.sum(axis=1).min() >= 1 for m in trained)
+    assert np.mean(np.concatenate(trained)) < 0.5
+    np.testing.assert_array_equal(layer([items, OCCURRENCES], training=False)["modality_mask"].numpy(), 1)
+
+
+def test_discriminators_need_attention():
+    with pytest.raises(ValueError, match="discriminators need fusion='attention'"):
+        encoder("concat", "double")
+
+
+@pytest.mark.parametrize("fusion,discriminators", [LADDER[1], LADDER[4]])
+def test_config_round_trip(fusion, discriminators):
+    assert_config_round_trip(encoder(fusion, discriminators), [content([1, 2, 3]), OCCURRENCES])

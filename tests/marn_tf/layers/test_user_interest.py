@@ -1,0 +1,33 @@
+"""User interest: GRU / AUGRU / none, masked by sequence length."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from marn_tf.layers.user_interest import UserInterest
+from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+
+RNG = np.random.default_rng(0)
+QUERY = tf.constant(RNG.normal(size=(3, 7)), tf.float32)
+SEQUENCE = tf.constant(RNG.normal(size=(3, 5, 6)), tf.float32)
+MASK = tf.sequence_mask([5, 2, 0], 5, dtype=tf.float32)
+
+
+@pytest.mark.parametrize("encoder", ["gru", "augru", "none"])
+def test_shapes_and_padding_is_ignored(encoder):
+    layer = UserInterest(encoder, units=4, attention_hidden=[8])
+    interest, weights = layer([QUERY, SEQUENCE, MASK])
+    assert interest.shape == (3, 4 if encoder != "none" else 6) and weights.shape == (3, 5)
+    assert np.all(weights.numpy()[MASK.numpy() == 0] == 0)
+    padded = tf.where(MASK[:, :, tf.newaxis] > 0, SEQUENCE, 1e3)  # garbage after the sequence's end
+    np.testing.assert_allclose(layer([QUERY, padded, MASK])[0].numpy(), interest.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(interest[2].numpy(), 0.0, atol=1e-6)  # an empty sequence: no interest
+
+
+def test_unknown_encoder():
+    with pytest.raises(ValueError, match="sequence_encoder must be one of"):
+        UserInterest("lstm")
+
+
+@pytest.mark.parametrize("encoder", ["gru", "augru"])
+def test_config_round_trip(encoder):
+    assert_config_round_trip(UserInterest(encoder, units=4, attention_hidden=[8]), [QUERY, SEQUENCE, MASK])

@@ -1,0 +1,64 @@
+"""The training model: loss weights per variant, the adversarial step, exactness under MirroredStrategy."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from marn_tf.data.input import make_dataset
+from marn_tf.model_config import ModelConfig
+from marn_tf.models.marn_model import MarnModel, loss_weights
+from marn_tf.training.trainer import indexed, load_network
+
+pytestmark = pytest.mark.integration
+
+
+def test_loss_weights_follow_the_ladder():
+    assert loss_weights(ModelConfig(variant="man")) == {"d0_loss": 0.0, "d1_loss": 0.0, "ds_loss": 0.0}
+    assert loss_weights(ModelConfig(variant="maan")) == {"d0_loss": 0.0, "d1_loss": 0.1, "ds_loss": 0.0}
+    assert loss_weights(ModelConfig(variant="marn", lambda_d0=0.2)) == {"d0_loss": 0.2, "d1_loss": 0.1, "ds_loss": 0.1}
+
+
+def make_model(prepared, strategy, update="joint", optimizer="sgd"):
+    config, data, schema = prepared
+    train = dataclasses.replace(config.train, optimizer=optimizer, learning_rate=0.5, discriminator_learning_rate=0.5,
+                                update=update)
+    with strategy.scope():
+        network = load_network(config, schema, data)
+        model = MarnModel(network.core, config.model, update, network.modalities)
+        model.compile(optimizer=model.make_optimizer(train))
+    return model, network
+
+
+def one_batch(prepared, network, size=32):
+    config, data, schema = prepared
+    return indexed(make_dataset(data, schema, "train", size, shuffle=False, deterministic=True), network).take(1)
+
+
+def test_two_replicas_step_like_one_on_the_same_global_batch(prepared):
+    tf.keras.utils.set_random_seed(0)
+    single, network = make_model(prepared, tf.distribute.get_strategy())
+    mirrored, _ = make_model(prepared, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    assert mirrored.distribute_strategy.num_replicas_in_sync == 2
+    mirrored.network.set_weights(single.network.get_weights())
+    before = single.network.get_weights()
+    data = one_batch(prepared, network)
+    logs_1 = single.fit(data, epochs=1, verbose=0).history
+    logs_2 = mirrored.fit(data, epochs=1, verbose=0).history
+    for key in ("total_loss", "ctr_loss", "d0_loss", "d1_loss", "ds_loss", "d1_accuracy"):
+        np.testing.assert_allclose(logs_2[key], logs_1[key], rtol=1e-4, err_msg=key)
+    moved = 0
+    names = [w.name for w in single.network.weights]
+    for a, b, start, name in zip(single.network.get_weights(), mirrored.network.get_weights(), before, names):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5, err_msg=name)
+        moved += not np.allclose(a, start)
+    assert moved > len(before) // 2  # the step did update the weights it compares
+
+
+def test_alternating_updates_both_groups(prepared):
+    model, network = make_model(prepared, tf.distribute.get_strategy(), update="alternating", optimizer="adam")
+    discriminator = [v.numpy().copy() for v in model.discriminator_variables]
+    rest = [v.numpy().copy() for v in model.model_variables]
+    model.fit(one_batch(prepared, network), epochs=1, verbose=0)
+    assert discriminator and all(not np.allclose(a, v.numpy()) for a, v in zip(discriminator, model.discriminator_variables))
+    assert sum(not np.allclose(a, v.numpy()) for a, v in zip(rest, model.model_variables)) > len(rest) // 2

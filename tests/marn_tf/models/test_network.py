@@ -1,0 +1,50 @@
+"""The network built from the schema: every variant, raw requests with unknown ids, schema mistakes."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from marn_tf.data.input import make_dataset
+from marn_tf.model_config import VARIANTS
+from marn_tf.schema import SchemaError
+from marn_tf.training.trainer import load_network
+
+pytestmark = pytest.mark.integration
+
+
+def batch(prepared, size=16):
+    config, data, schema = prepared
+    features, label = next(iter(make_dataset(data, schema, "train", size, shuffle=False)))
+    return features, label
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_from_the_schema(prepared, variant):
+    config, data, schema = prepared
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, variant=variant))
+    network = load_network(config, schema, data)
+    out = network.full(batch(prepared)[0])
+    assert out["probability"].shape == (16,) and np.all((out["probability"].numpy() > 0) & (out["probability"] < 1))
+    assert network.modalities == ["id", "image", "text", "statistic"]
+    assert out["modality_weights"].shape == (16, 4)
+    assert (out["d1_loss"].numpy() > 0) == (variant in ("maan", "marn"))
+
+
+def test_unknown_ids_map_to_the_oov_item(prepared):
+    config, data, schema = prepared
+    network = load_network(config, schema, data)
+    features = dict(batch(prepared)[0])
+    features["item_id"] = tf.constant(["never-seen"] * 16)
+    indexed = network.lookup({k: features[k] for k in network.lookup.input_names})
+    assert np.all(indexed["item_id"].numpy() == 0)
+    out = network.full(features)
+    assert np.all(out["candidate_index"].numpy() == 0) and np.all(np.isfinite(out["probability"].numpy()))
+    assert np.all(out["modality_mask"].numpy()[:, 1:] == 0)  # the OOV item has no content
+
+
+def test_schema_without_a_candidate_key_fails(prepared):
+    config, data, schema = prepared
+    broken = dataclasses.replace(schema, features=[f for f in schema.features if f.name != "item_id"])
+    with pytest.raises(SchemaError, match="exactly one candidate item key feature"):
+        load_network(config, broken, data)
