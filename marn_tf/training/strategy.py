@@ -43,7 +43,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         strategy = tf.distribute.TPUStrategy(resolver)
     else:
         raise ConfigError(f"unknown train.strategy {name!r}")
-    log.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
+    log.info("strategy %s (%s) with %d replica(s)", name, type(strategy).__name__, strategy.num_replicas_in_sync)
     return strategy
 
 

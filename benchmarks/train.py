@@ -1,0 +1,310 @@
+"""Training benchmark: examples/s and peak memory of MARN, its ablation variants and deepctr's DIN and DIEN,
+side by side on the same data and batch size; and the ablation ladder's test AUC/GAUC over seeds.
+
+    python benchmarks/train.py                         # speed: every model at the peer width (32) and MARN at 256
+    python benchmarks/train.py --xla                   # adds MARN with jit_compile (items not deduplicated)
+    python benchmarks/train.py --quality --seeds 3     # ablation ladder + DIN-style baseline: test AUC/GAUC
+
+Data: `--data DIR --config CFG` (a `marn preprocess` output with sequence length 50 and its config), or by
+default the embedded dataset generated and preprocessed into /tmp/marn-bench/. Speed: every model runs in its own
+process (peak memory = that process's max RSS) on the same batches held in memory, so the figure is the
+trainer's consumption; the input pipeline (parse + lookup, what training reads through) is measured on
+its own, and must deliver at least 5x what the trainer consumes. The device (CPU model or GPU name) is
+printed with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import marn_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+
+DEFAULT_DATA = "/tmp/marn-bench/train-data"
+DEFAULT_RAW = "/tmp/marn-bench/train-raw"
+LADDER = ["din", "concat", "man", "maan", "marn"]
+
+
+# -- data --------------------------------------------------------------------------------------------------
+def ensure_data(args) -> None:
+    """The embedded dataset, generated and preprocessed once, unless --data/--config name other data."""
+    if os.path.exists(os.path.join(args.data, "schema.json")):
+        args.config = args.config or os.path.join(DEFAULT_RAW, "config.yaml")
+        return
+    from marn_tf.config import Config
+    from pipelines import preprocess
+    from pipelines.synthetic_data import GeneratorOptions, generate
+
+    print(f"generating the embedded dataset into {DEFAULT_RAW} and {args.data} ...", flush=True)
+    generate(GeneratorOptions(output=DEFAULT_RAW), progress=False)
+    args.config = os.path.join(DEFAULT_RAW, "config.yaml")
+    preprocess.run(Config.load(args.config), args.data, num_workers=2, overwrite=True)
+
+
+def config_for(args, overrides: list[str]):
+    from marn_tf.config import Config
+
+    return Config.load(args.config, overrides)
+
+
+def device_name() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU: {details.get('device_name', gpus[0].name)} x{len(gpus)}"
+    model = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU: {model}, {os.cpu_count()} cores"
+
+
+def materialize(data: str, schema, network, batch_size: int, batches: int):
+    """`batches` indexed training batches as numpy arrays (the same for every model)."""
+    from marn_tf.data.input import make_dataset
+    from marn_tf.training.trainer import indexed
+
+    ds = indexed(make_dataset(data, schema, "train", batch_size, shuffle=False, deterministic=True), network)
+    return [({k: v.numpy() for k, v in f.items()}, y.numpy()) for f, y in ds.take(batches)]
+
+
+def in_memory(batches):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(batches_to_columns(batches)).unbatch().batch(
+        len(batches[0][1]), drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
+
+
+def batches_to_columns(batches):
+    import numpy as np
+
+    features = {k: np.stack([b[0][k] for b in batches]) for k in batches[0][0]}
+    return features, np.stack([b[1] for b in batches])
+
+
+# -- children: one model each ------------------------------------------------------------------------------
+def run_marn(args) -> dict:
+    import tensorflow as tf
+
+    from marn_tf.models.marn_model import MarnModel
+    from marn_tf.training.trainer import load_network
+
+    variant, width = args.child.split(":")[1], int(args.width)
+    overrides = [f"model.variant={variant}", f"model.units={width}", f"model.common_units={width}",
+                 f"model.gru_units={width}", f"model.id_embedding_dim={min(width, 32)}"]
+    if args.xla:
+        overrides += ["train.xla=true", "model.deduplicate_items=false"]
+    config = config_for(args, overrides)
+    from marn_tf.schema import Schema
+
+    schema = Schema.load(args.data)
+    network = load_network(config, schema, args.data)
+    model = MarnModel(network.core, config.model, "joint", network.modalities)
+    model.compile(optimizer=model.make_optimizer(config.train), jit_compile=args.xla)
+    data = in_memory(materialize(args.data, schema, network, args.batch_size, args.batches))
+    model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    elapsed = time.perf_counter() - start
+    return {"examples_per_second": args.steps * args.batch_size / elapsed, "parameters": model.network.count_params()}
+
+
+def deepctr_inputs(args, schema, network, batches):
+    """Our batches as deepctr's inputs: user, candidate item and category, behaviour items and categories."""
+    import numpy as np
+
+    category = network.item_tower.table["category_id"].numpy()
+    features, labels = batches_to_columns(batches)
+    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in features.items()}
+    x = {"user": flat["user_id"], "item_id": flat["item_id"], "cate_id": category[flat["item_id"]],
+         "hist_item_id": flat["hist_item_id"], "hist_cate_id": category[flat["hist_item_id"]],
+         "seq_length": flat["hist_length"]}
+    return x, labels.reshape(-1).astype(np.float32)
+
+
+def run_deepctr(args) -> dict:
+    name = args.child.split(":")[1]
+    import tensorflow as tf
+
+    if name == "dien":  # DIEN needs graph mode and names TensorFlow 2.21 moved (../shared/docs/STACK.md)
+        from tensorflow.python.ops import array_ops, array_ops_stack, control_flow_ops
+        from tensorflow.python.util import nest
+
+        tf.compat.v1.disable_eager_execution()
+        array_ops.stack, array_ops.unstack = array_ops_stack.stack, array_ops_stack.unstack
+        control_flow_ops.Assert, control_flow_ops.cond = tf.compat.v1.Assert, tf.compat.v1.cond
+        control_flow_ops.while_loop = tf.compat.v1.while_loop
+        nest.is_sequence = nest.is_nested
+    from deepctr.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat  # noqa: F401
+    from deepctr.models import DIEN, DIN
+
+    from marn_tf.schema import Schema
+    from marn_tf.training.trainer import load_network
+
+    config = config_for(args, [])
+    schema = Schema.load(args.data)
+    network = load_network(config, schema, args.data)
+    batches = materialize(args.data, schema, network, args.batch_size, args.batches)
+    x, y = deepctr_inputs(args, schema, network, batches)
+    dim, length = int(args.width), schema.sequence_length
+    items = schema.vocabularies["item_id"].input_dim
+    categories = schema.vocabularies["category_id"].input_dim
+    columns = [SparseFeat("user", schema.vocabularies["user_id"].input_dim, embedding_dim=dim),
+               SparseFeat("item_id", items, embedding_dim=dim), SparseFeat("cate_id", categories, embedding_dim=dim),
+               VarLenSparseFeat(SparseFeat("hist_item_id", items, embedding_dim=dim, embedding_name="item_id"),
+                                maxlen=length, length_name="seq_length"),
+               VarLenSparseFeat(SparseFeat("hist_cate_id", categories, embedding_dim=dim, embedding_name="cate_id"),
+                                maxlen=length, length_name="seq_length")]
+    if name == "din":
+        model = DIN(columns, ["item_id", "cate_id"])
+    else:
+        model = DIEN(columns, ["item_id", "cate_id"], gru_type="AUGRU", use_negsampling=False)
+    model.compile("adam", "binary_crossentropy", jit_compile=args.xla if name == "din" else None)
+    n = args.batch_size * args.warmup
+    model.fit({k: v[:n] for k, v in x.items()}, y[:n], batch_size=args.batch_size, epochs=1, verbose=0)
+    repeats = -(-args.steps // args.batches)
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=args.batch_size, epochs=repeats, verbose=0)
+    elapsed = time.perf_counter() - start
+    return {"examples_per_second": repeats * len(y) / elapsed, "parameters": model.count_params()}
+
+
+def run_input(args) -> dict:
+    from marn_tf.data.input import make_dataset
+    from marn_tf.schema import Schema
+    from marn_tf.training.trainer import indexed, load_network
+
+    config = config_for(args, [])
+    schema = Schema.load(args.data)
+    network = load_network(config, schema, args.data)
+    ds = iter(indexed(make_dataset(args.data, schema, "train", args.batch_size, repeat=True), network))
+    for _ in range(5):
+        next(ds)
+    batches = 100
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(ds)
+    return {"examples_per_second": batches * args.batch_size / (time.perf_counter() - start)}
+
+
+def child_main(args) -> None:
+    kind = args.child.split(":")[0]
+    result = {"marn": run_marn, "deepctr": run_deepctr, "input": run_input}[kind](args)
+    result["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["device"] = device_name()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# -- parent ------------------------------------------------------------------------------------------------
+def measure(args, child: str, width: int, xla: bool = False) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), "--child", child, "--data", args.data, "--config",
+               args.config, "--width", str(width),
+               "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--batches", str(args.batches)] + (["--xla"] if xla else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if done.returncode or line is None:
+        return {"error": (done.stderr or done.stdout).strip().splitlines()[-1:]}
+    return json.loads(line[len("RESULT "):])
+
+
+def speed(args) -> None:
+    rows = [("input pipeline (parse + lookup)", "input", args.width, False)]
+    rows += [(f"deepctr DIN (emb {args.width})", "deepctr:din", args.width, False),
+             (f"deepctr DIEN, AUGRU (emb {args.width})", "deepctr:dien", args.width, False)]
+    rows += [(f"{'MARN' if v == 'marn' else v} (width {args.width})", f"marn:{v}", args.width, False) for v in LADDER]
+    if args.xla:
+        rows += [(f"MARN XLA, no dedup (width {args.width})", "marn:marn", args.width, True),
+                 (f"deepctr DIN XLA (emb {args.width})", "deepctr:din", args.width, True)]
+    rows += [(f"MARN (paper width {args.paper_width})", "marn:marn", args.paper_width, False)]
+    results = {}
+    for label, child, width, xla in rows:
+        print(f"measuring {label} ...", flush=True)
+        results[label] = measure(args, child, width, xla)
+    device = next((r["device"] for r in results.values() if "device" in r), "?")
+    command = " ".join(["python benchmarks/train.py"] + sys.argv[1:])
+    print(f"\n{command}\n{device}; batch {args.batch_size}, sequence length 50, {args.steps} timed steps after "
+          f"{args.warmup} warm-up steps\n")
+    print(f"| model | examples/s | peak memory (MB) | parameters |\n|---|---:|---:|---:|")
+    for label, r in results.items():
+        if "error" in r:
+            print(f"| {label} | failed: {r['error']} | | |")
+        else:
+            print(f"| {label} | {r['examples_per_second']:,.0f} | {r['peak_memory_mb']:,.0f} | "
+                  f"{r.get('parameters', 0):,} |")
+    get = lambda label: results.get(label, {}).get("examples_per_second")  # noqa: E731
+    marn, din, dien = get(f"MARN (width {args.width})"), get(f"deepctr DIN (emb {args.width})"), \
+        get(f"deepctr DIEN, AUGRU (emb {args.width})")
+    feed = get("input pipeline (parse + lookup)")
+    if marn and din and dien:
+        print(f"\nMARN / DIEN = {marn / dien:.2f}x (target >= 1.0x); MARN / DIN = {marn / din:.2f}x (target >= 0.5x)")
+    if marn and feed:
+        fastest = max(v["examples_per_second"] for k, v in results.items() if "error" not in v and k.startswith("MARN"))
+        print(f"input pipeline / fastest MARN trainer = {feed / fastest:.1f}x (target >= 5x)")
+
+
+def quality(args) -> None:
+    import numpy as np
+
+    from marn_tf.evaluation.evaluate import evaluate
+    from marn_tf.training.trainer import train
+
+    table = {}
+    for variant in LADDER:
+        for seed in range(1, args.seeds + 1):
+            out = os.path.join(args.runs, f"{variant}-seed{seed}")
+            config = config_for(args, [f"model.variant={variant}", f"train.seed={seed}",
+                                            f"train.batch_size={args.batch_size}",
+                                            f"train.steps_per_epoch={args.quality_steps}",
+                                            f"train.epochs={args.quality_epochs}", "train.early_stopping_patience=0"])
+            print(f"training {variant} seed {seed} ...", flush=True)
+            train(config, args.data, out, progress=False)
+            result = evaluate(out, args.data, "test")
+            table.setdefault(variant, []).append((result["auc"], result["gauc"], result["d1_accuracy"],
+                                                  result["ds_accuracy"]))
+    command = " ".join(["python benchmarks/train.py"] + sys.argv[1:])
+    print(f"\n{command}\n{args.seeds} seeds, {args.quality_epochs} x {args.quality_steps} steps of batch "
+          f"{args.batch_size} each; test split; mean ± standard deviation\n")
+    print("| variant | test AUC | test GAUC | D1 accuracy | Ds accuracy |\n|---|---:|---:|---:|---:|")
+    for variant, values in table.items():
+        v = np.array(values)
+        cells = [f"{m:.4f} ± {s:.4f}" for m, s in zip(v.mean(0), v.std(0))]
+        print(f"| {variant} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA, help="a `marn preprocess` output (default: %(default)s)")
+    parser.add_argument("--config", help="its YAML config (default: the embedded data's)")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--width", type=int, default=32, help="the peer's embedding width (default %(default)s)")
+    parser.add_argument("--paper-width", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per model")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=10, help="distinct batches held in memory")
+    parser.add_argument("--xla", action="store_true")
+    parser.add_argument("--quality", action="store_true", help="the ablation ladder's test AUC/GAUC instead")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--quality-steps", type=int, default=40, help="steps per epoch of each quality run")
+    parser.add_argument("--quality-epochs", type=int, default=5)
+    parser.add_argument("--runs", default="/tmp/marn-bench/quality-runs")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(args)
+        return
+    ensure_data(args)
+    quality(args) if args.quality else speed(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Training runs: early errors, kill-and-resume, multi-worker, and that MARN learns on the embedded data."""
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from marn_tf.config_loader import ConfigError
+from marn_tf.schema import SchemaError
+from marn_tf.training.trainer import train
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def quick(config, **train):
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **{
+        "steps_per_epoch": 3, "epochs": 2, "validation_steps": 1, **train}))
+
+
+def test_mistakes_fail_before_training(prepared, tmp_path):
+    config, data, schema = prepared
+    longer = dataclasses.replace(config, sequence=dataclasses.replace(config.sequence, max_length=5))
+    with pytest.raises(SchemaError, match="has sequences of 8 items, the config says sequence.max_length=5"):
+        train(longer, data, str(tmp_path / "a"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.copy(os.path.join(data, "schema.json"), empty)
+    with pytest.raises(SchemaError, match="no TFRecords match"):
+        train(config, str(empty), str(tmp_path / "b"))
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    vocabulary = other / "vocab" / "item_id.txt"
+    items = vocabulary.read_text().splitlines()
+    vocabulary.write_text("\n".join([items[1], items[0]] + items[2:]) + "\n")
+    with pytest.raises(SchemaError, match="come from different runs"):
+        train(config, str(other), str(tmp_path / "c"))
+
+
+def test_a_run_directory_resumes_only_its_own_config(prepared, tmp_path):
+    config, data, _ = prepared
+    result = train(quick(config), data, str(tmp_path))
+    assert result.status == "completed" and result.steps == 6
+    again = train(quick(config), data, str(tmp_path))  # nothing left to do
+    assert again.resumed_from_step == 6 and again.steps == 6
+    wider = dataclasses.replace(config, model=dataclasses.replace(config.model, units=16))
+    with pytest.raises(ConfigError, match=r"different config \(model.units\)"):
+        train(quick(wider), data, str(tmp_path))
+
+
+def marn(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "marn_tf.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_killed_run_resumes_to_completion(prepared, tmp_path):
+    config, data, _ = prepared
+    run = tmp_path / "run"
+    args = ["train", "--config", str(tmp_path / "config.yaml"), "--data", data, "--output", str(run),
+            "--set", "train.steps_per_epoch=4", "--set", "train.epochs=3", "--set", "train.validation_steps=1",
+            "--no-progress"]
+    import yaml
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    first = marn(*args)
+    deadline = time.time() + 240
+    while not (run / "checkpoints" / "checkpoint").exists():
+        assert first.poll() is None, first.stdout.read()
+        assert time.time() < deadline, "no checkpoint within 4 minutes"
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = marn(*args)
+    output = second.communicate(timeout=300)[0]
+    assert second.returncode == 0, output
+    assert "resuming from" in output
+    summary = json.loads((run / "training_summary.json").read_text())
+    assert summary["steps"] == 12 and summary["status"] == "completed"
+    assert summary["resumed_from_step"] in (4, 8)
+    epochs = [json.loads(line)["epoch"] for line in (run / "history.jsonl").read_text().splitlines()]
+    assert epochs[-1] == 3 and set(epochs) >= {2, 3}
+
+
+def test_two_local_workers_train_together(prepared, tmp_path):
+    config, data, _ = prepared
+    import yaml
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "multi_worker_local.py"), "--workers", "2",
+                             "--timeout", "400", "--", "--config", str(tmp_path / "config.yaml"), "--data", data,
+                             "--output", str(run), "--set", "train.steps_per_epoch=3", "--set", "train.epochs=1",
+                             "--set", "train.validation_steps=1"], cwd=REPO, capture_output=True, text=True)
+    logs = "\n".join((run / f"worker-{i}.log").read_text()[-3000:] for i in range(2))
+    assert result.returncode == 0, result.stdout + logs
+    assert logs.count("with 2 replica(s)") == 2  # one cluster, not two single-worker runs
+    summary = json.loads((run / "training_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["status"] == "completed"
