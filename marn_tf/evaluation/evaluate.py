@@ -20,11 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 from marn_tf.config import Config
-from marn_tf.data.input import make_dataset
 from marn_tf.evaluation import metrics as M
 from marn_tf.evaluation.report import write_report
 from marn_tf.schema import Schema, SchemaError, read_vocabulary
-from marn_tf.training.trainer import RUN_CONFIG, check_data, indexed, load_network
+from marn_tf.training.trainer import RUN_CONFIG, check_data, indexed, load_network, read_split
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
              batch_size: int = 1024, max_batches: Optional[int] = None) -> dict:
     config, schema, network, checkpoint = restore_best(run_dir, data_dir)
     output_dir = output_dir or os.path.join(run_dir, f"evaluation_{split}")
-    dataset = indexed(make_dataset(data_dir, schema, split, batch_size, shuffle=False, drop_remainder=False),
+    dataset = indexed(read_split(config, data_dir, schema, split, batch_size, shuffle=False, drop_remainder=False),
                       network)
     if max_batches:
         dataset = dataset.take(max_batches)

@@ -31,6 +31,7 @@ from marn_tf.config import Config
 from marn_tf.config_loader import ConfigError
 from marn_tf.data.input import make_dataset, split_files
 from marn_tf.data.item_table import load_item_table
+from marn_tf.data.parquet_input import make_parquet_dataset, parquet_files
 from marn_tf.models.marn_model import MarnModel
 from marn_tf.models.network import Network, build_network
 from marn_tf.schema import Schema, SchemaError
@@ -60,8 +61,19 @@ def check_data(config: Config, data_dir: str) -> Schema:
         raise SchemaError(f"the data in {data_dir} has sequences of {schema.sequence_length} items, the config says "
                           f"sequence.max_length={config.sequence.max_length}: re-run `marn preprocess` or fix the config")
     for split in ("train", "validation"):
-        split_files(data_dir, schema, split)
+        if config.train.source == "parquet":
+            parquet_files(data_dir, split)
+        else:
+            split_files(data_dir, schema, split)
     return schema
+
+
+def read_split(config: Config, data_dir: str, schema: Schema, split: str, batch_size: int, **options):
+    """`(features, label)` batches of a split from the configured source (TFRecords or Parquet)."""
+    if config.train.source == "parquet":
+        options.pop("deterministic", None)  # one reader thread: always in file order before shuffling
+        return make_parquet_dataset(data_dir, schema, split, batch_size, **options)
+    return make_dataset(data_dir, schema, split, batch_size, **options)
 
 
 def load_network(config: Config, schema: Schema, data_dir: str) -> Network:
@@ -139,11 +151,11 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     seed = train_config.seed if train_config.deterministic else None
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_data = indexed(make_dataset(data_dir, schema, "train", train_config.batch_size, repeat=True,
-                                      shuffle_buffer=train_config.shuffle_buffer, deterministic=train_config.deterministic,
-                                      seed=seed), network).with_options(options)
-    validation_data = indexed(make_dataset(data_dir, schema, "validation", train_config.batch_size,
-                                           drop_remainder=train_config.xla), network).with_options(options)
+    train_data = indexed(read_split(config, data_dir, schema, "train", train_config.batch_size, repeat=True,
+                                    shuffle_buffer=train_config.shuffle_buffer, deterministic=train_config.deterministic,
+                                    seed=seed), network).with_options(options)
+    validation_data = indexed(read_split(config, data_dir, schema, "validation", train_config.batch_size,
+                                         drop_remainder=train_config.xla), network).with_options(options)
 
     total_steps = train_config.epochs * train_config.steps_per_epoch
     guard = C.CheckpointsWithNanGuard(manager, best, best_value=best_value)

@@ -92,3 +92,22 @@ def test_item_table_from_another_run_is_refused(prepared, tmp_path):
     shutil.rmtree(copy / "item_table")
     with pytest.raises(SchemaError, match="no item table"):
         load_item_table(str(copy), schema)
+
+
+def test_parquet_source_gives_the_same_examples(prepared, tmp_path):
+    from marn_tf.data.parquet_input import make_parquet_dataset, write_parquet_split
+
+    base, schema = prepared
+    tfrecords = list(make_dataset(str(base / "out"), schema, "validation", 7, shuffle=False, deterministic=True,
+                                  drop_remainder=False))
+    write_parquet_split(str(tmp_path), "validation", tfrecords, schema)
+    parquet = list(make_parquet_dataset(str(tmp_path), schema, "validation", 7, drop_remainder=False))
+    assert len(parquet) == len(tfrecords)
+    for (a, label_a), (b, label_b) in zip(tfrecords, parquet):
+        np.testing.assert_array_equal(label_a.numpy(), label_b.numpy())
+        assert set(a) == set(b)
+        for name in a:
+            assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape, name
+            np.testing.assert_array_equal(a[name].numpy(), b[name].numpy(), err_msg=name)
+    with pytest.raises(SchemaError, match="no Parquet files match"):
+        make_parquet_dataset(str(tmp_path), schema, "train", 7)

@@ -100,3 +100,18 @@ def test_two_local_workers_train_together(prepared, tmp_path):
     assert logs.count("with 2 replica(s)") == 2  # one cluster, not two single-worker runs
     summary = json.loads((run / "training_summary.json").read_text())
     assert summary["steps"] == 3 and summary["status"] == "completed"
+
+
+def test_trains_from_parquet(prepared, tmp_path):
+    from marn_tf.data.input import make_dataset
+    from marn_tf.data.parquet_input import write_parquet_split
+
+    config, data, schema = prepared
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    for split in ("train", "validation"):
+        shutil.rmtree(copy / split)  # only Parquet is left to read
+        write_parquet_split(str(copy), split, make_dataset(data, schema, split, 64, shuffle=False,
+                                                           drop_remainder=False), schema)
+    result = train(quick(config, source="parquet"), str(copy), str(tmp_path / "run"))
+    assert result.status == "completed" and result.steps == 6
