@@ -131,8 +131,30 @@ def deepctr_inputs(args, schema, network, batches):
     return x, labels.reshape(-1).astype(np.float32)
 
 
+def deepctr_cache(args) -> str:
+    """Writes deepctr's inputs (from our batches) to an .npz once; DIEN's graph mode cannot iterate tf.data."""
+    path = os.path.join(os.path.dirname(os.path.abspath(args.data)),
+                        f"deepctr-inputs-{os.path.basename(os.path.abspath(args.data))}-{args.batch_size}x{args.batches}.npz")
+    if os.path.exists(path):
+        return path
+    import numpy as np
+
+    from marn_tf.schema import Schema
+    from marn_tf.training.trainer import load_network
+
+    schema = Schema.load(args.data)
+    network = load_network(config_for(args, []), schema, args.data)
+    x, y = deepctr_inputs(args, schema, network, materialize(args.data, schema, network, args.batch_size, args.batches))
+    np.savez(path, label=y, **x)
+    return path
+
+
 def run_deepctr(args) -> dict:
+    import numpy as np
+
     name = args.child.split(":")[1]
+    cache = np.load(deepctr_cache(args))  # eager, before DIEN switches to graph mode
+    x, y = {k: cache[k] for k in cache.files if k != "label"}, cache["label"]
     import tensorflow as tf
 
     if name == "dien":  # DIEN needs graph mode and names TensorFlow 2.21 moved (../shared/docs/STACK.md)
@@ -144,17 +166,12 @@ def run_deepctr(args) -> dict:
         control_flow_ops.Assert, control_flow_ops.cond = tf.compat.v1.Assert, tf.compat.v1.cond
         control_flow_ops.while_loop = tf.compat.v1.while_loop
         nest.is_sequence = nest.is_nested
-    from deepctr.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat  # noqa: F401
+    from deepctr.feature_column import SparseFeat, VarLenSparseFeat
     from deepctr.models import DIEN, DIN
 
     from marn_tf.schema import Schema
-    from marn_tf.training.trainer import load_network
 
-    config = config_for(args, [])
     schema = Schema.load(args.data)
-    network = load_network(config, schema, args.data)
-    batches = materialize(args.data, schema, network, args.batch_size, args.batches)
-    x, y = deepctr_inputs(args, schema, network, batches)
     dim, length = int(args.width), schema.sequence_length
     items = schema.vocabularies["item_id"].input_dim
     categories = schema.vocabularies["category_id"].input_dim
@@ -166,9 +183,10 @@ def run_deepctr(args) -> dict:
                                 maxlen=length, length_name="seq_length")]
     if name == "din":
         model = DIN(columns, ["item_id", "cate_id"])
+        model.compile("adam", "binary_crossentropy", jit_compile=args.xla)
     else:
         model = DIEN(columns, ["item_id", "cate_id"], gru_type="AUGRU", use_negsampling=False)
-    model.compile("adam", "binary_crossentropy", jit_compile=args.xla if name == "din" else None)
+        model.compile("adam", "binary_crossentropy")
     n = args.batch_size * args.warmup
     model.fit({k: v[:n] for k, v in x.items()}, y[:n], batch_size=args.batch_size, epochs=1, verbose=0)
     repeats = -(-args.steps // args.batches)
@@ -226,10 +244,13 @@ def speed(args) -> None:
         rows += [(f"MARN XLA, no dedup (width {args.width})", "marn:marn", args.width, True),
                  (f"deepctr DIN XLA (emb {args.width})", "deepctr:din", args.width, True)]
     rows += [(f"MARN (paper width {args.paper_width})", "marn:marn", args.paper_width, False)]
+    if args.only:
+        rows = [r for r in rows if any(o.lower() in r[0].lower() for o in args.only)]
     results = {}
     for label, child, width, xla in rows:
         print(f"measuring {label} ...", flush=True)
         results[label] = measure(args, child, width, xla)
+        print(f"  {results[label]}", flush=True)
     device = next((r["device"] for r in results.values() if "device" in r), "?")
     command = " ".join(["python benchmarks/train.py"] + sys.argv[1:])
     print(f"\n{command}\n{device}; batch {args.batch_size}, sequence length 50, {args.steps} timed steps after "
@@ -292,6 +313,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batches", type=int, default=10, help="distinct batches held in memory")
     parser.add_argument("--xla", action="store_true")
+    parser.add_argument("--only", nargs="+", help="measure only the rows whose label contains one of these")
     parser.add_argument("--quality", action="store_true", help="the ablation ladder's test AUC/GAUC instead")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--quality-steps", type=int, default=40, help="steps per epoch of each quality run")

@@ -63,20 +63,20 @@ class ModelConfig:
     deduplicate_items: bool = True  # run the item encoder once per unique item of a batch
 
     def __post_init__(self):
-        _check_choice("model.variant", self.variant, VARIANTS)
-        _check_choice("model.attention_gate", self.attention_gate, ("vector", "scalar"))
-        _check_choice("model.attention_normalize", self.attention_normalize, ("none", "softmax"))
-        _check_choice("model.target_attention_normalize", self.target_attention_normalize, ("none", "softmax"))
-        _check_choice("model.sequence_encoder", self.sequence_encoder, SEQUENCE_ENCODERS)
-        _check_choice("model.head", self.head, HEADS)
+        _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("attention_gate", self.attention_gate, ("vector", "scalar"))
+        _check_choice("attention_normalize", self.attention_normalize, ("none", "softmax"))
+        _check_choice("target_attention_normalize", self.target_attention_normalize, ("none", "softmax"))
+        _check_choice("sequence_encoder", self.sequence_encoder, SEQUENCE_ENCODERS)
+        _check_choice("head", self.head, HEADS)
         if not 0.0 <= self.modality_dropout < 1.0:
-            raise ConfigError("model.modality_dropout must be in [0, 1)")
+            raise ConfigError("modality_dropout must be in [0, 1)")
         for key in ("units", "id_embedding_dim", "word_embedding_dim", "text_filters", "statistic_embedding_dim",
                     "property_embedding_dim", "context_embedding_dim", "common_units", "gru_units"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"model.{key} must be positive")
+                raise ConfigError(f"{key} must be positive")
         if min(self.lambda_d0, self.lambda_adv, self.lambda_s, self.grl_coefficient) < 0:
-            raise ConfigError("model.lambda_* and model.grl_coefficient must be >= 0")
+            raise ConfigError("lambda_* and grl_coefficient must be >= 0")
 
     @property
     def fusion(self) -> str:
@@ -115,18 +115,18 @@ class TrainConfig:
     keep_checkpoints: int = 3
 
     def __post_init__(self):
-        _check_choice("train.update", self.update, UPDATES)
-        _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("train.strategy", self.strategy, STRATEGIES)
-        _check_choice("train.mixed_precision", self.mixed_precision, PRECISIONS)
-        _check_choice("train.source", self.source, SOURCES)
+        _check_choice("update", self.update, UPDATES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        _check_choice("source", self.source, SOURCES)
         for key in ("batch_size", "steps_per_epoch", "epochs", "keep_checkpoints"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"train.{key} must be positive")
+                raise ConfigError(f"{key} must be positive")
         if self.learning_rate <= 0 or self.discriminator_learning_rate <= 0:
-            raise ConfigError("train.learning_rate and train.discriminator_learning_rate must be positive")
+            raise ConfigError("learning_rate and discriminator_learning_rate must be positive")
         if self.early_stopping_patience < 0:
-            raise ConfigError("train.early_stopping_patience must be >= 0")
+            raise ConfigError("early_stopping_patience must be >= 0")
 
 
 def check_compatible(model: ModelConfig, train: TrainConfig) -> None:

@@ -55,6 +55,11 @@ def test_overrides_are_typed(tmp_path):
     ({"pipeline": {"max_dead_letter_rate": 2}}, r"pipeline: max_dead_letter_rate must be between 0 and 1"),
     ({"vocabulary": {"min_count": 0}}, r"vocabulary: min_count must be >= 1"),
     ({"users": {"features": "gender"}}, r"'users.features' must be a list"),
+    ({"model": {"variant": "dien"}}, r"model: variant 'dien' is not one of din, concat, man, maan, marn"),
+    ({"model": {"units": 0}}, r"model: units must be positive"),
+    ({"model": {"modality_dropout": 1.0}}, r"model: modality_dropout must be in \[0, 1\)"),
+    ({"train": {"strategy": "horovod"}}, r"train: strategy 'horovod' is not one of auto, default, mirrored"),
+    ({"train": {"xla": True}}, r"train.xla needs static shapes.*set model.deduplicate_items=false"),
 ])
 def test_mistakes_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
+def pipeline_output(tmp_path_factory):
     base = tmp_path_factory.mktemp("data")
     generate(GeneratorOptions(output=str(base / "raw"), users=30, items=200, days=8, image_dim=4,
                               bad_record_rate=0.0), progress=False)
@@ -27,8 +27,8 @@ def prepared(tmp_path_factory):
     return base, Schema.load(str(base / "out"))
 
 
-def test_batches_follow_the_schema(prepared):
-    base, schema = prepared
+def test_batches_follow_the_schema(pipeline_output):
+    base, schema = pipeline_output
     features, label = next(iter(make_dataset(str(base / "out"), schema, "train", batch_size=8)))
     assert label.shape == [8] and set(label.numpy()) <= {0, 1}
     assert "label" not in features
@@ -37,8 +37,8 @@ def test_batches_follow_the_schema(prepared):
             assert features[f.name].shape == [8, *f.shape], f.name
 
 
-def test_deterministic_order_with_a_seed(prepared):
-    base, schema = prepared
+def test_deterministic_order_with_a_seed(pipeline_output):
+    base, schema = pipeline_output
 
     def first_ids():
         ds = make_dataset(str(base / "out"), schema, "train", batch_size=16, deterministic=True, seed=3)
@@ -47,8 +47,8 @@ def test_deterministic_order_with_a_seed(prepared):
     assert first_ids() == first_ids()
 
 
-def test_missing_or_empty_splits_fail_clearly(prepared, tmp_path):
-    base, schema = prepared
+def test_missing_or_empty_splits_fail_clearly(pipeline_output, tmp_path):
+    base, schema = pipeline_output
     with pytest.raises(SchemaError, match="no TFRecords match .*run `marn preprocess` first"):
         make_dataset(str(tmp_path), schema, "train", batch_size=4)
     copy = tmp_path / "copy"
@@ -60,8 +60,8 @@ def test_missing_or_empty_splits_fail_clearly(prepared, tmp_path):
         make_dataset(str(copy), schema, "test", batch_size=4)
 
 
-def test_item_table_is_dense_by_vocabulary_index(prepared):
-    base, schema = prepared
+def test_item_table_is_dense_by_vocabulary_index(pipeline_output):
+    base, schema = pipeline_output
     table = load_item_table(str(base / "out"), schema)
     vocabulary = read_vocabulary(str(base / "out" / "vocab" / "item_id.txt"))
     assert table.item_ids == [""] + vocabulary
@@ -79,8 +79,8 @@ def test_item_table_is_dense_by_vocabulary_index(prepared):
         assert [words[t] if t else w for t, w in zip(tokens, expected)] == expected  # 0 only for unseen words
 
 
-def test_item_table_from_another_run_is_refused(prepared, tmp_path):
-    base, schema = prepared
+def test_item_table_from_another_run_is_refused(pipeline_output, tmp_path):
+    base, schema = pipeline_output
     copy = tmp_path / "copy"
     shutil.copytree(base / "out", copy)
     vocab = copy / "vocab" / "item_id.txt"
@@ -94,10 +94,10 @@ def test_item_table_from_another_run_is_refused(prepared, tmp_path):
         load_item_table(str(copy), schema)
 
 
-def test_parquet_source_gives_the_same_examples(prepared, tmp_path):
+def test_parquet_source_gives_the_same_examples(pipeline_output, tmp_path):
     from marn_tf.data.parquet_input import make_parquet_dataset, write_parquet_split
 
-    base, schema = prepared
+    base, schema = pipeline_output
     tfrecords = list(make_dataset(str(base / "out"), schema, "validation", 7, shuffle=False, deterministic=True,
                                   drop_remainder=False))
     write_parquet_split(str(tmp_path), "validation", tfrecords, schema)

@@ -115,3 +115,35 @@ def test_trains_from_parquet(prepared, tmp_path):
                                                            drop_remainder=False), schema)
     result = train(quick(config, source="parquet"), str(copy), str(tmp_path / "run"))
     assert result.status == "completed" and result.steps == 6
+
+
+@pytest.fixture
+def reset_precision():
+    import tensorflow as tf
+
+    yield
+    tf.keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_losses_and_outputs_float32(prepared, tmp_path, precision, reset_precision):
+    import tensorflow as tf
+
+    from marn_tf.training.trainer import load_network
+
+    config, data, schema = prepared
+    result = train(quick(config, mixed_precision=precision, epochs=1), data, str(tmp_path))
+    assert result.status == "completed"
+    network = load_network(config, schema, data)  # built under the policy the run left set
+    assert network.core.get_layer("mlp_0").compute_dtype == precision.split("_")[1]
+    features, _ = next(iter(make_dataset_for(prepared)))
+    out = network.core({k: features[k] for k in network.core.input_names})
+    assert out["logit"].dtype == tf.float32 and out["d1_loss"].dtype == tf.float32
+
+
+def make_dataset_for(prepared):
+    from marn_tf.data.input import make_dataset
+    from marn_tf.training.trainer import indexed, load_network
+
+    config, data, schema = prepared
+    return indexed(make_dataset(data, schema, "train", 16), load_network(config, schema, data)).take(1)
