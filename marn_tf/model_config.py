@@ -28,7 +28,7 @@ OPTIMIZERS = ("adam", "adagrad", "sgd")
 
 def _check_choice(key: str, value: str, choices: tuple) -> None:
     if value not in choices:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+        raise ConfigError(f"{key} {value!r} is not one of {', '.join(choices)}")
 
 
 @dataclasses.dataclass

@@ -32,9 +32,10 @@ from marn_tf.layers.replica_statistics import global_mean, replica_share_of_mean
 MODES = ("double", "single")
 
 
-def _classifier(hidden_units: Sequence[int], num_classes: int, name: str) -> tf.keras.Sequential:
-    layers = [tf.keras.layers.Dense(u, activation="relu", name=f"{name}_hidden_{i}") for i, u in enumerate(hidden_units)]
-    layers.append(tf.keras.layers.Dense(num_classes, name=f"{name}_logits"))
+def _classifier(hidden_units: Sequence[int], num_classes: int, name: str, dtype) -> tf.keras.Sequential:
+    layers = [tf.keras.layers.Dense(u, activation="relu", name=f"{name}_hidden_{i}", dtype=dtype)
+              for i, u in enumerate(hidden_units)]
+    layers.append(tf.keras.layers.Dense(num_classes, name=f"{name}_logits", dtype=dtype))
     return tf.keras.Sequential(layers, name=name)
 
 
@@ -68,9 +69,9 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
         self.grl_coefficient = grl_coefficient
         self.normalize_weights = normalize_weights
         self.mode = mode
-        self.d0 = _classifier(self.hidden_units, num_modalities, "d0") if mode == "double" else None
-        self.d1 = _classifier(self.hidden_units, num_modalities, "d1")  # also Ds
-        self.gradient_reversal = GradientReversal(grl_coefficient, name="grl")
+        self.d0 = _classifier(self.hidden_units, num_modalities, "d0", self.dtype) if mode == "double" else None
+        self.d1 = _classifier(self.hidden_units, num_modalities, "d1", self.dtype)  # also Ds
+        self.gradient_reversal = GradientReversal(grl_coefficient, name="grl", dtype=self.dtype)
 
     def call(self, inputs):
         invariant, specific, mask = inputs[:3]

@@ -24,6 +24,15 @@ from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
 from marn_tf.model_config import ModelConfig, TrainConfig
 
 
+class CompositeOptimizer(tfrs.experimental.optimizers.CompositeOptimizer):
+    """tfrs' CompositeOptimizer whose `apply_gradients` returns an op, as Keras' LossScaleOptimizer (mixed_float16)
+    needs for its skip-on-overflow branch."""
+
+    def apply_gradients(self, grads_and_vars, name=None, experimental_aggregate_gradients=True):
+        super().apply_gradients(grads_and_vars, name, experimental_aggregate_gradients)
+        return tf.no_op()
+
+
 def loss_weights(config: ModelConfig) -> dict[str, float]:
     """lambda of each discriminator loss; 0 where the variant has no such discriminator."""
     mode = config.discriminators
@@ -70,10 +79,10 @@ class MarnModel(tfrs.Model):
         excluded = {v.ref() for v in self.discriminator_variables}
         return [v for v in self.trainable_variables if v.ref() not in excluded]
 
-    def make_optimizer(self, train: TrainConfig) -> tfrs.experimental.optimizers.CompositeOptimizer:
+    def make_optimizer(self, train: TrainConfig) -> CompositeOptimizer:
         kind = {"adam": tf.keras.optimizers.legacy.Adam, "adagrad": tf.keras.optimizers.legacy.Adagrad,
                 "sgd": tf.keras.optimizers.legacy.SGD}[train.optimizer]
-        return tfrs.experimental.optimizers.CompositeOptimizer([
+        return CompositeOptimizer([
             (kind(train.learning_rate), lambda: self.model_variables),
             (kind(train.discriminator_learning_rate), lambda: self.discriminator_variables),
         ])
@@ -107,13 +116,6 @@ class MarnModel(tfrs.Model):
             self.weight_trackers[name].update_state(outputs["modality_weights"][:, m], sample_weight=mask[:, m])
 
     # -- steps -----------------------------------------------------------------------------------------------
-    def _apply(self, optimizer, loss, variables, tape) -> None:
-        scaled = isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
-        gradients = tape.gradient(optimizer.get_scaled_loss(loss) if scaled else loss, variables)
-        if scaled:
-            gradients = optimizer.get_unscaled_gradients(gradients)
-        optimizer.apply_gradients(zip(gradients, variables))
-
     def train_step(self, inputs):
         if self.update == "alternating" and self.discriminator_variables:
             model_optimizer, discriminator_optimizer = self.optimizer.optimizers
@@ -127,9 +129,15 @@ class MarnModel(tfrs.Model):
             gradients = tape.gradient(losses["total_loss"], self.model_variables)
             model_optimizer.apply_gradients(zip(gradients, self.model_variables))
         else:
+            scaled = hasattr(self.optimizer, "get_scaled_loss")  # mixed_float16: a LossScaleOptimizer
             with tf.GradientTape() as tape:
-                losses = self.compute_losses(inputs, training=True)
-            self._apply(self.optimizer, losses["total_loss"], self.trainable_variables, tape)
+                loss = self.compute_losses(inputs, training=True)["total_loss"]
+                if scaled:
+                    loss = self.optimizer.get_scaled_loss(loss)
+            gradients = tape.gradient(loss, self.trainable_variables)
+            if scaled:
+                gradients = self.optimizer.get_unscaled_gradients(gradients)
+            self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, inputs):

@@ -95,9 +95,9 @@ def test_two_local_workers_train_together(prepared, tmp_path):
                              "--timeout", "400", "--", "--config", str(tmp_path / "config.yaml"), "--data", data,
                              "--output", str(run), "--set", "train.steps_per_epoch=3", "--set", "train.epochs=1",
                              "--set", "train.validation_steps=1"], cwd=REPO, capture_output=True, text=True)
-    logs = "\n".join((run / f"worker-{i}.log").read_text()[-3000:] for i in range(2))
-    assert result.returncode == 0, result.stdout + logs
-    assert logs.count("with 2 replica(s)") == 2  # one cluster, not two single-worker runs
+    logs = [(run / f"worker-{i}.log").read_text() for i in range(2)]
+    assert result.returncode == 0, result.stdout + "\n".join(log[-3000:] for log in logs)
+    assert all("with 2 replica(s)" in log for log in logs)  # one cluster, not two single-worker runs
     summary = json.loads((run / "training_summary.json").read_text())
     assert summary["steps"] == 3 and summary["status"] == "completed"
 
