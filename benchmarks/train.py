@@ -93,8 +93,6 @@ def batches_to_columns(batches):
 
 # -- children: one model each ------------------------------------------------------------------------------
 def run_marn(args) -> dict:
-    import tensorflow as tf
-
     from marn_tf.models.marn_model import MarnModel
     from marn_tf.training.trainer import load_network
 
@@ -253,9 +251,9 @@ def speed(args) -> None:
         print(f"  {results[label]}", flush=True)
     device = next((r["device"] for r in results.values() if "device" in r), "?")
     command = " ".join(["python benchmarks/train.py"] + sys.argv[1:])
-    print(f"\n{command}\n{device}; batch {args.batch_size}, sequence length 50, {args.steps} timed steps after "
+    print(f"\n{command}\n{device}; batch {args.batch_size}, {args.steps} timed steps after "
           f"{args.warmup} warm-up steps\n")
-    print(f"| model | examples/s | peak memory (MB) | parameters |\n|---|---:|---:|---:|")
+    print("| model | examples/s | peak memory (MB) | parameters |\n|---|---:|---:|---:|")
     for label, r in results.items():
         if "error" in r:
             print(f"| {label} | failed: {r['error']} | | |")

@@ -22,7 +22,7 @@ import tensorflow as tf
 from marn_tf.config import Config
 from marn_tf.evaluation import metrics as M
 from marn_tf.evaluation.report import write_report
-from marn_tf.schema import Schema, SchemaError, read_vocabulary
+from marn_tf.schema import SchemaError, read_vocabulary
 from marn_tf.training.trainer import RUN_CONFIG, check_data, indexed, load_network, read_split
 
 log = logging.getLogger(__name__)
