@@ -295,8 +295,8 @@ def quality(args) -> None:
           f"{args.batch_size} each; test split; mean ± standard deviation\n")
     print("| variant | test AUC | test GAUC | D1 accuracy | Ds accuracy |\n|---|---:|---:|---:|---:|")
     for variant, values in table.items():
-        v = np.array(values)
-        cells = [f"{m:.4f} ± {s:.4f}" for m, s in zip(v.mean(0), v.std(0))]
+        v = np.array(values, dtype=float)  # None (no discriminators) -> nan
+        cells = [f"{m:.4f} ± {s:.4f}" if not np.isnan(m) else "–" for m, s in zip(v.mean(0), v.std(0))]
         print(f"| {variant} | " + " | ".join(cells) + " |")
 
 

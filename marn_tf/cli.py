@@ -59,8 +59,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate(args.run, args.data, args.split, args.output, max_batches=args.max_batches)
     print(f"{result['variant']} on {result['split']} ({result['examples']:,} examples): AUC {result['auc']:.4f}, "
-          f"GAUC {result['gauc']:.4f}, log loss {result['logloss']:.4f}, D1 accuracy {result['d1_accuracy']:.3f} "
-          f"(chance {result['chance_accuracy']:.3f}), Ds accuracy {result['ds_accuracy']:.3f}")
+          f"GAUC {result['gauc']:.4f}, log loss {result['logloss']:.4f}")
+    if result["d1_accuracy"] is not None:
+        print(f"D1 accuracy {result['d1_accuracy']:.3f} (chance {result['chance_accuracy']:.3f}), "
+              f"Ds accuracy {result['ds_accuracy']:.3f}")
     weights = ", ".join(f"{m} {w:.3f}" for m, w in result["modality_weights"].items() if w is not None)
     print(f"mean modality weights: {weights}")
     for name, s in result["slices"].items():

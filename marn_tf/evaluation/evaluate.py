@@ -112,12 +112,13 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
             slices[f"missing_{m}"] = _slice_metrics(labels, probabilities, users, mask[:, i] == 0)
 
     overall = slices["all"]
+    adversarial = config.model.discriminators != "none"  # without discriminators there is nothing to measure
     result = {
         "run": os.path.abspath(run_dir), "checkpoint": checkpoint, "split": split, "variant": config.model.variant,
         "examples": overall["examples"], "auc": overall["auc"], "gauc": overall["gauc"],
         "gauc_users": overall["gauc_users"], "logloss": overall["logloss"],
-        "d1_accuracy": float(np.average(cat["d1_accuracy"], weights=sizes)),
-        "ds_accuracy": float(np.average(cat["ds_accuracy"], weights=sizes)),
+        "d1_accuracy": float(np.average(cat["d1_accuracy"], weights=sizes)) if adversarial else None,
+        "ds_accuracy": float(np.average(cat["ds_accuracy"], weights=sizes)) if adversarial else None,
         "chance_accuracy": 1.0 / len(modalities),
         "modalities": modalities,
         "modality_weights": {m: _masked_mean(weights[:, i], mask[:, i]) for i, m in enumerate(modalities)},
