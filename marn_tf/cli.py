@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import marn_tf  # noqa: F401  (selects Keras 2 before anything imports TensorFlow)
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     if not args.verbose:  # Beam's per-stage and per-worker INFO lines drown what the job says; -v shows them
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines (imported later)
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
         # Local workers' logs, forwarded: their warnings are start-up notices; errors still show.
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
