@@ -116,7 +116,7 @@ def run_marn(args) -> dict:
     return {"examples_per_second": args.steps * args.batch_size / elapsed, "parameters": model.network.count_params()}
 
 
-def deepctr_inputs(args, schema, network, batches):
+def deepctr_inputs(network, batches):
     """Our batches as deepctr's inputs: user, candidate item and category, behaviour items and categories."""
     import numpy as np
 
@@ -142,7 +142,7 @@ def deepctr_cache(args) -> str:
 
     schema = Schema.load(args.data)
     network = load_network(config_for(args, []), schema, args.data)
-    x, y = deepctr_inputs(args, schema, network, materialize(args.data, schema, network, args.batch_size, args.batches))
+    x, y = deepctr_inputs(network, materialize(args.data, schema, network, args.batch_size, args.batches))
     np.savez(path, label=y, **x)
     return path
 

@@ -125,6 +125,8 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be positive")
         if self.learning_rate <= 0 or self.discriminator_learning_rate <= 0:
             raise ConfigError("learning_rate and discriminator_learning_rate must be positive")
+        if self.update == "alternating" and self.mixed_precision == "mixed_float16":
+            raise ConfigError("update=alternating does not support mixed_float16 loss scaling: use mixed_bfloat16")
         if self.early_stopping_patience < 0:
             raise ConfigError("early_stopping_patience must be >= 0")
 

@@ -26,6 +26,9 @@ SCHEMA_VERSION = 1
 SCHEMA_FILE = "schema.json"
 DTYPES = ("int64", "float32", "string")
 MODALITIES = ("id", "image", "text", "statistic")
+# Vocabularies the model reads by role: item ids (keys of the item table) and user ids (GAUC's groups).
+ITEM_VOCABULARY = "item_id"
+USER_VOCABULARY = "user_id"
 # Item table columns the model reads by role: the content of a modality and what says it is present.
 IMAGE_COLUMN = "image"
 IMAGE_PRESENT_COLUMN = "has_image"  # 1 if the catalog had an image vector

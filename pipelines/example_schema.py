@@ -11,8 +11,8 @@ from marn_tf.config import Config
 from pipelines.item_statistics import STATISTIC_NAMES
 
 TIME_GAP_BUCKETS = 32  # 0 = padding, 1 + floor(log2(1 + seconds)) capped: up to ~34 years
-ITEM_VOCAB = "item_id"
-USER_VOCAB = "user_id"
+ITEM_VOCAB = S.ITEM_VOCABULARY
+USER_VOCAB = S.USER_VOCABULARY
 WORD_VOCAB = "title_word"
 ITEM_KEY_COLUMN = "item_index"
 

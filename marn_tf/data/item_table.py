@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from marn_tf.schema import Schema, SchemaError, read_vocabulary
+from marn_tf.schema import ITEM_VOCABULARY, Schema, SchemaError, read_vocabulary
 
 _NUMPY = {"int64": np.int64, "float32": np.float32}
 
@@ -39,7 +39,7 @@ def load_item_table(directory: str, schema: Schema) -> ItemTable:
     files = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     if not files:
         raise SchemaError(f"no item table at {pattern}: run `marn preprocess` first")
-    vocabulary = read_vocabulary(FileSystems.join(directory, schema.vocabularies["item_id"].file))
+    vocabulary = read_vocabulary(FileSystems.join(directory, schema.vocabularies[ITEM_VOCABULARY].file))
     num_rows = len(vocabulary) + 1
     tables = []
     for path in files:

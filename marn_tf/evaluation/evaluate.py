@@ -22,14 +22,15 @@ import tensorflow as tf
 from marn_tf.config import Config
 from marn_tf.evaluation import metrics as M
 from marn_tf.evaluation.report import write_report
-from marn_tf.schema import SchemaError, read_vocabulary
+from marn_tf import schema as S
+from marn_tf.schema import USER_VOCABULARY, SchemaError, read_vocabulary
 from marn_tf.training.trainer import RUN_CONFIG, check_data, indexed, load_network, read_split
 
 log = logging.getLogger(__name__)
 
 
 def restore_best(run_dir: str, data_dir: str):
-    """(config, schema, network) of a run, with the weights of its best checkpoint."""
+    """(config, schema, network, checkpoint path) of a run, with the weights of its best checkpoint."""
     config_path = os.path.join(run_dir, RUN_CONFIG)
     if not os.path.exists(config_path):
         raise SchemaError(f"{run_dir} is not a training run (no {RUN_CONFIG}): run `marn train` first")
@@ -64,7 +65,7 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
     if max_batches:
         dataset = dataset.take(max_batches)
     core = network.core
-    user = schema.features_with_tags("user")[0].name
+    user = _user_id_feature(schema)
 
     @tf.function
     def step(features):
@@ -130,6 +131,14 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
         json.dump(result, f, indent=2)
     write_report(result, output_dir)
     return result
+
+
+def _user_id_feature(schema) -> str:
+    """The feature GAUC groups by: the user feature over the user vocabulary (profile features are USER too)."""
+    users = [f.name for f in schema.features_with_tags(S.USER) if f.vocabulary == USER_VOCABULARY]
+    if len(users) != 1:
+        raise SchemaError(f"GAUC needs exactly one user feature over the {USER_VOCABULARY!r} vocabulary, found {users}")
+    return users[0]
 
 
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> Optional[float]:

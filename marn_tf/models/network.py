@@ -90,7 +90,7 @@ def item_tower_config(schema: S.Schema, config: ModelConfig) -> dict:
         "grl_coefficient": config.grl_coefficient, "normalize_importance": config.normalize_importance,
         "modality_dropout": config.modality_dropout,
     }
-    num_items = schema.vocabularies["item_id"].input_dim
+    num_items = schema.vocabularies[S.ITEM_VOCABULARY].input_dim
     return {"num_items": num_items, "columns": columns, "encoder": encoder, "deduplicate": config.deduplicate_items}
 
 

@@ -39,7 +39,7 @@ class GradientReversalRamp(tf.keras.callbacks.Callback):
 
 
 def all_finite(logs: dict) -> bool:
-    return all(math.isfinite(float(v)) for v in logs.values() if isinstance(v, (int, float)) or hasattr(v, "__float__"))
+    return all(math.isfinite(float(v)) for v in logs.values())
 
 
 class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):

@@ -47,6 +47,12 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     return strategy
 
 
+def task_name() -> str:
+    """"<type>-<index>" of this process in TF_CONFIG ("chief-0" without a cluster): stable across restarts."""
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    return f"{task.get('type', 'chief')}-{task.get('index', 0)}"
+
+
 def is_chief() -> bool:
     """True unless TF_CONFIG names this process a non-chief worker (only the chief writes summaries and reports)."""
     config = json.loads(os.environ.get("TF_CONFIG", "{}"))

@@ -36,7 +36,7 @@ from marn_tf.models.marn_model import MarnModel
 from marn_tf.models.network import Network, build_network
 from marn_tf.schema import Schema, SchemaError
 from marn_tf.training import callbacks as C
-from marn_tf.training.strategy import is_chief, make_strategy
+from marn_tf.training.strategy import is_chief, make_strategy, task_name
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "run_config.yaml"
@@ -113,8 +113,6 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
           progress: Optional[bool] = None) -> TrainResult:
     train_config = config.train
     schema = check_data(config, data_dir)
-    if train_config.update == "alternating" and train_config.mixed_precision == "mixed_float16":
-        raise ConfigError("train.update=alternating does not support mixed_float16 loss scaling: use mixed_bfloat16")
     chief = is_chief()
     if chief:
         _check_resume(config, output_dir)
@@ -133,7 +131,7 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
         model.compile(optimizer=optimizer, jit_compile=train_config.xla)
 
     # Non-chief workers of a multi-worker run save too (collectively), into their own scratch directory.
-    checkpoint_dir = output_dir if chief else os.path.join(output_dir, "workers", str(os.getpid()))
+    checkpoint_dir = output_dir if chief else os.path.join(output_dir, "workers", task_name())
     checkpoint = tf.train.Checkpoint(core=network.core, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(checkpoint_dir, "checkpoints"),
                                          max_to_keep=train_config.keep_checkpoints)

@@ -73,3 +73,8 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("inputs: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         Config.load(str(bad))
+
+
+def test_alternating_updates_refuse_float16_loss_scaling(tmp_path):
+    with pytest.raises(ConfigError, match="train: update=alternating does not support mixed_float16"):
+        load(tmp_path, {**MINIMAL, "train": {"update": "alternating", "mixed_precision": "mixed_float16"}})
