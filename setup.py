@@ -10,6 +10,7 @@ INSTALL_REQUIRES = [
     "tensorboard==2.21.0",
     "tensorflow-serving-api==2.21.0",
     "apache-beam==2.77.0",
+    "tensorflow-hub==0.16.1",  # Beam's TensorFlow RunInference handler imports it
     "google-crc32c==1.9.0",  # WriteToTFRecord needs a crc32c implementation
     "pyarrow==25.0.1",
     "protobuf==6.33.6",
@@ -27,7 +28,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["marn_tf", "marn_tf.*", "pipelines", "pipelines.*"]),
+    packages=find_packages(include=["marn_tf", "marn_tf.*", "pipelines", "pipelines.*", "export", "export.*"]),
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={

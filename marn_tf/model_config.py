@@ -61,6 +61,7 @@ class ModelConfig:
     cross_layers: int = 2
     hidden_units: list[int] = dataclasses.field(default_factory=lambda: [200, 80])
     deduplicate_items: bool = True  # run the item encoder once per unique item of a batch
+    deduplicate_sequences: bool = True  # at inference, run the GRU once per distinct behaviour sequence
 
     def __post_init__(self):
         _check_choice("variant", self.variant, VARIANTS)
@@ -111,7 +112,7 @@ class TrainConfig:
     strategy: str = "auto"  # auto: mirrored over the visible GPUs, else the default strategy
     tpu: str = ""  # TPU address for strategy "tpu" ("" = the local TPU / from the environment)
     mixed_precision: str = "float32"
-    xla: bool = False  # jit_compile the train step (needs model.deduplicate_items: false)
+    xla: bool = False  # jit_compile the train step (needs model.deduplicate_items/sequences: false)
     keep_checkpoints: int = 3
 
     def __post_init__(self):
@@ -133,6 +134,7 @@ class TrainConfig:
 
 def check_compatible(model: ModelConfig, train: TrainConfig) -> None:
     """Cross-section checks, before any work."""
-    if train.xla and model.deduplicate_items:
-        raise ConfigError("train.xla needs static shapes, and deduplicating items gives a dynamic number of them: "
-                          "set model.deduplicate_items=false with train.xla=true")
+    if train.xla and (model.deduplicate_items or model.deduplicate_sequences):
+        raise ConfigError("train.xla needs static shapes, and deduplicating items or sequences gives a dynamic "
+                          "number of them: set model.deduplicate_items=false and model.deduplicate_sequences=false "
+                          "with train.xla=true")

@@ -63,9 +63,7 @@ class ItemTower(tf.keras.layers.Layer):
             occurrences = tf.math.unsorted_segment_sum(valid, position, tf.shape(items)[0])
         else:
             position, occurrences = tf.range(tf.shape(items)[0]), valid
-        content = {name: tf.gather(table, items) for name, table in self.table.items()}
-        content["item_index"] = tf.cast(items, tf.int32)
-        encoded = self.encoder([content, occurrences], training=training)
+        encoded = self.encode(items, occurrences, training=training)
         per_occurrence = tf.gather(encoded["representation"], position)
         candidate_position = position[:batch]
         out = {"candidate": per_occurrence[:batch],
@@ -74,6 +72,17 @@ class ItemTower(tf.keras.layers.Layer):
             out[key] = tf.gather(encoded[key], candidate_position)
         out.update({key: encoded[key] for key in AUXILIARY_OUTPUTS})
         return out
+
+    def encode(self, items, occurrences=None, training=None) -> dict:
+        """The `ItemEncoder` outputs for item indices `items` [n] (each weighted by `occurrences`, default 1).
+
+        What the exported item-tower signature runs to precompute catalog representations.
+        """
+        if occurrences is None:
+            occurrences = tf.ones_like(items, tf.float32)
+        content = {name: tf.gather(table, items) for name, table in self.table.items()}
+        content["item_index"] = tf.cast(items, tf.int32)
+        return self.encoder([content, occurrences], training=training)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_items": self.num_items, "columns": self.columns,

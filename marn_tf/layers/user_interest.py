@@ -6,6 +6,11 @@
 
 q is the candidate's vector, projected to the key width. Positions past the sequence length are
 masked everywhere: the GRUs skip them and the attention gives them weight 0.
+
+At inference the GRU runs once per distinct behaviour sequence of the batch (`deduplicate`): a ranking
+request scores many candidates for one user, and every one of them carries the same sequence. The GRU
+states do not depend on the candidate, so this changes the cost, not the result. Training batches are
+shuffled and rarely repeat a sequence, so they skip the search.
 """
 from __future__ import annotations
 
@@ -27,13 +32,15 @@ class UserInterest(tf.keras.layers.Layer):
       sequence_encoder: "gru", "augru" or "none".
       units: GRU width (ignored for "none").
       attention_hidden, attention_normalize: `TargetAttention` options ("augru" always normalises with softmax).
+      deduplicate: at inference, run the GRU once per distinct sequence (False: every row, for XLA's static
+        shapes).
 
     Inputs: `query` [batch, dq], `sequence` [batch, L, dx], `mask` [batch, L].
     Outputs: `interest` [batch, units] ([batch, dx] for "none") and the attention `weights` [batch, L].
     """
 
     def __init__(self, sequence_encoder: str = "gru", units: int = 64, attention_hidden: Sequence[int] = (80, 40),
-                 attention_normalize: str = "none", **kwargs):
+                 attention_normalize: str = "none", deduplicate: bool = True, **kwargs):
         super().__init__(**kwargs)
         if sequence_encoder not in ENCODERS:
             raise ValueError(f"sequence_encoder must be one of {ENCODERS}, got {sequence_encoder!r}")
@@ -41,6 +48,7 @@ class UserInterest(tf.keras.layers.Layer):
         self.units = units
         self.attention_hidden = list(attention_hidden)
         self.attention_normalize = attention_normalize
+        self.deduplicate = deduplicate
         if sequence_encoder != "none":
             self.gru = tf.keras.layers.GRU(units, return_sequences=True, name="interest_extractor")
         if sequence_encoder == "augru":
@@ -54,16 +62,35 @@ class UserInterest(tf.keras.layers.Layer):
         self.query_projection = tf.keras.layers.Dense(width, name="query_projection")
         super().build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         query, sequence, mask = inputs
         present = tf.cast(mask, tf.bool)
-        keys = sequence if self.sequence_encoder == "none" else self.gru(sequence, mask=present)
+        if self.sequence_encoder == "none":
+            keys = sequence
+        elif self.deduplicate and not training:
+            keys = self._gru_once_per_sequence(sequence, mask, present)
+        else:
+            keys = self.gru(sequence, mask=present)
         pooled, weights = self.attention([self.query_projection(query), keys, mask])
         if self.sequence_encoder != "augru":
             return pooled, weights
         scored = tf.concat([keys, tf.cast(weights, keys.dtype)[:, :, tf.newaxis]], axis=-1)
         return self.augru(scored, mask=present), weights
 
+    def _gru_once_per_sequence(self, sequence, mask, present):
+        batch = tf.shape(sequence)[0]
+        # Rows that agree on every valid position (and on which positions are valid) give the same states.
+        valid = tf.where(present[:, :, tf.newaxis], sequence, tf.zeros_like(sequence))  # a +0.0 past the end
+        rows = tf.concat([tf.reshape(valid, [batch, -1]), tf.cast(mask, sequence.dtype)], axis=1)
+        # Group rows by a 64-bit fingerprint (far cheaper than comparing rows), then check the grouping.
+        _, position = tf.unique(tf.bitcast(tf.fingerprint(rows), tf.int64))
+        first = tf.math.unsorted_segment_min(tf.range(batch), position, tf.reduce_max(position) + 1)
+        exact = tf.reduce_all(tf.equal(rows, tf.gather(rows, tf.gather(first, position))))
+        return tf.cond(exact,
+                       lambda: tf.gather(self.gru(tf.gather(sequence, first), mask=tf.gather(present, first)), position),
+                       lambda: self.gru(sequence, mask=present))  # a fingerprint collision: every row
+
     def get_config(self) -> dict:
         return {**super().get_config(), "sequence_encoder": self.sequence_encoder, "units": self.units,
-                "attention_hidden": self.attention_hidden, "attention_normalize": self.attention_normalize}
+                "attention_hidden": self.attention_hidden, "attention_normalize": self.attention_normalize,
+                "deduplicate": self.deduplicate}

@@ -35,6 +35,17 @@ def test_scores_depend_on_the_candidate():
     assert not np.allclose(weights.numpy()[:3], other.numpy()[:3])
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_scores_are_the_activation_unit_over_the_concatenation(activation):
+    layer = TargetAttention(hidden_units=[8, 3], activation=activation)
+    _, weights = layer([QUERY, KEYS, MASK])
+    q = np.broadcast_to(QUERY.numpy()[:, None, :], KEYS.shape)
+    k = KEYS.numpy()
+    concat = tf.constant(np.concatenate([q, k, q - k, q * k], axis=-1))
+    want = tf.squeeze(layer.scorer(concat), -1).numpy() * MASK.numpy()  # DIN's formula, the same weights
+    np.testing.assert_allclose(weights.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
 def test_pooled_is_the_weighted_sum_of_keys():
     pooled, weights = TargetAttention(hidden_units=[8])([QUERY, KEYS, MASK])
     np.testing.assert_allclose(pooled.numpy(), np.einsum("bt,btd->bd", weights.numpy(), KEYS.numpy()),
