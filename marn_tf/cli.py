@@ -74,6 +74,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from export.saved_model import export_model
+
+    result = export_model(args.run, args.data, args.output, args.name, args.version, args.checkpoint,
+                          args.warmup_batch_sizes, args.serving_base)
+    print(f"exported {result.checkpoint} as {result.path} ({result.warmup_requests} warmup requests, "
+          f"{result.seconds:.0f} s); TF Serving config: {os.path.join(args.output, 'models.config')}")
+    print(f"check it: marn check-export --model {result.path}")
+    return 0
+
+
+def _check_export(args: argparse.Namespace) -> int:
+    from export.check import check_export
+
+    report = check_export(args.model, args.run, args.data, args.examples, args.tolerance)
+    if not args.quiet:
+        print(report.saved_model_cli)
+    for check in report.checks:
+        print(f"[{'PASS' if check.passed else 'FAIL'}] {check.name}: {check.detail}")
+    print(f"{report.model_dir}: {'all checks passed' if report.passed else 'FAILED'}")
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marn", description="MARN click-through-rate model: data pipeline, training, export.")
@@ -128,6 +151,41 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["train", "validation", "test"], help="default: %(default)s")
     ev.add_argument("--output", help="report directory (default: <run>/evaluation_<split>)")
     ev.add_argument("--max-batches", type=int, help="evaluate only this many batches of 1024 (a quick look)")
+
+    ex = sub.add_parser(
+        "export", help="write a training run's checkpoint as a versioned SavedModel for TF Serving",
+        description="Export a run's best checkpoint (or --checkpoint) to <output>/<name>/<version>/: a SavedModel "
+                    "with the serving_default (serialized tf.Example), predict (named raw tensors, for REST JSON) and "
+                    "item_representations signatures, vocabularies and item table inside, the schema in assets/, "
+                    "warmup requests in assets.extra/; and <output>/models.config for tensorflow_model_server.",
+        epilog="example: marn export --run runs/marn --data data/prep --output runs/export")
+    ex.add_argument("--run", required=True, help="run directory of `marn train`")
+    ex.add_argument("--data", required=True, help="output directory of `marn preprocess` (vocabularies, item table, "
+                                                  "validation examples for the warmup requests)")
+    ex.add_argument("--output", required=True, help="model base directory (what TF Serving's --model_base_path "
+                                                    "or models.config points at, one level up)")
+    ex.add_argument("--name", default="marn", help="model name (default %(default)s)")
+    ex.add_argument("--version", type=int, help="integer version (default: one more than the highest existing)")
+    ex.add_argument("--checkpoint", help="a checkpoint prefix, e.g. runs/marn/checkpoints/ckpt-3 (default: the best)")
+    ex.add_argument("--warmup-batch-sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 100],
+                    metavar="N,N", help="serving_default warmup request sizes (default 1,100; empty for none)")
+    ex.add_argument("--serving-base", default="/models",
+                    help="where --output is mounted on the server, for models.config (default %(default)s)")
+
+    ck = sub.add_parser(
+        "check-export", help="load an exported version in a fresh process and check it against the schema and "
+                             "its checkpoint",
+        description="Check an exported SavedModel version: signatures against the schema, the warmup requests "
+                    "replayed, predictions against the in-memory model rebuilt from the same checkpoint, and "
+                    "`saved_model_cli show --all`. Exit code 0 when every check passes, 1 otherwise.",
+        epilog="example: marn check-export --model runs/export/marn/1")
+    ck.add_argument("--model", required=True, help="the version directory, <output>/<name>/<version>")
+    ck.add_argument("--run", help="run directory (default: the one recorded at export)")
+    ck.add_argument("--data", help="preprocessed data directory (default: the one recorded at export)")
+    ck.add_argument("--examples", type=int, default=256, help="validation examples to compare (default %(default)s)")
+    ck.add_argument("--tolerance", type=float, default=1e-5,
+                    help="largest allowed |difference| of probabilities and weights (default %(default)g)")
+    ck.add_argument("--quiet", action="store_true", help="do not print saved_model_cli's output")
     return parser
 
 
@@ -151,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "export":
+            return _export(args)
+        if args.command == "check-export":
+            return _check_export(args)
         return _preprocess(args, extra)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -19,31 +19,13 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from marn_tf.config import Config
 from marn_tf.evaluation import metrics as M
 from marn_tf.evaluation.report import write_report
 from marn_tf import schema as S
 from marn_tf.schema import USER_VOCABULARY, SchemaError, read_vocabulary
-from marn_tf.training.trainer import RUN_CONFIG, check_data, indexed, load_network, read_split
+from marn_tf.training.trainer import indexed, read_split, restore_run
 
 log = logging.getLogger(__name__)
-
-
-def restore_best(run_dir: str, data_dir: str):
-    """(config, schema, network, checkpoint path) of a run, with the weights of its best checkpoint."""
-    config_path = os.path.join(run_dir, RUN_CONFIG)
-    if not os.path.exists(config_path):
-        raise SchemaError(f"{run_dir} is not a training run (no {RUN_CONFIG}): run `marn train` first")
-    config = Config.load(config_path)
-    schema = check_data(config, data_dir)
-    network = load_network(config, schema, data_dir)
-    best = tf.train.latest_checkpoint(os.path.join(run_dir, "best")) or \
-        tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    if best is None:
-        raise SchemaError(f"{run_dir} has no checkpoint yet: train it first")
-    tf.train.Checkpoint(core=network.core).restore(best).expect_partial()
-    log.info("restored %s", best)
-    return config, schema, network, best
 
 
 def _slice_metrics(labels, probabilities, users, selected) -> dict:
@@ -58,7 +40,7 @@ def _slice_metrics(labels, probabilities, users, selected) -> dict:
 
 def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optional[str] = None,
              batch_size: int = 1024, max_batches: Optional[int] = None) -> dict:
-    config, schema, network, checkpoint = restore_best(run_dir, data_dir)
+    config, schema, network, checkpoint = restore_run(run_dir, data_dir)
     output_dir = output_dir or os.path.join(run_dir, f"evaluation_{split}")
     dataset = indexed(read_split(config, data_dir, schema, split, batch_size, shuffle=False, drop_remainder=False),
                       network)

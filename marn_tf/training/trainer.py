@@ -83,6 +83,27 @@ def load_network(config: Config, schema: Schema, data_dir: str) -> Network:
     return network
 
 
+def restore_run(run_dir: str, data_dir: str, checkpoint: Optional[str] = None):
+    """(config, schema, network, checkpoint path) of a run, with the weights of `checkpoint` (default: the best,
+    or the latest when the run has no validation result yet). What evaluation and export load."""
+    config_path = os.path.join(run_dir, RUN_CONFIG)
+    if not os.path.exists(config_path):
+        raise SchemaError(f"{run_dir} is not a training run (no {RUN_CONFIG}): run `marn train` first")
+    config = Config.load(config_path)
+    schema = check_data(config, data_dir)
+    network = load_network(config, schema, data_dir)
+    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "best")) or \
+        tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if checkpoint is None:
+        raise SchemaError(f"{run_dir} has no checkpoint yet: train it first")
+    if not tf.io.gfile.exists(checkpoint + ".index"):
+        raise SchemaError(f"no checkpoint {checkpoint} (expected {checkpoint}.index): name one of "
+                          f"{run_dir}/best/ckpt-N or {run_dir}/checkpoints/ckpt-N")
+    tf.train.Checkpoint(core=network.core).restore(checkpoint).expect_partial()
+    log.info("restored %s", checkpoint)
+    return config, schema, network, checkpoint
+
+
 def _check_resume(config: Config, output_dir: str) -> None:
     path = os.path.join(output_dir, RUN_CONFIG)
     wanted = {k: config.to_dict()[k] for k in ("model", "train")}

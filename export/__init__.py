@@ -1,0 +1,1 @@
+"""Serving: SavedModels for TF Serving (`marn export`, `marn check-export`), batch scoring, request clients."""

@@ -1,0 +1,185 @@
+"""`marn check-export`: does an exported version keep the serving contract? Exit code 0 when every check passes.
+
+Run it in its own process after `marn export` (the CLI does): it loads the SavedModel the way a server
+does, then
+
+1. signatures against the schema: `serving_default`, `predict` and `item_representations` take and give the
+   names, dtypes and shapes the schema and the export contract say;
+2. replays `assets.extra/tf_serving_warmup_requests` through the signatures they name;
+3. compares predictions with the in-memory Keras model rebuilt from the same checkpoint, on N validation
+   examples, through `serving_default` and `predict` (and item representations through
+   `item_representations`), within a tolerance;
+4. prints `saved_model_cli show --all`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from marn_tf import schema as S
+from marn_tf.models.network import request_features
+from marn_tf.training.trainer import restore_run
+from export import serving_module as SM
+from export.request_features import serving_parse_spec
+from export.saved_model import INFO_FILE
+from export.warmup import WARMUP_FILE, read_examples, read_warmup
+
+_DTYPES = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
+
+
+@dataclasses.dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclasses.dataclass
+class CheckReport:
+    model_dir: str
+    checks: list[Check]
+    saved_model_cli: str
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+def read_info(model_dir: str) -> dict:
+    path = os.path.join(model_dir, "assets.extra", INFO_FILE)
+    if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
+        raise S.SchemaError(f"{model_dir} is not a SavedModel version directory (no saved_model.pb): point at "
+                            "<base>/<model_name>/<version>")
+    if not os.path.exists(path):
+        raise S.SchemaError(f"{model_dir} has no assets.extra/{INFO_FILE}: it was not written by `marn export`")
+    with open(path) as f:
+        return json.load(f)
+
+
+def _spec_text(spec: tf.TensorSpec) -> str:
+    return f"{spec.dtype.name}{[d for d in spec.shape.as_list()]}".replace("None", "-1")
+
+
+def _compare_specs(what: str, got: dict, want: dict) -> list[str]:
+    problems = []
+    if set(got) != set(want):
+        problems.append(f"{what} are {sorted(got)}, expected {sorted(want)}")
+    for name in sorted(set(got) & set(want)):
+        if got[name].dtype != want[name].dtype or got[name].shape.as_list() != want[name].shape.as_list():
+            problems.append(f"{what[:-1]} {name!r} is {_spec_text(got[name])}, expected {_spec_text(want[name])}")
+    return problems
+
+
+def expected_signatures(schema: S.Schema, modalities: int, representation_dim: Optional[int]) -> dict:
+    """{signature: (inputs, outputs)} as TensorSpecs, from the schema and the export contract."""
+    outputs = {"probability": tf.TensorSpec([None], tf.float32),
+               "modality_weights": tf.TensorSpec([None, modalities], tf.float32)}
+    raw = {f.name: tf.TensorSpec([None, *f.shape], _DTYPES[f.dtype]) for f in request_features(schema)}
+    items = {"representation": tf.TensorSpec([None, representation_dim], tf.float32),
+             "modality_weights": tf.TensorSpec([None, modalities], tf.float32),
+             "modality_mask": tf.TensorSpec([None, modalities], tf.float32)}
+    return {SM.SERVING_DEFAULT: ({"examples": tf.TensorSpec([None], tf.string)}, outputs),
+            SM.PREDICT: (raw, outputs),
+            SM.ITEM_REPRESENTATIONS: ({SM.ITEM_INPUT: tf.TensorSpec([None], tf.string)}, items)}
+
+
+def check_signatures(loaded, schema: S.Schema, modalities: int) -> Check:
+    problems = []
+    missing = [name for name in (SM.SERVING_DEFAULT, SM.PREDICT, SM.ITEM_REPRESENTATIONS) if name not in loaded.signatures]
+    if missing:
+        return Check("signatures match the schema", False, f"missing signatures {missing}")
+    items = loaded.signatures[SM.ITEM_REPRESENTATIONS].structured_outputs["representation"]
+    for name, (inputs, outputs) in expected_signatures(schema, modalities, items.shape[-1]).items():
+        function = loaded.signatures[name]
+        got_inputs = dict(function.structured_input_signature[1])
+        got_outputs = {key: tf.TensorSpec(t.shape, t.dtype) for key, t in function.structured_outputs.items()}
+        problems += [f"{name}: {p}" for p in _compare_specs("inputs", got_inputs, inputs)]
+        problems += [f"{name}: {p}" for p in _compare_specs("outputs", got_outputs, outputs)]
+    detail = "; ".join(problems) or (f"{SM.SERVING_DEFAULT}(examples string[-1]), {SM.PREDICT}("
+                                     f"{len(request_features(schema))} request features), "
+                                     f"{SM.ITEM_REPRESENTATIONS}({SM.ITEM_INPUT} string[-1])")
+    return Check("signatures match the schema", not problems, detail)
+
+
+def replay_warmup(loaded, model_dir: str, model_name: str) -> Check:
+    path = os.path.join(model_dir, "assets.extra", WARMUP_FILE)
+    if not os.path.exists(path):
+        return Check("warmup requests replay", False, f"no {path}")
+    replayed = []
+    for i, record in enumerate(read_warmup(path)):
+        request = record.predict_log.request
+        if request.model_spec.name != model_name:
+            return Check("warmup requests replay", False, f"request {i} names model {request.model_spec.name!r}, "
+                         f"the export is {model_name!r}")
+        signature = request.model_spec.signature_name or SM.SERVING_DEFAULT
+        inputs = {name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
+        try:
+            outputs = loaded.signatures[signature](**inputs)
+        except Exception as err:  # noqa: BLE001  (report which request failed and why)
+            return Check("warmup requests replay", False, f"request {i} ({signature}) failed: {err}")
+        batch = next(iter(inputs.values())).shape[0]
+        if any(o.shape[0] != batch or not np.all(np.isfinite(o.numpy())) for o in outputs.values()):
+            return Check("warmup requests replay", False, f"request {i} ({signature}) gave a wrong shape or non-finite values")
+        replayed.append(f"{signature}[{batch}]")
+    return Check("warmup requests replay", bool(replayed), f"{len(replayed)} requests: {', '.join(replayed)}")
+
+
+def compare_with_checkpoint(loaded, info: dict, run_dir: str, data_dir: str, examples: int,
+                            tolerance: float) -> list[Check]:
+    config, schema, network, _ = restore_run(run_dir, data_dir, info["checkpoint"])
+    serialized = read_examples(data_dir, schema, "validation", examples)
+    features = tf.io.parse_example(serialized, serving_parse_spec(schema))
+
+    @tf.function
+    def reference(features):  # the in-memory model, graph mode like the server's
+        out = network.full(features, training=False)
+        return out["probability"], out["modality_weights"]
+
+    want, want_weights = (t.numpy() for t in reference(features))
+    checks = []
+    for signature, inputs in ((SM.SERVING_DEFAULT, {"examples": tf.constant(serialized)}), (SM.PREDICT, features)):
+        out = loaded.signatures[signature](**inputs)
+        gap = max(float(np.max(np.abs(out["probability"].numpy() - want))),
+                  float(np.max(np.abs(out["modality_weights"].numpy() - want_weights))))
+        checks.append(Check(f"{signature} matches the checkpoint", gap <= tolerance,
+                            f"{len(serialized)} validation examples, max |difference| {gap:.2e} (tolerance {tolerance:g})"))
+    items = tf.constant(S.read_vocabulary(os.path.join(data_dir, schema.vocabularies[S.ITEM_VOCABULARY].file))[:examples])
+    got = loaded.signatures[SM.ITEM_REPRESENTATIONS](**{SM.ITEM_INPUT: items})["representation"].numpy()
+    lookup = network.lookup.get_layer(f"{S.ITEM_VOCABULARY}_lookup")
+    want_items = tf.function(lambda ids: network.item_tower.encode(tf.cast(lookup(ids), tf.int32), training=False)
+                             ["representation"])(items).numpy()
+    gap = float(np.max(np.abs(got - want_items)))
+    checks.append(Check(f"{SM.ITEM_REPRESENTATIONS} matches the checkpoint", gap <= tolerance,
+                        f"{len(items)} items, max |difference| {gap:.2e} (tolerance {tolerance:g})"))
+    return checks
+
+
+def saved_model_cli_show(model_dir: str) -> tuple[bool, str]:
+    """`saved_model_cli show --dir <model_dir> --all` (TensorFlow's own view of the signatures)."""
+    run = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
+                          model_dir, "--all"], capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return run.returncode == 0, run.stdout if run.returncode == 0 else run.stderr[-2000:]
+
+
+def check_export(model_dir: str, run_dir: Optional[str] = None, data_dir: Optional[str] = None,
+                 examples: int = 256, tolerance: float = 1e-5) -> CheckReport:
+    """Runs every check; `run_dir` and `data_dir` default to those recorded at export."""
+    info = read_info(model_dir)
+    run_dir, data_dir = run_dir or info["run"], data_dir or info["data"]
+    loaded = tf.saved_model.load(model_dir)
+    schema = S.Schema.load(loaded.schema_asset.asset_path.numpy().decode("utf-8"))
+    checks = [check_signatures(loaded, schema, len(info["modalities"])),
+              replay_warmup(loaded, model_dir, info["model_name"])]
+    if checks[0].passed:
+        checks += compare_with_checkpoint(loaded, info, run_dir, data_dir, examples, tolerance)
+    cli_ok, cli_text = saved_model_cli_show(model_dir)
+    checks.append(Check("saved_model_cli show --all", cli_ok, "ran" if cli_ok else "failed (output below)"))
+    return CheckReport(model_dir, checks, cli_text)

@@ -1,0 +1,121 @@
+"""What a serving request carries, derived from the schema: the parse spec, and raw features -> tf.Example.
+
+A request carries the schema's request features (`marn_tf.models.network.request_features`: no label, no
+metadata), as the pipeline writes them: string ids, bucketed statistics, behaviour sequences of the
+schema's length, oldest first and padded at the end. Only the candidate item id is required; any other
+feature a request leaves out gets the schema's default (an empty behaviour sequence has length 0, so the
+model masks it out). Client helpers pad or truncate sequences the way the pipeline does (the most recent
+`sequence_length` behaviours are kept) and fill in the sequence length when it is left out.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from marn_tf import schema as S
+from marn_tf.models.network import request_features
+
+_NUMPY_DTYPES = {"int64": np.int64, "float32": np.float32, "string": object}
+
+
+class RequestError(ValueError):
+    """A request feature that is missing, unknown, or of the wrong type or shape; the message names it."""
+
+
+def required_features(schema: S.Schema) -> list[str]:
+    """Features a request must carry: the candidate item id (anything else has a default)."""
+    return [f.name for f in schema.features_with_tags(S.CANDIDATE, S.ITEM_KEY)]
+
+
+def serving_parse_spec(schema: S.Schema) -> dict:
+    """`tf.io.parse_example` spec of a serving request: request features, required ones without a default."""
+    import tensorflow as tf
+
+    spec = schema.parse_spec(with_label=False)
+    names = {f.name for f in request_features(schema)}
+    spec = {name: s for name, s in spec.items() if name in names}
+    for name in required_features(schema):
+        spec[name] = tf.io.FixedLenFeature(spec[name].shape, spec[name].dtype)
+    return spec
+
+
+def _default(f: S.FeatureSpec):
+    if f.default is not None:
+        return f.default
+    return "" if f.dtype == "string" else 0
+
+
+def complete(schema: S.Schema, features: Mapping[str, Any]) -> dict[str, Any]:
+    """One request's raw features with defaults filled in and sequences padded, as plain Python values.
+
+    Raises `RequestError` naming the feature for an unknown or missing required feature, or a value of the
+    wrong type.
+    """
+    specs = {f.name: f for f in request_features(schema)}
+    unknown = sorted(set(features) - set(specs) - {f.name for f in schema.features})
+    if unknown:
+        raise RequestError(f"unknown request feature(s) {unknown}; the model takes {sorted(specs)}")
+    for name in required_features(schema):
+        if features.get(name) in (None, ""):
+            raise RequestError(f"request feature {name!r} is required")
+    out = {}
+    for name, f in specs.items():
+        value = features.get(name)
+        if f.shape:
+            length = f.shape[0]
+            values = [] if value is None else list(value) if isinstance(value, (list, tuple, np.ndarray)) else None
+            if values is None:
+                raise RequestError(f"request feature {name!r} is a sequence of {length} {f.dtype} values, "
+                                   f"got {type(value).__name__}")
+            values = values[-length:]  # the most recent behaviours, as the pipeline keeps them
+            out[name] = [_check_type(name, f, v) for v in values] + [_default(f)] * (length - len(values))
+        else:
+            out[name] = _default(f) if value is None else _check_type(name, f, value)
+    for f in schema.features_with_tags(S.SEQUENCE_LENGTH):
+        if features.get(f.name) is None:  # left out: the number of behaviours given
+            behaviour = schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)
+            given = features.get(behaviour[0].name) if behaviour else None
+            out[f.name] = min(len(given or []), schema.sequence_length)
+    return out
+
+
+def _check_type(name: str, f: S.FeatureSpec, value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if f.dtype == "string":
+        if isinstance(value, bytes):
+            return value.decode("utf-8")
+        if isinstance(value, str):
+            return value
+    elif f.dtype == "int64":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise RequestError(f"request feature {name!r} takes {f.dtype} values, got {value!r} ({type(value).__name__})")
+
+
+def to_example(schema: S.Schema, features: Mapping[str, Any]):
+    """One request's raw features as a `tf.train.Example` (defaults filled in, sequences padded)."""
+    import tensorflow as tf
+
+    values = complete(schema, features)
+    feature = {}
+    for f in request_features(schema):
+        v = values[f.name]
+        v = v if f.shape else [v]
+        if f.dtype == "string":
+            feature[f.name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[s.encode("utf-8") for s in v]))
+        elif f.dtype == "int64":
+            feature[f.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=v))
+        else:
+            feature[f.name] = tf.train.Feature(float_list=tf.train.FloatList(value=v))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def to_columns(schema: S.Schema, instances: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Completed instances as one numpy array per request feature (what the raw `predict` signature takes)."""
+    rows = [complete(schema, i) for i in instances]
+    return {f.name: np.array([r[f.name] for r in rows], dtype=_NUMPY_DTYPES[f.dtype])
+            for f in request_features(schema)}

@@ -1,0 +1,121 @@
+"""`marn export`: a training run's checkpoint -> a versioned SavedModel that TF Serving serves unchanged.
+
+    <base>/<model_name>/<version>/        integer versions; TF Serving serves the highest
+        saved_model.pb, variables/        signatures: see export.serving_module
+        assets/schema.json                the schema the model was trained on (and the vocabulary files)
+        assets.extra/tf_serving_warmup_requests   PredictionLog records from validation examples
+        assets.extra/export_info.json     where the model came from: run, checkpoint, data, variant, modalities
+    <base>/models.config                  a TF Serving model config listing every model under <base>
+
+A version is written under a temporary name and renamed into place when complete, so a server watching
+<base>/<model_name> never loads a half-written version.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from marn_tf.schema import ITEM_VOCABULARY, SCHEMA_FILE, SchemaError, read_vocabulary
+from marn_tf.training.trainer import restore_run
+from export import serving_module as SM
+from export.request_features import serving_parse_spec
+from export.warmup import WARMUP_FILE, predict_log, read_examples, write_warmup
+
+log = logging.getLogger(__name__)
+INFO_FILE = "export_info.json"
+MODELS_CONFIG = "models.config"
+
+
+@dataclasses.dataclass
+class ExportResult:
+    path: str
+    model_name: str
+    version: int
+    checkpoint: str
+    warmup_requests: int
+    seconds: float
+
+
+def versions(model_dir: str) -> list[int]:
+    """The integer version directories under `<base>/<model_name>`, ascending."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit())
+
+
+def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "marn", version: Optional[int] = None,
+                 checkpoint: Optional[str] = None, warmup_batch_sizes: Sequence[int] = (1, 100),
+                 serving_base: str = "/models") -> ExportResult:
+    """Exports `checkpoint` (default: the run's best) of `run_dir` as `<base_dir>/<model_name>/<version>`.
+
+    `version` defaults to one more than the highest existing one. `serving_base` is where `base_dir` is
+    mounted for the server (the `base_path` prefix in models.config).
+    """
+    start = time.time()
+    model_dir = os.path.join(base_dir, model_name)
+    version = version if version is not None else (versions(model_dir) or [0])[-1] + 1
+    if version < 1:
+        raise SchemaError(f"--version must be a positive integer, got {version}")
+    final = os.path.join(model_dir, str(version))
+    if os.path.exists(final):
+        raise SchemaError(f"{final} already exists: pass another --version, or leave it out to take the next one")
+
+    config, schema, network, checkpoint = restore_run(run_dir, data_dir, checkpoint)
+    module = SM.ServingModule(network, schema, os.path.join(data_dir, SCHEMA_FILE))
+    staging = os.path.join(model_dir, f".staging-{version}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    tf.saved_model.save(module, staging, signatures=module.signatures())
+
+    logs = warmup_requests(data_dir, schema, model_name, warmup_batch_sizes)
+    write_warmup(os.path.join(staging, "assets.extra", WARMUP_FILE), logs)
+    info = {
+        "model_name": model_name, "version": version, "variant": config.model.variant,
+        "run": os.path.abspath(run_dir), "checkpoint": os.path.abspath(checkpoint), "data": os.path.abspath(data_dir),
+        "modalities": list(network.modalities), "signatures": sorted(module.signatures()),
+        "outputs": list(SM.OUTPUTS), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "tensorflow": tf.__version__,
+    }
+    with open(os.path.join(staging, "assets.extra", INFO_FILE), "w") as f:
+        json.dump(info, f, indent=2)
+    os.rename(staging, final)
+    write_models_config(base_dir, serving_base)
+    log.info("exported %s (checkpoint %s) to %s", config.model.variant, checkpoint, final)
+    return ExportResult(final, model_name, version, checkpoint, len(logs), round(time.time() - start, 1))
+
+
+def warmup_requests(data_dir: str, schema, model_name: str, batch_sizes: Sequence[int]) -> list:
+    """One request per batch size for `serving_default`, plus one each for `predict` and `item_representations`."""
+    if not batch_sizes:
+        return []
+    examples = read_examples(data_dir, schema, "validation", max(batch_sizes))
+    if not examples:
+        raise SchemaError(f"the validation split in {data_dir} has no examples for the warmup requests")
+    logs = [predict_log(model_name, SM.SERVING_DEFAULT, {"examples": np.array(examples[:n], dtype=object)})
+            for n in batch_sizes]
+    raw = tf.io.parse_example(examples[:1], serving_parse_spec(schema))
+    logs.append(predict_log(model_name, SM.PREDICT, {name: value.numpy() for name, value in raw.items()}))
+    items = read_vocabulary(os.path.join(data_dir, schema.vocabularies[ITEM_VOCABULARY].file))[:max(batch_sizes)]
+    logs.append(predict_log(model_name, SM.ITEM_REPRESENTATIONS, {SM.ITEM_INPUT: np.array(items, dtype=object)}))
+    return logs
+
+
+def write_models_config(base_dir: str, serving_base: str = "/models") -> str:
+    """A TF Serving `--model_config_file` listing every model under `base_dir` (mounted at `serving_base`)."""
+    names = sorted(d for d in os.listdir(base_dir) if versions(os.path.join(base_dir, d)))
+    entries = "".join(
+        f'  config {{\n    name: "{name}"\n    base_path: "{serving_base.rstrip("/")}/{name}"\n'
+        f'    model_platform: "tensorflow"\n  }}\n' for name in names)
+    path = os.path.join(base_dir, MODELS_CONFIG)
+    with open(path, "w") as f:
+        f.write("# TF Serving model config (text proto): tensorflow_model_server --model_config_file=<this file>\n"
+                f"model_config_list {{\n{entries}}}\n")
+    return path
