@@ -97,6 +97,18 @@ def _check_export(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from export import batch_scoring
+
+    counts = batch_scoring.run(args.model, args.input, args.output, args.input_format, args.output_format,
+                               args.batch_size, beam_args, args.workers)
+    print(f"read {counts['read']:,} records: {counts['scored']:,} scored, {counts['dead_lettered']:,} dead-lettered "
+          f"({counts['rejected_records']:,} invalid, {counts['failed_inference']:,} in failed batches)")
+    print(f"predictions: {args.output}-*.{args.output_format}; dead letters: {args.output}-dead_letter-*.jsonl; "
+          f"counts: {args.output}-counts.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marn", description="MARN click-through-rate model: data pipeline, training, export.")
@@ -186,6 +198,24 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--tolerance", type=float, default=1e-5,
                     help="largest allowed |difference| of probabilities and weights (default %(default)g)")
     ck.add_argument("--quiet", action="store_true", help="do not print saved_model_cli's output")
+
+    sc = sub.add_parser(
+        "score", help="batch-score TFRecords or Parquet with an exported model (Beam RunInference)",
+        description="Score records with an exported SavedModel version in a Beam job (RunInference with the "
+                    "TensorFlow model handler, serving_default signature). Writes one row per record with its ids, "
+                    "probability and modality weights; invalid records and failed batches go to a dead-letter "
+                    "output with the reason. Unknown arguments are Beam pipeline options, as for preprocess.",
+        epilog="example: marn score --model runs/export/marn/1 --input 'data/prep/test/*.tfrecord.gz' "
+               "--output runs/scores/test")
+    sc.add_argument("--model", required=True, help="the version directory, <output>/<name>/<version>")
+    sc.add_argument("--input", required=True, help="file pattern of the records to score (local or gs://)")
+    sc.add_argument("--output", required=True, help="output prefix: <output>-NNNNN-of-NNNNN.<format>")
+    sc.add_argument("--input-format", default="tfrecord", choices=["tfrecord", "parquet"],
+                    help="tf.Example TFRecords (gzip by extension) or Parquet with one column per schema feature")
+    sc.add_argument("--output-format", default="jsonl", choices=["jsonl", "parquet"], help="default: %(default)s")
+    sc.add_argument("--batch-size", type=int, default=512, help="largest RunInference batch (default %(default)s)")
+    sc.add_argument("--workers", type=int, default=1,
+                    help="local runner processes (default %(default)s; each loads the model; ignored with --runner)")
     return parser
 
 
@@ -200,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         # Local workers' logs, forwarded: their warnings are start-up notices; errors still show.
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-checkpoint INFO lines
-    if extra and args.command != "preprocess":
+    if extra and args.command not in ("preprocess", "score"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "generate-data":
@@ -213,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "check-export":
             return _check_export(args)
+        if args.command == "score":
+            return _score(args, extra)
         return _preprocess(args, extra)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,0 +1,212 @@
+"""`marn score`: a Beam job that scores TFRecords or Parquet with an exported SavedModel.
+
+    read (TFRecord tf.Examples, or Parquet rows with one column per schema feature)
+      -> validate each record against the model's schema        bad records -> dead letter, with the reason
+      -> RunInference(TensorFlow handler, serving_default)       failed batches -> dead letter, with the error
+      -> one output row per record: its ids (request id, user id, candidate item id, label when present),
+         probability and modality weights                        JSON lines or Parquet
+
+It runs where the preprocessing job runs: locally on Beam's FnApiRunner, or on Dataflow / Flink / Spark
+with the same pipeline options (the model directory must then be readable by the workers, e.g. gs://).
+Counts (read = scored + dead-lettered, checked) go to `<output>-counts.json`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Iterable, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
+
+from marn_tf import schema as S
+from marn_tf.models.network import request_features
+from export.request_features import RequestError, required_features, to_example
+from pipelines.preprocess import pipeline_options
+
+log = logging.getLogger(__name__)
+NAMESPACE = "marn_score"
+INPUT_FORMATS = ("tfrecord", "parquet")
+OUTPUT_FORMATS = ("jsonl", "parquet")
+_KINDS = {"string": "bytes_list", "int64": "int64_list", "float32": "float_list"}
+
+
+def id_features(schema: S.Schema) -> list[S.FeatureSpec]:
+    """What identifies a scored record in the output: metadata ids, the user and candidate item ids, the label."""
+    wanted = []
+    for f in schema.features:
+        if (S.METADATA in f.tags and f.dtype == "string") or f.vocabulary == S.USER_VOCABULARY \
+                or (S.CANDIDATE in f.tags and S.ITEM_KEY in f.tags) or f.name == schema.label:
+            wanted.append(f)
+    return wanted
+
+
+def check_example(serialized: bytes, schema: S.Schema):
+    """(request example bytes, ids) of a serialized tf.Example, or raises RequestError naming the feature."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    try:
+        example = tf.train.Example.FromString(serialized)
+    except DecodeError as err:
+        raise RequestError(f"not a serialized tf.train.Example: {err}") from err
+    features = example.features.feature
+    for name in required_features(schema):
+        if name not in features:
+            raise RequestError(f"request feature {name!r} is required")
+    for f in request_features(schema):
+        if f.name not in features:
+            continue
+        kind = features[f.name].WhichOneof("kind")
+        if kind != _KINDS[f.dtype]:
+            raise RequestError(f"feature {f.name!r} holds {kind}, the schema says {f.dtype}")
+        size = len(getattr(features[f.name], kind).value)
+        want = f.shape[0] if f.shape else 1
+        if size != want:
+            raise RequestError(f"feature {f.name!r} has {size} values, the schema says {want}")
+    ids = {}
+    for f in id_features(schema):
+        if f.name in features:
+            kind = features[f.name].WhichOneof("kind")
+            values = getattr(features[f.name], kind).value if kind else []
+            if values:
+                ids[f.name] = values[0].decode("utf-8") if isinstance(values[0], bytes) else values[0]
+    return serialized, ids
+
+
+class ToRequest(beam.DoFn):
+    """A record -> (ids, serialized tf.Example), or a dead letter {reason, detail, record}."""
+
+    DEAD = "dead_letter"
+
+    def __init__(self, schema_dict: dict, input_format: str):
+        self.schema_dict, self.input_format = schema_dict, input_format
+        self.read = beam.metrics.Metrics.counter(NAMESPACE, "read")
+        self.rejected = beam.metrics.Metrics.counter(NAMESPACE, "rejected_records")
+
+    def setup(self):
+        self.schema = S.Schema.from_dict(self.schema_dict)
+
+    def process(self, record):
+        self.read.inc()
+        try:
+            if self.input_format == "parquet":
+                record = to_example(self.schema, {k: v for k, v in record.items() if v is not None})
+                record = record.SerializeToString()
+            serialized, ids = check_example(record, self.schema)
+            yield ids, serialized
+        except RequestError as err:
+            self.rejected.inc()
+            text = record.hex()[:2000] if isinstance(record, bytes) else json.dumps(record, default=str)[:2000]
+            yield beam.pvalue.TaggedOutput(self.DEAD, json.dumps(
+                {"reason": "invalid_record", "detail": str(err), "record": text}))
+
+
+class ServingDefaultHandler(TFModelHandlerTensor):
+    """Beam's TensorFlow handler for a `marn export` SavedModel, run through its `serving_default` signature.
+
+    The SavedModel is a plain `tf.Module` (not a Keras model), so it is loaded with `tf.saved_model.load`;
+    a batch is a list of serialized tf.Examples.
+    """
+
+    def __init__(self, model_uri: str, **kwargs):
+        super().__init__(model_uri, inference_fn=serving_default_inference, **kwargs)
+
+    def load_model(self):
+        import tensorflow as tf
+
+        return tf.saved_model.load(self._model_uri)
+
+    def get_num_bytes(self, batch: Sequence[bytes]) -> int:
+        return sum(len(b) for b in batch)
+
+
+def serving_default_inference(model, batch: Sequence[bytes], inference_args: dict,
+                              model_id: Optional[str] = None) -> Iterable[PredictionResult]:
+    import tensorflow as tf
+
+    outputs = model.signatures["serving_default"](examples=tf.constant(list(batch)), **inference_args)
+    outputs = {name: value.numpy() for name, value in outputs.items()}
+    return [PredictionResult(example, {name: value[i] for name, value in outputs.items()}, model_id)
+            for i, example in enumerate(batch)]
+
+
+def to_row(keyed: tuple, modalities: Sequence[str]) -> dict:
+    ids, result = keyed
+    weights = result.inference["modality_weights"]
+    return {**ids, "probability": float(result.inference["probability"]),
+            **{f"weight_{m}": float(w) for m, w in zip(modalities, weights)}}
+
+
+def failed_batch_letters(failed: tuple) -> list[str]:
+    batch, error = failed
+    return [json.dumps({"reason": "inference_failed", "detail": str(error)[:2000], "record": json.dumps(ids)})
+            for ids, _ in batch]
+
+
+def _parquet_schema(schema: S.Schema, modalities: Sequence[str]):
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int64": pa.int64(), "float32": pa.float32()}
+    fields = [(f.name, types[f.dtype]) for f in id_features(schema)]
+    return pa.schema(fields + [("probability", pa.float64())] + [(f"weight_{m}", pa.float64()) for m in modalities])
+
+
+def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: str = "tfrecord",
+        output_format: str = "jsonl", batch_size: int = 512, pipeline_args: Optional[list[str]] = None,
+        num_workers: int = 1) -> dict[str, Any]:
+    """Scores every record matching `input_pattern`; returns the counts (also written to <output>-counts.json)."""
+    from export.check import read_info
+
+    if input_format not in INPUT_FORMATS:
+        raise S.SchemaError(f"--input-format must be one of {INPUT_FORMATS}, got {input_format!r}")
+    if output_format not in OUTPUT_FORMATS:
+        raise S.SchemaError(f"--output-format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+    info = read_info(model_dir)
+    schema = S.Schema.load(os.path.join(model_dir, "assets", S.SCHEMA_FILE))
+    if not FileSystems.match([input_pattern])[0].metadata_list:
+        raise S.SchemaError(f"no input files match {input_pattern}")
+    modalities = info["modalities"]
+    handler = KeyedModelHandler(ServingDefaultHandler(model_dir, min_batch_size=1, max_batch_size=batch_size))
+
+    pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or [], num_workers))
+    if input_format == "tfrecord":
+        records = pipeline | "Read TFRecords" >> beam.io.ReadFromTFRecord(input_pattern)
+    else:
+        records = pipeline | "Read Parquet" >> beam.io.ReadFromParquet(input_pattern)
+    requests = records | "Validate" >> beam.ParDo(ToRequest(schema.to_dict(), input_format)).with_outputs(
+        ToRequest.DEAD, main="ok")
+    scored, failed = requests.ok | "Score" >> RunInference(handler).with_exception_handling()
+    rows = scored | "To rows" >> beam.Map(to_row, modalities) | "Count scored" >> beam.Map(_count, "scored")
+    if output_format == "jsonl":
+        _ = rows | beam.Map(json.dumps) | "Write predictions" >> beam.io.WriteToText(
+            output_prefix, file_name_suffix=".jsonl")
+    else:
+        _ = rows | "Write predictions" >> beam.io.WriteToParquet(
+            output_prefix, _parquet_schema(schema, modalities), file_name_suffix=".parquet")
+    failed_letters = failed.failed_inferences | "Failed batches" >> beam.FlatMap(failed_batch_letters) \
+        | "Count failed" >> beam.Map(_count, "failed_inference")
+    _ = (requests[ToRequest.DEAD], failed_letters) | beam.Flatten() | "Write dead letters" >> beam.io.WriteToText(
+        f"{output_prefix}-dead_letter", file_name_suffix=".jsonl")
+
+    result = pipeline.run()
+    result.wait_until_finish()
+    counts = {name: 0 for name in ("read", "scored", "rejected_records", "failed_inference")}
+    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        counts[counter.key.metric.name] += counter.committed or 0
+    counts["dead_lettered"] = counts["rejected_records"] + counts["failed_inference"]
+    counts["balanced"] = counts["read"] == counts["scored"] + counts["dead_lettered"]
+    with FileSystems.create(f"{output_prefix}-counts.json") as f:
+        f.write(json.dumps(counts, indent=2).encode("utf-8"))
+    if not counts["balanced"]:
+        raise RuntimeError(f"records read ({counts['read']}) != scored + dead-lettered: {counts}")
+    return counts
+
+
+def _count(element, name: str):
+    beam.metrics.Metrics.counter(NAMESPACE, name).inc()
+    return element
