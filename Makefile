@@ -16,15 +16,18 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
 	@touch $@
 
-# The main job on the embedded data: generate it, run the Beam job, train MARN briefly, evaluate it.
-# A demo re-run starts training afresh (the run directory is removed first).
+# The main job on the embedded data: generate it, run the Beam job, train MARN briefly, evaluate it,
+# export it for TF Serving and check the export in a fresh process.
+# A demo re-run starts afresh (the run and export directories are removed first).
 demo: venv
 	$(BIN)/marn generate-data --output $(DEMO_DIR)/raw
 	$(BIN)/marn preprocess --config $(DEMO_DIR)/raw/config.yaml --output $(DEMO_DIR)/preprocessed --overwrite
-	rm -rf $(DEMO_DIR)/marn
+	rm -rf $(DEMO_DIR)/marn $(DEMO_DIR)/export
 	$(BIN)/marn train --config $(DEMO_DIR)/raw/config.yaml --data $(DEMO_DIR)/preprocessed --output $(DEMO_DIR)/marn \
 		--set train.steps_per_epoch=50 --set train.epochs=3
 	$(BIN)/marn evaluate --run $(DEMO_DIR)/marn --data $(DEMO_DIR)/preprocessed
+	$(BIN)/marn export --run $(DEMO_DIR)/marn --data $(DEMO_DIR)/preprocessed --output $(DEMO_DIR)/export
+	$(BIN)/marn check-export --model $(DEMO_DIR)/export/marn/1 --quiet
 
 test: venv
 	$(BIN)/python -m pytest -q

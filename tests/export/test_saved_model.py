@@ -1,0 +1,125 @@
+"""`marn export` and `marn check-export`: the version layout, the contract checks, and bad requests."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from export.check import check_export
+from export.request_features import to_example
+from export.saved_model import export_model
+from export.warmup import read_warmup
+from marn_tf.config_loader import ConfigError
+
+pytestmark = pytest.mark.integration
+
+
+def test_version_directory_layout(exported, prepared):
+    result, base = exported
+    _, data, schema = prepared
+    version = base / "marn" / "1"
+    assert result.path == str(version) and result.version == 1
+    assets = {p.name for p in (version / "assets").iterdir()}
+    assert "schema.json" in assets and "item_id.txt" in assets and "user_id.txt" in assets
+    assert json.loads((version / "assets" / "schema.json").read_text()) == schema.to_dict()
+    warmup = read_warmup(str(version / "assets.extra" / "tf_serving_warmup_requests"))
+    sizes = [(r.predict_log.request.model_spec.signature_name,
+              tf.make_ndarray(next(iter(r.predict_log.request.inputs.values()))).shape[0]) for r in warmup]
+    assert sizes == [("serving_default", 1), ("serving_default", 5), ("predict", 1), ("item_representations", 5)]
+    example = tf.train.Example.FromString(tf.make_ndarray(warmup[0].predict_log.request.inputs["examples"])[0])
+    assert "label" not in example.features.feature and "item_id" in example.features.feature
+    config = (base / "models.config").read_text()
+    assert 'name: "marn"' in config and 'base_path: "/models/marn"' in config
+    assert not [p for p in (base / "marn").iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_versions_increase_and_an_existing_version_is_refused(exported, prepared, trained_run):
+    result, base = exported
+    _, data, _ = prepared
+    with pytest.raises(ConfigError, match="already exists"):
+        export_model(str(trained_run), data, str(base), version=1, warmup_batch_sizes=())
+    second = export_model(str(trained_run), data, str(base), warmup_batch_sizes=())
+    assert second.version == 2 and os.path.isdir(second.path)
+
+
+def test_check_export_passes_in_a_fresh_process(exported):
+    run = subprocess.run([sys.executable, "-m", "marn_tf.cli", "check-export", "--model", exported[0].path,
+                          "--examples", "64"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("[PASS]") == 6 and "[FAIL]" not in run.stdout
+    assert "signature_def['serving_default']" in run.stdout  # saved_model_cli's listing
+
+
+def test_check_export_fails_against_another_checkpoint(exported, trained_run, monkeypatch):
+    result, _ = exported
+    other = [c for c in (str(trained_run / "checkpoints" / "ckpt-1"), str(trained_run / "checkpoints" / "ckpt-2"))
+             if os.path.abspath(c) != os.path.abspath(result.checkpoint) and os.path.exists(c + ".index")][0]
+    info_path = os.path.join(result.path, "assets.extra", "export_info.json")
+    info = json.load(open(info_path))
+    monkeypatch.setitem(info, "checkpoint", other)
+    monkeypatch.setattr("export.check.read_info", lambda _: info)
+    report = check_export(result.path, examples=32)
+    failed = [c.name for c in report.checks if not c.passed]
+    assert not report.passed and "serving_default matches the checkpoint" in failed
+
+
+def test_check_export_names_a_wrong_directory(tmp_path):
+    with pytest.raises(ConfigError, match="not a SavedModel version directory"):
+        check_export(str(tmp_path))
+
+
+def _probability(loaded, examples):
+    return loaded.signatures["serving_default"](examples=tf.constant(examples))["probability"].numpy()
+
+
+def test_unknown_ids_score_as_out_of_vocabulary(loaded, prepared):
+    _, _, schema = prepared
+    request = {"item_id": "never-seen-1", "user_id": "nobody", "hist_item_id": ["never-seen-2"]}
+    same = {"item_id": "never-seen-3", "user_id": "nobody-else", "hist_item_id": ["never-seen-4"]}
+    got = _probability(loaded, [to_example(schema, r).SerializeToString() for r in (request, same)])
+    assert np.all(np.isfinite(got)) and got[0] == pytest.approx(got[1], abs=1e-6)
+    items = loaded.signatures["item_representations"](item_id=tf.constant(["never-seen", "also-unknown"]))
+    np.testing.assert_allclose(items["representation"][0], items["representation"][1], atol=1e-6)
+
+
+def test_a_missing_optional_feature_gets_its_default(loaded, prepared):
+    _, _, schema = prepared
+    explicit = to_example(schema, {"item_id": "x"})  # every default written out
+    bare = tf.train.Example()
+    bare.features.feature["item_id"].bytes_list.value.append(b"x")
+    got = _probability(loaded, [explicit.SerializeToString(), bare.SerializeToString()])
+    assert got[0] == pytest.approx(got[1], abs=1e-7)
+
+
+def _with(example, name, feature):
+    changed = tf.train.Example()
+    changed.CopyFrom(example)
+    changed.features.feature[name].CopyFrom(feature)
+    return changed.SerializeToString()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("wrong_type", "hist_item_id"),
+    ("wrong_length", "hist_event_type"),
+    ("missing_candidate", "item_id"),
+    ("not_an_example", "parse"),
+])
+def test_malformed_requests_fail_naming_the_feature(loaded, prepared, case, message):
+    _, _, schema = prepared
+    good = to_example(schema, {"item_id": "x"})
+    if case == "wrong_type":
+        request = _with(good, "hist_item_id", tf.train.Feature(int64_list=tf.train.Int64List(value=[1] * 8)))
+    elif case == "wrong_length":
+        request = _with(good, "hist_event_type", tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 2, 3])))
+    elif case == "missing_candidate":
+        bare = tf.train.Example()
+        bare.CopyFrom(good)
+        del bare.features.feature["item_id"]
+        request = bare.SerializeToString()
+    else:
+        request = b"not a protocol buffer"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        _probability(loaded, [request])
