@@ -33,6 +33,7 @@ from export.warmup import WARMUP_FILE, predict_log, read_examples, write_warmup
 log = logging.getLogger(__name__)
 INFO_FILE = "export_info.json"
 MODELS_CONFIG = "models.config"
+SERVING_BASE = "/models"  # where the serving image (Dockerfile) and the README's docker run mount the base
 
 
 @dataclasses.dataclass
@@ -54,7 +55,7 @@ def versions(model_dir: str) -> list[int]:
 
 def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "marn", version: Optional[int] = None,
                  checkpoint: Optional[str] = None, warmup_batch_sizes: Sequence[int] = (1, 100),
-                 serving_base: str = "/models") -> ExportResult:
+                 serving_base: str = SERVING_BASE) -> ExportResult:
     """Exports `checkpoint` (default: the run's best) of `run_dir` as `<base_dir>/<model_name>/<version>`.
 
     `version` defaults to one more than the highest existing one. `serving_base` is where `base_dir` is
@@ -108,7 +109,7 @@ def warmup_requests(data_dir: str, schema, model_name: str, batch_sizes: Sequenc
     return logs
 
 
-def write_models_config(base_dir: str, serving_base: str = "/models") -> str:
+def write_models_config(base_dir: str, serving_base: str = SERVING_BASE) -> str:
     """A TF Serving `--model_config_file` listing every model under `base_dir` (mounted at `serving_base`)."""
     names = sorted(d for d in os.listdir(base_dir) if versions(os.path.join(base_dir, d)))
     entries = "".join(

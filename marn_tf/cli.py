@@ -75,10 +75,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from export.saved_model import export_model
+    from export.saved_model import SERVING_BASE, export_model
 
     result = export_model(args.run, args.data, args.output, args.name, args.version, args.checkpoint,
-                          args.warmup_batch_sizes, args.serving_base)
+                          args.warmup_batch_sizes, args.serving_base or SERVING_BASE)
     print(f"exported {result.checkpoint} as {result.path} ({result.warmup_requests} warmup requests, "
           f"{result.seconds:.0f} s); TF Serving config: {os.path.join(args.output, 'models.config')}")
     print(f"check it: marn check-export --model {result.path}")
@@ -181,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--checkpoint", help="a checkpoint prefix, e.g. runs/marn/checkpoints/ckpt-3 (default: the best)")
     ex.add_argument("--warmup-batch-sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 100],
                     metavar="N,N", help="serving_default warmup request sizes (default 1,100; empty for none)")
-    ex.add_argument("--serving-base", default="/models",
-                    help="where --output is mounted on the server, for models.config (default %(default)s)")
+    ex.add_argument("--serving-base", help="where --output is mounted on the server, for models.config "
+                                           "(default /models, as in the Dockerfile's serve image)")
 
     ck = sub.add_parser(
         "check-export", help="load an exported version in a fresh process and check it against the schema and "
