@@ -1,6 +1,7 @@
 """The served model: a `tf.Module` whose signatures TF Serving exposes.
 
-Signatures (all take raw ids; vocabularies and the item feature table are inside the model):
+Signatures (all take raw ids; vocabularies and the item feature table are inside the model; the item
+tower's outputs for the whole catalog are precomputed at export, so a request only gathers them):
 
 * `serving_default`: `examples` string [n], serialized `tf.train.Example` requests (the schema's request
   features; see `export.request_features`) -> `probability` float32 [n], `modality_weights` float32 [n, M]
@@ -31,6 +32,7 @@ class ServingModule(tf.Module):
 
     def __init__(self, network: Network, schema: S.Schema, schema_file: str):
         super().__init__(name="marn_serving")
+        network.item_tower.precompute()
         self.model = network.full
         self.schema_asset = tf.saved_model.Asset(schema_file)
         self._item_lookup = network.lookup.get_layer(f"{S.ITEM_VOCABULARY}_lookup")

@@ -55,6 +55,7 @@ class ModelConfig:
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
     sequence_encoder: str = "gru"  # "gru" + target attention, or "augru" (DIEN's interest evolution)
     gru_units: int = 64
+    gru_unroll: bool = True  # unrolled over the sequence length: ~2x faster interest layer on CPU (training)
     attention_hidden: list[int] = dataclasses.field(default_factory=lambda: [80, 40])
     target_attention_normalize: str = "none"  # "none" (DIN) or "softmax"
     head: str = "mlp"  # "mlp", or "dcn": tfrs Cross layers before the MLP

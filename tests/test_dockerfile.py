@@ -77,7 +77,7 @@ def test_everything_copied_exists_and_is_in_the_build_context():
 def test_serve_image_serves_the_demo_export():
     args, serve = _args(), " ".join(_stages()["serve"])
     demo_dir = re.search(r"^DEMO_DIR \?= (\S+)", _read("Makefile"), re.MULTILINE).group(1)
-    assert re.search(rf"marn export .*--output \$\(DEMO_DIR\)/export", _read("Makefile"))
+    assert re.search(r"marn export .*--output \$\(DEMO_DIR\)/export", _read("Makefile"))
     assert args["EXPORT_DIR"] == f"{demo_dir}/export"
     assert "COPY --chown=tfserving ${EXPORT_DIR}/ /models/" in serve
     assert f"${{EXPORT_DIR}}/ {SERVING_BASE}/" in serve  # models.config's base paths are under SERVING_BASE

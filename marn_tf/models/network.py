@@ -164,7 +164,7 @@ def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
 
     encoder = config.sequence_encoder if config.uses_sequence_encoder else "none"
     interest, _ = UserInterest(encoder, config.gru_units, config.attention_hidden, config.target_attention_normalize,
-                               deduplicate=config.deduplicate_sequences,
+                               deduplicate=config.deduplicate_sequences, unroll=config.gru_unroll,
                                name="user_interest")([query, sequence, sequence_mask])
     hidden = tf.concat([interest, query] + ([user_context] if user_context is not None else []), axis=-1)
     if config.head == "dcn":

@@ -28,9 +28,19 @@ def test_unknown_encoder():
         UserInterest("lstm")
 
 
-@pytest.mark.parametrize("encoder", ["gru", "augru"])
-def test_config_round_trip(encoder):
-    assert_config_round_trip(UserInterest(encoder, units=4, attention_hidden=[8]), [QUERY, SEQUENCE, MASK])
+@pytest.mark.parametrize("encoder, unroll", [("gru", False), ("augru", False), ("gru", True)])
+def test_config_round_trip(encoder, unroll):
+    assert_config_round_trip(UserInterest(encoder, units=4, attention_hidden=[8], unroll=unroll),
+                             [QUERY, SEQUENCE, MASK])
+
+
+def test_unrolled_gru_gives_the_same_interest():
+    loop = UserInterest("gru", units=4, attention_hidden=[8])
+    unrolled = UserInterest("gru", units=4, attention_hidden=[8], unroll=True)
+    want = loop([QUERY, SEQUENCE, MASK])[0]
+    unrolled([QUERY, SEQUENCE, MASK])
+    unrolled.set_weights(loop.get_weights())
+    np.testing.assert_allclose(unrolled([QUERY, SEQUENCE, MASK])[0].numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def _request_batch():
@@ -64,7 +74,7 @@ def test_inference_runs_the_gru_once_per_sequence_with_the_same_result(encoder):
     once, every_row, calls = _counting_layers(encoder)
     got = once([query, sequence, mask], training=False)
     want = every_row([query, sequence, mask], training=False)
-    assert calls == [3]  # three distinct sequences among six rows
+    assert calls == [4]  # three distinct sequences among six rows, one with other padding (kept apart: only cost)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-6, atol=1e-6)
     calls.clear()
