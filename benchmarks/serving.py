@@ -57,9 +57,9 @@ def write_requests(data: str, path: str) -> None:
 def build_din_peer(data: str, config_path: str, output: str) -> None:
     """deepctr DIN behind a tf.Example-parsing `serving_default`, saved as a SavedModel at `output`."""
     import tensorflow as tf
-    from deepctr.feature_column import SparseFeat, VarLenSparseFeat
     from deepctr.models import DIN
 
+    from benchmarks.train import deepctr_columns
     from marn_tf.config import Config
     from marn_tf.schema import Schema
     from marn_tf.training.trainer import load_network
@@ -67,14 +67,7 @@ def build_din_peer(data: str, config_path: str, output: str) -> None:
 
     schema = Schema.load(data)
     network = load_network(Config.load(config_path), schema, data)
-    dim, length = 32, schema.sequence_length
-    items, categories = schema.vocabularies["item_id"].input_dim, schema.vocabularies["category_id"].input_dim
-    columns = [SparseFeat("user", schema.vocabularies["user_id"].input_dim, embedding_dim=dim),
-               SparseFeat("item_id", items, embedding_dim=dim), SparseFeat("cate_id", categories, embedding_dim=dim),
-               VarLenSparseFeat(SparseFeat("hist_item_id", items, embedding_dim=dim, embedding_name="item_id"),
-                                maxlen=length, length_name="seq_length"),
-               VarLenSparseFeat(SparseFeat("hist_cate_id", categories, embedding_dim=dim, embedding_name="cate_id"),
-                                maxlen=length, length_name="seq_length")]
+    columns = deepctr_columns(schema, 32)
     din = DIN(columns, ["item_id", "cate_id"])
     spec = {k: v for k, v in serving_parse_spec(schema).items() if k in ("user_id", "item_id", "hist_item_id",
                                                                           "hist_length")}

@@ -147,6 +147,21 @@ def deepctr_cache(args) -> str:
     return path
 
 
+def deepctr_columns(schema, dim: int) -> list:
+    """deepctr's feature columns for DIN/DIEN: user, candidate item and category, behaviour items and categories."""
+    from deepctr.feature_column import SparseFeat, VarLenSparseFeat
+
+    length = schema.sequence_length
+    items = schema.vocabularies["item_id"].input_dim
+    categories = schema.vocabularies["category_id"].input_dim
+    return [SparseFeat("user", schema.vocabularies["user_id"].input_dim, embedding_dim=dim),
+            SparseFeat("item_id", items, embedding_dim=dim), SparseFeat("cate_id", categories, embedding_dim=dim),
+            VarLenSparseFeat(SparseFeat("hist_item_id", items, embedding_dim=dim, embedding_name="item_id"),
+                             maxlen=length, length_name="seq_length"),
+            VarLenSparseFeat(SparseFeat("hist_cate_id", categories, embedding_dim=dim, embedding_name="cate_id"),
+                             maxlen=length, length_name="seq_length")]
+
+
 def run_deepctr(args) -> dict:
     import numpy as np
 
@@ -164,21 +179,11 @@ def run_deepctr(args) -> dict:
         control_flow_ops.Assert, control_flow_ops.cond = tf.compat.v1.Assert, tf.compat.v1.cond
         control_flow_ops.while_loop = tf.compat.v1.while_loop
         nest.is_sequence = nest.is_nested
-    from deepctr.feature_column import SparseFeat, VarLenSparseFeat
     from deepctr.models import DIEN, DIN
 
     from marn_tf.schema import Schema
 
-    schema = Schema.load(args.data)
-    dim, length = int(args.width), schema.sequence_length
-    items = schema.vocabularies["item_id"].input_dim
-    categories = schema.vocabularies["category_id"].input_dim
-    columns = [SparseFeat("user", schema.vocabularies["user_id"].input_dim, embedding_dim=dim),
-               SparseFeat("item_id", items, embedding_dim=dim), SparseFeat("cate_id", categories, embedding_dim=dim),
-               VarLenSparseFeat(SparseFeat("hist_item_id", items, embedding_dim=dim, embedding_name="item_id"),
-                                maxlen=length, length_name="seq_length"),
-               VarLenSparseFeat(SparseFeat("hist_cate_id", categories, embedding_dim=dim, embedding_name="cate_id"),
-                                maxlen=length, length_name="seq_length")]
+    columns = deepctr_columns(Schema.load(args.data), int(args.width))
     if name == "din":
         model = DIN(columns, ["item_id", "cate_id"])
         model.compile("adam", "binary_crossentropy", jit_compile=args.xla)

@@ -14,6 +14,14 @@ def test_help_lists_the_subcommands(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "generate-data" in out and "preprocess" in out
+    assert all(command in out for command in ("train", "evaluate", "export", "check-export", "score"))
+
+
+def test_export_mistakes_exit_2_with_what_to_fix(tmp_path, capsys):
+    assert cli.main(["export", "--run", str(tmp_path), "--data", str(tmp_path), "--output", str(tmp_path / "e")]) == 2
+    assert "is not a training run" in capsys.readouterr().err
+    assert cli.main(["check-export", "--model", str(tmp_path)]) == 2
+    assert "not a SavedModel version directory" in capsys.readouterr().err
 
 
 def test_preprocess_help_explains_beam_options(capsys):
