@@ -33,7 +33,9 @@ class TargetAttention(tf.keras.layers.Layer):
       activation: their activation ("sigmoid" as DIN; "relu" is a common alternative).
       normalize: "none" (DIN: weights are the raw scores) or "softmax" over valid positions.
 
-    Inputs: `query` [batch, d], `keys` [batch, T, d], `mask` [batch, T].
+    Inputs: `query` [batch, d], `keys` [batch, T, d], `mask` [batch, T]; optionally `key_rows` [batch]: then
+      `keys` is [rows, T, d] and query i attends over keys[key_rows[i]] (rows shared by several queries,
+      e.g. one user's sequence with many candidates, are projected once).
     Outputs: `pooled` [batch, d] and `weights` [batch, T] (0 at masked positions).
     """
 
@@ -50,9 +52,11 @@ class TargetAttention(tf.keras.layers.Layer):
             + [tf.keras.layers.Dense(1, name="score")], name="activation_unit")
 
     def call(self, inputs):
-        query, keys, mask = inputs
+        query, keys, mask = inputs[:3]
+        key_rows = inputs[3] if len(inputs) > 3 else None
         mask = tf.cast(mask, keys.dtype)
-        scores = tf.squeeze(self._score(query, keys), -1)  # [batch, T]
+        scores, keys = self._score(query, keys, key_rows)
+        scores = tf.squeeze(scores, -1)  # [batch, T]
         if self.normalize == "softmax":
             scores += (1.0 - mask) * scores.dtype.min
             weights = tf.nn.softmax(scores, axis=-1) * mask  # an empty sequence: all zero
@@ -61,20 +65,23 @@ class TargetAttention(tf.keras.layers.Layer):
         return tf.reduce_sum(weights[:, :, tf.newaxis] * keys, axis=1), weights
 
     def build(self, input_shape):
-        _, keys_shape, _ = input_shape
+        keys_shape = input_shape[1]
         self.scorer.build(tf.TensorShape([None, 4 * keys_shape[-1]]))  # over [q, k, q - k, q ⊙ k]
         super().build(input_shape)
 
-    def _score(self, query, keys):
+    def _score(self, query, keys, key_rows=None):
+        """(scores [batch, T, 1], keys [batch, T, d])."""
         first, *rest = self.scorer.layers
         w_q, w_k, w_d, w_p = tf.split(tf.cast(first.kernel, keys.dtype), 4, axis=0)
         per_query = tf.matmul(query, w_q + w_d)[:, tf.newaxis, :]
         per_key = tf.einsum("btd,du->btu", keys, w_k - w_d)
+        if key_rows is not None:
+            per_key, keys = tf.gather(per_key, key_rows), tf.gather(keys, key_rows)
         product = tf.einsum("btd,du->btu", query[:, tf.newaxis, :] * keys, w_p)
         hidden = first.activation(per_query + per_key + product + tf.cast(first.bias, keys.dtype))
         for layer in rest:
             hidden = layer(hidden)
-        return hidden
+        return hidden, keys
 
     def get_config(self) -> dict:
         return {**super().get_config(), "hidden_units": self.hidden_units, "activation": self.activation,

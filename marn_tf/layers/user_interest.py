@@ -69,18 +69,21 @@ class UserInterest(tf.keras.layers.Layer):
         query, sequence, mask = inputs
         present = tf.cast(mask, tf.bool)
         if self.sequence_encoder == "none":
-            keys = sequence
+            keys, rows = sequence, None
         elif self.deduplicate and not training:
-            keys = self._gru_once_per_sequence(sequence, mask, present)
+            keys, rows = self._gru_once_per_sequence(sequence, mask, present)
         else:
-            keys = self.gru(sequence, mask=present)
-        pooled, weights = self.attention([self.query_projection(query), keys, mask])
+            keys, rows = self.gru(sequence, mask=present), None
+        pooled, weights = self.attention([self.query_projection(query), keys, mask] + ([rows] if rows is not None else []))
         if self.sequence_encoder != "augru":
             return pooled, weights
+        if rows is not None:
+            keys = tf.gather(keys, rows)
         scored = tf.concat([keys, tf.cast(weights, keys.dtype)[:, :, tf.newaxis]], axis=-1)
         return self.augru(scored, mask=present), weights
 
     def _gru_once_per_sequence(self, sequence, mask, present):
+        """(GRU states of the distinct sequences [rows, L, units], each batch row's index into them [batch])."""
         batch = tf.shape(sequence)[0]
         rows = tf.reshape(sequence, [batch, -1])
         # Group rows by a 64-bit fingerprint of the sequence and its mask (far cheaper than comparing rows),
@@ -92,8 +95,9 @@ class UserInterest(tf.keras.layers.Layer):
         exact = tf.logical_and(tf.reduce_all(tf.equal(rows, tf.gather(rows, representative))),
                                tf.reduce_all(tf.equal(present, tf.gather(present, representative))))
         return tf.cond(exact,
-                       lambda: tf.gather(self.gru(tf.gather(sequence, first), mask=tf.gather(present, first)), position),
-                       lambda: self.gru(sequence, mask=present))  # a fingerprint collision: every row
+                       lambda: (self.gru(tf.gather(sequence, first), mask=tf.gather(present, first)), position),
+                       # a fingerprint collision: every row
+                       lambda: (self.gru(sequence, mask=present), tf.range(batch, dtype=position.dtype)))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "sequence_encoder": self.sequence_encoder, "units": self.units,

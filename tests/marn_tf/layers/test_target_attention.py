@@ -46,6 +46,16 @@ def test_scores_are_the_activation_unit_over_the_concatenation(activation):
     np.testing.assert_allclose(weights.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+def test_shared_key_rows_equal_repeated_keys():
+    layer = TargetAttention(hidden_units=[8])
+    rows = tf.constant([2, 0, 2, 1])  # four queries over three distinct sequences
+    mask = tf.gather(MASK[:3], rows)
+    shared = layer([QUERY, KEYS[:3], mask, rows])
+    repeated = layer([QUERY, tf.gather(KEYS[:3], rows), mask])
+    for a, b in zip(shared, repeated):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+
+
 def test_pooled_is_the_weighted_sum_of_keys():
     pooled, weights = TargetAttention(hidden_units=[8])([QUERY, KEYS, MASK])
     np.testing.assert_allclose(pooled.numpy(), np.einsum("bt,btd->bd", weights.numpy(), KEYS.numpy()),
