@@ -10,7 +10,9 @@ Two request shapes, built from validation examples as serialized tf.Examples (wh
 
 Each model is loaded with `tf.saved_model.load` in its own fresh process and called through its
 `serving_default` signature: warm-up calls, then `--calls` timed calls per shape, one at a time; p50 / p99
-are over those calls, in milliseconds, wall clock including parsing and vocabulary lookups. The peer is
+are over those calls, in milliseconds, wall clock including parsing and vocabulary lookups. The two
+models' processes alternate `--repeats` times (this machine's speed drifts between minutes); the table
+gives the median over repeats of each figure, and every repeat is printed. The peer is
 deepctr's DIN (embedding 32, user + candidate item/category + behaviour items/categories) behind the same
 kind of signature (tf.Example parsing and the same vocabulary files); its weights are untrained, which
 does not change its latency. Targets (issue 4): MARN's ranking p99 at most 10 ms on 2 cores, and no slower
@@ -141,6 +143,7 @@ def main() -> None:
     parser.add_argument("--config", help="YAML config for the peer (default: the run's run_config.yaml)")
     parser.add_argument("--calls", type=int, default=300, help="timed calls per request shape (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each model (default %(default)s)")
     parser.add_argument("--work", default=WORK, help="where exports and requests go (default %(default)s)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--requests", help=argparse.SUPPRESS)
@@ -166,23 +169,34 @@ def main() -> None:
     requests = os.path.join(args.work, "requests.npz")
     write_requests(args.data, requests)
 
-    rows = {}
-    for name, directory in (("MARN", args.model), ("deepctr DIN (peer)", peer)):
-        print(f"measuring {name} ({directory}) ...", flush=True)
-        rows[name] = run_child("--child", "latency", "--model", directory, "--requests", requests,
-                               "--calls", str(args.calls), "--warmup", str(args.warmup), "--data", args.data)
+    models = (("MARN", args.model), ("deepctr DIN (peer)", peer))
+    runs = {name: [] for name, _ in models}
+    for repeat in range(args.repeats):
+        for name, directory in models:
+            print(f"repeat {repeat + 1}/{args.repeats}: measuring {name} ({directory}) ...", flush=True)
+            runs[name].append(run_child("--child", "latency", "--model", directory, "--requests", requests,
+                                        "--calls", str(args.calls), "--warmup", str(args.warmup), "--data", args.data))
 
-    print(f"\n{device_name()}; {args.calls} timed calls per shape, one at a time, after {args.warmup} warm-up calls")
+    import numpy as np
+
+    def median(name, shape, figure):
+        return float(np.median([r[shape][figure] for r in runs[name]]))
+
+    print(f"\n{device_name()}; {args.calls} timed calls per shape, one at a time, after {args.warmup} warm-up calls; "
+          f"median of {args.repeats} alternating runs per model")
     print(f"MARN: {args.model}\n")
     print(f"| model | 1 user x {CANDIDATES} candidates p50 / p99 ms | batch {BATCH} p50 / p99 ms | load s |")
     print("|---|---:|---:|---:|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['ranking']['p50_ms']:.2f} / {r['ranking']['p99_ms']:.2f} | "
-              f"{r['batch']['p50_ms']:.2f} / {r['batch']['p99_ms']:.2f} | {r['load_s']:.1f} |")
-    marn, din = rows["MARN"]["ranking"]["p99_ms"], rows["deepctr DIN (peer)"]["ranking"]["p99_ms"]
+    for name, _ in models:
+        print(f"| {name} | {median(name, 'ranking', 'p50_ms'):.2f} / {median(name, 'ranking', 'p99_ms'):.2f} | "
+              f"{median(name, 'batch', 'p50_ms'):.2f} / {median(name, 'batch', 'p99_ms'):.2f} | "
+              f"{float(np.median([r['load_s'] for r in runs[name]])):.1f} |")
+    print("\nevery run, ranking p50 / p99 ms: " + "; ".join(
+        f"{name}: " + ", ".join(f"{r['ranking']['p50_ms']:.2f} / {r['ranking']['p99_ms']:.2f}" for r in runs[name])
+        for name, _ in models))
+    marn, din = median("MARN", "ranking", "p99_ms"), median("deepctr DIN (peer)", "ranking", "p99_ms")
     print(f"\ntarget: ranking p99 <= 10 ms: {'met' if marn <= 10 else 'NOT met'} ({marn:.2f} ms); "
           f"no slower than the peer: {'met' if marn <= din else 'NOT met'} (MARN/peer p99 = {marn / din:.2f}x)")
-
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

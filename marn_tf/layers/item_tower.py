@@ -31,8 +31,9 @@ class ItemTower(tf.keras.layers.Layer):
       encoder: the `ItemEncoder` config.
       deduplicate: encode unique items only (False: every position, which XLA needs for static shapes).
 
-    Inputs: `candidate` [batch] item indices, `behaviour` [batch, L] item indices, `behaviour_mask` [batch, L].
-    Output: a dict with "candidate" [batch, d], "behaviour" [batch, L, d], the candidate's "modality_weights",
+    Inputs: `candidate` [batch] item indices, `behaviour` [rows, L] item indices, `behaviour_mask` [rows, L]
+      (rows = batch, or fewer when distinct sequences are encoded once: see `DistinctSequences`).
+    Output: a dict with "candidate" [batch, d], "behaviour" [rows, L, d], the candidate's "modality_weights",
       "importance" and "modality_mask" [batch, M], and the encoder's scalar outputs.
     Fill the table with `set_table(item_table)` (a `marn_tf.data.item_table.ItemTable`).
     """
@@ -71,7 +72,7 @@ class ItemTower(tf.keras.layers.Layer):
 
     def call(self, inputs, training=None):
         candidate, behaviour, behaviour_mask = inputs
-        batch, length = tf.shape(behaviour)[0], tf.shape(behaviour)[1]
+        batch, rows, length = tf.shape(candidate)[0], tf.shape(behaviour)[0], tf.shape(behaviour)[1]
         if self.precomputed is not None and not training:
             rows = self.precomputed
             out = {"candidate": tf.gather(rows["representation"], candidate),
@@ -90,7 +91,7 @@ class ItemTower(tf.keras.layers.Layer):
         per_occurrence = tf.gather(encoded["representation"], position)
         candidate_position = position[:batch]
         out = {"candidate": per_occurrence[:batch],
-               "behaviour": tf.reshape(per_occurrence[batch:], [batch, length, per_occurrence.shape[-1]])}
+               "behaviour": tf.reshape(per_occurrence[batch:], [rows, length, per_occurrence.shape[-1]])}
         for key in ("modality_weights", "importance", "modality_mask"):
             out[key] = tf.gather(encoded[key], candidate_position)
         out.update({key: encoded[key] for key in AUXILIARY_OUTPUTS})

@@ -27,6 +27,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from marn_tf import schema as S
+from marn_tf.layers.distinct_sequences import DistinctSequences
 from marn_tf.layers.feature_embedding import FeatureEmbeddings
 from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
 from marn_tf.layers.item_tower import ItemTower
@@ -142,21 +143,26 @@ def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
     if candidate.vocabulary != behaviour.vocabulary:
         raise S.SchemaError(f"{candidate.name!r} and {behaviour.name!r} must share the item vocabulary")
     candidate_index = inputs[candidate.name]
-    behaviour_index = inputs[behaviour.name]
-    sequence_mask = tf.sequence_mask(inputs[length.name], schema.sequence_length, dtype=tf.float32)
+    # Everything computed from the behaviour sequence alone runs once per distinct sequence (at inference;
+    # the identity in training): `sequences` holds one row per distinct sequence, `rows` maps batch rows to them.
+    behaviour_names = [f.name for f in schema.features_with_tags(S.BEHAVIOUR)]
+    first, rows = DistinctSequences(config.deduplicate_sequences, name="distinct_sequences")(
+        [inputs[name] for name in behaviour_names])
+    sequences = {name: tf.gather(inputs[name], first) for name in behaviour_names}
+    sequence_mask = tf.sequence_mask(sequences[length.name], schema.sequence_length, dtype=tf.float32)
 
     tower = ItemTower(**item_tower_config(schema, config), name="item_tower")
-    items = tower([candidate_index, behaviour_index, sequence_mask])
+    items = tower([candidate_index, sequences[behaviour.name], sequence_mask])
 
-    def embed(features: list[S.FeatureSpec], name: str, dim: int):
+    def embed(features: list[S.FeatureSpec], name: str, dim: int, values=inputs):
         specs = {f.name: _feature_spec(schema, f) for f in features}
-        return FeatureEmbeddings(specs, dim, name=name)(inputs) if specs else None
+        return FeatureEmbeddings(specs, dim, name=name)(values) if specs else None
 
     candidate_extra = embed([f for f in schema.features_with_tags(S.CANDIDATE) if S.ITEM_KEY not in f.tags],
                             "candidate_occurrence", config.property_embedding_dim)
     behaviour_extra = embed([f for f in schema.features_with_tags(S.BEHAVIOUR)
                              if S.PROPERTY in f.tags or S.STATISTIC in f.tags], "behaviour_property",
-                            config.property_embedding_dim)
+                            config.property_embedding_dim, values=sequences)
     user_context = embed(schema.features_with_tags(S.USER) + schema.features_with_tags(S.CONTEXT), "user_context",
                          config.context_embedding_dim)
     query = items["candidate"] if candidate_extra is None else tf.concat([items["candidate"], candidate_extra], -1)
@@ -164,8 +170,7 @@ def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
 
     encoder = config.sequence_encoder if config.uses_sequence_encoder else "none"
     interest, _ = UserInterest(encoder, config.gru_units, config.attention_hidden, config.target_attention_normalize,
-                               deduplicate=config.deduplicate_sequences, unroll=config.gru_unroll,
-                               name="user_interest")([query, sequence, sequence_mask])
+                               unroll=config.gru_unroll, name="user_interest")([query, sequence, sequence_mask, rows])
     hidden = tf.concat([interest, query] + ([user_context] if user_context is not None else []), axis=-1)
     if config.head == "dcn":
         x0 = hidden

@@ -31,6 +31,28 @@ def test_every_variant_from_the_schema(prepared, variant):
     assert (out["d1_loss"].numpy() > 0) == (variant in ("maan", "marn"))
 
 
+@pytest.mark.parametrize("encoder", ["gru", "augru"])
+def test_a_ranking_request_encodes_its_sequence_once_with_the_same_scores(prepared, encoder):
+    config, data, schema = prepared
+    features, _ = batch(prepared, size=256)
+    histories = [tuple(h) for h in features["hist_item_id"].numpy().tolist()]
+    distinct = [histories.index(h) for h in dict.fromkeys(histories)][:4]
+    assert len(distinct) == 4
+    # One user's sequence with 192 candidates of the batch, then rows of three other sequences.
+    rows = [distinct[0]] * 192 + [distinct[1], distinct[2], distinct[1], distinct[3]] * 16
+    request = {k: (v if k == "item_id" else tf.gather(v, rows)) for k, v in features.items()}
+    model = dataclasses.replace(config.model, sequence_encoder=encoder)
+    once = load_network(dataclasses.replace(config, model=model), schema, data)
+    every_row = load_network(dataclasses.replace(
+        config, model=dataclasses.replace(model, deduplicate_sequences=False)), schema, data)
+    every_row.core.set_weights(once.core.get_weights())
+    first, _ = once.core.get_layer("distinct_sequences")(
+        [once.lookup(request)[f.name] for f in schema.features_with_tags("behaviour")], training=False)
+    assert len(first) == 4
+    want = every_row.full(request, training=False)["probability"].numpy()
+    np.testing.assert_allclose(once.full(request, training=False)["probability"].numpy(), want, rtol=1e-5, atol=1e-6)
+
+
 def test_unknown_ids_map_to_the_oov_item(prepared):
     config, data, schema = prepared
     network = load_network(config, schema, data)
