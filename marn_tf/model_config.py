@@ -62,7 +62,7 @@ class ModelConfig:
     cross_layers: int = 2
     hidden_units: list[int] = dataclasses.field(default_factory=lambda: [200, 80])
     deduplicate_items: bool = True  # run the item encoder once per unique item of a batch
-    deduplicate_sequences: bool = True  # at inference, run the GRU once per distinct behaviour sequence
+    deduplicate_sequences: bool = True  # at inference, encode each distinct behaviour sequence once
 
     def __post_init__(self):
         _check_choice("variant", self.variant, VARIANTS)
