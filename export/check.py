@@ -171,8 +171,11 @@ def saved_model_cli_show(model_dir: str) -> tuple[bool, str]:
 
 def check_export(model_dir: str, run_dir: Optional[str] = None, data_dir: Optional[str] = None,
                  examples: int = 256, tolerance: float = 1e-5) -> CheckReport:
-    """Runs every check; `run_dir` and `data_dir` default to those recorded at export."""
+    """Runs every check; `run_dir` and `data_dir` default to those recorded at export (a `run_dir` given
+    here is where the recorded run now lives: its checkpoint is looked up inside it)."""
     info = read_info(model_dir)
+    if run_dir:  # the run moved (another machine, another mount): the same checkpoint inside it
+        info = {**info, "checkpoint": os.path.join(run_dir, os.path.relpath(info["checkpoint"], info["run"]))}
     run_dir, data_dir = run_dir or info["run"], data_dir or info["data"]
     loaded = tf.saved_model.load(model_dir)
     schema = S.Schema.load(loaded.schema_asset.asset_path.numpy().decode("utf-8"))

@@ -28,7 +28,11 @@ OUTPUTS = ("probability", "modality_weights")
 
 
 class ServingModule(tf.Module):
-    """`network.full` (lookup -> core) with the serving signatures; `schema_file` travels as an asset."""
+    """`network.full` (lookup -> core) with the serving signatures; `schema_file` travels as an asset.
+
+    Precomputes the network's item tower for the catalog (see `ItemTower.precompute`): build it from a
+    network restored for export, not one that will train further.
+    """
 
     def __init__(self, network: Network, schema: S.Schema, schema_file: str):
         super().__init__(name="marn_serving")

@@ -1,6 +1,7 @@
 """`marn export` and `marn check-export`: the version layout, the contract checks, and bad requests."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -53,17 +54,24 @@ def test_check_export_passes_in_a_fresh_process(exported):
     assert "signature_def['serving_default']" in run.stdout  # saved_model_cli's listing
 
 
-def test_check_export_fails_against_another_checkpoint(exported, trained_run, monkeypatch):
+def test_check_export_fails_against_another_checkpoint(exported, trained_run, tmp_path):
     result, _ = exported
     other = [c for c in (str(trained_run / "checkpoints" / "ckpt-1"), str(trained_run / "checkpoints" / "ckpt-2"))
              if os.path.abspath(c) != os.path.abspath(result.checkpoint) and os.path.exists(c + ".index")][0]
-    info_path = os.path.join(result.path, "assets.extra", "export_info.json")
-    info = json.load(open(info_path))
-    monkeypatch.setitem(info, "checkpoint", other)
-    monkeypatch.setattr("export.check.read_info", lambda _: info)
-    report = check_export(result.path, examples=32)
+    copy = tmp_path / "1"
+    shutil.copytree(result.path, copy)
+    info_path = copy / "assets.extra" / "export_info.json"
+    info_path.write_text(json.dumps({**json.loads(info_path.read_text()), "checkpoint": os.path.abspath(other)}))
+    report = check_export(str(copy), examples=32)
     failed = [c.name for c in report.checks if not c.passed]
     assert not report.passed and "serving_default matches the checkpoint" in failed
+
+
+def test_check_export_finds_the_checkpoint_in_a_moved_run(exported, trained_run, tmp_path):
+    moved = tmp_path / "moved_run"
+    shutil.copytree(trained_run, moved)
+    report = check_export(exported[0].path, run_dir=str(moved), examples=16)
+    assert report.passed, [c for c in report.checks if not c.passed]
 
 
 def test_check_export_names_a_wrong_directory(tmp_path):
