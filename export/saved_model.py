@@ -74,14 +74,15 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
     module = SM.ServingModule(network, schema, os.path.join(data_dir, SCHEMA_FILE))
     staging = os.path.join(model_dir, f".staging-{version}-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    tf.saved_model.save(module, staging, signatures=module.signatures())
+    signatures = module.signatures()
+    tf.saved_model.save(module, staging, signatures=signatures)
 
     logs = warmup_requests(data_dir, schema, model_name, warmup_batch_sizes)
     write_warmup(os.path.join(staging, "assets.extra", WARMUP_FILE), logs)
     info = {
         "model_name": model_name, "version": version, "variant": config.model.variant,
         "run": os.path.abspath(run_dir), "checkpoint": os.path.abspath(checkpoint), "data": os.path.abspath(data_dir),
-        "modalities": list(network.modalities), "signatures": sorted(module.signatures()),
+        "modalities": list(network.modalities), "signatures": sorted(signatures),
         "outputs": list(SM.OUTPUTS), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "tensorflow": tf.__version__,
     }

@@ -74,10 +74,10 @@ class ItemTower(tf.keras.layers.Layer):
         candidate, behaviour, behaviour_mask = inputs
         batch, rows, length = tf.shape(candidate)[0], tf.shape(behaviour)[0], tf.shape(behaviour)[1]
         if self.precomputed is not None and not training:
-            rows = self.precomputed
-            out = {"candidate": tf.gather(rows["representation"], candidate),
-                   "behaviour": tf.gather(rows["representation"], behaviour)}
-            out.update({key: tf.gather(rows[key], candidate) for key in self.PRECOMPUTED[1:]})
+            catalog = self.precomputed
+            out = {"candidate": tf.gather(catalog["representation"], candidate),
+                   "behaviour": tf.gather(catalog["representation"], behaviour)}
+            out.update({key: tf.gather(catalog[key], candidate) for key in self.PRECOMPUTED[1:]})
             out.update({key: tf.constant(0.0) for key in AUXILIARY_OUTPUTS})
             return out
         items = tf.concat([tf.reshape(candidate, [-1]), tf.reshape(behaviour, [-1])], axis=0)

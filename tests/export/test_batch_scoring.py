@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from export import batch_scoring
+from marn_tf.config_loader import ConfigError
 from marn_tf.data.input import make_dataset, split_files
 from marn_tf.data.parquet_input import write_parquet_split
 
@@ -61,5 +62,5 @@ def test_scores_parquet_to_parquet(exported, prepared, tmp_path):
 
 
 def test_no_input_is_a_clear_error(exported, tmp_path):
-    with pytest.raises(Exception, match="no input files match"):
+    with pytest.raises(ConfigError, match="no input files match"):
         batch_scoring.run(exported[0].path, str(tmp_path / "nothing-*.tfrecord"), str(tmp_path / "out"))
