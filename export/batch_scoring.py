@@ -106,6 +106,17 @@ class ToRequest(beam.DoFn):
                 {"reason": "invalid_record", "detail": str(err), "record": text}))
 
 
+class Count(beam.DoFn):
+    """Passes elements through, counting them under `name` (the counter is made once, not per element)."""
+
+    def __init__(self, name: str):
+        self.counter = beam.metrics.Metrics.counter(NAMESPACE, name)
+
+    def process(self, element):
+        self.counter.inc()
+        yield element
+
+
 class ServingDefaultHandler(TFModelHandlerTensor):
     """Beam's TensorFlow handler for a `marn export` SavedModel, run through its `serving_default` signature.
 
@@ -181,7 +192,7 @@ def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: st
     requests = records | "Validate" >> beam.ParDo(ToRequest(schema.to_dict(), input_format)).with_outputs(
         ToRequest.DEAD, main="ok")
     scored, failed = requests.ok | "Score" >> RunInference(handler).with_exception_handling()
-    rows = scored | "To rows" >> beam.Map(to_row, modalities) | "Count scored" >> beam.Map(_count, "scored")
+    rows = scored | "To rows" >> beam.Map(to_row, modalities) | "Count scored" >> beam.ParDo(Count("scored"))
     if output_format == "jsonl":
         _ = rows | beam.Map(json.dumps) | "Write predictions" >> beam.io.WriteToText(
             output_prefix, file_name_suffix=".jsonl")
@@ -189,7 +200,7 @@ def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: st
         _ = rows | "Write predictions" >> beam.io.WriteToParquet(
             output_prefix, _parquet_schema(schema, modalities), file_name_suffix=".parquet")
     failed_letters = failed.failed_inferences | "Failed batches" >> beam.FlatMap(failed_batch_letters) \
-        | "Count failed" >> beam.Map(_count, "failed_inference")
+        | "Count failed" >> beam.ParDo(Count("failed_inference"))
     _ = (requests[ToRequest.DEAD], failed_letters) | beam.Flatten() | "Write dead letters" >> beam.io.WriteToText(
         f"{output_prefix}-dead_letter", file_name_suffix=".jsonl")
 
@@ -205,8 +216,3 @@ def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: st
     if not counts["balanced"]:
         raise RuntimeError(f"records read ({counts['read']}) != scored + dead-lettered: {counts}")
     return counts
-
-
-def _count(element, name: str):
-    beam.metrics.Metrics.counter(NAMESPACE, name).inc()
-    return element
