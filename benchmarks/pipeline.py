@@ -60,6 +60,11 @@ def run_measured(cmd: list[str]) -> dict:
     return {"wall_s": wall, "peak_tree_mb": peaks[0], "peak_runner_mb": peaks[1], "peak_worker_mb": peaks[2]}
 
 
+def write_json(path: str, figures: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(figures, f, indent=2)
+
+
 def ensure_data(events: int, data_dir: str) -> str:
     path = os.path.join(data_dir, f"events-{events}")
     if not os.path.exists(os.path.join(path, "config.yaml")):
@@ -92,6 +97,10 @@ def bench_pipeline(args) -> None:
     best = max(r[3] for r in rows)
     print(f"\ntarget >= {TARGET_EVENTS_PER_S:,} events/s on 2 cores: best {best:,.0f} "
           f"({'met' if best >= TARGET_EVENTS_PER_S else 'NOT met'})")
+    if args.json:
+        keys = ("events", "workers", "wall_s", "events_per_s", "peak_all_mb", "peak_runner_mb", "peak_worker_mb")
+        write_json(args.json, {"runs": [dict(zip(keys, r)) for r in rows], "best_events_per_s": best,
+                               "target_events_per_s": TARGET_EVENTS_PER_S})
 
 
 def bench_encoder() -> None:
@@ -129,6 +138,7 @@ def main() -> None:
     parser.add_argument("--scaling", type=int, nargs="+", help="several input sizes, for memory vs. size")
     parser.add_argument("--data-dir", default="/tmp/marn-bench", help="generated data and outputs")
     parser.add_argument("--encoder-only", action="store_true", help="time tf.train.Example encoding only")
+    parser.add_argument("--json", help="also write the figures to this JSON file (what benchmarks/run_all.py reads)")
     args = parser.parse_args()
     if args.encoder_only:
         bench_encoder()

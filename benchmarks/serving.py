@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each model (default %(default)s)")
     parser.add_argument("--work", default=WORK, help="where exports and requests go (default %(default)s)")
+    parser.add_argument("--json", help="also write the figures to this JSON file (what benchmarks/run_all.py reads)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--requests", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -197,6 +198,12 @@ def main() -> None:
     marn, din = median("MARN", "ranking", "p99_ms"), median("deepctr DIN (peer)", "ranking", "p99_ms")
     print(f"\ntarget: ranking p99 <= 10 ms: {'met' if marn <= 10 else 'NOT met'} ({marn:.2f} ms); "
           f"no slower than the peer: {'met' if marn <= din else 'NOT met'} (MARN/peer p99 = {marn / din:.2f}x)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": device_name(), "model": args.model, "runs": runs, "median": {
+                name: {shape: {figure: median(name, shape, figure) for figure in ("p50_ms", "p99_ms")}
+                       for shape in ("ranking", "batch")} for name, _ in models}}, f, indent=2)
+
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

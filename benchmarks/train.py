@@ -271,9 +271,16 @@ def speed(args) -> None:
     feed = get("input pipeline (parse + lookup)")
     if marn and din and dien:
         print(f"\nMARN / DIEN = {marn / dien:.2f}x (target >= 1.0x); MARN / DIN = {marn / din:.2f}x (target >= 0.5x)")
-    if marn and feed:
-        fastest = max(v["examples_per_second"] for k, v in results.items() if "error" not in v and k.startswith("MARN"))
+    fastest = max((v["examples_per_second"] for k, v in results.items() if "error" not in v and k.startswith("MARN")),
+                  default=None)
+    if fastest and feed:
         print(f"input pipeline / fastest MARN trainer = {feed / fastest:.1f}x (target >= 5x)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": device, "batch_size": args.batch_size, "models": results,
+                       "marn_over_dien": marn / dien if marn and dien else None,
+                       "marn_over_din": marn / din if marn and din else None,
+                       "input_over_trainer": feed / fastest if feed and fastest else None}, f, indent=2)
 
 
 def quality(args) -> None:
@@ -328,6 +335,7 @@ def main() -> None:
     parser.add_argument("--quality-steps", type=int, default=40, help="steps per epoch of each quality run")
     parser.add_argument("--quality-epochs", type=int, default=5)
     parser.add_argument("--runs", default="/tmp/marn-bench/quality-runs")
+    parser.add_argument("--json", help="also write the figures to this JSON file (what benchmarks/run_all.py reads)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

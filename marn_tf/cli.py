@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -93,8 +95,26 @@ def _check_export(args: argparse.Namespace) -> int:
         print(report.saved_model_cli)
     for check in report.checks:
         print(f"[{'PASS' if check.passed else 'FAIL'}] {check.name}: {check.detail}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": report.model_dir, "passed": report.passed,
+                       "checks": [dataclasses.asdict(c) for c in report.checks]}, f, indent=2)
     print(f"{report.model_dir}: {'all checks passed' if report.passed else 'FAILED'}")
     return 0 if report.passed else 1
+
+
+def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from marn_tf.workflow.main_job import run
+
+    run(args.config, args.set, args.output, beam_args, progress=False if args.no_progress else None)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from marn_tf.workflow.demo import demo
+
+    demo(args.output, tuple(args.set), progress=False if args.no_progress else None)
+    return 0
 
 
 def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -117,6 +137,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from pipelines.synthetic_data import add_arguments
+
+    dm = sub.add_parser(
+        "demo", help="the main job on the embedded dataset: generate, preprocess, train MARN and the ablation "
+                     "ladder, evaluate, export, check, report (about 7 minutes on 2 cores)",
+        description="Generate the embedded synthetic dataset and run `marn run` on it with short training budgets: "
+                    "the Beam job, MARN and the ablation ladder (din, concat, man, maan, marn; 2 seeds), "
+                    "evaluation, export for TF Serving, the export check in a fresh process, a summary table and "
+                    "<output>/report.html. Re-running skips every finished stage.",
+        epilog="afterwards: open runs/demo/report.html; `marn run --config runs/demo/config.yaml` repeats the demo")
+    dm.add_argument("--output", default=os.path.join("runs", "demo"), help="run directory (default %(default)s)")
+    dm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. --set run.seeds=[1] (repeatable)")
+    dm.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
+
+    rn = sub.add_parser(
+        "run", help="the main job on your data: preprocess, train (+ ablation ladder), evaluate, export, check, "
+                    "report; resumable stage by stage",
+        description="Run every stage on the data a config describes: the Beam job, the main model (model:/train: "
+                    "sections), the ablation ladder (run: section: ladder, seeds, ladder_overrides), evaluation of "
+                    "each, export of the main model for TF Serving, its check in a fresh process, a summary table "
+                    "and <run>/report.html. A stage whose outputs exist and match its inputs is skipped with a "
+                    "message; an interrupted one runs again (training resumes from its checkpoint). Arguments this "
+                    "command does not know go to the Beam job as pipeline options, as for preprocess.",
+        epilog="example: marn run --config my.yaml --set run.ladder=[] --set train.epochs=5")
+    rn.add_argument("--config", required=True, help="YAML config (docs/raw_data.md; the run: section: "
+                                                    "marn_tf/workflow/run_config.py)")
+    rn.add_argument("--output", help="run directory (default: run.output, else runs/<config file name>)")
+    rn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, e.g. --set run.seeds=[1,2,3] (repeatable)")
+    rn.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
 
     gen = sub.add_parser("generate-data", help="write the embedded synthetic dataset in the raw input formats",
                          description="Write a synthetic e-commerce dataset (events, item catalog, user profiles) "
@@ -198,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--tolerance", type=float, default=1e-5,
                     help="largest allowed |difference| of probabilities and weights (default %(default)g)")
     ck.add_argument("--quiet", action="store_true", help="do not print saved_model_cli's output")
+    ck.add_argument("--json", metavar="PATH", help="also write the checks' results to this JSON file")
 
     sc = sub.add_parser(
         "score", help="batch-score TFRecords or Parquet with an exported model (Beam RunInference)",
@@ -230,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         # Local workers' logs, forwarded: their warnings are start-up notices; errors still show.
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-checkpoint INFO lines
-    if extra and args.command not in ("preprocess", "score"):
+    if extra and args.command not in ("preprocess", "score", "run"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "generate-data":
@@ -245,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             return _check_export(args)
         if args.command == "score":
             return _score(args, extra)
+        if args.command == "run":
+            return _run(args, extra)
+        if args.command == "demo":
+            return _demo(args)
         return _preprocess(args, extra)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

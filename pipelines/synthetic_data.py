@@ -297,6 +297,23 @@ def _arrow_schemas(image_dim: int):
     return events, items, users
 
 
+def dataset_config(opts: GeneratorOptions) -> dict:
+    """The marn-tf config (as YAML data) of the dataset `generate(opts)` writes: its files, columns and split."""
+    ext = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}[opts.format] + (
+        ".gz" if opts.gzip and opts.format != "parquet" else "")
+    days_train, days_valid = int(opts.days * 0.7), int(opts.days * 0.85)
+    day = lambda d: (dt.date.fromisoformat(opts.start_date) + dt.timedelta(days=d)).isoformat()  # noqa: E731
+    root = os.path.abspath(opts.output)  # the config works from any directory
+    return {
+        "inputs": {"events": {"path": os.path.join(root, "events", "part-*")},
+                   "items": {"path": os.path.join(root, "items", "items" + ext)},
+                   "users": {"path": os.path.join(root, "users", "users" + ext)}},
+        "users": {"features": USER_COLUMNS[1:]},
+        "items": {"image_dim": opts.image_dim},
+        "split": {"train_start": day(2), "train_end": day(days_train), "valid_end": day(days_valid)},
+    }
+
+
 def generate(opts: GeneratorOptions, progress: bool = True) -> dict:
     """Writes events/, items/, users/, config.yaml and world.json under `opts.output`; returns counts."""
     if opts.format not in ("jsonl", "csv", "parquet"):
@@ -358,20 +375,9 @@ def generate(opts: GeneratorOptions, progress: bool = True) -> dict:
         s.close()
     users_out.close()
 
-    days_train, days_valid = int(opts.days * 0.7), int(opts.days * 0.85)
-    day = lambda d: (dt.date.fromisoformat(opts.start_date) + dt.timedelta(days=d)).isoformat()  # noqa: E731
-    root = os.path.abspath(opts.output)  # the config works from any directory
-    config = {
-        "inputs": {"events": {"path": os.path.join(root, "events", "part-*")},
-                   "items": {"path": os.path.join(root, "items", "items" + ext)},
-                   "users": {"path": os.path.join(root, "users", "users" + ext)}},
-        "users": {"features": USER_COLUMNS[1:]},
-        "items": {"image_dim": opts.image_dim},
-        "split": {"train_start": day(2), "train_end": day(days_train), "valid_end": day(days_valid)},
-    }
     with open(os.path.join(opts.output, "config.yaml"), "w") as f:
         f.write("# marn-tf config for this generated dataset; see docs/raw_data.md for every key.\n")
-        yaml.safe_dump(config, f, sort_keys=False)
+        yaml.safe_dump(dataset_config(opts), f, sort_keys=False)
     world = {"options": dataclasses.asdict(opts), "counts": counts,
              "category_kind": {f"c{c:02d}_{w}": cat.kinds[c] for c, w in enumerate(CATEGORY_WORDS)}}
     with open(os.path.join(opts.output, "world.json"), "w") as f:

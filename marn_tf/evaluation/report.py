@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 
-def _fmt(value) -> str:
+def format_cell(value) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -15,9 +15,9 @@ def _fmt(value) -> str:
     return f"{value:,}" if isinstance(value, int) else html.escape(str(value))
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def html_table(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{format_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -66,13 +66,13 @@ def write_report(result: dict, output_dir: str) -> str:
     plot_modality_weights(result, os.path.join(output_dir, "modality_weights_by_category.png"))
     plot_slices(result, os.path.join(output_dir, "slices.png"))
     modalities = result["modalities"]
-    summary = _table(["examples", "AUC", "GAUC", "GAUC users", "log loss", "D1 accuracy", "Ds accuracy", "chance (1/M)"],
+    summary = html_table(["examples", "AUC", "GAUC", "GAUC users", "log loss", "D1 accuracy", "Ds accuracy", "chance (1/M)"],
                      [[result["examples"], result["auc"], result["gauc"], result["gauc_users"], result["logloss"],
                        result["d1_accuracy"], result["ds_accuracy"], result["chance_accuracy"]]])
-    slices = _table(["slice", "examples", "positive rate", "AUC", "GAUC", "log loss"],
+    slices = html_table(["slice", "examples", "positive rate", "AUC", "GAUC", "log loss"],
                     [[n, s.get("examples"), s.get("positive_rate"), s.get("auc"), s.get("gauc"), s.get("logloss")]
                      for n, s in result["slices"].items()])
-    by_category = _table(["category", "examples"] + [f"weight {m}" for m in modalities] + [f"w {m}" for m in modalities],
+    by_category = html_table(["category", "examples"] + [f"weight {m}" for m in modalities] + [f"w {m}" for m in modalities],
                          [[c, v["examples"]] + [v["modality_weights"][m] for m in modalities]
                           + [v["importance"][m] for m in modalities]
                           for c, v in sorted(result["modality_weights_by_category"].items())])

@@ -1,0 +1,238 @@
+"""`marn run --config my.yaml`: the main job, stage by stage, resumable.
+
+    <run>/resolved_config.yaml        the config the run used (defaults and overrides applied)
+    <run>/preprocessed/               `marn preprocess`: TFRecords, vocabularies, item table, schema, report
+    <run>/model/                      `marn train`: the main model (the config's model: and train: sections)
+    <run>/ladder/<variant>-seed<N>/   the ablation ladder (run.ladder x run.seeds, run.ladder_overrides)
+    <run>/evaluations/<name>/         `marn evaluate` of each model on run.evaluation_split
+    <run>/export/marn/1/              `marn export` of the main model, checked by `marn check-export`
+    <run>/report.html, report/*.png   the results report (`marn_tf/workflow/results_report.py`)
+    <run>/summary.json                what the summary table prints
+    <run>/stages/<stage>.json         what each stage consumed and produced (`marn_tf/workflow/stages.py`)
+
+Re-running the same command skips every stage whose outputs exist and match its inputs; a stage that was
+interrupted runs again (training resumes from its last checkpoint); a changed config re-runs the stages
+it affects and those after them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from typing import Optional, Sequence
+
+import yaml
+
+from marn_tf.config import Config
+from marn_tf.config_loader import ConfigError, apply_overrides, to_dict
+from marn_tf.workflow.stages import Stage, StageRunner
+from marn_tf.workflow import summary as summary_table
+
+RUN_CONFIG_FILE = "resolved_config.yaml"
+PIPELINE_SECTIONS = ("inputs", "events", "items", "users", "sequence", "vocabulary", "statistics", "split",
+                     "pipeline")
+
+
+@dataclasses.dataclass
+class ModelRun:
+    """One model the flow trains and evaluates: the main one or a rung of the ladder."""
+
+    name: str  # "model" or "<variant>-seed<N>"
+    variant: str
+    seed: int
+    config: Config
+    directory: str
+    main: bool
+
+
+def default_output(config_path: str, config: Config) -> str:
+    if config.run.output:
+        return config.run.output
+    stem = os.path.splitext(os.path.basename(config_path))[0]
+    return os.path.join("runs", stem)
+
+
+def input_files(config: Config) -> list:
+    """(path, size, last update) of every raw input file: a new or rewritten file re-runs the pipeline."""
+    from apache_beam.io.filesystems import FileSystems
+
+    listing = []
+    for source in ("events", "items", "users"):
+        spec = getattr(config.inputs, source)
+        if spec is None:
+            continue
+        try:
+            (matched,) = FileSystems.match([spec.path])
+        except Exception as err:  # noqa: BLE001 -- Beam raises BeamIOError for unreachable paths
+            raise ConfigError(f"inputs.{source}.path {spec.path!r} cannot be listed: {err}") from err
+        if not matched.metadata_list:
+            raise ConfigError(f"inputs.{source}.path {spec.path!r} matches no file")
+        listing += sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in matched.metadata_list)
+    return listing
+
+
+def model_runs(config: Config, run_dir: str) -> list[ModelRun]:
+    """The main model, then the ladder (a rung identical to the main model reuses it)."""
+    main = ModelRun("model", config.model.variant, config.train.seed, config, os.path.join(run_dir, "model"), True)
+    runs = [main]
+    base = to_dict(config)
+    for variant in config.run.ladder:
+        for seed in config.run.seeds:
+            overrides = list(config.run.ladder_overrides) + [f"model.variant={variant}", f"train.seed={seed}"]
+            rung = Config.from_dict(apply_overrides(base, overrides))
+            if rung.model == config.model and rung.train == config.train:
+                continue  # the main model is this rung; the summary counts it once
+            name = f"{variant}-seed{seed}"
+            runs.append(ModelRun(name, variant, seed, rung, os.path.join(run_dir, "ladder", name), False))
+    return runs
+
+
+def stage_count(config: Config, run_dir: str) -> int:
+    """preprocess, train + evaluate per model, export + check, report."""
+    return 1 + 2 * len(model_runs(config, run_dir)) + (2 if config.run.export else 0) + 1
+
+
+def ladder_members(config: Config, runs: list[ModelRun]) -> dict[str, list[str]]:
+    """variant -> names of the model runs that stand for it in the ladder (the main model where it is a rung)."""
+    members = {}
+    for variant in config.run.ladder:
+        for seed in config.run.seeds:
+            name = f"{variant}-seed{seed}"
+            if not any(r.name == name for r in runs):
+                name = "model"
+            members.setdefault(variant, []).append(name)
+    return members
+
+
+def run(config_path: str, overrides: Sequence[str] = (), output: Optional[str] = None,
+        beam_args: Sequence[str] = (), progress: Optional[bool] = None, stages: Optional[StageRunner] = None,
+        stream=None) -> dict:
+    """Runs (or resumes) the whole flow and returns the summary (also written to `<run>/summary.json`).
+
+    `stages`: a runner that already ran stages of its own (`marn demo`'s data generation) and counts these too.
+    `stream`: where progress and the summary go (default: stdout).
+    """
+    config = Config.load(config_path, overrides)
+    run_dir = output or default_output(config_path, config)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, RUN_CONFIG_FILE), "w") as f:
+        yaml.safe_dump(to_dict(config), f, sort_keys=False)
+    data_dir = os.path.join(run_dir, "preprocessed")
+    runs = model_runs(config, run_dir)
+    split = config.run.evaluation_split
+    stages = stages or StageRunner(run_dir, stage_count(config, run_dir), stream)
+
+    def preprocess():
+        from pipelines import preprocess as job
+        from pipelines.run_report import render_markdown
+
+        report = job.run(config, data_dir, list(beam_args), num_workers=config.run.workers, overwrite=True)
+        print(render_markdown(report), file=stages.stream, flush=True)
+        return {"sources": report["sources"], "splits": {s: v["examples"] for s, v in report["splits"].items()}}
+
+    prep = stages.run(Stage(
+        "preprocess", "preprocess: Beam job over the raw logs and catalog",
+        {"files": input_files(config), "config": {k: to_dict(config)[k] for k in PIPELINE_SECTIONS},
+         "beam_args": list(beam_args), "workers": config.run.workers},
+        [data_dir], preprocess))
+
+    evaluations = {}
+    trained = {}
+    for model in runs:
+        trained[model.name] = _train_stage(stages, model, data_dir, prep.outputs_digest, progress)
+    for model in runs:
+        evaluations[model.name] = _evaluate_stage(stages, model, data_dir, split, trained[model.name],
+                                                  os.path.join(run_dir, "evaluations", model.name))
+
+    main = runs[0]
+    export = None
+    if config.run.export:
+        export = _export_stages(stages, run_dir, main, data_dir, trained[main.name])
+
+    summary = {
+        "run": os.path.abspath(run_dir), "split": split, "main": evaluations["model"],
+        "main_variant": main.variant, "training": {name: t.result for name, t in trained.items()},
+        "ladder": {v: [evaluations[n] for n in names] for v, names in ladder_members(config, runs).items()},
+        "export": export, "pipeline": prep.result,
+    }
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+
+    def report():
+        from marn_tf.workflow.results_report import write_results_report
+
+        return write_results_report(run_dir, data_dir, summary, {r.name: r.directory for r in runs})
+
+    stages.run(Stage("report", "results report: report.html and its plots",
+                     {"summary": summary, "training": {n: t.outputs_digest for n, t in trained.items()}},
+                     [os.path.join(run_dir, "report.html"), os.path.join(run_dir, "report")], report))
+    print(summary_table.render(summary), file=stages.stream, flush=True)
+    return summary
+
+
+def _train_stage(stages: StageRunner, model: ModelRun, data_dir: str, data_digest: str, progress):
+    from marn_tf.training.trainer import train
+
+    def action():
+        result = train(model.config, data_dir, model.directory, progress=progress)
+        if result.status == "nan":
+            raise RuntimeError(f"training {model.name} stopped on a NaN loss; the last good checkpoint is kept in "
+                               f"{model.directory}. Lower train.learning_rate or the model.lambda_* weights, then "
+                               "run the same command again")
+        return dataclasses.asdict(result)
+
+    title = "train the main model" if model.main else "train ladder rung"
+    budget = model.config.train
+    return stages.run(Stage(
+        f"train-{model.name}", f"{title} {model.variant} (seed {model.seed}, {budget.epochs} x "
+                               f"{budget.steps_per_epoch} steps of {budget.batch_size})",
+        {"data": data_digest, "model": to_dict(model.config.model), "train": to_dict(model.config.train)},
+        [model.directory], action))
+
+
+def _evaluate_stage(stages: StageRunner, model: ModelRun, data_dir: str, split: str, trained, output: str) -> dict:
+    from marn_tf.evaluation.evaluate import evaluate
+
+    def action():
+        result = evaluate(model.directory, data_dir, split, output)
+        return {k: result[k] for k in ("variant", "split", "examples", "auc", "gauc", "logloss", "d1_accuracy",
+                                       "ds_accuracy", "chance_accuracy", "modality_weights")} | {
+            "seed": model.seed, "name": model.name, "evaluation": os.path.join(output, "evaluation.json")}
+
+    return stages.run(Stage(f"evaluate-{model.name}", f"evaluate {model.name} on the {split} split",
+                            {"model": trained.outputs_digest, "split": split}, [output], action)).result
+
+
+def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: str, trained) -> dict:
+    from export.saved_model import export_model
+
+    base = os.path.join(run_dir, "export")
+
+    def export_action():
+        result = export_model(main.directory, data_dir, base, version=1)
+        return {"path": result.path, "checkpoint": result.checkpoint, "warmup_requests": result.warmup_requests}
+
+    exported = stages.run(Stage("export", "export the main model for TF Serving",
+                                {"model": trained.outputs_digest}, [base], export_action))
+    path = exported.result["path"]
+    checks = os.path.join(run_dir, "export_check.json")
+
+    def check_action():
+        # In a fresh process, the way a server loads it (and this process's memory stays as it was).
+        done = subprocess.run([sys.executable, "-m", "marn_tf.cli", "check-export", "--model", path, "--quiet",
+                               "--json", checks], capture_output=True, text=True)
+        print(done.stdout.strip(), file=stages.stream, flush=True)
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"marn check-export failed to run:\n{done.stderr[-3000:]}")
+        with open(checks) as f:
+            report = json.load(f)
+        if not report["passed"]:
+            failed = [c["name"] for c in report["checks"] if not c["passed"]]
+            raise RuntimeError(f"the export {path} failed these checks: {', '.join(failed)} (details: {checks})")
+        return report
+
+    checked = stages.run(Stage("check-export", "check the export in a fresh process",
+                               {"export": exported.outputs_digest}, [checks], check_action))
+    return {**exported.result, "checks": checked.result["checks"], "passed": checked.result["passed"]}

@@ -1,0 +1,240 @@
+"""`<run>/report.html` and `<run>/report/*.png`: the results of a `marn run` in one page.
+
+Sections (each a `<section id=...>`, in this order): the run's overview, the pipeline's counts and
+dead-letter reasons, the main model's training curves, the ablation ladder's AUC/GAUC with their spread
+over seeds, the modality weights per item category, D1/Ds accuracy over training, the slices (cold items,
+missing modalities) and the export checks. The PNGs are plain files beside the page, so the page works
+from disk, from a static file server or as a CI artifact.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+
+import numpy as np
+
+from marn_tf.evaluation.report import html_table, plot_modality_weights
+from marn_tf.training.callbacks import read_history
+from marn_tf.workflow.summary import ladder_rows
+
+SECTIONS = ("overview", "pipeline", "training-curves", "ladder", "modality-weights", "discriminators", "slices",
+            "export")
+PLOTS_DIR = "report"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+
+
+def plot_dead_letters(report: dict, path: str) -> None:
+    plt = _pyplot()
+    reasons = sorted({(s, r, n) for s, v in report["sources"].items() for r, n in v["dead_letter_reasons"].items()},
+                     key=lambda x: -x[2])
+    fig, ax = plt.subplots(figsize=(7, 0.3 * max(len(reasons), 1) + 1.5))
+    if reasons:
+        ax.barh([f"{s}: {r}" for s, r, _ in reasons][::-1], [n for *_, n in reasons][::-1], color="#c44e52")
+        ax.set_xlabel("records dead-lettered")
+    else:
+        ax.text(0.5, 0.5, "no record was rejected", ha="center", va="center")
+        ax.set_axis_off()
+    ax.set_title("Dead-letter reasons")
+    _save(fig, path)
+
+
+def plot_training_curves(histories: dict[str, list[dict]], main: str, path: str) -> None:
+    plt = _pyplot()
+    fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    history = histories[main]
+    steps = [h["step"] for h in history]
+    loss_ax.plot(steps, [h["ctr_loss"] for h in history], "o-", label="train CTR loss")
+    loss_ax.plot(steps, [h.get("val_ctr_loss") for h in history], "s--", label="validation CTR loss")
+    loss_ax.plot(steps, [h["total_loss"] for h in history], "^:", label="train total loss L")
+    loss_ax.set_xlabel("step")
+    loss_ax.set_title("Main model: losses")
+    loss_ax.legend()
+    for name, rows in histories.items():
+        if name != main:
+            auc_ax.plot([h["step"] for h in rows], [h.get("val_auc") for h in rows], color="grey", alpha=0.35,
+                        linewidth=1)
+    auc_ax.plot(steps, [h.get("auc") for h in history], "o-", label="main: train AUC")
+    auc_ax.plot(steps, [h.get("val_auc") for h in history], "s--", label="main: validation AUC")
+    auc_ax.plot([], [], color="grey", alpha=0.5, label="ladder runs: validation AUC")
+    auc_ax.set_xlabel("step")
+    auc_ax.set_title("AUC over training")
+    auc_ax.legend()
+    _save(fig, path)
+
+
+def plot_ladder(rows: list[dict], path: str) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    x = np.arange(len(rows))
+    for offset, key, label in ((-0.15, "auc", "AUC"), (0.15, "gauc", "GAUC")):
+        means = [r[key][0] if r[key] else np.nan for r in rows]
+        stds = [r[key][1] if r[key] else 0.0 for r in rows]
+        ax.errorbar(x + offset, means, yerr=stds, fmt="o", capsize=4, label=f"{label} (mean ± std over seeds)")
+        for i, r in enumerate(rows):  # every seed's value, so two seeds are not read as a tight interval
+            ax.scatter([i + offset] * len(r[f"{key}_values"]), r[f"{key}_values"], s=10, color="black", alpha=0.5)
+    ax.set_xticks(x, [r["variant"] for r in rows])
+    ax.set_title("Ablation ladder")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_discriminators(history: list[dict], chance: float, path: str) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    steps = [h["step"] for h in history]
+    for key, style in (("d1_accuracy", "o-"), ("val_d1_accuracy", "o--"), ("ds_accuracy", "s-"),
+                       ("val_ds_accuracy", "s--")):
+        ax.plot(steps, [h.get(key) for h in history], style, label=key.replace("val_", "validation ").replace(
+            "_accuracy", " accuracy"))
+    ax.axhline(chance, color="grey", linestyle=":", label=f"chance 1/M = {chance:.2f}")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("step")
+    ax.set_title("Modality discriminators over training")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_slices(slices_by_variant: dict[str, dict], path: str) -> None:
+    plt = _pyplot()
+    names = [n for n in next(iter(slices_by_variant.values())) if n != "all"]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / len(slices_by_variant)
+    for i, (variant, slices) in enumerate(slices_by_variant.items()):
+        ax.bar(np.arange(len(names)) + i * width - 0.4 + width / 2,
+               [slices.get(n, {}).get("auc", np.nan) for n in names], width, label=variant)
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(np.arange(len(names)), names)
+    ax.set_ylim(0.45, 1.0)
+    ax.set_ylabel("AUC")
+    ax.set_title("AUC by slice")
+    ax.legend(fontsize=8, ncol=3)
+    _save(fig, path)
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _image(name: str, alt: str) -> str:
+    return f'<img src="{PLOTS_DIR}/{name}" alt="{html.escape(alt)}">'
+
+
+def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs: dict[str, str]) -> dict:
+    """Writes the page and its plots; returns {"report": path, "plots": [names]}."""
+    plots = os.path.join(run_dir, PLOTS_DIR)
+    os.makedirs(plots, exist_ok=True)
+    pipeline = _read_json(os.path.join(data_dir, "report.json"))
+    histories = {name: read_history(os.path.join(d, "history.jsonl")) for name, d in model_dirs.items()}
+    main = summary["main"]
+    main_eval = _read_json(main["evaluation"])
+    rows = ladder_rows(summary)
+    for row in rows:
+        for key in ("auc", "gauc"):
+            row[f"{key}_values"] = [r[key] for r in summary["ladder"][row["variant"]]]
+
+    plot_dead_letters(pipeline, os.path.join(plots, "dead_letters.png"))
+    plot_training_curves(histories, "model", os.path.join(plots, "training_curves.png"))
+    plot_modality_weights(main_eval, os.path.join(plots, "modality_weights_by_category.png"))
+    adversarial = main["d1_accuracy"] is not None
+    if adversarial:
+        plot_discriminators(histories["model"], main["chance_accuracy"], os.path.join(plots, "discriminators.png"))
+    if rows:
+        plot_ladder(rows, os.path.join(plots, "ladder.png"))
+    slices = {f"main ({main['variant']})": main_eval["slices"]}
+    for variant, results in summary["ladder"].items():  # each variant's first seed
+        slices[variant] = _read_json(results[0]["evaluation"])["slices"]
+    plot_slices(slices, os.path.join(plots, "slices.png"))
+
+    export = summary.get("export")
+    sections = {
+        "overview": (
+            "Overview",
+            f"<p>Run <code>{html.escape(summary['run'])}</code>; every model evaluated on the "
+            f"<b>{html.escape(summary['split'])}</b> split ({main['examples']:,} examples).</p>"
+            + html_table(["main model", "seed", "AUC", "GAUC", "log loss", "D1 accuracy", "Ds accuracy"],
+                         [[main["variant"], main["seed"], main["auc"], main["gauc"], main["logloss"],
+                           main["d1_accuracy"], main["ds_accuracy"]]])),
+        "pipeline": (
+            "Pipeline: records in = accepted + dead-lettered",
+            html_table(["table", "in", "accepted", "dead-lettered", "rate", "balanced"],
+                       [[s, v["in"], v["accepted"], v["dead_lettered"], f"{v['dead_letter_rate']:.3%}",
+                         "yes" if v["balanced"] else "NO"] for s, v in pipeline["sources"].items()])
+            + html_table(["split", "examples", "positive rate"],
+                         [[s, v["examples"], v["positive_rate"]] for s, v in pipeline["splits"].items()])
+            + _image("dead_letters.png", "dead-letter reasons")
+            + html_table(["table", "reason", "records"],
+                         [[s, r, n] for s, v in pipeline["sources"].items()
+                          for r, n in sorted(v["dead_letter_reasons"].items())])
+            + f"<p>The rejected records themselves: <code>{html.escape(os.path.join(data_dir, 'dead_letter'))}"
+              "</code>.</p>"),
+        "training-curves": (
+            "Training curves",
+            _image("training_curves.png", "training curves")
+            + html_table(["run", "steps", "status", "best validation AUC", "examples/s"],
+                         [[name, t["steps"], t["status"], t["best_val_auc"], t["examples_per_second"]]
+                          for name, t in summary["training"].items()])),
+        "ladder": (
+            "Ablation ladder",
+            ((_image("ladder.png", "ablation ladder AUC and GAUC")
+              + html_table(["variant", "seeds", "AUC mean", "AUC std", "GAUC mean", "GAUC std"],
+                           [[r["variant"], ", ".join(map(str, r["seeds"])), *(r["auc"] or (None, None)),
+                             *(r["gauc"] or (None, None))] for r in rows])
+              + "<p>din: DIN-style baseline; concat: specific projections concatenated; man: with modality "
+                "attention; maan: + invariant part with D1; marn: the full model. Same data and budget.</p>")
+             if rows else "<p>No ladder in this run (<code>run.ladder: []</code>).</p>")),
+        "modality-weights": (
+            "Modality weights by item category",
+            _image("modality_weights_by_category.png", "modality weights by category")
+            + html_table(["category", "examples"] + [f"|a| {m}" for m in main_eval["modalities"]],
+                         [[c, v["examples"]] + [v["modality_weights"][m] for m in main_eval["modalities"]]
+                          for c, v in sorted(main_eval["modality_weights_by_category"].items())])),
+        "discriminators": (
+            "D1 / Ds accuracy over training",
+            (_image("discriminators.png", "D1 and Ds accuracy over training")
+             + "<p>D1 (behind gradient reversal) near chance: the invariant vectors hide their modality. Ds high: "
+               "the specific vectors keep it.</p>") if adversarial else
+            f"<p>The main model's variant ({html.escape(main['variant'])}) has no discriminators.</p>"),
+        "slices": (
+            "Slices: cold items and missing modalities",
+            _image("slices.png", "AUC by slice")
+            + html_table(["slice", "examples", "positive rate", "AUC", "GAUC", "log loss"],
+                         [[n, s.get("examples"), s.get("positive_rate"), s.get("auc"), s.get("gauc"), s.get("logloss")]
+                          for n, s in main_eval["slices"].items()])),
+        "export": (
+            "Export for TF Serving",
+            (f"<p><code>{html.escape(export['path'])}</code></p>"
+             + html_table(["check", "result", "detail"],
+                          [[c["name"], "PASS" if c["passed"] else "FAIL", c["detail"]] for c in export["checks"]]))
+            if export else "<p>Not exported (<code>run.export: false</code>).</p>"),
+    }
+    body = "\n".join(f'<section id="{key}"><h2>{html.escape(title)}</h2>{content}</section>'
+                     for key, (title, content) in sections.items())
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>MARN run report: {html.escape(os.path.basename(summary['run']))}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:75em}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#f3f3f3}} img{{max-width:100%}}</style>
+</head><body>
+<h1>MARN run report</h1>
+{body}
+</body></html>
+"""
+    path = os.path.join(run_dir, "report.html")
+    with open(path, "w") as f:
+        f.write(page)
+    return {"report": path, "plots": sorted(os.listdir(plots))}

@@ -1,0 +1,53 @@
+"""The `run:` section of the config: what `marn run` does around the main model."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from marn_tf.config_loader import ConfigError
+from marn_tf.model_config import VARIANTS
+
+SPLITS = ("validation", "test")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """`marn run` trains the main model (the `model:` and `train:` sections) and, beside it, the ablation
+    ladder: every variant of `ladder` once per seed of `seeds`, with the `train:` section changed by
+    `ladder_overrides` (e.g. a shorter budget). Everything is evaluated on `evaluation_split`.
+
+    Attributes:
+        output: the run directory (default: `runs/<name of the config file without .yaml>`).
+        workers: local Beam worker processes of the preprocessing job (with no --runner).
+        ladder: variants to compare (`[]`: the main model only).
+        seeds: `train.seed` of each ladder run; more seeds give the spread of each variant's AUC.
+        ladder_overrides: `key=value` overrides (as `--set` takes) applied to every ladder run.
+        evaluation_split: where every model is evaluated.
+        export: export the main model for TF Serving and check the export in a fresh process.
+    """
+
+    output: Optional[str] = None
+    workers: int = 2
+    ladder: list[str] = dataclasses.field(default_factory=lambda: ["din", "concat", "man", "maan", "marn"])
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [1, 2])
+    ladder_overrides: list[str] = dataclasses.field(default_factory=list)
+    evaluation_split: str = "test"
+    export: bool = True
+
+    def __post_init__(self):
+        unknown = [v for v in self.ladder if v not in VARIANTS]
+        if unknown:
+            raise ConfigError(f"ladder: unknown variant {unknown[0]!r}; variants: {', '.join(VARIANTS)}")
+        if len(set(self.ladder)) != len(self.ladder) or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("ladder and seeds must not repeat a value")
+        if self.ladder and not self.seeds:
+            raise ConfigError("seeds must name at least one seed when ladder names variants")
+        if self.workers <= 0:
+            raise ConfigError("workers must be positive")
+        if self.evaluation_split not in SPLITS:
+            raise ConfigError(f"evaluation_split must be one of {', '.join(SPLITS)}")
+        bad = [o for o in self.ladder_overrides if not o.startswith(("train.", "model.")) or "=" not in o]
+        if bad:
+            raise ConfigError(f"ladder_overrides: {bad[0]!r} must look like train.key=value or model.key=value")
+        if any(o.startswith(("model.variant=", "train.seed=")) for o in self.ladder_overrides):
+            raise ConfigError("ladder_overrides must not set model.variant or train.seed: ladder and seeds do")

@@ -1,0 +1,152 @@
+"""Resumable stages: a stage whose outputs exist and match its inputs is skipped, with a message.
+
+Each stage of `marn run` names its inputs (config sections, upstream stages' output digests, input files)
+and its output paths. When it finishes, `<run>/stages/<name>.json` records the digest of its inputs, the
+digest of its outputs (file names, sizes and modification times) and what it returned. On the next run:
+
+* same inputs, outputs unchanged since        -> skipped, and its recorded result is used;
+* it started with the same inputs but stopped  -> run again over what it left (training resumes from its
+  last checkpoint);
+* anything else (new inputs, outputs changed)  -> its outputs are removed and it runs afresh.
+
+A downstream stage's inputs include its upstream stages' output digests, so a change anywhere re-runs
+exactly the stages after it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+STAGES_DIR = "stages"
+
+
+def digest(value: Any) -> str:
+    """A short, stable hash of JSON-able `value`."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def files_digest(paths: Sequence[str]) -> Optional[str]:
+    """Digest of every file under `paths` (name, size, modification time); None when a path is missing."""
+    listing = []
+    for path in paths:
+        if not tf.io.gfile.exists(path):
+            return None
+        if not tf.io.gfile.isdir(path):
+            stat = tf.io.gfile.stat(path)
+            listing.append((path, stat.length, stat.mtime_nsec))
+            continue
+        for directory, _, files in tf.io.gfile.walk(path):
+            for name in files:
+                stat = tf.io.gfile.stat(os.path.join(directory, name))
+                listing.append((os.path.relpath(os.path.join(directory, name), path), stat.length, stat.mtime_nsec))
+    return digest(sorted(listing))
+
+
+@dataclasses.dataclass
+class Stage:
+    """One step of the flow.
+
+    Attributes:
+        name: unique within a run; names the record file (`stages/<name>.json`).
+        title: what the progress line says.
+        inputs: everything the outputs depend on, JSON-able.
+        outputs: the paths the stage writes (removed before a fresh run).
+        action: does the work; returns a JSON-able result that later stages and the summary read.
+    """
+
+    name: str
+    title: str
+    inputs: dict
+    outputs: list[str]
+    action: Callable[[], Any]
+
+
+@dataclasses.dataclass
+class StageOutcome:
+    result: Any
+    outputs_digest: str
+    skipped: bool
+    seconds: float
+
+
+class StageRunner:
+    """Runs stages in order in `run_dir`, skipping those that are done, and prints progress."""
+
+    def __init__(self, run_dir: str, total: int, stream=None):
+        self.run_dir = run_dir
+        self.total = total
+        self.done = 0
+        self.stream = stream or sys.stdout
+        self.started = time.time()
+        os.makedirs(os.path.join(run_dir, STAGES_DIR), exist_ok=True)
+
+    def _record_path(self, name: str) -> str:
+        return os.path.join(self.run_dir, STAGES_DIR, f"{name}.json")
+
+    def _read(self, name: str) -> dict:
+        path = self._record_path(name)
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            return json.load(f)
+
+    def _write(self, name: str, record: dict) -> None:
+        path = self._record_path(name)
+        with open(path + ".tmp", "w") as f:
+            json.dump(record, f, indent=2, default=str)
+        os.replace(path + ".tmp", path)
+
+    def _say(self, text: str) -> None:
+        elapsed = time.time() - self.started
+        print(f"[{self.done:>2}/{self.total} {elapsed // 60:02.0f}:{elapsed % 60:02.0f}] {text}", file=self.stream,
+              flush=True)
+
+    def run(self, stage: Stage) -> StageOutcome:
+        inputs_digest = digest(stage.inputs)
+        record = self._read(stage.name)
+        self.done += 1
+        if record.get("status") == "done" and record.get("inputs") == inputs_digest:
+            current = files_digest(stage.outputs)
+            if current is not None and current == record.get("outputs"):
+                self._say(f"{stage.title}: skipped, its outputs exist and match its inputs "
+                          f"(finished {record['finished']}; remove {self._record_path(stage.name)} to redo it)")
+                return StageOutcome(record.get("result"), current, True, 0.0)
+            reason = "its outputs are missing" if current is None else "its outputs changed since it finished"
+        elif record.get("inputs") == inputs_digest:
+            reason = "resuming: it stopped before finishing"
+        else:
+            reason = "its inputs changed" if record else "not run before"
+        resuming = record.get("status") == "started" and record.get("inputs") == inputs_digest
+        if not resuming:  # outputs of other inputs must not mix with the new ones
+            for path in stage.outputs:
+                remove(path)
+        self._say(f"{stage.title} ({reason}) ...")
+        self._write(stage.name, {"status": "started", "inputs": inputs_digest, "input_values": stage.inputs})
+        start = time.time()
+        result = stage.action()
+        seconds = time.time() - start
+        outputs_digest = files_digest(stage.outputs)
+        if outputs_digest is None:
+            missing = [p for p in stage.outputs if not tf.io.gfile.exists(p)]
+            raise RuntimeError(f"stage {stage.name} finished without writing {missing}")
+        self._write(stage.name, {"status": "done", "inputs": inputs_digest, "input_values": stage.inputs,
+                                 "outputs": outputs_digest, "result": result, "seconds": round(seconds, 1),
+                                 "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        self._say(f"{stage.title}: done in {seconds:.0f} s")
+        return StageOutcome(result, outputs_digest, False, seconds)
+
+
+def remove(path: str) -> None:
+    """Removes a file or directory tree if it exists (local or any tf.io.gfile file system)."""
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path) if tf.io.gfile.isdir(path) else tf.io.gfile.remove(path)
+

@@ -1,0 +1,92 @@
+"""`marn run`: every stage on a small dataset, the summary, and resuming stage by stage."""
+import io
+import json
+import os
+
+import pytest
+
+from marn_tf.config import Config
+from marn_tf.config_loader import ConfigError
+from marn_tf.workflow.main_job import model_runs, run
+
+pytestmark = pytest.mark.integration
+
+
+def stages_that(printed: str, outcome: str) -> list[str]:
+    """Titles of the stages whose progress line says `outcome` ("done in" or "skipped")."""
+    return [line.split("] ", 1)[1].split(f": {outcome}")[0] for line in printed.splitlines()
+            if line.startswith("[") and f": {outcome}" in line]
+
+
+def test_the_flow_trains_evaluates_exports_and_summarises_every_model(flow_run):
+    summary, run_dir, _, printed = flow_run
+    assert list(summary["ladder"]) == ["concat", "marn"]
+    for variant, results in summary["ladder"].items():
+        assert [r["seed"] for r in results] == [1, 2] and all(r["variant"] == variant for r in results)
+        assert all(0.0 <= r["auc"] <= 1.0 for r in results)
+    # The main model (marn, seed 1, the same budget) is the ladder's marn seed-1 rung, trained once.
+    assert summary["ladder"]["marn"][0] == summary["main"]
+    assert not os.path.exists(os.path.join(run_dir, "ladder", "marn-seed1"))
+    assert sorted(os.listdir(os.path.join(run_dir, "ladder"))) == ["concat-seed1", "concat-seed2", "marn-seed2"]
+    assert summary["ladder"]["concat"][0]["d1_accuracy"] is None  # concat has no discriminators
+    assert summary["export"]["passed"] and len(summary["export"]["checks"]) == 6
+    assert os.path.exists(os.path.join(summary["export"]["path"], "saved_model.pb"))
+    sources = summary["pipeline"]["sources"]
+    assert all(s["balanced"] for s in sources.values()) and sources["events"]["dead_lettered"] > 0
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        assert json.load(f) == json.loads(json.dumps(summary))
+    records = os.listdir(os.path.join(run_dir, "stages"))
+    assert len(records) == 12  # preprocess, 4 x (train, evaluate), export, check-export, report
+    for name in records:
+        with open(os.path.join(run_dir, "stages", name)) as f:
+            assert json.load(f)["status"] == "done", name
+    assert "| ladder: concat | 1,2 |" in printed and "| main model: marn | 1 |" in printed
+    assert f"report: {os.path.abspath(run_dir)}/report.html" in printed
+
+
+def test_running_it_again_skips_every_stage(flow_run):
+    summary, run_dir, config, _ = flow_run
+    printed = io.StringIO()
+    again = run(config, output=run_dir, progress=False, stream=printed)
+    assert len(stages_that(printed.getvalue(), "skipped, its outputs exist and match its inputs")) == 12
+    assert stages_that(printed.getvalue(), "done in") == []
+    assert again == summary
+
+
+def test_a_changed_ladder_reruns_only_the_stages_it_changes(flow_run):
+    _, run_dir, config, _ = flow_run
+    printed = io.StringIO()
+    summary = run(config, ["run.seeds=[1, 2, 3]"], output=run_dir, progress=False, stream=printed)
+    assert stages_that(printed.getvalue(), "done in") == [
+        "train ladder rung concat (seed 3, 2 x 4 steps of 32)", "train ladder rung marn (seed 3, 2 x 4 steps of 32)",
+        "evaluate concat-seed3 on the test split", "evaluate marn-seed3 on the test split",
+        "results report: report.html and its plots"]
+    assert len(stages_that(printed.getvalue(), "skipped")) == 11  # 16 stages now; the report ran again
+    assert [r["seed"] for r in summary["ladder"]["concat"]] == [1, 2, 3]
+
+
+def test_the_main_model_is_not_trained_twice_unless_the_ladder_budget_differs(raw_dataset, tmp_path):
+    from tests.marn_tf.workflow.conftest import TINY, write_config
+
+    data_config, _ = raw_dataset
+    same = Config.load(write_config(tmp_path / "a.yaml", data_config, TINY))
+    assert [r.name for r in model_runs(same, "r")] == ["model", "concat-seed1", "concat-seed2", "marn-seed2"]
+    shorter = Config.load(write_config(tmp_path / "b.yaml", data_config, TINY + ["run.ladder_overrides=[train.epochs=1]"]))
+    runs = model_runs(shorter, "r")
+    assert [r.name for r in runs] == ["model", "concat-seed1", "concat-seed2", "marn-seed1", "marn-seed2"]
+    assert runs[0].config.train.epochs == 2 and {r.config.train.epochs for r in runs[1:]} == {1}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("run.ladder=[dien]", "ladder: unknown variant 'dien'"),
+    ("run.ladder_overrides=[train.seed=3]", "must not set model.variant or train.seed"),
+    ("run.ladder_overrides=[epochs=3]", "must look like train.key=value"),
+    ("run.evaluation_split=train", "evaluation_split must be one of validation, test"),
+])
+def test_run_section_mistakes_fail_before_any_work(raw_dataset, tmp_path, override, message):
+    from tests.marn_tf.workflow.conftest import TINY, write_config
+
+    config = write_config(tmp_path / "c.yaml", raw_dataset[0], TINY)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        run(config, [override], output=str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")
