@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test venv constraints clean
+.PHONY: demo test venv browser constraints clean
 
 venv: $(VENV)/.installed
 
@@ -16,21 +16,21 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
 	@touch $@
 
-# The main job on the embedded data: generate it, run the Beam job, train MARN briefly, evaluate it,
-# export it for TF Serving and check the export in a fresh process.
-# A demo re-run starts afresh (the run and export directories are removed first).
+# The main job on the embedded data (`marn demo`): generate it, run the Beam job, train MARN and the ablation
+# ladder, evaluate, export for TF Serving, check the export in a fresh process, print the summary and write
+# $(DEMO_DIR)/report.html. Re-running skips every stage that is already done.
 demo: venv
-	$(BIN)/marn generate-data --output $(DEMO_DIR)/raw
-	$(BIN)/marn preprocess --config $(DEMO_DIR)/raw/config.yaml --output $(DEMO_DIR)/preprocessed --overwrite
-	rm -rf $(DEMO_DIR)/marn $(DEMO_DIR)/export
-	$(BIN)/marn train --config $(DEMO_DIR)/raw/config.yaml --data $(DEMO_DIR)/preprocessed --output $(DEMO_DIR)/marn \
-		--set train.steps_per_epoch=50 --set train.epochs=3
-	$(BIN)/marn evaluate --run $(DEMO_DIR)/marn --data $(DEMO_DIR)/preprocessed
-	$(BIN)/marn export --run $(DEMO_DIR)/marn --data $(DEMO_DIR)/preprocessed --output $(DEMO_DIR)/export
-	$(BIN)/marn check-export --model $(DEMO_DIR)/export/marn/1 --quiet
+	$(BIN)/marn demo --output $(DEMO_DIR)
 
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest -q
+
+# The results-report test renders the page in headless Chromium: Debian's package, installed once.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		echo "installing Debian's chromium for the report test"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 # Re-resolve the pinned set after changing a pin in setup.py (needs the package registry).
 constraints:

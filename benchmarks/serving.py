@@ -1,6 +1,6 @@
 """Serving benchmark: latency of the reloaded SavedModel's `serving_default`, MARN beside a DIN peer.
 
-    python benchmarks/serving.py --run runs/demo/marn --data runs/demo/preprocessed   # after `make demo`
+    python benchmarks/serving.py --run runs/demo/model --data runs/demo/preprocessed   # after `make demo`
     python benchmarks/serving.py --model runs/demo/export/marn/1 --data runs/demo/preprocessed
 
 Two request shapes, built from validation examples as serialized tf.Examples (what a gRPC client sends):

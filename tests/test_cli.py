@@ -14,7 +14,7 @@ def test_help_lists_the_subcommands(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "generate-data" in out and "preprocess" in out
-    assert all(command in out for command in ("train", "evaluate", "export", "check-export", "score"))
+    assert all(command in out for command in ("run", "demo", "train", "evaluate", "export", "check-export", "score"))
 
 
 def test_export_mistakes_exit_2_with_what_to_fix(tmp_path, capsys):
@@ -61,3 +61,17 @@ def test_generate_then_preprocess_from_the_shell(tmp_path):
     assert report["sources"]["events"]["in"] == generated["events"] + generated["bad_events"]
     assert all(s["balanced"] for s in report["sources"].values())
     assert report["splits"]["train"]["examples"] > 0 and report["splits"]["test"]["examples"] > 0
+
+
+def test_run_and_demo_help_explain_the_stages(capsys):
+    for command in ("run", "demo"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "skip" in out and "report.html" in out and "--set KEY=VALUE" in out
+
+
+def test_demo_config_mistake_exits_2_before_generating_anything(tmp_path, capsys):
+    assert cli.main(["demo", "--output", str(tmp_path / "demo"), "--set", "run.seeds=[1, 1]"]) == 2
+    assert "ladder and seeds must not repeat a value" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()

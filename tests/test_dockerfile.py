@@ -76,9 +76,11 @@ def test_everything_copied_exists_and_is_in_the_build_context():
 
 def test_serve_image_serves_the_demo_export():
     args, serve = _args(), " ".join(_stages()["serve"])
+    from marn_tf.workflow.main_job import EXPORT_DIR
+
     demo_dir = re.search(r"^DEMO_DIR \?= (\S+)", _read("Makefile"), re.MULTILINE).group(1)
-    assert re.search(r"marn export .*--output \$\(DEMO_DIR\)/export", _read("Makefile"))
-    assert args["EXPORT_DIR"] == f"{demo_dir}/export"
+    assert re.search(r"marn demo --output \$\(DEMO_DIR\)", _read("Makefile"))
+    assert args["EXPORT_DIR"] == f"{demo_dir}/{EXPORT_DIR}"  # where `marn run` exports the main model
     assert "COPY --chown=tfserving ${EXPORT_DIR}/ /models/" in serve
     assert f"${{EXPORT_DIR}}/ {SERVING_BASE}/" in serve  # models.config's base paths are under SERVING_BASE
     assert f"--model_config_file={SERVING_BASE}/{MODELS_CONFIG}" in serve and "--enable_model_warmup=true" in serve

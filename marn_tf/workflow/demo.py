@@ -19,10 +19,10 @@ from marn_tf.workflow.stages import Stage, StageRunner
 
 DEFAULT_OUTPUT = os.path.join("runs", "demo")
 # Short budgets so the main model and the whole ladder (5 variants x 2 seeds; the main model is the marn rung
-# with seed 1) train in minutes: 90 steps of 1,024 examples each (about one pass over the training split),
-# validation on 8 batches after every epoch.
+# with seed 1) train in minutes: 60 steps of 1,024 examples each (about 2/3 of a pass over the training
+# split), validation on 8 batches after every epoch.
 DEMO_SETTINGS = [
-    "train.steps_per_epoch=30", "train.epochs=3", "train.validation_steps=8", "train.early_stopping_patience=0",
+    "train.steps_per_epoch=30", "train.epochs=2", "train.validation_steps=8", "train.early_stopping_patience=0",
     "run.ladder=[din, concat, man, maan, marn]", "run.seeds=[1, 2]",
 ]
 
@@ -32,13 +32,14 @@ def demo(output: str = DEFAULT_OUTPUT, overrides: Sequence[str] = (), progress: 
 
     raw = os.path.join(output, "raw")
     options = GeneratorOptions(output=os.path.abspath(raw))
+    data = apply_overrides(dataset_config(options), DEMO_SETTINGS + [f"run.output={output}"] + list(overrides))
+    config = Config.from_dict(data)  # a bad --set fails here, before any work
     config_path = os.path.join(output, "config.yaml")
     os.makedirs(output, exist_ok=True)
     with open(config_path, "w") as f:
         f.write("# marn demo: the generated dataset's config with the demo's short training budgets.\n"
                 f"# `marn run --config {config_path}` repeats (and resumes) the demo.\n")
-        yaml.safe_dump(apply_overrides(dataset_config(options), DEMO_SETTINGS + list(overrides)), f, sort_keys=False)
-    config = Config.load(config_path)  # a bad --set fails here, before any work
+        yaml.safe_dump(data, f, sort_keys=False)
     stages = StageRunner(output, 1 + main_job.stage_count(config, output))
     stages.run(Stage("generate", "generate the embedded dataset", dataclasses.asdict(options), [raw],
                      lambda: generate(options, progress=progress is not False)))

@@ -31,6 +31,7 @@ from marn_tf.workflow.stages import Stage, StageRunner
 from marn_tf.workflow import summary as summary_table
 
 RUN_CONFIG_FILE = "resolved_config.yaml"
+EXPORT_DIR = "export"  # <run>/export: the model base directory (models.config + marn/<version>)
 PIPELINE_SECTIONS = ("inputs", "events", "items", "users", "sequence", "vocabulary", "statistics", "split",
                      "pipeline")
 
@@ -201,14 +202,15 @@ def _evaluate_stage(stages: StageRunner, model: ModelRun, data_dir: str, split: 
                                        "ds_accuracy", "chance_accuracy", "modality_weights")} | {
             "seed": model.seed, "name": model.name, "evaluation": os.path.join(output, "evaluation.json")}
 
-    return stages.run(Stage(f"evaluate-{model.name}", f"evaluate {model.name} on the {split} split",
+    title = f"evaluate {'the main model' if model.main else model.name} on the {split} split"
+    return stages.run(Stage(f"evaluate-{model.name}", title,
                             {"model": trained.outputs_digest, "split": split}, [output], action)).result
 
 
 def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: str, trained) -> dict:
     from export.saved_model import export_model
 
-    base = os.path.join(run_dir, "export")
+    base = os.path.join(run_dir, EXPORT_DIR)
 
     def export_action():
         result = export_model(main.directory, data_dir, base, version=1)

@@ -1,0 +1,113 @@
+"""The results report: every section in the HTML, every plot a real PNG, the page rendered by headless Chromium."""
+import html.parser
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from marn_tf.workflow.results_report import PLOTS_DIR, SECTIONS
+
+pytestmark = pytest.mark.integration
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Flags for a sandboxed, offline machine (as root, no network, no D-Bus): see ../.library/env/machines/python.md.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+# Appended to a copy of the page: after load, the body says how many images there are and which failed to decode.
+IMAGE_PROBE = ("<script>window.addEventListener('load', () => { const images = [...document.images]; "
+               "document.body.dataset.images = images.length; document.body.dataset.broken = images.filter("
+               "i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')).join(','); });</script>")
+
+
+class ReportParser(html.parser.HTMLParser):
+    """Section ids with their headings and images, in document order."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.in_heading = [], False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self.sections.append({"id": attrs.get("id"), "heading": "", "images": [], "tables": 0})
+        elif self.sections and tag == "img":
+            self.sections[-1]["images"].append(attrs["src"])
+        elif self.sections and tag == "table":
+            self.sections[-1]["tables"] += 1
+        self.in_heading = tag == "h2"
+
+    def handle_data(self, data):
+        if self.in_heading and self.sections:
+            self.sections[-1]["heading"] += data
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self.in_heading = False
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.fail("this test needs Debian's chromium package: `apt-get install chromium` (`make test` installs it)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def report(flow_run):
+    _, run_dir, _, _ = flow_run
+    with open(os.path.join(run_dir, "report.html")) as f:
+        page = f.read()
+    parser = ReportParser()
+    parser.feed(page)
+    return run_dir, page, parser.sections
+
+
+def test_the_report_has_every_section_with_its_plot_and_tables(report):
+    run_dir, _, sections = report
+    assert [s["id"] for s in sections] == list(SECTIONS)
+    with_plots = {"pipeline", "training-curves", "ladder", "modality-weights", "discriminators", "slices"}
+    for section in sections:
+        assert section["heading"].strip(), section["id"]
+        if section["id"] in with_plots:
+            assert len(section["images"]) == 1, section["id"]
+        assert section["tables"] >= (0 if section["id"] == "discriminators" else 1), section["id"]
+    for src in (src for s in sections for src in s["images"]):
+        assert src.startswith(PLOTS_DIR + "/")
+        with open(os.path.join(run_dir, src), "rb") as f:
+            assert f.read(8) == PNG_MAGIC, src
+
+
+def test_the_report_shows_the_runs_figures(report, flow_run):
+    summary = flow_run[0]
+    _, page, _ = report
+    assert f"{summary['main']['auc']:.4f}" in page  # the main model's AUC in the overview
+    reasons = summary["pipeline"]["sources"]["events"]["dead_letter_reasons"]
+    assert reasons and all(f"<td>{reason}</td><td>{count}</td>" in page for reason, count in reasons.items())
+    assert all(c["name"] in page for c in summary["export"]["checks"])
+
+
+def test_headless_chromium_renders_the_report_with_every_image_decoded(report, tmp_path):
+    run_dir, page, sections = report
+    shutil.copytree(os.path.join(run_dir, PLOTS_DIR), tmp_path / PLOTS_DIR)
+    probed = tmp_path / "report.html"
+    probed.write_text(page.replace("</body>", IMAGE_PROBE + "</body>"))
+    common = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(common + ["--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    images = sum(len(s["images"]) for s in sections)
+    assert f'data-images="{images}"' in dom.stdout and 'data-broken=""' in dom.stdout, dom.stdout[:500]
+    for section in SECTIONS:
+        assert f'id="{section}"' in dom.stdout
+
+    shot = tmp_path / "shot.png"
+    done = subprocess.run(common + ["--window-size=1200,2400", f"--screenshot={shot}", probed.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(str(shot))
+    assert pixels.shape[:2] == (2400, 1200)
+    assert np.std(pixels[..., :3]) > 0.05  # text, tables and plots, not a blank page
