@@ -176,7 +176,8 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
                        [[s, v["in"], v["accepted"], v["dead_lettered"], f"{v['dead_letter_rate']:.3%}",
                          "yes" if v["balanced"] else "NO"] for s, v in pipeline["sources"].items()])
             + html_table(["split", "examples", "positive rate"],
-                         [[s, v["examples"], v["positive_rate"]] for s, v in pipeline["splits"].items()])
+                         [[s, pipeline["splits"][s]["examples"], pipeline["splits"][s]["positive_rate"]]
+                          for s in ("train", "validation", "test") if s in pipeline["splits"]])
             + _image("dead_letters.png", "dead-letter reasons")
             + html_table(["table", "reason", "records"],
                          [[s, r, n] for s, v in pipeline["sources"].items()
@@ -187,7 +188,7 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
             "Training curves",
             _image("training_curves.png", "training curves")
             + html_table(["run", "steps", "status", "best validation AUC", "examples/s"],
-                         [[name, t["steps"], t["status"], t["best_val_auc"], t["examples_per_second"]]
+                         [[name, t["steps"], t["status"], t["best_val_auc"], round(t["examples_per_second"])]
                           for name, t in summary["training"].items()])),
         "ladder": (
             "Ablation ladder",
@@ -207,8 +208,9 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
         "discriminators": (
             "D1 / Ds accuracy over training",
             (_image("discriminators.png", "D1 and Ds accuracy over training")
-             + "<p>D1 (behind gradient reversal) near chance: the invariant vectors hide their modality. Ds high: "
-               "the specific vectors keep it.</p>") if adversarial else
+             + "<p>D1 (behind gradient reversal) near chance: the invariant vectors hide their modality; well below "
+               "chance, the encoder is beating D1 rather than hiding the modality (the reversed gradient "
+               "overshoots). Ds high: the specific vectors keep their modality.</p>") if adversarial else
             f"<p>The main model's variant ({html.escape(main['variant'])}) has no discriminators.</p>"),
         "slices": (
             "Slices: cold items and missing modalities",

@@ -48,8 +48,8 @@ def render(summary: dict) -> str:
         lines.append(f"| ladder: {row['variant']} | {','.join(map(str, row['seeds']))} | {_cell(row['auc'])} | "
                      f"{_cell(row['gauc'])} | {_cell(row['logloss'])} | {_cell(row['d1_accuracy'])} | "
                      f"{_cell(row['ds_accuracy'])} |")
-    lines.append(f"\nD1 accuracy near chance ({main['chance_accuracy']:.2f}) means the invariant vectors hide their "
-                 "modality; Ds accuracy near 1 means the specific ones keep it.")
+    lines.append(f"\nD1 accuracy near chance ({main['chance_accuracy']:.2f}): the invariant vectors hide their modality "
+                 "(well below chance: the encoder is beating D1 instead); Ds accuracy near 1: the specific ones keep it.")
     export = summary.get("export")
     if export:
         passed = sum(c["passed"] for c in export["checks"])
