@@ -1,8 +1,9 @@
 """Every benchmark in one command, and one table with the targets beside the measured figures.
 
     python benchmarks/run_all.py            # the documented sizes: 1M pipeline events, 20 timed training steps,
-                                            # 3 x 300 serving calls per model (about 15 minutes on 2 cores)
-    python benchmarks/run_all.py --quick    # 250k events, 10 steps, 1 x 200 calls (about 7 minutes)
+                                            # 3 x 300 serving calls per model (4 minutes on 2 cores once the
+                                            # input data is generated; generating it adds a few minutes)
+    python benchmarks/run_all.py --quick    # 250k events, 10 steps, 1 x 200 calls
 
 It runs `benchmarks/pipeline.py`, `benchmarks/train.py` (speed rows: input, deepctr DIN and DIEN, MARN at
 width 32) and `benchmarks/serving.py` as separate processes with `--json`, each printing its own details

@@ -106,14 +106,26 @@ def _check_export(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from marn_tf.workflow.main_job import run
 
-    run(args.config, args.set, args.output, beam_args, progress=False if args.no_progress else None)
-    return 0
+    return _stages_ran(lambda: run(args.config, args.set, args.output, beam_args,
+                                   progress=False if args.no_progress else None))
 
 
 def _demo(args: argparse.Namespace) -> int:
     from marn_tf.workflow.demo import demo
 
-    demo(args.output, tuple(args.set), progress=False if args.no_progress else None)
+    return _stages_ran(lambda: demo(args.output, tuple(args.set), progress=False if args.no_progress else None))
+
+
+def _stages_ran(flow) -> int:
+    """1 with the reason when a stage fails (its record says where to resume), else 0."""
+    from marn_tf.workflow.stages import StageError
+    from pipelines.preprocess import PreprocessError
+
+    try:
+        flow()
+    except (StageError, PreprocessError) as err:
+        print(f"error: {err}\nFix it and run the same command again: finished stages are skipped.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from marn_tf.config import Config
 from marn_tf.config_loader import ConfigError, apply_overrides, to_dict
-from marn_tf.workflow.stages import Stage, StageRunner
+from marn_tf.workflow.stages import Stage, StageError, StageRunner
 from marn_tf.workflow import summary as summary_table
 
 RUN_CONFIG_FILE = "resolved_config.yaml"
@@ -154,7 +154,7 @@ def run(config_path: str, overrides: Sequence[str] = (), output: Optional[str] =
 
     summary = {
         "run": os.path.abspath(run_dir), "split": split, "main": evaluations["model"],
-        "main_variant": main.variant, "training": {name: t.result for name, t in trained.items()},
+        "training": {name: t.result for name, t in trained.items()},
         "ladder": {v: [evaluations[n] for n in names] for v, names in ladder_members(config, runs).items()},
         "export": export, "pipeline": prep.result,
     }
@@ -179,7 +179,7 @@ def _train_stage(stages: StageRunner, model: ModelRun, data_dir: str, data_diges
     def action():
         result = train(model.config, data_dir, model.directory, progress=progress)
         if result.status == "nan":
-            raise RuntimeError(f"training {model.name} stopped on a NaN loss; the last good checkpoint is kept in "
+            raise StageError(f"training {model.name} stopped on a NaN loss; the last good checkpoint is kept in "
                                f"{model.directory}. Lower train.learning_rate or the model.lambda_* weights, then "
                                "run the same command again")
         return dataclasses.asdict(result)
@@ -227,12 +227,12 @@ def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: 
                                "--json", checks], capture_output=True, text=True)
         print(done.stdout.strip(), file=stages.stream, flush=True)
         if done.returncode not in (0, 1):
-            raise RuntimeError(f"marn check-export failed to run:\n{done.stderr[-3000:]}")
+            raise StageError(f"marn check-export failed to run:\n{done.stderr[-3000:]}")
         with open(checks) as f:
             report = json.load(f)
         if not report["passed"]:
             failed = [c["name"] for c in report["checks"] if not c["passed"]]
-            raise RuntimeError(f"the export {path} failed these checks: {', '.join(failed)} (details: {checks})")
+            raise StageError(f"the export {path} failed these checks: {', '.join(failed)} (details: {checks})")
         return report
 
     checked = stages.run(Stage("check-export", "check the export in a fresh process",

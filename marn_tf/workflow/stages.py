@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 STAGES_DIR = "stages"
 
 
+class StageError(RuntimeError):
+    """A stage could not produce what it should; the message says what to do."""
+
+
 def digest(value: Any) -> str:
     """A short, stable hash of JSON-able `value`."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -137,7 +141,7 @@ class StageRunner:
         outputs_digest = files_digest(stage.outputs)
         if outputs_digest is None:
             missing = [p for p in stage.outputs if not tf.io.gfile.exists(p)]
-            raise RuntimeError(f"stage {stage.name} finished without writing {missing}")
+            raise StageError(f"stage {stage.name} finished without writing {missing}")
         self._write(stage.name, {"status": "done", "inputs": inputs_digest, "input_values": stage.inputs,
                                  "outputs": outputs_digest, "result": result, "seconds": round(seconds, 1),
                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -90,3 +90,15 @@ def test_run_section_mistakes_fail_before_any_work(raw_dataset, tmp_path, overri
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         run(config, [override], output=str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_failing_stage_exits_1_with_the_reason_and_keeps_its_record(raw_dataset, tmp_path, capsys):
+    from marn_tf import cli
+    from tests.marn_tf.workflow.conftest import TINY, write_config
+
+    config = write_config(tmp_path / "c.yaml", raw_dataset[0], TINY + ["pipeline.max_dead_letter_rate=0.0"])
+    assert cli.main(["run", "--config", config, "--output", str(tmp_path / "run"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "too many rejected records" in err and "run the same command again" in err
+    with open(tmp_path / "run" / "stages" / "preprocess.json") as f:
+        assert json.load(f)["status"] == "started"  # not done: the next run redoes it
