@@ -135,8 +135,8 @@ def run(config_path: str, overrides: Sequence[str] = (), output: Optional[str] =
 
     prep = stages.run(Stage(
         "preprocess", "preprocess: Beam job over the raw logs and catalog",
-        {"files": input_files(config), "config": {k: to_dict(config)[k] for k in PIPELINE_SECTIONS},
-         "beam_args": list(beam_args), "workers": config.run.workers},
+        # Not the runner or its options: where the job runs does not change what it writes.
+        {"files": input_files(config), "config": {k: to_dict(config)[k] for k in PIPELINE_SECTIONS}},
         [data_dir], preprocess))
 
     evaluations = {}

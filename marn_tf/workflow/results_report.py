@@ -16,6 +16,7 @@ import numpy as np
 
 from marn_tf.evaluation.report import html_table, plot_modality_weights
 from marn_tf.training.callbacks import read_history
+from marn_tf.workflow.main_job import RUN_CONFIG_FILE
 from marn_tf.workflow.summary import ladder_rows
 
 SECTIONS = ("overview", "pipeline", "training-curves", "ladder", "modality-weights", "discriminators", "slices",
@@ -165,7 +166,9 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
     sections = {
         "overview": (
             "Overview",
-            f"<p>Run <code>{html.escape(summary['run'])}</code>; every model evaluated on the "
+            f"<p>Run <code>{html.escape(summary['run'])}</code> (its config with every default: "
+            f"<a href=\"{RUN_CONFIG_FILE}\">{RUN_CONFIG_FILE}</a>; TensorBoard: <code>tensorboard --logdir "
+            f"{html.escape(os.path.join(summary['run'], 'model', 'tensorboard'))}</code>); every model evaluated on the "
             f"<b>{html.escape(summary['split'])}</b> split ({main['examples']:,} examples).</p>"
             + html_table(["main model", "seed", "AUC", "GAUC", "log loss", "D1 accuracy", "Ds accuracy"],
                          [[main["variant"], main["seed"], main["auc"], main["gauc"], main["logloss"],

@@ -110,9 +110,8 @@ class StageRunner:
         os.replace(path + ".tmp", path)
 
     def _say(self, text: str) -> None:
-        elapsed = time.time() - self.started
-        print(f"[{self.done:>2}/{self.total} {elapsed // 60:02.0f}:{elapsed % 60:02.0f}] {text}", file=self.stream,
-              flush=True)
+        minutes, seconds = divmod(int(time.time() - self.started), 60)
+        print(f"[{self.done:>2}/{self.total} {minutes:02d}:{seconds:02d}] {text}", file=self.stream, flush=True)
 
     def run(self, stage: Stage) -> StageOutcome:
         inputs_digest = digest(stage.inputs)
