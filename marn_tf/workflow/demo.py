@@ -1,4 +1,4 @@
-"""`marn demo`: the main job on the embedded synthetic dataset, in about 7 minutes on 2 cores.
+"""`marn demo`: the main job on the embedded synthetic dataset, in about 8 minutes on 2 cores.
 
 It writes `<output>/config.yaml` (the generated dataset's config plus `DEMO_SETTINGS`), generates the
 dataset into `<output>/raw/` (a stage like the others: skipped when already there) and runs `marn run` on

@@ -19,8 +19,6 @@ from marn_tf.training.callbacks import read_history
 from marn_tf.workflow.main_job import RUN_CONFIG_FILE
 from marn_tf.workflow.summary import ladder_rows
 
-SECTIONS = ("overview", "pipeline", "training-curves", "ladder", "modality-weights", "discriminators", "slices",
-            "export")
 PLOTS_DIR = "report"
 
 

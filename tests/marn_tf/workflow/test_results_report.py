@@ -1,5 +1,6 @@
 """The results report: every section in the HTML, every plot a real PNG, the page rendered by headless Chromium."""
 import html.parser
+import io
 import os
 import shutil
 import subprocess
@@ -7,10 +8,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from marn_tf.workflow.results_report import PLOTS_DIR, SECTIONS
+from marn_tf.workflow.results_report import PLOTS_DIR
 
 pytestmark = pytest.mark.integration
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SECTIONS = ["overview", "pipeline", "training-curves", "ladder", "modality-weights", "discriminators", "slices",
+            "export"]
 # Flags for a sandboxed, offline machine (as root, no network, no D-Bus): see ../.library/env/machines/python.md.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -66,7 +69,7 @@ def report(flow_run):
 
 def test_the_report_has_every_section_with_its_plot_and_tables(report):
     run_dir, _, sections = report
-    assert [s["id"] for s in sections] == list(SECTIONS)
+    assert [s["id"] for s in sections] == SECTIONS
     with_plots = {"pipeline", "training-curves", "ladder", "modality-weights", "discriminators", "slices"}
     for section in sections:
         assert section["heading"].strip(), section["id"]
@@ -111,3 +114,22 @@ def test_headless_chromium_renders_the_report_with_every_image_decoded(report, t
     pixels = matplotlib.image.imread(str(shot))
     assert pixels.shape[:2] == (2400, 1200)
     assert np.std(pixels[..., :3]) > 0.05  # text, tables and plots, not a blank page
+
+
+def test_a_run_of_the_main_model_only_reports_what_it_has(raw_dataset, tmp_path):
+    """No ladder, no export, a variant without discriminators: those sections say so instead of failing."""
+    from marn_tf.workflow.main_job import run
+    from tests.marn_tf.workflow.conftest import TINY, write_config
+
+    config = write_config(tmp_path / "c.yaml", raw_dataset[0],
+                          TINY + ["run.ladder=[]", "run.export=false", "model.variant=concat"])
+    summary = run(config, output=str(tmp_path / "run"), progress=False, stream=io.StringIO())
+    assert summary["ladder"] == {} and summary["export"] is None and summary["main"]["d1_accuracy"] is None
+    parser = ReportParser()
+    with open(tmp_path / "run" / "report.html") as f:
+        page = f.read()
+    parser.feed(page)
+    assert [s["id"] for s in parser.sections] == SECTIONS
+    assert "No ladder in this run" in page and "Not exported" in page and "has no discriminators" in page
+    assert sorted(os.listdir(tmp_path / "run" / PLOTS_DIR)) == [
+        "dead_letters.png", "modality_weights_by_category.png", "slices.png", "training_curves.png"]
