@@ -116,19 +116,20 @@ class StageRunner:
     def run(self, stage: Stage) -> StageOutcome:
         inputs_digest = digest(stage.inputs)
         record = self._read(stage.name)
+        same_inputs = record.get("inputs") == inputs_digest
+        resuming = same_inputs and record.get("status") == "started"
         self.done += 1
-        if record.get("status") == "done" and record.get("inputs") == inputs_digest:
+        if same_inputs and record.get("status") == "done":
             current = files_digest(stage.outputs)
             if current is not None and current == record.get("outputs"):
                 self._say(f"{stage.title}: skipped, its outputs exist and match its inputs "
                           f"(finished {record['finished']}; remove {self._record_path(stage.name)} to redo it)")
                 return StageOutcome(record.get("result"), current, True, 0.0)
             reason = "its outputs are missing" if current is None else "its outputs changed since it finished"
-        elif record.get("inputs") == inputs_digest:
+        elif resuming:
             reason = "resuming: it stopped before finishing"
         else:
             reason = "its inputs changed" if record else "not run before"
-        resuming = record.get("status") == "started" and record.get("inputs") == inputs_digest
         if not resuming:  # outputs of other inputs must not mix with the new ones
             for path in stage.outputs:
                 remove(path)
