@@ -50,15 +50,20 @@ def detect_format(spec: InputSpec, files: list[str]) -> str:
     return found.pop()
 
 
-def match_files(spec: InputSpec, name: str) -> list[str]:
+def match_metadata(spec: InputSpec, name: str) -> list:
+    """Beam's FileMetadata (path, size, last update) of the table's non-empty files, sorted by path."""
     try:
         (result,) = FileSystems.match([spec.path])
     except Exception as err:  # noqa: BLE001 -- Beam raises BeamIOError for unreachable paths
         raise ConfigError(f"inputs.{name}.path {spec.path!r} cannot be listed: {err}") from err
-    files = sorted(m.path for m in result.metadata_list if m.size_in_bytes > 0)
+    files = sorted((m for m in result.metadata_list if m.size_in_bytes > 0), key=lambda m: m.path)
     if not files:
         raise ConfigError(f"inputs.{name}.path {spec.path!r} matches no file (or only empty ones)")
     return files
+
+
+def match_files(spec: InputSpec, name: str) -> list[str]:
+    return [m.path for m in match_metadata(spec, name)]
 
 
 def csv_header(path: str) -> tuple:

@@ -21,11 +21,18 @@ def html_table(headers: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def plot_modality_weights(result: dict, path: str) -> None:
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (PNG files, no display), imported when a plot is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_modality_weights(result: dict, path: str) -> None:
+    plt = pyplot()
 
     modalities = result["modalities"]
     categories = sorted(result["modality_weights_by_category"])
@@ -43,10 +50,7 @@ def plot_modality_weights(result: dict, path: str) -> None:
 
 
 def plot_slices(result: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = [n for n, s in result["slices"].items() if s.get("examples")]
     aucs = [result["slices"][n]["auc"] for n in names]

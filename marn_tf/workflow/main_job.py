@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import yaml
 
 from marn_tf.config import Config
-from marn_tf.config_loader import ConfigError, apply_overrides, to_dict
+from marn_tf.config_loader import apply_overrides, to_dict
 from marn_tf.workflow.stages import Stage, StageError, StageRunner
 from marn_tf.workflow import summary as summary_table
 
@@ -57,21 +57,11 @@ def default_output(config_path: str, config: Config) -> str:
 
 def input_files(config: Config) -> list:
     """(path, size, last update) of every raw input file: a new or rewritten file re-runs the pipeline."""
-    from apache_beam.io.filesystems import FileSystems
+    from pipelines.raw_io import match_metadata
 
-    listing = []
-    for source in ("events", "items", "users"):
-        spec = getattr(config.inputs, source)
-        if spec is None:
-            continue
-        try:
-            (matched,) = FileSystems.match([spec.path])
-        except Exception as err:  # noqa: BLE001 -- Beam raises BeamIOError for unreachable paths
-            raise ConfigError(f"inputs.{source}.path {spec.path!r} cannot be listed: {err}") from err
-        if not matched.metadata_list:
-            raise ConfigError(f"inputs.{source}.path {spec.path!r} matches no file")
-        listing += sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in matched.metadata_list)
-    return listing
+    return [(m.path, m.size_in_bytes, m.last_updated_in_seconds)
+            for source in ("events", "items", "users") if getattr(config.inputs, source) is not None
+            for m in match_metadata(getattr(config.inputs, source), source)]
 
 
 def model_runs(config: Config, run_dir: str) -> list[ModelRun]:

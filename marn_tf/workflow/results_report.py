@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from marn_tf.evaluation.report import html_table, plot_modality_weights
+from marn_tf.evaluation.report import html_table, plot_modality_weights, pyplot
 from marn_tf.training.callbacks import read_history
 from marn_tf.workflow.main_job import RUN_CONFIG_FILE
 from marn_tf.workflow.summary import ladder_rows
@@ -22,23 +22,14 @@ from marn_tf.workflow.summary import ladder_rows
 PLOTS_DIR = "report"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def plot_dead_letters(report: dict, path: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     reasons = sorted({(s, r, n) for s, v in report["sources"].items() for r, n in v["dead_letter_reasons"].items()},
                      key=lambda x: -x[2])
     fig, ax = plt.subplots(figsize=(7, 0.3 * max(len(reasons), 1) + 1.5))
@@ -53,7 +44,7 @@ def plot_dead_letters(report: dict, path: str) -> None:
 
 
 def plot_training_curves(histories: dict[str, list[dict]], main: str, path: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
     history = histories[main]
     steps = [h["step"] for h in history]
@@ -77,7 +68,7 @@ def plot_training_curves(histories: dict[str, list[dict]], main: str, path: str)
 
 
 def plot_ladder(rows: list[dict], path: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     x = np.arange(len(rows))
     for offset, key, label in ((-0.15, "auc", "AUC"), (0.15, "gauc", "GAUC")):
@@ -93,7 +84,7 @@ def plot_ladder(rows: list[dict], path: str) -> None:
 
 
 def plot_discriminators(history: list[dict], chance: float, path: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     steps = [h["step"] for h in history]
     for key, style in (("d1_accuracy", "o-"), ("val_d1_accuracy", "o--"), ("ds_accuracy", "s-"),
@@ -109,7 +100,7 @@ def plot_discriminators(history: list[dict], chance: float, path: str) -> None:
 
 
 def plot_slices(slices_by_variant: dict[str, dict], path: str) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     names = [n for n in next(iter(slices_by_variant.values())) if n != "all"]
     fig, ax = plt.subplots(figsize=(9, 3.8))
     width = 0.8 / len(slices_by_variant)
