@@ -46,6 +46,7 @@ class ModelRun:
     config: Config
     directory: str
     main: bool
+    rungs: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # the ladder's (variant, seed) it is
 
 
 def default_output(config_path: str, config: Config) -> str:
@@ -74,9 +75,11 @@ def model_runs(config: Config, run_dir: str) -> list[ModelRun]:
             overrides = list(config.run.ladder_overrides) + [f"model.variant={variant}", f"train.seed={seed}"]
             rung = Config.from_dict(apply_overrides(base, overrides))
             if rung.model == config.model and rung.train == config.train:
-                continue  # the main model is this rung; the summary counts it once
+                main.rungs.append((variant, seed))  # the main model is this rung: trained once
+                continue
             name = f"{variant}-seed{seed}"
-            runs.append(ModelRun(name, variant, seed, rung, os.path.join(run_dir, "ladder", name), False))
+            runs.append(ModelRun(name, variant, seed, rung, os.path.join(run_dir, "ladder", name), False,
+                                 [(variant, seed)]))
     return runs
 
 
@@ -86,15 +89,9 @@ def stage_count(config: Config, run_dir: str) -> int:
 
 
 def ladder_members(config: Config, runs: list[ModelRun]) -> dict[str, list[str]]:
-    """variant -> names of the model runs that stand for it in the ladder (the main model where it is a rung)."""
-    members = {}
-    for variant in config.run.ladder:
-        for seed in config.run.seeds:
-            name = f"{variant}-seed{seed}"
-            if not any(r.name == name for r in runs):
-                name = "model"
-            members.setdefault(variant, []).append(name)
-    return members
+    """variant -> names of the model runs that stand for its seeds, in `run.seeds` order."""
+    by_rung = {rung: r.name for r in runs for rung in r.rungs}
+    return {variant: [by_rung[(variant, seed)] for seed in config.run.seeds] for variant in config.run.ladder}
 
 
 def run(config_path: str, overrides: Sequence[str] = (), output: Optional[str] = None,
