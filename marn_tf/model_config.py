@@ -6,8 +6,15 @@ Every choice MARN_SPEC.md marks [ours] is a key here with the stated default, so
     din     IDs + concatenated raw content, target attention over the behaviour items (no GRU)
     concat  specific projections concatenated (every modality a fixed weight), GRU + target attention
     man     multimodal attention over the specific projections
-    maan    MAN + invariant projections with one discriminator (D1 behind gradient reversal)
-    marn    MAN + the double-discriminator network (D0 importance weights, D1, Ds sharing D1): full MARN
+    maan    MAN + invariant projections with one discriminator (D1 only)
+    marn    MAN + the double-discriminator network (D0 importance weights, D1, Ds, alignment): full MARN
+
+The paper's literal reading of the adversarial part is selectable, key by key (MARN_SPEC.md, "What
+measurement taught us", says why the defaults differ):
+
+    --set model.adversarial_objective=reversal --set model.share_discriminator=true \
+    --set model.importance_weighting=scale --set model.lambda_align=0 --set model.normalize_modalities=false \
+    --set model.attention_context=own
 """
 from __future__ import annotations
 
@@ -19,6 +26,9 @@ from marn_tf.config_loader import ConfigError
 VARIANTS = ("din", "concat", "man", "maan", "marn")
 SEQUENCE_ENCODERS = ("gru", "augru")
 HEADS = ("mlp", "dcn")
+OBJECTIVES = ("confusion", "reversal")
+IMPORTANCE_WEIGHTINGS = ("loss", "scale")
+ATTENTION_CONTEXTS = ("own", "item")
 UPDATES = ("joint", "alternating")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -45,12 +55,23 @@ class ModelConfig:
     common_units: int = 64  # P_m: every modality to this width before the shared invariant projector I
     attention_gate: str = "vector"  # MAN: "vector" (a^m in R^d) or "scalar"
     attention_normalize: str = "none"  # MAN: "none" (tanh, the paper) or "softmax" across modalities
+    attention_context: str = "own"  # MAN gate input: "own" s^m (the paper) or "item" (+ the mean of the item's s^m)
+    attention_bias: float = 0.0  # initial gate bias b_m; > 0 starts the gates open
+    normalize_modalities: bool = True  # layer-normalise each e^m before S_m and P_m (off: the paper)
     discriminator_hidden: list[int] = dataclasses.field(default_factory=lambda: [64])
     lambda_d0: float = 0.05
-    lambda_adv: float = 0.1  # D1 (the min-max game through gradient reversal)
+    lambda_adv: float = 0.1  # D1 and the encoder's side of the min-max game
     lambda_s: float = 0.1  # Ds
-    grl_coefficient: float = 1.0  # lambda_grl, the gradient-reversal coefficient at full strength
-    grl_ramp: bool = True  # ramp lambda_grl from 0 with the DANN schedule over training
+    lambda_align: float = 0.1  # same-item cross-modal InfoNCE on the invariant vectors (marn; 0: the paper)
+    adversarial_objective: str = "confusion"  # "confusion" (uniform target, D1 on stop-gradient) or "reversal"
+    share_discriminator: bool = False  # Ds is D1's network (the paper) instead of its own
+    importance_weighting: str = "loss"  # D0's w weighs D1's per-vector loss ("loss", IWAN) or scales c ("scale")
+    importance_floor: float = 0.1  # w = 1 - D0(c)[m] clipped below at this
+    alignment_items: int = 256  # items of a batch the alignment term compares
+    alignment_temperature: float = 0.2
+    grl_coefficient: float = 1.0  # lambda_grl: the adversarial coefficient at full strength
+    grl_ramp: bool = True  # ramp lambda_grl from 0 with the DANN schedule over adversarial_ramp_steps
+    adversarial_ramp_steps: int = 400  # steps of the ramp: its own clock, whatever train.epochs is
     normalize_importance: bool = True  # D0 weights w scaled to mean 1 over the batch
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
     sequence_encoder: str = "gru"  # "gru" + target attention, or "augru" (DIEN's interest evolution)
@@ -61,6 +82,7 @@ class ModelConfig:
     head: str = "mlp"  # "mlp", or "dcn": tfrs Cross layers before the MLP
     cross_layers: int = 2
     hidden_units: list[int] = dataclasses.field(default_factory=lambda: [200, 80])
+    dropout: float = 0.0  # after each hidden layer of the prediction MLP (training only)
     deduplicate_items: bool = True  # run the item encoder once per unique item of a batch
     deduplicate_sequences: bool = True  # at inference, encode each distinct behaviour sequence once
 
@@ -71,13 +93,21 @@ class ModelConfig:
         _check_choice("target_attention_normalize", self.target_attention_normalize, ("none", "softmax"))
         _check_choice("sequence_encoder", self.sequence_encoder, SEQUENCE_ENCODERS)
         _check_choice("head", self.head, HEADS)
-        if not 0.0 <= self.modality_dropout < 1.0:
-            raise ConfigError("modality_dropout must be in [0, 1)")
+        _check_choice("adversarial_objective", self.adversarial_objective, OBJECTIVES)
+        _check_choice("importance_weighting", self.importance_weighting, IMPORTANCE_WEIGHTINGS)
+        _check_choice("attention_context", self.attention_context, ATTENTION_CONTEXTS)
+        for key in ("modality_dropout", "dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"{key} must be in [0, 1)")
+        if not 0.0 <= self.importance_floor <= 1.0:
+            raise ConfigError("importance_floor must be in [0, 1]")
+        if self.alignment_temperature <= 0 or self.alignment_items < 0 or self.adversarial_ramp_steps <= 0:
+            raise ConfigError("alignment_temperature and adversarial_ramp_steps must be positive, alignment_items >= 0")
         for key in ("units", "id_embedding_dim", "word_embedding_dim", "text_filters", "statistic_embedding_dim",
                     "property_embedding_dim", "context_embedding_dim", "common_units", "gru_units"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive")
-        if min(self.lambda_d0, self.lambda_adv, self.lambda_s, self.grl_coefficient) < 0:
+        if min(self.lambda_d0, self.lambda_adv, self.lambda_s, self.lambda_align, self.grl_coefficient) < 0:
             raise ConfigError("lambda_* and grl_coefficient must be >= 0")
 
     @property
@@ -107,7 +137,7 @@ class TrainConfig:
     validation_steps: Optional[int] = None  # None: the whole validation split
     early_stopping_patience: int = 3  # epochs without a better validation AUC; 0 disables it
     seed: int = 1
-    deterministic: bool = False  # fixed input order and op determinism (slower)
+    deterministic: bool = False  # op determinism (slower); the input order is always seeded by `seed`
     shuffle_buffer: int = 100_000
     source: str = "tfrecord"  # or "parquet": files of the same features under <data>/<split>/*.parquet
     strategy: str = "auto"  # auto: mirrored over the visible GPUs, else the default strategy

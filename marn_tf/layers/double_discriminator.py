@@ -1,19 +1,39 @@
 """The multimodal adversarial network (MAAN) with double discriminators, IWAN-style, for M modalities.
 
-Inputs per item: invariant vectors c^m = I(e^m) and specific vectors s^m, for the present modalities.
+Inputs per item: invariant vectors c^m = I(P_m(e^m)) and specific vectors s^m, for the present modalities.
 
-* D0, an M-way modality classifier, sees stop_gradient(c^m). Its confidence in the true modality
-  sets an importance weight w^m = 1 - D0(c^m)[m]: a vector easy to attribute to its modality holds
-  little common information and counts less. w is stop-gradient and normalised to mean 1 over the
-  present (item, modality) pairs of the batch.
-* D1, a second M-way classifier, sees w^m c^m through a gradient-reversal layer: D1 learns to tell
-  the modalities apart, the shared projector I learns to make them indistinguishable.
-* Ds is D1's network (the same variables) on the specific vectors s^m, with the normal gradient:
-  the specific projectors cooperate, pushing the modalities' specific vectors apart.
+* D0, an M-way modality classifier, sees stop_gradient(c^m). Its confidence in the true modality sets
+  an importance weight w^m = 1 - D0(c^m)[m]: a vector easy to attribute to its modality holds little
+  common information and counts less. w is stop-gradient, clipped below at `importance_floor` (an
+  unopposed D0 grows near-certain, and 1 - D0 then is noise around 0) and normalised to mean 1 over
+  the present (item, modality) pairs of the batch.
+* D1, a second M-way classifier, plays the min-max game with the shared projector: D1 learns to tell
+  the modalities of the invariant vectors apart, the projector learns to hide them. Two objectives:
+
+      "confusion" (default; Tzeng et al., ICCV 2015): D1 is trained on stop_gradient(c^m) with the
+          true modality; the projector minimises the cross-entropy of D1's (frozen) prediction against
+          the uniform distribution 1/M. Both losses are bounded below, and the encoder's optimum is
+          D1 at chance, not D1 confidently wrong.
+      "reversal" (the paper's reading; DANN): D1 sees c^m through a gradient-reversal layer, so one
+          descent step trains D1 and pushes the projector up D1's (unbounded) cross-entropy.
+
+  With `importance_weighting="loss"` (default, as IWAN) w^m weighs each vector's D1 and confusion
+  loss; with "scale" (the paper's reading) D1 sees w^m c^m, so the modality leaks through magnitude.
+* Ds, a modality classifier on the specific vectors s^m with the normal gradient: the specific
+  projectors cooperate, pushing the modalities' specific vectors apart. Its own network by default;
+  `share_discriminator=True` makes it D1's network (the paper), which pins D1's regions to the
+  specific vectors.
+* An alignment term keeps the invariant part informative and shared: for every pair of present
+  modalities (m, n) of the same item, an InfoNCE loss makes c^m pick out the same item's c^n among
+  the other items' (temperature `alignment_temperature`, over at most `alignment_items` items of the
+  batch). It cannot be met by a constant vector, which is how the weaker modalities collapsed.
 * The item's invariant vector is c = sum_m w^m c^m / sum_m w^m.
 
-`mode="single"` is the ablation with D1 alone: w = 1, no D0, and Ds is only measured (on
-stop_gradient(s^m), so it trains nothing).
+`mode="single"` is the ablation with D1 alone: w = 1, no D0, no alignment, and Ds is only measured (on
+stop_gradient(s^m), so it trains nothing but itself).
+
+The adversarial coefficient (lambda_grl: the reversal factor, or the confusion term's weight) lives in
+the gradient-reversal layer's variable, so `AdversarialRamp` can ramp it without retracing.
 
 Missing modalities (mask 0) take no part: no weight, no classifier loss, no share of c. An optional
 per-item `sample_weight` (how many times the item occurs in the batch, when the encoder runs once per
@@ -30,88 +50,189 @@ from marn_tf.layers.gradient_reversal import GradientReversal
 from marn_tf.layers.replica_statistics import global_mean, replica_share_of_mean
 
 MODES = ("double", "single")
+OBJECTIVES = ("confusion", "reversal")
+IMPORTANCE_WEIGHTINGS = ("loss", "scale")
+DISCRIMINATOR_OUTPUTS = ("d0_loss", "d1_loss", "confusion_loss", "ds_loss", "alignment_loss", "d1_accuracy",
+                         "ds_accuracy")
 
 
-def _classifier(hidden_units: Sequence[int], num_classes: int, name: str, dtype) -> tf.keras.Sequential:
-    layers = [tf.keras.layers.Dense(u, activation="relu", name=f"{name}_hidden_{i}", dtype=dtype)
-              for i, u in enumerate(hidden_units)]
-    layers.append(tf.keras.layers.Dense(num_classes, name=f"{name}_logits", dtype=dtype))
-    return tf.keras.Sequential(layers, name=name)
+@tf.keras.utils.register_keras_serializable(package="marn_tf")
+class ModalityClassifier(tf.keras.layers.Layer):
+    """An MLP over [..., d] vectors -> M modality logits, callable with its weights frozen.
+
+    `frozen=True` stops the gradient to the classifier's own weights (not to its input): the encoder
+    can minimise a loss through a discriminator without that loss training the discriminator.
+
+    Args:
+      hidden_units: hidden ReLU layer widths.
+      num_classes: M.
+    Input: [..., d]. Output: [..., M] logits.
+    """
+
+    def __init__(self, hidden_units: Sequence[int], num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = list(hidden_units)
+        self.num_classes = num_classes
+
+    def build(self, input_shape):
+        widths = [int(input_shape[-1]), *self.hidden_units, self.num_classes]
+        self.kernels = [self.add_weight(name=f"kernel_{i}", shape=(a, b), initializer="glorot_uniform")
+                        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))]
+        self.biases = [self.add_weight(name=f"bias_{i}", shape=(b,), initializer="zeros")
+                       for i, b in enumerate(widths[1:])]
+        super().build(input_shape)
+
+    def call(self, inputs, frozen: bool = False):
+        x = inputs
+        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+            if frozen:
+                kernel, bias = tf.stop_gradient(kernel), tf.stop_gradient(bias)
+            x = tf.tensordot(x, kernel, axes=1) + bias
+            if i < len(self.kernels) - 1:
+                x = tf.nn.relu(x)
+        return x
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "hidden_units": self.hidden_units, "num_classes": self.num_classes}
 
 
 @tf.keras.utils.register_keras_serializable(package="marn_tf")
 class DoubleDiscriminator(tf.keras.layers.Layer):
-    """D0 importance weights, D1 behind gradient reversal, Ds sharing D1; the weighted invariant vector.
+    """D0 importance weights, D1 in a min-max game with the encoder, Ds, alignment; the invariant vector.
 
     Args:
       num_modalities: M.
       hidden_units: hidden layer widths of each discriminator MLP.
-      grl_coefficient: lambda_grl at the start (ramp it with `self.gradient_reversal.set_coefficient`).
+      grl_coefficient: the adversarial coefficient at the start (ramp it with `set_coefficient`).
       normalize_weights: scale w to mean 1 over the batch's present modalities.
-      mode: "double" (D0, D1, Ds) or "single" (D1 only, w = 1).
+      mode: "double" (D0, D1, Ds, alignment) or "single" (D1 only, w = 1).
+      objective: "confusion" or "reversal" (see the module docstring).
+      share_discriminator: Ds is D1's network (the paper) instead of its own.
+      importance_weighting: "loss" (w weighs D1's per-vector loss) or "scale" (D1 sees w c).
+      importance_floor: lower clip of w = 1 - D0(c)[m], in [0, 1].
+      alignment_items: items of the batch the alignment term compares (the first ones); 0 turns it off.
+      alignment_temperature: of the alignment term's cosine logits.
 
     Inputs: `invariant` [batch, M, d], `specific` [batch, M, d], `mask` [batch, M], and optionally
       `sample_weight` [batch].
     Output: a dict with
       "invariant" [batch, d]: c;  "importance" [batch, M]: w (0 where missing);
-      "d0_loss", "d1_loss", "ds_loss": scalar cross-entropies over present modalities;
-      "d1_accuracy", "ds_accuracy": scalars (D1 near 1/M means c^m are modality-invariant).
+      the scalars of DISCRIMINATOR_OUTPUTS: the loss terms over present modalities, and
+      "d1_accuracy" (near 1/M: c^m are modality-invariant) and "ds_accuracy" (near 1: s^m are not).
     """
 
-    def __init__(self, num_modalities: int, hidden_units: Sequence[int] = (64,), grl_coefficient: float = 0.1,
-                 normalize_weights: bool = True, mode: str = "double", **kwargs):
+    def __init__(self, num_modalities: int, hidden_units: Sequence[int] = (64,), grl_coefficient: float = 1.0,
+                 normalize_weights: bool = True, mode: str = "double", objective: str = "confusion",
+                 share_discriminator: bool = False, importance_weighting: str = "loss",
+                 importance_floor: float = 0.1, alignment_items: int = 256, alignment_temperature: float = 0.2,
+                 **kwargs):
         kwargs.setdefault("dtype", "float32")  # losses and weights stay float32 under mixed precision
         super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        for name, value, choices in (("mode", mode, MODES), ("objective", objective, OBJECTIVES),
+                                     ("importance_weighting", importance_weighting, IMPORTANCE_WEIGHTINGS)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         self.num_modalities = num_modalities
         self.hidden_units = list(hidden_units)
         self.grl_coefficient = grl_coefficient
         self.normalize_weights = normalize_weights
         self.mode = mode
-        self.d0 = _classifier(self.hidden_units, num_modalities, "d0", self.dtype) if mode == "double" else None
-        self.d1 = _classifier(self.hidden_units, num_modalities, "d1", self.dtype)  # also Ds
+        self.objective = objective
+        self.share_discriminator = share_discriminator
+        self.importance_weighting = importance_weighting
+        self.importance_floor = importance_floor
+        self.alignment_items = alignment_items
+        self.alignment_temperature = alignment_temperature
+        self.d0 = ModalityClassifier(self.hidden_units, num_modalities, name="d0") if mode == "double" else None
+        self.d1 = ModalityClassifier(self.hidden_units, num_modalities, name="d1")
+        self.ds = self.d1 if share_discriminator else ModalityClassifier(self.hidden_units, num_modalities, name="ds")
         self.gradient_reversal = GradientReversal(grl_coefficient, name="grl", dtype=self.dtype)
+
+    def set_coefficient(self, value: float) -> None:
+        """The adversarial coefficient: the reversal factor, or the weight of the confusion term."""
+        self.gradient_reversal.set_coefficient(value)
 
     def call(self, inputs):
         invariant, specific, mask = inputs[:3]
         invariant, specific = tf.cast(invariant, tf.float32), tf.cast(specific, tf.float32)
         mask = tf.cast(mask, tf.float32)
+        present = tf.cast(mask > 0, tf.float32)
         if len(inputs) > 3:
             mask *= tf.cast(inputs[3], tf.float32)[:, tf.newaxis]  # occurrences weigh each (item, modality)
         batch = tf.shape(invariant)[0]
         labels = tf.broadcast_to(tf.eye(self.num_modalities), [batch, self.num_modalities, self.num_modalities])
 
-        def loss_and_accuracy(logits):
-            loss = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-            correct = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32)
-            return replica_share_of_mean(loss, mask), replica_share_of_mean(correct, mask)
+        def cross_entropy(logits, targets=labels):
+            return tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits)
 
-        present = tf.cast(mask > 0, tf.float32)
+        def accuracy(logits):
+            correct = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32)
+            return replica_share_of_mean(correct, mask)
+
         if self.mode == "double":
             d0_logits = self.d0(tf.stop_gradient(invariant))
             own = tf.reduce_sum(tf.nn.softmax(d0_logits) * labels, axis=-1)  # D0(c^m)[m]
-            importance = tf.stop_gradient(1.0 - own) * present
+            importance = tf.clip_by_value(tf.stop_gradient(1.0 - own), self.importance_floor, 1.0) * present
             if self.normalize_weights:
                 importance = importance / tf.maximum(tf.stop_gradient(global_mean(importance, mask)), 1e-6)
-            d0_loss, _ = loss_and_accuracy(d0_logits)
+            d0_loss = replica_share_of_mean(cross_entropy(d0_logits), mask)
         else:
             importance, d0_loss = present, tf.constant(0.0)
-        weighted = importance[:, :, tf.newaxis] * invariant
 
-        d1_loss, d1_accuracy = loss_and_accuracy(self.d1(self.gradient_reversal(weighted)))
+        weighted = importance[:, :, tf.newaxis] * invariant
+        if self.importance_weighting == "scale":
+            d1_input, d1_weight = weighted, mask
+        else:
+            d1_input, d1_weight = invariant, mask * importance
+        coefficient = tf.cast(self.gradient_reversal.coefficient_variable, tf.float32)
+        if self.objective == "reversal":
+            d1_logits = self.d1(self.gradient_reversal(d1_input))
+            confusion_loss = tf.constant(0.0)
+        else:
+            d1_logits = self.d1(tf.stop_gradient(d1_input))
+            uniform = tf.fill(tf.shape(labels), 1.0 / self.num_modalities)
+            confused = cross_entropy(self.d1(d1_input, frozen=True), uniform)
+            confusion_loss = coefficient * replica_share_of_mean(confused, d1_weight)
+        d1_loss = replica_share_of_mean(cross_entropy(d1_logits), d1_weight)
+
         if self.mode == "single":
             specific = tf.stop_gradient(specific)
-        ds_loss, ds_accuracy = loss_and_accuracy(self.d1(specific))
+        ds_logits = self.ds(specific)
+        ds_loss = replica_share_of_mean(cross_entropy(ds_logits), mask)
+        alignment_loss = self._alignment(invariant, mask) if self.mode == "double" else tf.constant(0.0)
+
         total = tf.reduce_sum(importance, axis=1, keepdims=True)
         return {
             "invariant": tf.math.divide_no_nan(tf.reduce_sum(weighted, axis=1), total),
             "importance": importance,
-            "d0_loss": d0_loss, "d1_loss": d1_loss, "ds_loss": ds_loss,
-            "d1_accuracy": d1_accuracy, "ds_accuracy": ds_accuracy,
+            "d0_loss": d0_loss, "d1_loss": d1_loss, "confusion_loss": confusion_loss, "ds_loss": ds_loss,
+            "alignment_loss": alignment_loss,
+            "d1_accuracy": accuracy(d1_logits), "ds_accuracy": accuracy(ds_logits),
         }
+
+    def _alignment(self, invariant, mask):
+        """InfoNCE between each pair of an item's invariant vectors, the batch's other items as negatives."""
+        if not self.alignment_items:
+            return tf.constant(0.0)
+        z = tf.math.l2_normalize(invariant[:self.alignment_items], axis=-1)
+        weight = mask[:self.alignment_items]
+        present = weight > 0
+        terms, weights = [], []
+        for m in range(self.num_modalities):
+            for n in range(self.num_modalities):
+                if m == n:
+                    continue
+                logits = tf.matmul(z[:, m], z[:, n], transpose_b=True) / self.alignment_temperature
+                logits = tf.where(present[tf.newaxis, :, n], logits, -1e9)  # only items that have modality n
+                rows = tf.range(tf.shape(logits)[0])
+                loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=rows, logits=logits)
+                terms.append(loss)
+                weights.append(tf.where(present[:, m] & present[:, n], weight[:, m], 0.0))
+        return replica_share_of_mean(tf.concat(terms, 0), tf.concat(weights, 0))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_modalities": self.num_modalities, "hidden_units": self.hidden_units,
                 "grl_coefficient": self.grl_coefficient, "normalize_weights": self.normalize_weights,
-                "mode": self.mode}
+                "mode": self.mode, "objective": self.objective, "share_discriminator": self.share_discriminator,
+                "importance_weighting": self.importance_weighting, "importance_floor": self.importance_floor,
+                "alignment_items": self.alignment_items, "alignment_temperature": self.alignment_temperature}

@@ -51,6 +51,10 @@ class GradientReversal(tf.keras.layers.Layer):
         self._coefficient.assign(value)
 
     @property
+    def coefficient_variable(self) -> tf.Variable:
+        return self._coefficient
+
+    @property
     def current_coefficient(self) -> float:
         return float(self._coefficient.numpy())
 

@@ -11,18 +11,18 @@ only) hides each present modality of an item with that probability, never all of
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from marn_tf.layers.double_discriminator import DoubleDiscriminator
+from marn_tf.layers.double_discriminator import DISCRIMINATOR_OUTPUTS, DoubleDiscriminator
 from marn_tf.layers.modality_attention import ModalityAttention
 from marn_tf.layers.modality_embedding import ModalityEmbeddings
 from marn_tf.layers.modality_projection import ModalityProjection
 
 FUSIONS = ("raw_concat", "concat", "attention")
 DISCRIMINATORS = ("none", "single", "double")
-AUXILIARY_OUTPUTS = ("d0_loss", "d1_loss", "ds_loss", "d1_accuracy", "ds_accuracy")
+AUXILIARY_OUTPUTS = DISCRIMINATOR_OUTPUTS
 
 
 @tf.keras.utils.register_keras_serializable(package="marn_tf")
@@ -34,8 +34,10 @@ class ItemEncoder(tf.keras.layers.Layer):
       fusion: "raw_concat", "concat" or "attention".
       discriminators: "none", "single" or "double" (with fusion "attention" only).
       units, common_units: widths of s^m / c^m and of P_m.
-      attention_gate, attention_normalize: `ModalityAttention` options.
+      normalize_modalities: `ModalityProjection`'s per-modality input normalisation.
+      attention_gate, attention_normalize, attention_context, attention_bias: `ModalityAttention` options.
       discriminator_hidden, grl_coefficient, normalize_importance: `DoubleDiscriminator` options.
+      adversarial: the other `DoubleDiscriminator` options (objective, share_discriminator, ...).
       modality_dropout: training-time rate of hiding a present modality.
 
     Inputs: `content` (a dict: "item_index" [items] and the item table columns) and `occurrences` [items],
@@ -48,7 +50,9 @@ class ItemEncoder(tf.keras.layers.Layer):
     def __init__(self, embeddings: dict, fusion: str = "attention", discriminators: str = "double", units: int = 64,
                  common_units: int = 64, attention_gate: str = "vector", attention_normalize: str = "none",
                  discriminator_hidden: Sequence[int] = (64,), grl_coefficient: float = 1.0,
-                 normalize_importance: bool = True, modality_dropout: float = 0.0, **kwargs):
+                 normalize_importance: bool = True, modality_dropout: float = 0.0, normalize_modalities: bool = True,
+                 attention_context: str = "own", attention_bias: float = 0.0, adversarial: Optional[dict] = None,
+                 **kwargs):
         super().__init__(**kwargs)
         if fusion not in FUSIONS or discriminators not in DISCRIMINATORS:
             raise ValueError(f"fusion must be one of {FUSIONS} and discriminators one of {DISCRIMINATORS}")
@@ -65,21 +69,26 @@ class ItemEncoder(tf.keras.layers.Layer):
         self.grl_coefficient = grl_coefficient
         self.normalize_importance = normalize_importance
         self.modality_dropout = modality_dropout
+        self.normalize_modalities = normalize_modalities
+        self.attention_context = attention_context
+        self.attention_bias = attention_bias
+        self.adversarial = dict(adversarial or {})
 
         self.embeddings = ModalityEmbeddings(**self.embeddings_config, name="modality_embeddings")
         self.num_modalities = len(self.embeddings.modalities)
         if fusion != "raw_concat":
             self.projection = ModalityProjection(self.num_modalities, units, common_units,
-                                                 with_invariant=discriminators != "none", name="projection")
+                                                 with_invariant=discriminators != "none",
+                                                 normalize_inputs=normalize_modalities, name="projection")
         if fusion == "concat":
             self.concat_projection = tf.keras.layers.Dense(units, activation="relu", name="concat_projection")
         if fusion == "attention":
             self.attention = ModalityAttention(self.num_modalities, attention_gate, attention_normalize,
-                                               name="modality_attention")
+                                               attention_context, attention_bias, name="modality_attention")
         if discriminators != "none":
             self.discriminator = DoubleDiscriminator(self.num_modalities, self.discriminator_hidden, grl_coefficient,
                                                      normalize_importance, mode=discriminators,
-                                                     name="double_discriminator")
+                                                     **self.adversarial, name="double_discriminator")
 
     @property
     def modalities(self) -> list[str]:
@@ -92,24 +101,31 @@ class ItemEncoder(tf.keras.layers.Layer):
         one = tf.one_hot(tf.argmax(tf.where(mask > 0, draw, -1.0), axis=1), self.num_modalities, dtype=mask.dtype)
         return tf.where(tf.reduce_sum(kept, axis=1, keepdims=True) > 0, kept, one * mask)
 
-    def call(self, inputs, training=None):
-        content, occurrences = inputs
+    def modality_vectors(self, content, training=None) -> dict:
+        """The embeddings e^m (list), "specific" s^m and "invariant" c^m [items, M, d] (None where the fusion has
+        none) and "mask" [items, M]: what the quality benchmark inspects (spread, cross-modal agreement)."""
         embeddings, mask = self.embeddings(content)
         if training and self.modality_dropout > 0:
             mask = self._drop_modalities(mask)
+        specific = invariant = None
+        if self.fusion != "raw_concat":
+            projected = self.projection(embeddings)
+            specific, invariant = projected if self.discriminators != "none" else (projected, None)
+        return {"embeddings": embeddings, "specific": specific, "invariant": invariant, "mask": mask}
+
+    def call(self, inputs, training=None):
+        content, occurrences = inputs
+        vectors = self.modality_vectors(content, training)
+        embeddings, specific, invariant, mask = (vectors[k] for k in ("embeddings", "specific", "invariant", "mask"))
         scalars = {key: tf.constant(0.0) for key in AUXILIARY_OUTPUTS}
         fixed_weights = mask
         importance = mask
         if self.fusion == "raw_concat":
             representation = tf.concat([e * mask[:, m:m + 1] for m, e in enumerate(embeddings)], axis=-1)
         elif self.fusion == "concat":
-            specific = self.projection(embeddings) * mask[:, :, tf.newaxis]
+            specific = specific * mask[:, :, tf.newaxis]
             representation = self.concat_projection(tf.reshape(specific, [-1, self.num_modalities * self.units]))
         else:
-            if self.discriminators == "none":
-                specific = self.projection(embeddings)
-            else:
-                specific, invariant = self.projection(embeddings)
             representation, weights = self.attention([specific, mask])
             fixed_weights = tf.reduce_mean(tf.abs(weights), axis=-1)  # tanh gates may be negative: magnitude
             if self.discriminators != "none":
@@ -125,4 +141,6 @@ class ItemEncoder(tf.keras.layers.Layer):
                 "discriminators": self.discriminators, "units": self.units, "common_units": self.common_units,
                 "attention_gate": self.attention_gate, "attention_normalize": self.attention_normalize,
                 "discriminator_hidden": self.discriminator_hidden, "grl_coefficient": self.grl_coefficient,
-                "normalize_importance": self.normalize_importance, "modality_dropout": self.modality_dropout}
+                "normalize_importance": self.normalize_importance, "modality_dropout": self.modality_dropout,
+                "normalize_modalities": self.normalize_modalities, "attention_context": self.attention_context,
+                "attention_bias": self.attention_bias, "adversarial": self.adversarial}

@@ -2,8 +2,14 @@
 
 For item i and modality m with specific vector s_i^m (dimension d):
 
-    a_i^m = tanh(W_m s_i^m + b_m)            one (W_m, b_m) per modality
-    s_i   = sum_m a_i^m ⊙ s_i^m              over the modalities the item has
+    a_i^m = tanh(W_m s_i^m + b_m)                    one (W_m, b_m) per modality   (context "own", the paper)
+    a_i^m = tanh(W_m s_i^m + U_m s̄_i + b_m)         s̄_i the mean of the item's present s^m   (context "item")
+    s_i   = sum_m a_i^m ⊙ s_i^m                      over the modalities the item has
+
+The paper's gate sees only its own modality, so the statistics vector cannot know which category its
+item is in and its weight cannot follow the category; `context="item"` [ours] lets every gate see the
+item's whole set of specific vectors. `bias_initializer` > 0 starts the gates open, so a modality
+whose vectors start small is not switched off before it has learned anything.
 
 `gate="vector"` (default): W_m is d x d, a weight per dimension. `gate="scalar"`: W_m is d x 1, one
 weight per modality. `normalize="softmax"`: the gate logits W_m s^m + b_m are normalised across the
@@ -17,6 +23,7 @@ import tensorflow as tf
 
 GATES = ("vector", "scalar")
 NORMALIZATIONS = ("none", "softmax")
+CONTEXTS = ("own", "item")
 
 
 @tf.keras.utils.register_keras_serializable(package="marn_tf")
@@ -27,21 +34,28 @@ class ModalityAttention(tf.keras.layers.Layer):
       num_modalities: M, the number of modality slots.
       gate: "vector" (a_i^m in R^d) or "scalar" (a_i^m in R).
       normalize: "none" (tanh gates, as the paper) or "softmax" across present modalities.
+      context: "own" (a gate sees its modality's vector) or "item" (and the mean of the item's vectors).
+      bias_initializer: the initial b_m.
 
     Inputs: `specific` [batch, M, d] and `mask` [batch, M] (1 where the modality is present).
     Outputs: `fused` [batch, d] and `weights` [batch, M, d] ("vector") or [batch, M, 1] ("scalar"),
       0 for missing modalities.
     """
 
-    def __init__(self, num_modalities: int, gate: str = "vector", normalize: str = "none", **kwargs):
+    def __init__(self, num_modalities: int, gate: str = "vector", normalize: str = "none", context: str = "own",
+                 bias_initializer: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
         self.num_modalities = num_modalities
         self.gate = gate
         self.normalize = normalize
+        self.context = context
+        self.bias_initializer = bias_initializer
 
     def build(self, input_shape):
         specific_shape = input_shape[0] if isinstance(input_shape, (list, tuple)) else input_shape
@@ -49,13 +63,21 @@ class ModalityAttention(tf.keras.layers.Layer):
         width = dim if self.gate == "vector" else 1
         self.kernel = self.add_weight(name="kernel", shape=(self.num_modalities, dim, width),
                                       initializer="glorot_uniform")
-        self.bias = self.add_weight(name="bias", shape=(self.num_modalities, width), initializer="zeros")
+        self.bias = self.add_weight(name="bias", shape=(self.num_modalities, width),
+                                    initializer=tf.keras.initializers.Constant(self.bias_initializer))
+        if self.context == "item":
+            self.context_kernel = self.add_weight(name="context_kernel", shape=(self.num_modalities, dim, width),
+                                                  initializer="glorot_uniform")
         super().build(input_shape)
 
     def call(self, inputs):
         specific, mask = inputs
         logits = tf.einsum("bmd,mdw->bmw", specific, self.kernel) + self.bias  # W_m s^m + b_m
         present = tf.cast(mask, logits.dtype)[:, :, tf.newaxis]
+        if self.context == "item":
+            mean = tf.math.divide_no_nan(tf.reduce_sum(specific * present, axis=1),
+                                         tf.reduce_sum(present, axis=1))  # s̄ over the present modalities
+            logits += tf.einsum("bd,mdw->bmw", mean, self.context_kernel)
         if self.normalize == "softmax":
             logits += (1.0 - present) * logits.dtype.min  # missing modalities get no share
             weights = tf.nn.softmax(logits, axis=1) * present  # all missing: all zero
@@ -66,4 +88,4 @@ class ModalityAttention(tf.keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_modalities": self.num_modalities, "gate": self.gate,
-                "normalize": self.normalize}
+                "normalize": self.normalize, "context": self.context, "bias_initializer": self.bias_initializer}

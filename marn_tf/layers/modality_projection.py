@@ -2,8 +2,12 @@
 
 For item i and modality m with embedding e_i^m (widths differ between modalities):
 
-    s_i^m = S_m(e_i^m)              one specific projector per modality
-    c_i^m = I(P_m(e_i^m))           P_m maps each modality to a common width; I is shared by all
+    s_i^m = S_m(N_m(e_i^m))         one specific projector per modality
+    c_i^m = I(P_m(N_m(e_i^m)))      P_m maps each modality to a common width; I is shared by all
+
+N_m is a per-modality layer normalisation (`normalize_inputs`, default on; off is the paper): raw
+image vectors come ~10x larger than learned embeddings, which otherwise decides the attention and the
+invariant projector's input scale before anything is learned.
 
 Sharing I is what lets the adversarial game make c^m modality-invariant: the same function has to
 serve every modality. The outputs are stacked over modalities for the attention and discriminators.
@@ -23,19 +27,23 @@ class ModalityProjection(tf.keras.layers.Layer):
       common_units: width P_m maps every modality to before the shared I.
       activation: of every projection.
       with_invariant: False for the variants without an invariant part (no P_m, no I).
+      normalize_inputs: layer-normalise each modality's embedding first.
 
     Inputs: a list of M tensors [batch, width_m].
     Outputs: `specific` [batch, M, d] and `invariant` [batch, M, d]; `specific` alone without invariant.
     """
 
     def __init__(self, num_modalities: int, units: int = 256, common_units: int = 256, activation: str = "relu",
-                 with_invariant: bool = True, **kwargs):
+                 with_invariant: bool = True, normalize_inputs: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.num_modalities = num_modalities
         self.units = units
         self.common_units = common_units
         self.activation = activation
         self.with_invariant = with_invariant
+        self.normalize_inputs = normalize_inputs
+        self.normalizers = [tf.keras.layers.LayerNormalization(name=f"normalize_{m}")
+                            for m in range(num_modalities)] if normalize_inputs else []
         self.specific = [tf.keras.layers.Dense(units, activation=activation, name=f"specific_{m}")
                          for m in range(num_modalities)]
         if not with_invariant:
@@ -47,6 +55,8 @@ class ModalityProjection(tf.keras.layers.Layer):
     def call(self, embeddings):
         if len(embeddings) != self.num_modalities:
             raise ValueError(f"expected {self.num_modalities} modality embeddings, got {len(embeddings)}")
+        if self.normalize_inputs:
+            embeddings = [n(e) for n, e in zip(self.normalizers, embeddings)]
         specific = tf.stack([s(e) for s, e in zip(self.specific, embeddings)], axis=1)
         if not self.with_invariant:
             return specific
@@ -56,4 +66,4 @@ class ModalityProjection(tf.keras.layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "num_modalities": self.num_modalities, "units": self.units,
                 "common_units": self.common_units, "activation": self.activation,
-                "with_invariant": self.with_invariant}
+                "with_invariant": self.with_invariant, "normalize_inputs": self.normalize_inputs}

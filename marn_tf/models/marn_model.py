@@ -1,10 +1,12 @@
 """The training model: the network, its loss, and the adversarial train step (tfrs.Model pattern).
 
-    L = L_ctr + lambda_d0 L_D0 + lambda_adv L_D1 + lambda_s L_Ds
+    L = L_ctr + lambda_d0 L_D0 + lambda_adv (L_D1 + L_confusion) + lambda_s L_Ds + lambda_align L_align
 
 L_ctr is `tfrs.tasks.Ranking` with a from-logits binary cross-entropy (AUC tracked by the task). The
-discriminator terms come from the item tower; the gradient-reversal layer makes one descent step on L
-the min-max game (D1 learns to tell modalities apart, the shared projector I to hide them).
+discriminator terms come from the item tower (`DoubleDiscriminator`), built so that one descent step
+on L is the min-max game: L_D1 reaches only D1 (its input is stop-gradient) and L_confusion only the
+encoder (D1's weights frozen in it); with the paper's gradient reversal L_confusion is 0 and the
+reversal layer turns L_D1's gradient for the encoder around.
 
 Two optimizers, as a `tfrs.experimental.optimizers.CompositeOptimizer`: one for the discriminators (D0,
 D1/Ds), one for everything else. `update="joint"` (default) applies both in one step on L.
@@ -38,7 +40,9 @@ def loss_weights(config: ModelConfig) -> dict[str, float]:
     mode = config.discriminators
     return {"d0_loss": config.lambda_d0 if mode == "double" else 0.0,
             "d1_loss": config.lambda_adv if mode != "none" else 0.0,
-            "ds_loss": config.lambda_s if mode == "double" else 0.0}
+            "confusion_loss": config.lambda_adv if mode != "none" else 0.0,
+            "ds_loss": config.lambda_s if mode == "double" else 0.0,
+            "alignment_loss": config.lambda_align if mode == "double" else 0.0}
 
 
 class MarnModel(tfrs.Model):

@@ -13,14 +13,16 @@ from marn_tf.layers.gradient_reversal import dann_ramp
 log = logging.getLogger(__name__)
 
 
-class GradientReversalRamp(tf.keras.callbacks.Callback):
-    """Sets lambda_grl before every step from the DANN schedule over the whole run (resume-safe: it reads
-    the optimizer's step counter). With `ramp=False` it holds `max_coefficient`."""
+class AdversarialRamp(tf.keras.callbacks.Callback):
+    """Sets the adversarial coefficient lambda_grl before every step from the DANN schedule over `ramp_steps`
+    steps, then holds `max_coefficient` (resume-safe: it reads the optimizer's step counter). The ramp has
+    its own clock: a longer run (more epochs) does not change the game. With `ramp=False` it holds
+    `max_coefficient` from the start. `layers` have `set_coefficient` (the discriminators)."""
 
-    def __init__(self, layers, total_steps: int, max_coefficient: float, ramp: bool = True):
+    def __init__(self, layers, ramp_steps: int, max_coefficient: float, ramp: bool = True):
         super().__init__()
         self.layers = list(layers)
-        self.total_steps = total_steps
+        self.ramp_steps = ramp_steps
         self.max_coefficient = max_coefficient
         self.ramp = ramp
         self.coefficient = max_coefficient
@@ -29,7 +31,7 @@ class GradientReversalRamp(tf.keras.callbacks.Callback):
         if not self.layers or not self.ramp:
             return
         step = int(self.model.optimizer.iterations.numpy())
-        self.coefficient = dann_ramp(step / self.total_steps, self.max_coefficient)
+        self.coefficient = dann_ramp(step / self.ramp_steps, self.max_coefficient)
         for layer in self.layers:
             layer.set_coefficient(self.coefficient)
 

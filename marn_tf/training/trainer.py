@@ -167,20 +167,20 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     history_path = os.path.join(output_dir, "history.jsonl")
     best_value = max((h.get("val_auc", -math.inf) for h in C.read_history(history_path)), default=-math.inf)
 
-    seed = train_config.seed if train_config.deterministic else None
+    # The data order is seeded and reproducible in every run (the same seed, the same batches);
+    # `train.deterministic` adds op determinism on top.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_data = indexed(read_split(config, data_dir, schema, "train", train_config.batch_size, repeat=True,
-                                    shuffle_buffer=train_config.shuffle_buffer, deterministic=train_config.deterministic,
-                                    seed=seed), network).with_options(options)
+                                    shuffle_buffer=train_config.shuffle_buffer, deterministic=True,
+                                    seed=train_config.seed), network).with_options(options)
     validation_data = indexed(read_split(config, data_dir, schema, "validation", train_config.batch_size,
                                          drop_remainder=train_config.xla), network).with_options(options)
 
-    total_steps = train_config.epochs * train_config.steps_per_epoch
     guard = C.CheckpointsWithNanGuard(manager, best, best_value=best_value)
-    callbacks = [C.GradientReversalRamp([network.item_tower.encoder.discriminator.gradient_reversal]
-                                        if config.model.discriminators != "none" else [], total_steps,
-                                        config.model.grl_coefficient, config.model.grl_ramp), guard]
+    callbacks = [C.AdversarialRamp([network.item_tower.encoder.discriminator]
+                                   if config.model.discriminators != "none" else [], config.model.adversarial_ramp_steps,
+                                   config.model.grl_coefficient, config.model.grl_ramp), guard]
     if train_config.early_stopping_patience:
         callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                                           patience=train_config.early_stopping_patience))

@@ -1,9 +1,11 @@
-"""Double discriminators: D0 weights stop-gradient, D1 behind gradient reversal, Ds sharing D1, masks."""
+"""Double discriminators: D0 weights, the D1 game (confusion and reversal), Ds, alignment, masks."""
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from marn_tf.layers.double_discriminator import DoubleDiscriminator
+from marn_tf.layers.double_discriminator import DISCRIMINATOR_OUTPUTS, DoubleDiscriminator
 from tests.marn_tf.layers.layer_checks import assert_config_round_trip
 
 RNG = np.random.default_rng(0)
@@ -26,9 +28,10 @@ def test_outputs_and_importance_weights():
     w, m = out["importance"].numpy(), MASK.numpy()
     assert np.all(w[m == 0] == 0) and np.all(w[m == 1] > 0)
     assert w[m == 1].mean() == pytest.approx(1.0, rel=1e-5)  # normalised over present modalities
-    raw = DoubleDiscriminator(3, normalize_weights=False)([INVARIANT, SPECIFIC, MASK])["importance"].numpy()
-    assert np.all((raw >= 0) & (raw <= 1))  # 1 - a probability
-    for key in ("d0_loss", "d1_loss", "ds_loss", "d1_accuracy", "ds_accuracy"):
+    raw = DoubleDiscriminator(3, normalize_weights=False, importance_floor=0.3)(
+        [INVARIANT, SPECIFIC, MASK])["importance"].numpy()
+    assert np.all((raw[m == 1] >= 0.3) & (raw[m == 1] <= 1))  # 1 - a probability, clipped below
+    for key in DISCRIMINATOR_OUTPUTS:
         assert out[key].shape == ()
 
 
@@ -42,9 +45,9 @@ def test_d0_learns_but_sends_no_gradient_to_the_invariant_vectors():
     assert all(g is None for g in grads(layer, "invariant", layer.d0.trainable_variables))
 
 
-def test_d1_gradient_to_the_projector_is_reversed():
+def test_reversal_objective_reverses_d1s_gradient_to_the_projector():
     """Same D1 weights, coefficient 1 vs -1 (no reversal): the gradient into c^m flips sign."""
-    layer = DoubleDiscriminator(3, grl_coefficient=1.0)
+    layer = DoubleDiscriminator(3, grl_coefficient=1.0, objective="reversal")
     (reversed_grad,) = grads(layer, "d1_loss", [INVARIANT])
     layer.gradient_reversal.set_coefficient(-1.0)
     (plain_grad,) = grads(layer, "d1_loss", [INVARIANT])
@@ -52,8 +55,63 @@ def test_d1_gradient_to_the_projector_is_reversed():
     np.testing.assert_allclose(reversed_grad.numpy(), -plain_grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
-def test_ds_shares_d1_variables_with_a_normal_gradient():
+def test_confusion_objective_splits_the_game():
+    """D1's loss trains D1 alone; the confusion loss trains the encoder alone, toward D1 at chance."""
+    layer = DoubleDiscriminator(3, grl_coefficient=1.0)
+    out = layer([INVARIANT, SPECIFIC, MASK])
+    assert out["confusion_loss"].numpy() >= math.log(3) - 1e-5  # cross-entropy to uniform: bounded by its entropy
+    to_invariant, *to_d1 = grads(layer, "d1_loss", [INVARIANT] + layer.d1.trainable_variables)
+    assert to_invariant is None or not np.any(to_invariant.numpy())
+    assert all(np.any(g.numpy()) for g in to_d1)
+    to_invariant, *to_d1 = grads(layer, "confusion_loss", [INVARIANT] + layer.d1.trainable_variables)
+    assert np.any(to_invariant.numpy()) and all(g is None or not np.any(g.numpy()) for g in to_d1)
+    # descending the confusion loss moves D1's prediction toward uniform
+    moved = INVARIANT - 0.5 * to_invariant
+    assert layer([moved, SPECIFIC, MASK])["confusion_loss"].numpy() < out["confusion_loss"].numpy()
+    layer.set_coefficient(0.0)
+    assert layer([INVARIANT, SPECIFIC, MASK])["confusion_loss"].numpy() == 0.0  # the ramp's start
+
+
+def test_importance_weighs_d1s_loss_or_scales_its_input():
+    layer = DoubleDiscriminator(3, importance_weighting="loss")
+    out = layer([INVARIANT, SPECIFIC, MASK])
+    logits = layer.d1(INVARIANT)
+    per_vector = tf.nn.softmax_cross_entropy_with_logits(labels=tf.broadcast_to(tf.eye(3), [6, 3, 3]), logits=logits)
+    w = out["importance"] * MASK
+    expected = tf.reduce_sum(per_vector * w) / tf.reduce_sum(w)
+    np.testing.assert_allclose(out["d1_loss"].numpy(), expected.numpy(), rtol=1e-5)
+    scaled = DoubleDiscriminator(3, importance_weighting="scale")
+    out = scaled([INVARIANT, SPECIFIC, MASK])
+    logits = scaled.d1(out["importance"][:, :, tf.newaxis] * INVARIANT)
+    per_vector = tf.nn.softmax_cross_entropy_with_logits(labels=tf.broadcast_to(tf.eye(3), [6, 3, 3]), logits=logits)
+    expected = tf.reduce_sum(per_vector * MASK) / tf.reduce_sum(MASK)
+    np.testing.assert_allclose(out["d1_loss"].numpy(), expected.numpy(), rtol=1e-5)
+
+
+def test_ds_has_its_own_network_unless_shared():
     layer = DoubleDiscriminator(3)
+    layer([INVARIANT, SPECIFIC, MASK])
+    assert not {v.ref() for v in layer.ds.trainable_variables} & {v.ref() for v in layer.d1.trainable_variables}
+    to_ds = grads(layer, "ds_loss", layer.ds.trainable_variables)
+    assert all(np.any(g.numpy()) for g in to_ds)
+
+
+def test_alignment_rewards_agreeing_modalities_and_punishes_collapse():
+    """The same item's invariant vectors alike across modalities and unlike other items': low loss; every
+    vector the same (collapse): log(items)."""
+    layer = DoubleDiscriminator(3, alignment_temperature=0.1)
+    full = tf.ones_like(MASK)
+    item = tf.constant(RNG.normal(size=(6, 1, 5)), tf.float32)
+    aligned = layer([tf.tile(item, [1, 3, 1]), SPECIFIC, full])["alignment_loss"].numpy()
+    random = layer([INVARIANT, SPECIFIC, full])["alignment_loss"].numpy()
+    collapsed = layer([tf.ones_like(INVARIANT), SPECIFIC, full])["alignment_loss"].numpy()
+    assert aligned < random
+    assert collapsed == pytest.approx(math.log(6), rel=1e-4)
+    assert DoubleDiscriminator(3, alignment_items=0)([INVARIANT, SPECIFIC, full])["alignment_loss"].numpy() == 0.0
+
+
+def test_shared_ds_is_d1_with_a_normal_gradient():
+    layer = DoubleDiscriminator(3, share_discriminator=True)
     layer([INVARIANT, SPECIFIC, MASK])
     d1_vars = {v.ref() for v in layer.d1.trainable_variables}
     assert {v.ref() for v in layer.trainable_variables} == d1_vars | {v.ref() for v in layer.d0.trainable_variables}
@@ -71,12 +129,14 @@ def test_missing_modalities_take_no_part():
     noise = 1e3 * tf.ones_like(INVARIANT)
     missing = MASK[:, :, tf.newaxis] == 0
     changed = layer([tf.where(missing, noise, INVARIANT), tf.where(missing, noise, SPECIFIC), MASK])
-    for key in ("invariant", "importance", "d0_loss", "d1_loss", "ds_loss"):
+    for key in ("invariant", "importance", "d0_loss", "d1_loss", "confusion_loss", "ds_loss", "alignment_loss"):
         np.testing.assert_allclose(changed[key].numpy(), out[key].numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_config_round_trip():
-    assert_config_round_trip(DoubleDiscriminator(3, hidden_units=[8, 4], grl_coefficient=0.2),
+    assert_config_round_trip(DoubleDiscriminator(3, hidden_units=[8, 4], grl_coefficient=0.2, objective="reversal",
+                                                 share_discriminator=True, importance_weighting="scale",
+                                                 importance_floor=0.2, alignment_items=4, alignment_temperature=0.5),
                              [INVARIANT, SPECIFIC, MASK])
 
 
@@ -87,7 +147,8 @@ def test_occurrence_weights_equal_repeating_the_items():
     weighted = layer([INVARIANT, SPECIFIC, MASK, counts])
     rows = np.repeat(np.arange(6), counts.numpy().astype(int))
     repeated = layer([tf.gather(INVARIANT, rows), tf.gather(SPECIFIC, rows), tf.gather(MASK, rows)])
-    for key in ("d0_loss", "d1_loss", "ds_loss", "d1_accuracy", "ds_accuracy"):
+    # (not the alignment term: repeating an item makes it its own negative)
+    for key in ("d0_loss", "d1_loss", "confusion_loss", "ds_loss", "d1_accuracy", "ds_accuracy"):
         np.testing.assert_allclose(weighted[key].numpy(), repeated[key].numpy(), rtol=1e-5)
     np.testing.assert_allclose(tf.gather(weighted["importance"], rows).numpy(), repeated["importance"].numpy(),
                                rtol=1e-5)
@@ -115,6 +176,6 @@ def test_two_replicas_return_shares_of_the_global_mean():
         lambda ctx: tuple(t[ctx.replica_id_in_sync_group * 3:(ctx.replica_id_in_sync_group + 1) * 3]
                           for t in (INVARIANT, SPECIFIC, MASK)))
     per_replica = strategy.run(tf.function(lambda *t: layer(list(t))), args=halves)
-    for key in ("d0_loss", "d1_loss", "ds_loss", "d1_accuracy"):
+    for key in ("d0_loss", "d1_loss", "confusion_loss", "ds_loss", "d1_accuracy"):  # alignment: per-replica negatives
         total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[key], axis=None)
         np.testing.assert_allclose(total.numpy(), whole[key].numpy(), rtol=1e-5)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.gradient_reversal import GradientReversal, dann_ramp
-from marn_tf.training.callbacks import CheckpointsWithNanGuard, GradientReversalRamp
+from marn_tf.training.callbacks import CheckpointsWithNanGuard, AdversarialRamp
 
 
 def regression(poison_batch=None, batches=6):
@@ -58,7 +58,7 @@ def test_ramp_follows_the_step_counter():
     layer = GradientReversal(0.0)
     model = Model()
     model.compile(optimizer=tf.keras.optimizers.legacy.SGD(0.01))
-    ramp = GradientReversalRamp([layer], total_steps=10, max_coefficient=0.8)
+    ramp = AdversarialRamp([layer], ramp_steps=10, max_coefficient=0.8)
     seen = []
 
     class Record(tf.keras.callbacks.Callback):
@@ -74,7 +74,7 @@ def test_ramp_follows_the_step_counter():
 
 def test_no_ramp_holds_the_coefficient():
     layer = GradientReversal(0.3)
-    callback = GradientReversalRamp([layer], total_steps=10, max_coefficient=0.3, ramp=False)
+    callback = AdversarialRamp([layer], ramp_steps=10, max_coefficient=0.3, ramp=False)
     callback.set_model(Model())
     callback.on_train_batch_begin(0)
     assert layer.current_coefficient == pytest.approx(0.3)
