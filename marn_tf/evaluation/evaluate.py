@@ -2,12 +2,15 @@
 
 Reports (evaluation.json, evaluation.html and PNG plots in the output directory):
 
-* AUC, GAUC (impression-weighted per-user AUC) and log loss;
+* AUC, GAUC (impression-weighted per-user AUC, users told apart by their raw id: every user outside the
+  vocabulary, e.g. new in the test period, shares index 0) and log loss;
+* the no-model floor on the same examples (`marn_tf.evaluation.floor`): null when the schema has no rate features;
 * D1 accuracy (near 1/M: the invariant vectors are modality-invariant) and Ds accuracy (high: the
   specific vectors are modality-specific), weighted by item occurrences;
 * mean modality weights (mean |a^m| of the attention) and D0 importance weights per item category;
 * slices: cold candidates (no own ID embedding: seen fewer than `vocabulary.min_count` times in the
-  training window) and candidates missing a modality (image, title, statistics).
+  training window), candidates missing a modality (image, title, statistics) and candidates with only one of
+  image and title (image_only, title_only).
 """
 from __future__ import annotations
 
@@ -19,11 +22,13 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from marn_tf.evaluation import floor as F
 from marn_tf.evaluation import metrics as M
 from marn_tf.evaluation.report import write_report
 from marn_tf import schema as S
+from marn_tf.models.network import Network
 from marn_tf.schema import USER_VOCABULARY, SchemaError, read_vocabulary
-from marn_tf.training.trainer import indexed, read_split, restore_run
+from marn_tf.training.trainer import read_split, restore_run
 
 log = logging.getLogger(__name__)
 
@@ -38,34 +43,44 @@ def _slice_metrics(labels, probabilities, users, selected) -> dict:
             "logloss": M.logloss(labels[selected], probabilities[selected])}
 
 
+def with_raw_features(dataset: tf.data.Dataset, network: Network, raw: list[str]) -> tf.data.Dataset:
+    """`(indexed features, raw features, label)`: what `trainer.indexed` gives, plus the raw values of `raw` that
+    evaluation needs as they were before the lookup (the user id string, the click rates)."""
+    lookup = network.lookup
+    names = lookup.input_names
+    return dataset.map(lambda features, label: (lookup({k: features[k] for k in names}),
+                                                {k: features[k] for k in raw}, label),
+                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
 def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optional[str] = None,
              batch_size: int = 1024, max_batches: Optional[int] = None) -> dict:
     config, schema, network, checkpoint = restore_run(run_dir, data_dir)
     output_dir = output_dir or os.path.join(run_dir, f"evaluation_{split}")
-    dataset = indexed(read_split(config, data_dir, schema, split, batch_size, shuffle=False, drop_remainder=False),
-                      network)
+    user, rates = _user_id_feature(schema), F.rate_features(schema)
+    dataset = with_raw_features(read_split(config, data_dir, schema, split, batch_size, shuffle=False,
+                                           drop_remainder=False), network, [user, *rates])
     if max_batches:
         dataset = dataset.take(max_batches)
     core = network.core
-    user = _user_id_feature(schema)
 
     @tf.function
     def step(features):
         out = core({k: features[k] for k in core.input_names}, training=False)
         return {k: out[k] for k in ("probability", "modality_weights", "importance", "modality_mask",
-                                    "candidate_index", "d1_accuracy", "ds_accuracy")}, features[user]
+                                    "candidate_index", "d1_accuracy", "ds_accuracy")}
 
-    collected, users, labels = [], [], []
-    for features, label in dataset:
-        out, user_index = step(features)
-        collected.append({k: v.numpy() for k, v in out.items()})
-        users.append(user_index.numpy())
+    collected, raw, labels = [], [], []
+    for features, raw_features, label in dataset:
+        collected.append({k: v.numpy() for k, v in step(features).items()})
+        raw.append({k: v.numpy() for k, v in raw_features.items()})
         labels.append(label.numpy())
     if not collected:
         raise SchemaError(f"the {split} split gave no examples")
     cat = {k: np.concatenate([c[k] for c in collected]) if np.ndim(collected[0][k]) else
            np.array([c[k] for c in collected]) for k in collected[0]}
-    labels, users = np.concatenate(labels), np.concatenate(users)
+    raw = {k: np.concatenate([r[k] for r in raw]) for k in raw[0]}
+    labels, users = np.concatenate(labels), raw[user]
     probabilities = cat["probability"]
     sizes = np.array([len(c["probability"]) for c in collected], dtype=np.float64)
     modalities = list(network.modalities)
@@ -93,13 +108,24 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
     for i, m in enumerate(modalities):
         if m != "id":
             slices[f"missing_{m}"] = _slice_metrics(labels, probabilities, users, mask[:, i] == 0)
+    if "image" in modalities and "text" in modalities:
+        image, title = mask[:, modalities.index("image")] > 0, mask[:, modalities.index("text")] > 0
+        slices["image_only"] = _slice_metrics(labels, probabilities, users, image & ~title)
+        slices["title_only"] = _slice_metrics(labels, probabilities, users, title & ~image)
+
+    floor = None
+    if rates:
+        floor = F.floor_metrics(labels, F.floor_scores({k: raw[k] for k in rates}), users)
+    else:
+        log.warning("no no-model floor: the schema has no features tagged %r (the item's and the user's click "
+                    "rates): floor is null", S.RATE)
 
     overall = slices["all"]
     adversarial = config.model.discriminators != "none"  # without discriminators there is nothing to measure
     result = {
         "run": os.path.abspath(run_dir), "checkpoint": checkpoint, "split": split, "variant": config.model.variant,
         "examples": overall["examples"], "auc": overall["auc"], "gauc": overall["gauc"],
-        "gauc_users": overall["gauc_users"], "logloss": overall["logloss"],
+        "gauc_users": overall["gauc_users"], "logloss": overall["logloss"], "floor": floor,
         "d1_accuracy": float(np.average(cat["d1_accuracy"], weights=sizes)) if adversarial else None,
         "ds_accuracy": float(np.average(cat["ds_accuracy"], weights=sizes)) if adversarial else None,
         "chance_accuracy": 1.0 / len(modalities),
@@ -116,7 +142,8 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
 
 
 def _user_id_feature(schema) -> str:
-    """The feature GAUC groups by: the user feature over the user vocabulary (profile features are USER too)."""
+    """The feature whose raw value GAUC groups by: the user feature over the user vocabulary (profile features are
+    USER too)."""
     users = [f.name for f in schema.features_with_tags(S.USER) if f.vocabulary == USER_VOCABULARY]
     if len(users) != 1:
         raise SchemaError(f"GAUC needs exactly one user feature over the {USER_VOCABULARY!r} vocabulary, found {users}")

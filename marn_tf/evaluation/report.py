@@ -3,8 +3,27 @@ from __future__ import annotations
 
 import html
 import os
+from typing import Optional
 
 import numpy as np
+
+CHANCE_TOLERANCE = 0.07  # a discriminator accuracy within this of 1/M counts as chance
+
+
+def discriminator_reading(d1: float, ds: Optional[float], chance: float) -> str:
+    """What the measured D1 and Ds accuracies say about the invariant and specific vectors, against chance 1/M."""
+    head = f"D1 accuracy {d1:.2f} vs chance {chance:.2f} (M={round(1 / chance)})"
+    if d1 < chance - CHANCE_TOLERANCE:
+        d1_text = f"{head}, far below chance: the encoder is fooling D1 by swapping modalities, not hiding them"
+    elif d1 > chance + CHANCE_TOLERANCE:
+        d1_text = f"{head}, above chance: the invariant vectors still carry their modality"
+    else:
+        d1_text = f"{head}, near chance: the invariant vectors hide their modality"
+    if ds is None:
+        return d1_text + "."
+    if ds > chance + CHANCE_TOLERANCE:
+        return f"{d1_text}; Ds accuracy {ds:.2f}, above chance: the specific vectors keep their modality."
+    return f"{d1_text}; Ds accuracy {ds:.2f}, not above chance: the specific vectors lost their modality."
 
 
 def format_cell(value) -> str:
@@ -70,9 +89,20 @@ def write_report(result: dict, output_dir: str) -> str:
     plot_modality_weights(result, os.path.join(output_dir, "modality_weights_by_category.png"))
     plot_slices(result, os.path.join(output_dir, "slices.png"))
     modalities = result["modalities"]
-    summary = html_table(["examples", "AUC", "GAUC", "GAUC users", "log loss", "D1 accuracy", "Ds accuracy", "chance (1/M)"],
-                     [[result["examples"], result["auc"], result["gauc"], result["gauc_users"], result["logloss"],
-                       result["d1_accuracy"], result["ds_accuracy"], result["chance_accuracy"]]])
+    floor = result["floor"] or {}
+    summary = html_table(["", "examples", "AUC", "GAUC", "GAUC users", "log loss", "D1 accuracy", "Ds accuracy",
+                          "chance (1/M)"],
+                     [[result["variant"], result["examples"], result["auc"], result["gauc"], result["gauc_users"],
+                       result["logloss"], result["d1_accuracy"], result["ds_accuracy"], result["chance_accuracy"]],
+                      ["no-model floor", floor.get("examples"), floor.get("auc"), floor.get("gauc"), None,
+                       floor.get("logloss"), None, None, None]])
+    if result["d1_accuracy"] is None:
+        reading = "This variant has no discriminators."
+    else:
+        reading = html.escape(discriminator_reading(result["d1_accuracy"], result["ds_accuracy"],
+                                                    result["chance_accuracy"]))
+    floor_note = ("The no-model floor scores each impression by the logit sum of its click rates (no training)."
+                  if result["floor"] else "No no-model floor: the data has no click-rate features.")
     slices = html_table(["slice", "examples", "positive rate", "AUC", "GAUC", "log loss"],
                     [[n, s.get("examples"), s.get("positive_rate"), s.get("auc"), s.get("gauc"), s.get("logloss")]
                      for n, s in result["slices"].items()])
@@ -87,8 +117,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#
 <h1>MARN evaluation: {html.escape(result['variant'])} on the {html.escape(result['split'])} split</h1>
 <p>Checkpoint: <code>{html.escape(result['checkpoint'])}</code></p>
 <section id="metrics"><h2>Metrics</h2>{summary}
-<p>D1 accuracy near chance means the invariant vectors hide their modality; Ds accuracy high means the
-specific vectors keep it.</p></section>
+<p>{floor_note}</p><p>{reading}</p></section>
 <section id="slices"><h2>Slices</h2>{slices}<img src="slices.png" alt="AUC by slice"></section>
 <section id="modality-weights"><h2>Modality weights by category</h2>
 <p>Mean |a<sup>m</sup>| of the multimodal attention over candidates that have the modality; w is D0's importance weight.</p>

@@ -141,6 +141,8 @@ def run(config_path: str, overrides: Sequence[str] = (), output: Optional[str] =
 
     summary = {
         "run": os.path.abspath(run_dir), "split": split, "main": evaluations["model"],
+        # The floor every model's AUC is read against: the main model's split and examples (None before it existed).
+        "floor": evaluations["model"].get("floor"),
         "training": {name: t.result for name, t in trained.items()},
         "ladder": {v: [evaluations[n] for n in names] for v, names in ladder_members(config, runs).items()},
         "export": export, "pipeline": prep.result,
@@ -186,7 +188,7 @@ def _evaluate_stage(stages: StageRunner, model: ModelRun, data_dir: str, split: 
     def action():
         result = evaluate(model.directory, data_dir, split, output)
         return {k: result[k] for k in ("variant", "split", "examples", "auc", "gauc", "logloss", "d1_accuracy",
-                                       "ds_accuracy", "chance_accuracy", "modality_weights")} | {
+                                       "ds_accuracy", "chance_accuracy", "modality_weights", "floor")} | {
             "seed": model.seed, "name": model.name, "evaluation": os.path.join(output, "evaluation.json")}
 
     title = f"evaluate {'the main model' if model.main else model.name} on the {split} split"

@@ -1,23 +1,25 @@
 """`<run>/report.html` and `<run>/report/*.png`: the results of a `marn run` in one page.
 
-Sections (each a `<section id=...>`, in this order): the run's overview, the pipeline's counts and
-dead-letter reasons, the main model's training curves, the ablation ladder's AUC/GAUC with their spread
-over seeds, the modality weights per item category, D1/Ds accuracy over training, the slices (cold items,
-missing modalities) and the export checks. The PNGs are plain files beside the page, so the page works
-from disk, from a static file server or as a CI artifact.
+Sections (each a `<section id=...>`, in this order): the run's overview (the main model against the no-model
+floor), the pipeline's counts and dead-letter reasons, the main model's training curves, the ablation ladder's
+AUC/GAUC with their spread over seeds against the floor, the modality weights per item category, D1/Ds accuracy
+over training and what it says, the slices (cold items, missing and single modalities) and the export checks.
+The PNGs are plain files beside the page, so the page works from disk, from a static file server or as a CI
+artifact.
 """
 from __future__ import annotations
 
 import html
 import json
 import os
+from typing import Optional
 
 import numpy as np
 
-from marn_tf.evaluation.report import html_table, plot_modality_weights, pyplot
+from marn_tf.evaluation.report import discriminator_reading, html_table, plot_modality_weights, pyplot
 from marn_tf.training.callbacks import read_history
 from marn_tf.workflow.main_job import RUN_CONFIG_FILE
-from marn_tf.workflow.summary import ladder_rows
+from marn_tf.workflow.summary import ladder_rows, lift
 
 PLOTS_DIR = "report"
 
@@ -67,20 +69,24 @@ def plot_training_curves(histories: dict[str, list[dict]], main: str, path: str)
     _save(fig, path)
 
 
-def plot_ladder(rows: list[dict], path: str) -> None:
+def ladder_figure(rows: list[dict], floor: Optional[dict]):
+    """The ladder's AUC and GAUC per variant (mean ± std and every seed) against the no-model floor's lines."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     x = np.arange(len(rows))
-    for offset, key, label in ((-0.15, "auc", "AUC"), (0.15, "gauc", "GAUC")):
+    for offset, key, label, color in ((-0.15, "auc", "AUC", "C0"), (0.15, "gauc", "GAUC", "C1")):
         means = [r[key][0] if r[key] else np.nan for r in rows]
         stds = [r[key][1] if r[key] else 0.0 for r in rows]
-        ax.errorbar(x + offset, means, yerr=stds, fmt="o", capsize=4, label=f"{label} (mean ± std over seeds)")
+        ax.errorbar(x + offset, means, yerr=stds, fmt="o", capsize=4, color=color,
+                    label=f"{label} (mean ± std over seeds)")
         for i, r in enumerate(rows):  # every seed's value, so two seeds are not read as a tight interval
             ax.scatter([i + offset] * len(r[f"{key}_values"]), r[f"{key}_values"], s=10, color="black", alpha=0.5)
+        if floor is not None:
+            ax.axhline(floor[key], color=color, linestyle=":", label=f"no-model floor ({label})")
     ax.set_xticks(x, [r["variant"] for r in rows])
     ax.set_title("Ablation ladder")
-    ax.legend()
-    _save(fig, path)
+    ax.legend(fontsize=8)
+    return fig
 
 
 def plot_discriminators(history: list[dict], chance: float, path: str) -> None:
@@ -125,13 +131,31 @@ def _image(name: str, alt: str) -> str:
     return f'<img src="{PLOTS_DIR}/{name}" alt="{html.escape(alt)}">'
 
 
+def _floor_note(floor: Optional[dict]) -> str:
+    if floor is None:
+        return "<p>No no-model floor: the data has no click-rate features.</p>"
+    return (f"<p>no-model floor: each impression scored by the logit sum of its item's and its user's click rates, "
+            f"nothing trained ({floor['examples']:,} examples, the same as the models'). AUC - floor: what a model "
+            "adds to it.</p>")
+
+
+def ladder_table(rows: list[dict], floor: Optional[dict]) -> str:
+    """The ladder's table under its plot: the floor's row, then each variant's mean ± std and its AUC - floor."""
+    base = floor or {}
+    return html_table(["model", "seeds", "AUC mean", "AUC std", "AUC - floor", "GAUC mean", "GAUC std"],
+                      [["no-model floor", None, base.get("auc"), None, None, base.get("gauc"), None]]
+                      + [[r["variant"], ", ".join(map(str, r["seeds"])), *(r["auc"] or (None, None)),
+                          lift(r["auc"], floor), *(r["gauc"] or (None, None))] for r in rows])
+
+
 def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs: dict[str, str]) -> dict:
     """Writes the page and its plots; returns {"report": path, "plots": [names]}."""
     plots = os.path.join(run_dir, PLOTS_DIR)
     os.makedirs(plots, exist_ok=True)
     pipeline = _read_json(os.path.join(data_dir, "report.json"))
     histories = {name: read_history(os.path.join(d, "history.jsonl")) for name, d in model_dirs.items()}
-    main = summary["main"]
+    main, floor = summary["main"], summary.get("floor")  # no floor in a summary written before it was measured
+    measured = floor or {}
     main_eval = _read_json(main["evaluation"])
     rows = ladder_rows(summary)
     for row in rows:
@@ -141,11 +165,11 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
     plot_dead_letters(pipeline, os.path.join(plots, "dead_letters.png"))
     plot_training_curves(histories, "model", os.path.join(plots, "training_curves.png"))
     plot_modality_weights(main_eval, os.path.join(plots, "modality_weights_by_category.png"))
-    adversarial = main["d1_accuracy"] is not None
+    adversarial, chance = main["d1_accuracy"] is not None, main["chance_accuracy"]
     if adversarial:
-        plot_discriminators(histories["model"], main["chance_accuracy"], os.path.join(plots, "discriminators.png"))
+        plot_discriminators(histories["model"], chance, os.path.join(plots, "discriminators.png"))
     if rows:
-        plot_ladder(rows, os.path.join(plots, "ladder.png"))
+        _save(ladder_figure(rows, floor), os.path.join(plots, "ladder.png"))
     slices = {f"main ({main['variant']})": main_eval["slices"]}
     for variant, results in summary["ladder"].items():  # each variant's first seed
         slices[variant] = _read_json(results[0]["evaluation"])["slices"]
@@ -159,9 +183,12 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
             f"<a href=\"{RUN_CONFIG_FILE}\">{RUN_CONFIG_FILE}</a>; TensorBoard: <code>tensorboard --logdir "
             f"{html.escape(os.path.join(summary['run'], 'model', 'tensorboard'))}</code>); every model evaluated on the "
             f"<b>{html.escape(summary['split'])}</b> split ({main['examples']:,} examples).</p>"
-            + html_table(["main model", "seed", "AUC", "GAUC", "log loss", "D1 accuracy", "Ds accuracy"],
-                         [[main["variant"], main["seed"], main["auc"], main["gauc"], main["logloss"],
-                           main["d1_accuracy"], main["ds_accuracy"]]])),
+            + html_table(["model", "seed", "AUC", "AUC - floor", "GAUC", "log loss", "D1 accuracy", "Ds accuracy"],
+                         [["no-model floor", None, measured.get("auc"), None, measured.get("gauc"),
+                           measured.get("logloss"), None, None],
+                          [f"main model: {main['variant']}", main["seed"], main["auc"], lift(main["auc"], floor),
+                           main["gauc"], main["logloss"], main["d1_accuracy"], main["ds_accuracy"]]])
+            + _floor_note(floor)),
         "pipeline": (
             "Pipeline: records in = accepted + dead-lettered",
             html_table(["table", "in", "accepted", "dead-lettered", "rate", "balanced"],
@@ -185,9 +212,7 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
         "ladder": (
             "Ablation ladder",
             ((_image("ladder.png", "ablation ladder AUC and GAUC")
-              + html_table(["variant", "seeds", "AUC mean", "AUC std", "GAUC mean", "GAUC std"],
-                           [[r["variant"], ", ".join(map(str, r["seeds"])), *(r["auc"] or (None, None)),
-                             *(r["gauc"] or (None, None))] for r in rows])
+              + ladder_table(rows, floor)
               + "<p>din: DIN-style baseline; concat: specific projections concatenated; man: with modality "
                 "attention; maan: + invariant part with D1; marn: the full model. Same data and budget.</p>")
              if rows else "<p>No ladder in this run (<code>run.ladder: []</code>).</p>")),
@@ -200,12 +225,12 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
         "discriminators": (
             "D1 / Ds accuracy over training",
             (_image("discriminators.png", "D1 and Ds accuracy over training")
-             + "<p>D1 (behind gradient reversal) near chance: the invariant vectors hide their modality; well below "
-               "chance, the encoder is beating D1 rather than hiding the modality (the reversed gradient "
-               "overshoots). Ds high: the specific vectors keep their modality.</p>") if adversarial else
+             + f"<p>On the {html.escape(summary['split'])} split: "
+               f"{html.escape(discriminator_reading(main['d1_accuracy'], main['ds_accuracy'], chance))}</p>")
+            if adversarial else
             f"<p>The main model's variant ({html.escape(main['variant'])}) has no discriminators.</p>"),
         "slices": (
-            "Slices: cold items and missing modalities",
+            "Slices: cold items, missing and single modalities",
             _image("slices.png", "AUC by slice")
             + html_table(["slice", "examples", "positive rate", "AUC", "GAUC", "log loss"],
                          [[n, s.get("examples"), s.get("positive_rate"), s.get("auc"), s.get("gauc"), s.get("logloss")]

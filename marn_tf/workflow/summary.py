@@ -1,4 +1,5 @@
-"""The table `marn run` and `marn demo` print at the end: every model's metrics, the export, the report."""
+"""The table `marn run` and `marn demo` print at the end: the no-model floor, every model's metrics and its AUC
+over the floor, what the discriminators' accuracies say, the export, the report."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,8 @@ import os
 from typing import Optional
 
 import numpy as np
+
+from marn_tf.evaluation.report import CHANCE_TOLERANCE, discriminator_reading
 
 
 def spread(values: list[Optional[float]]) -> Optional[tuple[float, float]]:
@@ -17,14 +20,37 @@ def spread(values: list[Optional[float]]) -> Optional[tuple[float, float]]:
 
 
 def ladder_rows(summary: dict) -> list[dict]:
-    """One row per ladder variant: seeds and mean ± std of each metric."""
+    """One row per ladder variant: seeds, chance 1/M and mean ± std of each metric."""
     rows = []
     for variant, results in summary["ladder"].items():
-        row = {"variant": variant, "seeds": [r["seed"] for r in results]}
+        row = {"variant": variant, "seeds": [r["seed"] for r in results],
+               "chance_accuracy": results[0]["chance_accuracy"]}
         for key in ("auc", "gauc", "logloss", "d1_accuracy", "ds_accuracy"):
             row[key] = spread([r[key] for r in results])
         rows.append(row)
     return rows
+
+
+def lift(auc: Optional[float | tuple[float, float]], floor: Optional[dict]) -> Optional[float]:
+    """AUC over the no-model floor's (of the mean over seeds for a ladder row); None without either."""
+    value = auc[0] if isinstance(auc, tuple) else auc
+    if value is None or floor is None:
+        return None
+    return value - floor["auc"]
+
+
+def discriminator_notes(summary: dict) -> list[str]:
+    """One reading of D1/Ds per model that has discriminators (ladder: means over seeds); none if no model has."""
+    main = summary["main"]
+    notes = []
+    if main["d1_accuracy"] is not None:
+        notes.append(f"main model {main['variant']}: " + discriminator_reading(
+            main["d1_accuracy"], main["ds_accuracy"], main["chance_accuracy"]))
+    for row in ladder_rows(summary):
+        if row["d1_accuracy"] is not None:
+            notes.append(f"ladder {row['variant']} (mean over seeds): " + discriminator_reading(
+                row["d1_accuracy"][0], row["ds_accuracy"][0] if row["ds_accuracy"] else None, row["chance_accuracy"]))
+    return notes
 
 
 def _cell(value) -> str:
@@ -36,20 +62,32 @@ def _cell(value) -> str:
     return f"{value:.4f}"
 
 
+def _signed(value: Optional[float]) -> str:
+    return "–" if value is None else f"{value:+.4f}"
+
+
 def render(summary: dict) -> str:
-    main = summary["main"]
+    main, floor = summary["main"], summary.get("floor")  # no floor in a summary written before it was measured
+    base = floor or {}
     lines = ["", f"Results on the {summary['split']} split ({main['examples']:,} examples); ladder: mean ± std over "
-                 "seeds", "",
-             "| model | seeds | AUC | GAUC | log loss | D1 accuracy | Ds accuracy |",
-             "|---|---|---:|---:|---:|---:|---:|",
-             f"| main model: {main['variant']} | {main['seed']} | {_cell(main['auc'])} | {_cell(main['gauc'])} | "
-             f"{_cell(main['logloss'])} | {_cell(main['d1_accuracy'])} | {_cell(main['ds_accuracy'])} |"]
+                 "seeds; AUC - floor: AUC over the no-model floor (logit sum of the click rates, nothing trained)", "",
+             "| model | seeds | AUC | AUC - floor | GAUC | log loss | D1 accuracy | Ds accuracy |",
+             "|---|---|---:|---:|---:|---:|---:|---:|",
+             f"| no-model floor | – | {_cell(base.get('auc'))} | – | {_cell(base.get('gauc'))} | "
+             f"{_cell(base.get('logloss'))} | – | – |",
+             f"| main model: {main['variant']} | {main['seed']} | {_cell(main['auc'])} | "
+             f"{_signed(lift(main['auc'], floor))} | {_cell(main['gauc'])} | {_cell(main['logloss'])} | "
+             f"{_cell(main['d1_accuracy'])} | {_cell(main['ds_accuracy'])} |"]
     for row in ladder_rows(summary):
         lines.append(f"| ladder: {row['variant']} | {','.join(map(str, row['seeds']))} | {_cell(row['auc'])} | "
-                     f"{_cell(row['gauc'])} | {_cell(row['logloss'])} | {_cell(row['d1_accuracy'])} | "
-                     f"{_cell(row['ds_accuracy'])} |")
-    lines.append(f"\nD1 accuracy near chance ({main['chance_accuracy']:.2f}): the invariant vectors hide their modality "
-                 "(well below chance: the encoder is beating D1 instead); Ds accuracy near 1: the specific ones keep it.")
+                     f"{_signed(lift(row['auc'], floor))} | {_cell(row['gauc'])} | {_cell(row['logloss'])} | "
+                     f"{_cell(row['d1_accuracy'])} | {_cell(row['ds_accuracy'])} |")
+    if floor is None:
+        lines.append("\nno-model floor: not measured (the data has no click-rate features)")
+    notes = discriminator_notes(summary)
+    if notes:
+        lines.append(f"\nDiscriminators (near chance: within ±{CHANCE_TOLERANCE} of 1/M):")
+        lines += [f"- {note}" for note in notes]
     export = summary.get("export")
     if export:
         passed = sum(c["passed"] for c in export["checks"])

@@ -1,12 +1,22 @@
-"""`marn evaluate` on a trained run: the JSON, the HTML report's sections and plots, and clear errors."""
+"""`marn evaluate` on a trained run: the JSON, the HTML report's sections and plots, GAUC over unknown users, the
+no-model floor and the single-modality slices against the model's own outputs, and clear errors."""
 import dataclasses
+import glob
 import json
 import re
+import shutil
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from marn_tf import cli
-from marn_tf.training.trainer import train
+from marn_tf import schema as S
+from marn_tf.data.input import make_dataset
+from marn_tf.evaluation.evaluate import evaluate
+from marn_tf.evaluation.metrics import auc, gauc, logloss
+from marn_tf.schema import USER_VOCABULARY
+from marn_tf.training.trainer import restore_run, train
 
 pytestmark = pytest.mark.integration
 
@@ -44,3 +54,81 @@ def test_wrong_run_directory_is_a_clear_error(prepared, tmp_path, capsys):
     assert cli.main(["evaluate", "--run", str(tmp_path), "--data", data]) == 2
     assert "is not a training run" in capsys.readouterr().err
 
+
+
+@pytest.fixture(scope="module")
+def data_with_new_users(prepared, tmp_path_factory):
+    """(data directory, its user vocabulary): a copy of the pipeline output in which, besides the test period's new
+    users, half of the test split's users with clicks and non-clicks are unknown, so several unknown users count."""
+    _, data, schema = prepared
+    labels, users = [], []
+    for features, label in make_dataset(data, schema, "test", 256, shuffle=False, drop_remainder=False):
+        users += [u.decode() for u in features["user_id"].numpy()]
+        labels += list(label.numpy())
+    classes = {}
+    for user, label in zip(users, labels):
+        classes.setdefault(user, set()).add(int(label))
+    dropped = sorted(u for u, c in classes.items() if len(c) == 2)[::2]
+    copy = tmp_path_factory.mktemp("new_users") / "data"
+    shutil.copytree(data, copy)
+    path = copy / schema.vocabularies[USER_VOCABULARY].file
+    # Same size (so the trained embedding still fits), but the dropped users' tokens are gone.
+    vocabulary = [f"~gone{i}" if t in dropped else t for i, t in enumerate(path.read_text().splitlines())]
+    path.write_text("\n".join(vocabulary) + "\n")
+    return str(copy), vocabulary
+
+
+def model_outputs(run, data: str, split: str) -> dict:
+    """The served network's probabilities on the raw examples, with the raw features evaluation groups, slices and
+    scores the floor by."""
+    _, schema, network, _ = restore_run(str(run), data)
+    raw = ["user_id", "item_id"] + [f.name for f in schema.features_with_tags(S.RATE)]
+    out = {key: [] for key in ["probability", "label", *raw]}
+    for features, label in make_dataset(data, schema, split, 256, shuffle=False, drop_remainder=False):
+        out["probability"].append(network.full({k: features[k] for k in network.lookup.input_names})["probability"])
+        out["label"].append(label)
+        for key in raw:
+            out[key].append(features[key])
+    return {k: np.concatenate([v.numpy() for v in values]) for k, values in out.items()}
+
+
+def test_gauc_tells_unknown_users_apart_by_their_raw_id(run, data_with_new_users):
+    data, vocabulary = data_with_new_users
+    result = evaluate(str(run), data, "test", output_dir=str(run / "new_users"))
+    seen = model_outputs(run, data, "test")
+    by_user, counted = gauc(seen["label"], seen["probability"], seen["user_id"])
+    unknown = ~np.isin(seen["user_id"], [t.encode() for t in vocabulary])
+    mixed_unknown = {u for u in set(seen["user_id"][unknown]) if len(set(seen["label"][seen["user_id"] == u])) == 2}
+    assert len(mixed_unknown) >= 2
+    assert result["gauc_users"] == counted
+    assert result["gauc"] == pytest.approx(by_user, abs=1e-6)
+    # What grouping by vocabulary index measured: every unknown user pooled as one (index 0).
+    pooled, pooled_users = gauc(seen["label"], seen["probability"], np.where(unknown, b"", seen["user_id"]))
+    assert pooled_users == counted - len(mixed_unknown) + 1 and abs(pooled - by_user) > 1e-4
+
+
+def test_the_floor_and_the_single_modality_slices_cover_the_same_examples(prepared, run):
+    _, data, schema = prepared
+    result = evaluate(str(run), data, "test", output_dir=str(run / "floor"))
+    seen = model_outputs(run, data, "test")
+    rates = [f.name for f in schema.features_with_tags(S.RATE)]
+    assert {"item_ctr", "user_ctr"} <= set(rates)  # the candidate's and the user's click rates
+    clipped = np.clip(np.stack([seen[r] for r in rates]).astype(np.float64), 1e-3, 1 - 1e-3)
+    score = np.log(clipped / (1 - clipped)).sum(axis=0)
+    floor = result["floor"]
+    assert floor["examples"] == result["examples"] == len(score)
+    assert floor["auc"] == pytest.approx(auc(seen["label"], score), abs=1e-9)
+    assert floor["gauc"] == pytest.approx(gauc(seen["label"], score, seen["user_id"])[0], abs=1e-9)
+    assert floor["logloss"] == pytest.approx(logloss(seen["label"], 1 / (1 + np.exp(-score))), abs=1e-9)
+
+    content = {}  # item id -> (has an image, title length), from the item table the pipeline wrote
+    for path in glob.glob(f"{data}/item_table/*.parquet"):
+        table = pq.read_table(path).to_pydict()
+        content |= {i.encode(): (image, title) for i, image, title in
+                    zip(table["item_id"], table[S.IMAGE_PRESENT_COLUMN], table[S.TITLE_LENGTH_COLUMN])}
+    image, title = np.array([content.get(i, (0, 0)) for i in seen["item_id"]]).T > 0
+    slices = result["slices"]
+    for name, selected in (("image_only", image & ~title), ("title_only", title & ~image)):
+        assert slices[name]["examples"] == selected.sum() > 0, name
+        assert slices[name]["auc"] == pytest.approx(auc(seen["label"][selected], seen["probability"][selected]),
+                                                    abs=1e-6), name

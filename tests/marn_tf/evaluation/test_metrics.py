@@ -34,3 +34,15 @@ def test_gauc_weights_users_by_impressions_and_skips_one_class_users():
 
 def test_logloss():
     assert logloss([1, 0], [0.8, 0.3]) == pytest.approx(-(np.log(0.8) + np.log(0.7)) / 2)
+
+
+def test_gauc_groups_by_raw_user_ids_so_two_unknown_users_stay_two():
+    labels = np.array([1, 0, 1, 0, 0, 1])
+    scores = np.array([0.9, 0.1, 0.2, 0.8, 0.3, 0.7])
+    users = np.array([b"new-1", b"new-1", b"new-2", b"new-2", b"known", b"known"], dtype=object)
+    value, counted = gauc(labels, scores, users)
+    assert counted == 3 and value == pytest.approx((2 * 1.0 + 2 * 0.0 + 2 * 1.0) / 6)
+    # Both new users under one vocabulary index (OOV) would be one user with a different AUC.
+    pooled, pooled_users = gauc(labels, scores, np.array([0, 0, 0, 0, 7, 7]))
+    assert pooled_users == 2 and pooled == pytest.approx((4 * auc(labels[:4], scores[:4]) + 2 * 1.0) / 6)
+    assert pooled != pytest.approx(value)

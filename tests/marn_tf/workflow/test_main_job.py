@@ -41,6 +41,12 @@ def test_the_flow_trains_evaluates_exports_and_summarises_every_model(flow_run):
         with open(os.path.join(run_dir, "stages", name)) as f:
             assert json.load(f)["status"] == "done", name
     assert "| ladder: concat | 1,2 |" in printed and "| main model: marn | 1 |" in printed
+    with open(summary["main"]["evaluation"]) as f:
+        floor = json.load(f)["floor"]
+    assert summary["floor"] == floor and floor["examples"] == summary["main"]["examples"]
+    assert f"| no-model floor | – | {floor['auc']:.4f} |" in printed
+    assert f"| main model: marn | 1 | {summary['main']['auc']:.4f} | {summary['main']['auc'] - floor['auc']:+.4f} |" \
+        in printed
     assert f"report: {os.path.abspath(run_dir)}/report.html" in printed
 
 

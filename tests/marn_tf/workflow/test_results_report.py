@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from marn_tf.workflow.results_report import PLOTS_DIR
+from marn_tf.workflow.results_report import PLOTS_DIR, ladder_figure, ladder_table
 
 pytestmark = pytest.mark.integration
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -89,6 +89,39 @@ def test_the_report_shows_the_runs_figures(report, flow_run):
     reasons = summary["pipeline"]["sources"]["events"]["dead_letter_reasons"]
     assert reasons and all(f"<td>{reason}</td><td>{count}</td>" in page for reason, count in reasons.items())
     assert all(c["name"] in page for c in summary["export"]["checks"])
+    floor = summary["floor"]  # the example features carry click rates: the floor is measured
+    floor_row = f"<tr><td>no-model floor</td><td>–</td><td>{floor['auc']:.4f}</td>"
+    assert page.count(floor_row) == 2  # in the overview and in the ladder's table
+    assert f"<td>{summary['main']['auc'] - floor['auc']:.4f}</td>" in page  # the main model's AUC - floor
+
+
+def ladder_rows_by_hand() -> list[dict]:
+    return [{"variant": "concat", "seeds": [1, 2], "auc": (0.72, 0.01), "gauc": (0.67, 0.01),
+             "auc_values": [0.71, 0.73], "gauc_values": [0.66, 0.68]},
+            {"variant": "marn", "seeds": [1, 2], "auc": (0.75, 0.02), "gauc": (0.70, 0.01),
+             "auc_values": [0.73, 0.77], "gauc_values": [0.69, 0.71]}]
+
+
+def test_the_ladder_plot_draws_the_floor_as_horizontal_lines():
+    from marn_tf.evaluation.report import pyplot
+
+    fig = ladder_figure(ladder_rows_by_hand(), {"auc": 0.70, "gauc": 0.66, "logloss": 0.6, "examples": 10})
+    lines = {line.get_label(): line.get_ydata() for line in fig.axes[0].get_lines()}
+    assert list(lines["no-model floor (AUC)"]) == [0.70, 0.70] and list(lines["no-model floor (GAUC)"]) == [0.66, 0.66]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "no-model floor (AUC)" in legend
+    pyplot().close(fig)
+    fig = ladder_figure(ladder_rows_by_hand(), None)
+    assert not [line for line in fig.axes[0].get_lines() if "floor" in line.get_label()]
+    pyplot().close(fig)
+
+
+def test_the_ladder_table_starts_with_the_floor_and_shows_each_variants_auc_over_it():
+    table = ladder_table(ladder_rows_by_hand(), {"auc": 0.70, "gauc": 0.66, "logloss": 0.6, "examples": 10})
+    rows = [r.split("</td><td>") for r in table.split("<tr><td>")[1:]]
+    assert rows[0][:3] == ["no-model floor", "–", "0.7000"]
+    assert rows[1][:5] == ["concat", "1, 2", "0.7200", "0.0100", "0.0200"]
+    assert rows[2][:5] == ["marn", "1, 2", "0.7500", "0.0200", "0.0500"]
 
 
 def test_headless_chromium_renders_the_report_with_every_image_decoded(report, tmp_path):
