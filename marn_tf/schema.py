@@ -43,6 +43,7 @@ CANDIDATE = "candidate"
 BEHAVIOUR = "behaviour"
 ITEM_KEY = "item_key"  # a string item id, looked up in the item vocabulary / item table
 STATISTIC = "statistic"
+RATE = "rate"  # a probability in [0, 1]: the model takes its logit; the no-model floor sums them
 PROPERTY = "behaviour_property"
 SEQUENCE_LENGTH = "sequence_length"
 METADATA = "metadata"  # carried for evaluation and debugging, never a model input

@@ -8,7 +8,7 @@ from __future__ import annotations
 from marn_tf import schema as S
 from marn_tf.config import Config
 
-from pipelines.item_statistics import STATISTIC_NAMES
+from pipelines.item_statistics import RATE_PRIOR_STRENGTH, STATISTIC_NAMES
 
 TIME_GAP_BUCKETS = 32  # 0 = padding, 1 + floor(log2(1 + seconds)) capped: up to ~34 years
 ITEM_VOCAB = S.ITEM_VOCABULARY
@@ -58,9 +58,18 @@ def example_features(config: Config) -> list[S.FeatureSpec]:
     features.append(F("position", "int64", [], [S.CONTEXT], 0, description="1-based slot; 0 = unknown"))
     features += [F(profile_feature(u), "string", [], [S.USER], "", vocabulary=profile_feature(u))
                  for u in config.users.features]
+    a = f"{RATE_PRIOR_STRENGTH:g}"
+    prior = (f"p0 = (clicks + 1) / (impressions + 2) of all impressions before the impression's day; "
+             "requests should carry it (its default 0 is not a neutral rate)")
+    features.append(F("user_ctr", "float32", [], [S.USER, S.RATE], 0.0,
+                      description=f"user's (clicks + {a} p0) / (impressions + {a}) over the user's impressions "
+                                  f"strictly before the impression's timestamp; {prior}"))
     features += [F(item_stat_feature(s), "int64", [], [S.CANDIDATE, S.STATISTIC], 0, cardinality=nb,
                    description=f"candidate's {s} before the impression's day, bucketised")
                  for s in STATISTIC_NAMES]
+    features.append(F("item_ctr", "float32", [], [S.CANDIDATE, S.STATISTIC, S.RATE], 0.0,
+                      description=f"candidate's (clicks + {a} p0) / (impressions + {a}) before the impression's "
+                                  f"day; {prior}"))
     features += [
         F("hist_item_id", "string", [seq], [S.BEHAVIOUR, S.ITEM_KEY], "", vocabulary=ITEM_VOCAB,
           description="behaviour items strictly before the impression, oldest first, padded with ''"),

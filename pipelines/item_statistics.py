@@ -4,6 +4,10 @@ The pipeline sums impressions and clicks per (item, day); an event on day d sees
 over days strictly before d (a daily snapshot, as a production feature store would serve), so no
 statistic contains the event itself or anything after it. Counters are then bucketised: bucket 0
 means "no data", the others are log2 ranges (counts) or square-root CTR ranges.
+
+Click rates are also written as smoothed probabilities (`smoothed_rate`): the floor a model must beat
+sums their logits, and the model reads them as logits too. The prior of a rate on day d is the click
+rate of all impressions before d (`global_prior`), from the same daily snapshot.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Iterable, NamedTuple
 
 SECONDS_PER_DAY = 86400
 CTR_PRIOR_IMPRESSIONS = 10.0  # smoothing: an item with few impressions is pulled toward a low CTR
+RATE_PRIOR_STRENGTH = 20.0  # a smoothed rate counts the prior as this many pseudo-impressions
 STATISTIC_NAMES = ("impressions", "clicks", "ctr")  # order of the bucket triple below
 
 
@@ -66,3 +71,20 @@ def statistic_buckets(counts: CumulativeCounts | None, day: int, num_buckets: in
         return 0, 0, 0
     return (log2_bucket(impressions, num_buckets), log2_bucket(clicks, num_buckets),
             ctr_bucket(impressions, clicks, num_buckets))
+
+
+def global_prior(totals: CumulativeCounts, day: int) -> float:
+    """Click rate of all impressions before `day`, Laplace-smoothed: 0.5 before any impression."""
+    impressions, clicks = totals.before_day(day)
+    return (clicks + 1) / (impressions + 2)
+
+
+def smoothed_rate(impressions: int, clicks: int, prior: float) -> float:
+    """clicks / impressions pulled toward `prior`: the prior itself without impressions, never 0 or 1."""
+    return (clicks + RATE_PRIOR_STRENGTH * prior) / (impressions + RATE_PRIOR_STRENGTH)
+
+
+def item_rate(counts: CumulativeCounts | None, day: int, prior: float) -> float:
+    """An item's smoothed click rate as known before `day`; an unseen item has the prior."""
+    impressions, clicks = counts.before_day(day) if counts is not None else (0, 0)
+    return smoothed_rate(impressions, clicks, prior)

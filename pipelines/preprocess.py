@@ -6,12 +6,13 @@ Stages (names as they appear in the Beam UI):
   Timelines                           group by user: drop events of unknown items, sort, deduplicate,
                                       attach the profile
   ItemDailyCounts                     impressions/clicks per (item, day) -> point-in-time statistics
+  GlobalDailyCounts                   impressions/clicks per day, all items -> the prior of click rates
   Examples                            one tf.train.Example per impression, split by time
   Vocabularies, ItemTable             from the training window; item content indexed by vocabulary
   Counts                              every count of the run report, exact on any runner
 
-Memory: a worker holds one user's timeline, the catalog's item ids and the per-(item, day) counts
-(side inputs: their size grows with the catalog and the number of days, not with the events).
+Memory: a worker holds one user's timeline, the catalog's item ids, the per-(item, day) and per-day
+counts (side inputs: their size grows with the catalog and the number of days, not with the events).
 """
 from __future__ import annotations
 
@@ -172,11 +173,11 @@ class BuildExamples(_CountingDoFn):
         shared, own = ES.split_by_sharing(ES.example_features(config))
         self.shared_encoder, self.own_encoder = ExampleEncoder(shared), ExampleEncoder(own)
 
-    def process(self, timeline, stats):
+    def process(self, timeline, stats, totals):
         user_id, events, profile = timeline_records(timeline)
         self.counts["accepted:events"] += len(events)
         last_shared, shared_bytes = None, b""
-        for split, shared, own in build_examples(user_id, events, profile, stats.get, self.config):
+        for split, shared, own in build_examples(user_id, events, profile, stats.get, totals, self.config):
             if split == HISTORY_ONLY:
                 self.counts["impressions:history_only"] += 1
                 continue
@@ -298,16 +299,27 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str) -> None:
     counts.append(timelines[COUNTS])
 
     # Point-in-time item statistics: per item, daily totals as prefix sums (a side input of Examples).
-    item_stats = (
+    item_day_counts = (
         timelines.ok
         | "Impressions per item-day" >> beam.FlatMap(daily_item_counts, config.events.impression_type)
-        | "ItemDailyCounts" >> beam.CombinePerKey(_sum_pairs)
+        | "ItemDailyCounts" >> beam.CombinePerKey(_sum_pairs))
+    item_stats = (
+        item_day_counts
         | "Key by item" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1][0], kv[1][1])))
         | "Group days" >> beam.GroupByKey()
         | "Cumulative" >> beam.Map(lambda kv: (kv[0], CumulativeCounts.from_daily(kv[1]))))
+    # All items together, per day: one small value (one entry a day); empty without impressions.
+    global_totals = (
+        item_day_counts
+        | "Key by day" >> beam.Map(lambda kv: (kv[0][1], kv[1]))
+        | "GlobalDailyCounts" >> beam.CombinePerKey(_sum_pairs)
+        | "All days" >> beam.combiners.ToList()
+        | "Global cumulative" >> beam.Map(lambda days: CumulativeCounts.from_daily(
+            (day, impressions, clicks) for day, (impressions, clicks) in days)))
 
     examples = timelines.ok | "Examples" >> beam.ParDo(
-        BuildExamples(config), beam.pvalue.AsDict(item_stats)).with_outputs(*ES.SPLITS, COUNTS)
+        BuildExamples(config), beam.pvalue.AsDict(item_stats),
+        beam.pvalue.AsSingleton(global_totals)).with_outputs(*ES.SPLITS, COUNTS)
     counts.append(examples[COUNTS])
     for split in ES.SPLITS:
         _ = examples[split] | f"Write {split}" >> beam.io.WriteToTFRecord(

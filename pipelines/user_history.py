@@ -7,6 +7,9 @@ Rules, all of them tested in tests/pipelines/test_user_history.py:
   same second as the impression is not in it. The most recent `max_length` are kept, oldest first.
 * Each behaviour carries its property: event type and the time gap to the impression (bucketised),
   and the item's statistics as of the day of that behaviour.
+* Click rates, smoothed toward the global click rate before the impression's day: the candidate's
+  (`item_ctr`, from its daily snapshot) and the user's own (`user_ctr`, over the user's impressions
+  strictly earlier than this one, history-only ones included).
 * Impressions split by time: before train_start history only, then train / validation / test.
 """
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import Callable, Iterable, Iterator, Optional
 from marn_tf.config import Config
 
 from pipelines import example_schema as ES
-from pipelines.item_statistics import STATISTIC_NAMES, CumulativeCounts, day_of, statistic_buckets
+from pipelines.item_statistics import (STATISTIC_NAMES, CumulativeCounts, day_of, global_prior, item_rate,
+                                       smoothed_rate, statistic_buckets)
 from pipelines.records import Event, UserProfile
 
 HISTORY_ONLY = "history_only"
@@ -50,8 +54,9 @@ def split_of(timestamp: int, config: Config) -> str:
 
 
 def build_examples(user_id: str, events: list[Event], profile: Optional[UserProfile], stats: StatsLookup,
-                   config: Config) -> Iterator[tuple[str, dict, dict]]:
-    """(split, shared, own) for every impression of the user; `events` sorted and deduplicated.
+                   totals: CumulativeCounts, config: Config) -> Iterator[tuple[str, dict, dict]]:
+    """(split, shared, own) for every impression of the user; `events` sorted and deduplicated, `totals`
+    the daily impressions and clicks of all items together (the prior of the click rates).
 
     The example is {**shared, **own}. `shared` holds the user and behaviour-sequence features, which
     all impressions of one timestamp (typically one request) have in common: it is the same dict
@@ -66,6 +71,7 @@ def build_examples(user_id: str, events: list[Event], profile: Optional[UserProf
     profile_values = profile.features if profile else ("",) * len(config.users.features)
     user.update((ES.profile_feature(name), value) for name, value in zip(config.users.features, profile_values))
     history: collections.deque = collections.deque(maxlen=max_len)  # (timestamp, item, type index, stats)
+    user_impressions = user_clicks = 0  # over the timestamps already processed
     i = 0
     while i < len(events):
         # All events of one timestamp: impressions see only behaviours from before it.
@@ -74,7 +80,8 @@ def build_examples(user_id: str, events: list[Event], profile: Optional[UserProf
         while j < len(events) and events[j].timestamp == t:
             j += 1
         same_time = events[i:j]
-        shared = None
+        day = day_of(t)
+        shared = prior = None
         for e in same_time:
             if e.event_type != f.impression_type:
                 continue
@@ -83,17 +90,21 @@ def build_examples(user_id: str, events: list[Event], profile: Optional[UserProf
                 yield split, {}, {}
                 continue
             if shared is None:
-                shared = _sequence_features(user, history, t, max_len)
-            yield split, shared, _impression_features(e, stats, config, num_buckets)
-        day = day_of(t)
+                prior = global_prior(totals, day)
+                shared = _sequence_features(user, history, t, max_len,
+                                            smoothed_rate(user_impressions, user_clicks, prior))
+            yield split, shared, _impression_features(e, stats, config, num_buckets, prior)
         for e in same_time:
+            if e.event_type == f.impression_type:
+                user_impressions += 1
+                user_clicks += e.clicked
             if e.event_type in type_index:
                 history.append((e.timestamp, e.item_id, type_index[e.event_type],
                                 statistic_buckets(stats(e.item_id), day, num_buckets)))
         i = j
 
 
-def _sequence_features(user: dict, history, t: int, max_len: int) -> dict:
+def _sequence_features(user: dict, history, t: int, max_len: int, user_ctr: float) -> dict:
     n = len(history)
     pad = max_len - n
     if n:
@@ -110,17 +121,19 @@ def _sequence_features(user: dict, history, t: int, max_len: int) -> dict:
         # 1 + floor(log2(1 + seconds)), capped; bit_length computes it exactly, without floats
         "hist_time_gap": [min((1 + t - h).bit_length(), gap_cap) for h in times] + [0] * pad,
         "hist_length": n,
+        "user_ctr": user_ctr,
     })
     for name, past in zip(STATISTIC_NAMES, stat_lists):
         values[ES.hist_stat_feature(name)] = list(past) + [0] * pad
     return values
 
 
-def _impression_features(e: Event, stats: StatsLookup, config: Config, num_buckets: int) -> dict:
+def _impression_features(e: Event, stats: StatsLookup, config: Config, num_buckets: int, prior: float) -> dict:
+    counts, day = stats(e.item_id), day_of(e.timestamp)
     values = {"label": e.clicked, "item_id": e.item_id, "position": e.position, "timestamp": e.timestamp,
-              "request_id": e.request_id}
+              "request_id": e.request_id, "item_ctr": item_rate(counts, day, prior)}
     for name, value in zip(config.events.context, e.context):
         values[ES.context_feature(name)] = value
-    for name, now in zip(STATISTIC_NAMES, statistic_buckets(stats(e.item_id), day_of(e.timestamp), num_buckets)):
+    for name, now in zip(STATISTIC_NAMES, statistic_buckets(counts, day, num_buckets)):
         values[ES.item_stat_feature(name)] = now
     return values

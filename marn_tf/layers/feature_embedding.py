@@ -4,13 +4,16 @@ and the behaviour property of each sequence position (type, time gap, point-in-t
 Each feature is one of
     {"kind": "categorical", "rows": n}    an index (a looked-up string or an int64 bucket), embedded
     {"kind": "numeric"}                   a count: log(1 + max(x, 0)), one column
+    {"kind": "rate"}                      a probability: logit(clip(x, 1e-3, 1 - 1e-3)), one column (the
+                                          scale on which rates add up, as in the no-model floor)
 and the layer concatenates them in order along the last axis.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-KINDS = ("categorical", "numeric")
+KINDS = ("categorical", "numeric", "rate")
+RATE_EPSILON = 1e-3  # rates are clipped to [RATE_EPSILON, 1 - RATE_EPSILON]: finite logits
 
 
 @tf.keras.utils.register_keras_serializable(package="marn_tf")
@@ -42,6 +45,10 @@ class FeatureEmbeddings(tf.keras.layers.Layer):
             value = inputs[name]
             if spec["kind"] == "numeric":
                 parts.append(tf.math.log1p(tf.maximum(tf.cast(value, self.compute_dtype), 0.0))[..., tf.newaxis])
+                continue
+            if spec["kind"] == "rate":
+                p = tf.clip_by_value(tf.cast(value, tf.float32), RATE_EPSILON, 1.0 - RATE_EPSILON)
+                parts.append(tf.cast(tf.math.log(p) - tf.math.log1p(-p), self.compute_dtype)[..., tf.newaxis])
                 continue
             parts.append(self.embeddings[name](value))
         return tf.concat(parts, axis=-1)

@@ -89,7 +89,12 @@ def item_tower_config(schema: S.Schema, config: ModelConfig) -> dict:
         "units": config.units, "common_units": config.common_units, "attention_gate": config.attention_gate,
         "attention_normalize": config.attention_normalize, "discriminator_hidden": config.discriminator_hidden,
         "grl_coefficient": config.grl_coefficient, "normalize_importance": config.normalize_importance,
-        "modality_dropout": config.modality_dropout,
+        "modality_dropout": config.modality_dropout, "normalize_modalities": config.normalize_modalities,
+        "attention_context": config.attention_context, "attention_bias": config.attention_bias,
+        "adversarial": {"objective": config.adversarial_objective, "share_discriminator": config.share_discriminator,
+                        "importance_weighting": config.importance_weighting,
+                        "importance_floor": config.importance_floor, "alignment_items": config.alignment_items,
+                        "alignment_temperature": config.alignment_temperature},
     }
     num_items = schema.vocabularies[S.ITEM_VOCABULARY].input_dim
     return {"num_items": num_items, "columns": columns, "encoder": encoder, "deduplicate": config.deduplicate_items}
@@ -117,6 +122,8 @@ def build_lookup(schema: S.Schema, data_dir: str) -> tf.keras.Model:
 
 
 def _feature_spec(schema: S.Schema, f: S.FeatureSpec) -> dict:
+    if S.RATE in f.tags:
+        return {"kind": "rate"}
     if f.vocabulary is not None:
         return {"kind": "categorical", "rows": schema.vocabularies[f.vocabulary].input_dim}
     if f.cardinality:
@@ -178,6 +185,8 @@ def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
             hidden = tfrs.layers.dcn.Cross(name=f"cross_{i}")(x0, hidden)
     for i, units in enumerate(config.hidden_units):
         hidden = tf.keras.layers.Dense(units, activation="relu", name=f"mlp_{i}")(hidden)
+        if config.dropout:
+            hidden = tf.keras.layers.Dropout(config.dropout, name=f"mlp_dropout_{i}")(hidden)
     logit = tf.squeeze(tf.keras.layers.Dense(1, dtype="float32", name="logit")(hidden), -1)
     outputs = {
         "logit": logit,

@@ -21,7 +21,10 @@ def test_save_load_round_trip(schema, tmp_path):
 def test_tags_pick_features(schema):
     assert [f.name for f in schema.features_with_tags("behaviour", "item_key")] == ["hist_item_id"]
     assert [f.name for f in schema.features_with_tags("candidate", "statistic")] == [
-        "item_stat_impressions", "item_stat_clicks", "item_stat_ctr"]
+        "item_stat_impressions", "item_stat_clicks", "item_stat_ctr", "item_ctr"]
+    assert [(f.name, f.dtype) for f in schema.features_with_tags("rate")] == [
+        ("user_ctr", "float32"), ("item_ctr", "float32")]
+    assert [f.name for f in schema.features_with_tags("user", "rate")] == ["user_ctr"]
     assert [c.name for c in schema.item_columns("image")] == ["image"]
     assert schema.vocabularies["item_id"].input_dim == 6
 

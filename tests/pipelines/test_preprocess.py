@@ -170,6 +170,14 @@ def test_every_format_end_to_end(tmp_path, make_config, fmt):
     assert list(e["hist_event_type"]) == [2, 3, 1] and e["hist_length"] == 3
     assert (e["user_id"], e["user_gender"], e["context_query"]) == (b"u1", b"f", b"dress")
     assert (e["item_stat_impressions"], e["item_stat_clicks"]) == (2, 2)  # i1 on day 0: u1 and u2
+    # Click rates (clicks + 20 p0) / (impressions + 20); before day 3 all items had 7 impressions, 3 clicks:
+    # p0 = 4/9. i3 had 1 impression, 1 click (day 1); u1 5 impressions, 2 clicks (days 0-2).
+    (t,) = test
+    assert t["item_ctr"] == pytest.approx((1 + 20 * 4 / 9) / 21, rel=1e-6)
+    assert t["user_ctr"] == pytest.approx((2 + 20 * 4 / 9) / 25, rel=1e-6)
+    written = {f["name"]: f for f in json.loads((out / "schema.json").read_text())["features"]}
+    assert {n: (written[n]["dtype"], written[n]["tags"]) for n in ("item_ctr", "user_ctr")} == {
+        "item_ctr": ("float32", ["candidate", "statistic", "rate"]), "user_ctr": ("float32", ["user", "rate"])}
 
     # Vocabularies from the training window; every catalog item (cold i5 too) has an item table row.
     items = read_vocabulary(str(out / "vocab" / "item_id.txt"))
@@ -228,13 +236,14 @@ def test_sequences_and_statistics_match_a_brute_force_recount(tmp_path):
     events = [json.loads(line) for f in sorted((raw / "events").iterdir()) for line in gzip.open(f)]
     behaviour_rank = {t: i for i, t in enumerate(config.events.behaviour_types)}
     by_user, shown = collections.defaultdict(list), collections.Counter()
-    clicked = collections.Counter()
+    clicked, user_impressions = collections.Counter(), collections.defaultdict(list)
     for e in events:
         if e["event_type"] in behaviour_rank:
             by_user[e["user_id"]].append((e["timestamp"], behaviour_rank[e["event_type"]], e["item_id"]))
         else:
             shown[(e["item_id"], e["timestamp"] // 86400)] += 1
             clicked[(e["item_id"], e["timestamp"] // 86400)] += e["clicked"]
+            user_impressions[e["user_id"]].append((e["timestamp"], e["clicked"]))
     assert len(examples) > 1000
     nb = config.statistics.num_buckets
     for ex in examples:
@@ -248,3 +257,8 @@ def test_sequences_and_statistics_match_a_brute_force_recount(tmp_path):
         c = sum(v for (i, d), v in clicked.items() if i == item and d < day)
         expected = (log2_bucket(n, nb), log2_bucket(c, nb), ctr_bucket(n, c, nb)) if n else (0, 0, 0)
         assert (ex["item_stat_impressions"], ex["item_stat_clicks"], ex["item_stat_ctr"]) == expected
+        p0 = (sum(v for (_, d), v in clicked.items() if d < day) + 1) / (
+            sum(v for (_, d), v in shown.items() if d < day) + 2)
+        assert ex["item_ctr"] == pytest.approx((c + 20 * p0) / (n + 20), rel=1e-6)
+        mine = [k for time, k in user_impressions[user] if time < t]
+        assert ex["user_ctr"] == pytest.approx((sum(mine) + 20 * p0) / (len(mine) + 20), rel=1e-6)

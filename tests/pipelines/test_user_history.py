@@ -1,6 +1,8 @@
 """Behaviour sequences, point-in-time statistics and splits on a hand-made log, expectations written out."""
 import random
 
+import pytest
+
 from pipelines.item_statistics import CumulativeCounts
 from pipelines.records import Event
 from pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate
@@ -36,6 +38,9 @@ STATS = {
     "i2": CumulativeCounts.from_daily([(D0, 1, 0), (D0 + 1, 1, 0)]),
     "i3": CumulativeCounts.from_daily([(D0 + 1, 1, 1), (D0 + 3, 1, 1)]),
 }
+# All items together per day (the sum of STATS): the prior p0 of day d is (clicks + 1) / (impressions + 2)
+# before d: 1/2 on day 0, 2/5 on day 1, 3/7 on day 2, 3/8 on day 3.
+TOTALS = CumulativeCounts.from_daily([(D0, 3, 1), (D0 + 1, 2, 1), (D0 + 2, 1, 0), (D0 + 3, 1, 1)])
 
 
 def merged(examples):
@@ -44,7 +49,7 @@ def merged(examples):
 
 def run(config, log=LOG):
     events, duplicates = sort_and_deduplicate(log, config.events.behaviour_types)
-    return merged(build_examples("u1", events, None, STATS.get, config)), duplicates
+    return merged(build_examples("u1", events, None, STATS.get, TOTALS, config)), duplicates
 
 
 def test_sequences_are_strictly_earlier_and_truncated(make_config):
@@ -108,8 +113,8 @@ def test_profile_values_are_attached(make_config):
 
     config = make_config(users={"features": ["gender", "age"]})
     events, _ = sort_and_deduplicate(LOG, config.events.behaviour_types)
-    with_profile = merged(build_examples("u1", events, UserProfile("u1", ("f", "a3")), STATS.get, config))
-    without = merged(build_examples("u1", events, None, STATS.get, config))
+    with_profile = merged(build_examples("u1", events, UserProfile("u1", ("f", "a3")), STATS.get, TOTALS, config))
+    without = merged(build_examples("u1", events, None, STATS.get, TOTALS, config))
     assert (with_profile[0][1]["user_gender"], with_profile[0][1]["user_age"]) == ("f", "a3")
     assert (without[0][1]["user_gender"], without[0][1]["user_age"]) == ("", "")
 
@@ -117,6 +122,35 @@ def test_profile_values_are_attached(make_config):
 def test_impressions_of_one_timestamp_share_their_sequence_object(make_config):
     events, _ = sort_and_deduplicate(LOG, make_config().events.behaviour_types)
     (_, shared_a, own_a), (_, shared_b, own_b), (_, shared_c, _) = list(
-        build_examples("u1", events, None, STATS.get, make_config()))[:3]
+        build_examples("u1", events, None, STATS.get, TOTALS, make_config()))[:3]
     assert shared_a is shared_b and shared_c is not shared_a  # A and B: same request and second
     assert not set(shared_a) & set(own_a)
+    assert "user_ctr" in shared_a and "item_ctr" in own_a
+
+
+def test_click_rates_are_point_in_time_and_smoothed(make_config):
+    examples, _ = run(make_config())
+    # (clicks + 20 p0) / (impressions + 20), p0 of the impression's day (see TOTALS).
+    assert [v["item_ctr"] for _, v in examples] == pytest.approx([
+        1 / 2,                       # A: i1 unseen before day 0 (its day-0 impressions excluded): p0 of day 0
+        1 / 2,                       # B
+        (0 + 20 * 2 / 5) / (1 + 20),  # C: i2's day 0 (B), not day 1 (C itself)
+        2 / 5,                       # D: i3 first shown on day 1: p0 of day 1
+        (1 + 20 * 3 / 7) / (2 + 20),  # E: i1's day 0 (2 impressions, 1 click), not day 2
+        (1 + 20 * 3 / 8) / (1 + 20),  # F: i3's day 1, not day 3
+    ], rel=1e-12)
+    # The user's own impressions strictly before the timestamp: A and B (same second) do not see each other.
+    assert [v["user_ctr"] for _, v in examples] == pytest.approx([
+        1 / 2,                       # A: no earlier impression
+        1 / 2,                       # B: not A, clicked in the same second
+        (1 + 20 * 2 / 5) / (2 + 20),  # C: A (clicked) and B
+        (1 + 20 * 2 / 5) / (3 + 20),  # D: A, B, C
+        (2 + 20 * 3 / 7) / (4 + 20),  # E: A, B, C, D (clicked)
+        (2 + 20 * 3 / 8) / (5 + 20),  # F: ... and E (not clicked)
+    ], rel=1e-12)
+
+
+def test_user_rate_counts_history_only_impressions(make_config):
+    config = make_config(split={"train_start": "2026-01-02", "train_end": "2026-01-03", "valid_end": "2026-01-04"})
+    examples, _ = run(config)
+    assert examples[2][1]["user_ctr"] == pytest.approx((1 + 20 * 2 / 5) / (2 + 20), rel=1e-12)  # C sees A and B
