@@ -26,7 +26,7 @@ from marn_tf.config_loader import ConfigError
 VARIANTS = ("din", "concat", "man", "maan", "marn")
 SEQUENCE_ENCODERS = ("gru", "augru")
 HEADS = ("mlp", "dcn")
-OBJECTIVES = ("confusion", "reversal")
+OBJECTIVES = ("capped", "confusion", "reversal")
 IMPORTANCE_WEIGHTINGS = ("loss", "scale")
 ATTENTION_CONTEXTS = ("own", "item")
 UPDATES = ("joint", "alternating")
@@ -63,7 +63,7 @@ class ModelConfig:
     lambda_adv: float = 0.1  # D1 and the encoder's side of the min-max game
     lambda_s: float = 0.1  # Ds
     lambda_align: float = 0.1  # same-item cross-modal InfoNCE on the invariant vectors (marn; 0: the paper)
-    adversarial_objective: str = "confusion"  # "confusion" (uniform target, D1 on stop-gradient) or "reversal"
+    adversarial_objective: str = "capped"  # "capped" reversal or "confusion" (D1 on stop-gradient), or "reversal"
     share_discriminator: bool = False  # Ds is D1's network (the paper) instead of its own
     importance_weighting: str = "loss"  # D0's w weighs D1's per-vector loss ("loss", IWAN) or scales c ("scale")
     importance_floor: float = 0.1  # w = 1 - D0(c)[m] clipped below at this

@@ -104,9 +104,13 @@ class ItemTower(tf.keras.layers.Layer):
         """
         if occurrences is None:
             occurrences = tf.ones_like(items, tf.float32)
+        return self.encoder([self.content(items), occurrences], training=training)
+
+    def content(self, items) -> dict:
+        """The item table rows of item indices `items` [n]: what the encoder reads."""
         content = {name: tf.gather(table, items) for name, table in self.table.items()}
         content["item_index"] = tf.cast(items, tf.int32)
-        return self.encoder([content, occurrences], training=training)
+        return content
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_items": self.num_items, "columns": self.columns,

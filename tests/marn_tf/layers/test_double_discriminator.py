@@ -55,11 +55,13 @@ def test_reversal_objective_reverses_d1s_gradient_to_the_projector():
     np.testing.assert_allclose(reversed_grad.numpy(), -plain_grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
-def test_confusion_objective_splits_the_game():
-    """D1's loss trains D1 alone; the confusion loss trains the encoder alone, toward D1 at chance."""
-    layer = DoubleDiscriminator(3, grl_coefficient=1.0)
+@pytest.mark.parametrize("objective", ["capped", "confusion"])
+def test_the_encoders_objective_splits_the_game(objective):
+    """D1's loss trains D1 alone; the encoder's loss trains the encoder alone, toward D1 at chance."""
+    layer = DoubleDiscriminator(3, grl_coefficient=1.0, objective=objective)
     out = layer([INVARIANT, SPECIFIC, MASK])
-    assert out["confusion_loss"].numpy() >= math.log(3) - 1e-5  # cross-entropy to uniform: bounded by its entropy
+    if objective == "confusion":  # cross-entropy to uniform: bounded below by its entropy
+        assert out["confusion_loss"].numpy() >= math.log(3) - 1e-5
     to_invariant, *to_d1 = grads(layer, "d1_loss", [INVARIANT] + layer.d1.trainable_variables)
     assert to_invariant is None or not np.any(to_invariant.numpy())
     assert all(np.any(g.numpy()) for g in to_d1)
@@ -70,6 +72,19 @@ def test_confusion_objective_splits_the_game():
     assert layer([moved, SPECIFIC, MASK])["confusion_loss"].numpy() < out["confusion_loss"].numpy()
     layer.set_coefficient(0.0)
     assert layer([INVARIANT, SPECIFIC, MASK])["confusion_loss"].numpy() == 0.0  # the ramp's start
+
+
+def test_capped_objective_pushes_only_vectors_d1_gets_better_than_chance():
+    """max(0, log M - CE): the reversal's push where D1 is better than chance, none where it is not."""
+    layer = DoubleDiscriminator(3, grl_coefficient=1.0, objective="capped", normalize_weights=False,
+                                importance_floor=1.0, mode="single")
+    layer([INVARIANT, SPECIFIC, MASK])
+    logits = layer.d1(INVARIANT)
+    ce = tf.nn.softmax_cross_entropy_with_logits(labels=tf.broadcast_to(tf.eye(3), [6, 3, 3]), logits=logits)
+    expected = tf.reduce_sum(tf.nn.relu(math.log(3) - ce) * MASK) / tf.reduce_sum(MASK)
+    out = layer([INVARIANT, SPECIFIC, MASK])
+    np.testing.assert_allclose(out["confusion_loss"].numpy(), expected.numpy(), rtol=1e-5)
+    assert 0.0 <= out["confusion_loss"].numpy() <= math.log(3)  # bounded both ways
 
 
 def test_importance_weighs_d1s_loss_or_scales_its_input():

@@ -1,0 +1,330 @@
+"""Quality benchmark: the ablation ladder trained to its best validation AUC over seeds, beside the no-model
+floor and the oracle, with what MARN's mechanism is meant to do measured directly.
+
+    python benchmarks/quality.py                           # 5 variants x 5 seeds on the embedded data (~45 min, 2 cores)
+    python benchmarks/quality.py --seeds 3 --variants man marn --json /tmp/q.json
+    python benchmarks/quality.py --data DIR --config CFG   # any `marn preprocess` output and its config
+    python benchmarks/quality.py --set model.lambda_align=0 --runs /tmp/q-noalign   # an ablation of a default
+
+Every run trains with a validation pass every `--steps-per-eval` steps, keeps its best-validation
+checkpoint and stops after `--patience` passes without a better validation AUC (at most `--max-evals`);
+the test figures are of that checkpoint. Defaults are chosen on validation AUC, never on test: the table
+shows both. Printed (and with `--json PATH` written, `targets` holding every target of issue 11 as
+{"name", "measured", "target", "met"}):
+
+* per variant: validation and test AUC/GAUC, mean ± std over seeds; steps to the best point;
+* paired per-seed differences of the ladder's rungs (marn - man, man - concat, ...) with a 95% t interval;
+* the no-model floor (point-in-time smoothed item + user click rates, a logit sum) and the oracle (the
+  generator's true click probability), on the same test split;
+* D1 accuracy at every validation pass (chance 1/M) and Ds accuracy; invariant-collapse statistics: the
+  spread of c^m across items (dead dimensions) and the same item's cross-modal cosine against random pairs;
+* mean modality weights per category kind (`world.json` of the generated data) against the planted truth.
+
+Finished runs are reused (a run directory is named by a digest of its resolved model/train config);
+delete `--runs` to redo them.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+import marn_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+
+DEFAULT_DATA = "/tmp/marn-bench/quality-data"
+DEFAULT_RAW = "/tmp/marn-bench/quality-raw"
+LADDER = ["din", "concat", "man", "maan", "marn"]
+PAIRS = [("concat", "din"), ("man", "concat"), ("maan", "man"), ("marn", "maan"), ("marn", "man")]
+CHANCE_TOLERANCE = 0.07
+# 0.975 quantiles of Student's t for 1..30 degrees of freedom (no scipy in the stack)
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def paired_difference(a: list[float], b: list[float]) -> dict:
+    """Mean of a - b over paired seeds with its 95% t interval (None with fewer than 2 pairs)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if len(d) < 2:
+        return {"mean": float(d.mean()) if len(d) else None, "low": None, "high": None, "n": len(d)}
+    half = T975[min(len(d) - 2, len(T975) - 1)] * d.std(ddof=1) / math.sqrt(len(d))
+    return {"mean": float(d.mean()), "low": float(d.mean() - half), "high": float(d.mean() + half), "n": len(d)}
+
+
+# -- data --------------------------------------------------------------------------------------------------
+def ensure_data(args) -> None:
+    """The embedded dataset at its default size, generated and preprocessed once, unless --data/--config."""
+    if os.path.exists(os.path.join(args.data, "schema.json")):
+        args.config = args.config or os.path.join(DEFAULT_RAW, "config.yaml")
+        return
+    from marn_tf.config import Config
+    from pipelines import preprocess
+    from pipelines.synthetic_data import GeneratorOptions, generate
+
+    print(f"generating the embedded dataset into {DEFAULT_RAW} and {args.data} ...", flush=True)
+    generate(GeneratorOptions(output=DEFAULT_RAW), progress=False)
+    args.config = os.path.join(DEFAULT_RAW, "config.yaml")
+    preprocess.run(Config.load(args.config), args.data, num_workers=2, overwrite=True)
+
+
+def world_of(config_path: str) -> dict:
+    """The generator's `world.json` beside the config (category kinds, oracle), or {} for other data."""
+    path = os.path.join(os.path.dirname(os.path.abspath(config_path)), "world.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+# -- one run -----------------------------------------------------------------------------------------------
+def run_config(args, variant: str, seed: int):
+    from marn_tf.config import Config
+
+    return Config.load(args.config, [f"model.variant={variant}", f"train.seed={seed}",
+                                     f"train.batch_size={args.batch_size}",
+                                     f"train.steps_per_epoch={args.steps_per_eval}", f"train.epochs={args.max_evals}",
+                                     f"train.early_stopping_patience={args.patience}", *args.set])
+
+
+def run_dir(args, config) -> str:
+    resolved = json.dumps({k: config.to_dict()[k] for k in ("model", "train")}, sort_keys=True)
+    digest = hashlib.sha256(resolved.encode()).hexdigest()[:10]
+    return os.path.join(args.runs, f"{config.model.variant}-seed{config.train.seed}-{digest}")
+
+
+def invariance_statistics(network, max_items: int = 2000) -> dict:
+    """Collapse and agreement of the invariant vectors c^m over catalog items (those with content)."""
+    import tensorflow as tf
+
+    tower = network.item_tower
+    items = tf.range(1, min(tower.num_items, max_items + 1))
+    vectors = tower.encoder.modality_vectors(tower.content(items), training=False)
+    if vectors["invariant"] is None:
+        return {}
+    c, mask = vectors["invariant"].numpy(), vectors["mask"].numpy() > 0
+    modalities = tower.modalities
+    per_modality = {}
+    for m, name in enumerate(modalities):
+        present = c[mask[:, m], m]
+        spread = present.std(axis=0)
+        per_modality[name] = {"items": int(len(present)), "mean_std": float(spread.mean()),
+                              "dead_dimensions": float(np.mean(spread < 1e-3))}
+    unit = c / np.maximum(np.linalg.norm(c, axis=-1, keepdims=True), 1e-9)
+    rng = np.random.default_rng(0)
+    same, other = [], []
+    for m in range(len(modalities)):
+        for n in range(m + 1, len(modalities)):
+            both = np.flatnonzero(mask[:, m] & mask[:, n])
+            if len(both) < 2:
+                continue
+            shuffled = rng.permutation(both)
+            same.append(float(np.mean(np.sum(unit[both, m] * unit[both, n], -1))))
+            other.append(float(np.mean(np.sum(unit[both, m] * unit[shuffled, n], -1))))
+    gap = float(np.mean(same) - np.mean(other)) if same else None
+    return {"per_modality": per_modality, "same_item_cosine": float(np.mean(same)) if same else None,
+            "random_pair_cosine": float(np.mean(other)) if other else None, "cosine_gap": gap}
+
+
+def weights_by_kind(evaluation: dict, world: dict) -> dict:
+    """Example-weighted mean modality weight per category kind of the generator."""
+    kinds = world.get("category_kind", {})
+    sums: dict = {}
+    for category, row in evaluation["modality_weights_by_category"].items():
+        kind = kinds.get(category)
+        if kind is None:
+            continue
+        for modality, weight in row["modality_weights"].items():
+            if weight is not None:
+                total = sums.setdefault(kind, {}).setdefault(modality, [0.0, 0])
+                total[0] += weight * row["examples"]
+                total[1] += row["examples"]
+    return {kind: {m: s / n for m, (s, n) in row.items() if n} for kind, row in sums.items()}
+
+
+def one_run(args, variant: str, seed: int, world: dict) -> dict:
+    import tensorflow as tf
+
+    from marn_tf.evaluation.evaluate import evaluate
+    from marn_tf.training.callbacks import read_history
+    from marn_tf.training.trainer import restore_run, train
+
+    config = run_config(args, variant, seed)
+    out = run_dir(args, config)
+    done = os.path.join(out, "quality.json")
+    if os.path.exists(done):
+        print(f"{variant} seed {seed}: reusing {out}", flush=True)
+        with open(done) as f:
+            return json.load(f)
+    print(f"training {variant} seed {seed} -> {out}", flush=True)
+    start = time.time()
+    summary = train(config, args.data, out, progress=False)
+    validation = evaluate(out, args.data, "validation", output_dir=os.path.join(out, "evaluation_validation"))
+    test = evaluate(out, args.data, "test")
+    _, _, network, _ = restore_run(out, args.data)
+    history = read_history(os.path.join(out, "history.jsonl"))
+    result = {
+        "variant": variant, "seed": seed, "run": out, "seconds": round(time.time() - start, 1),
+        "best_step": max(history, key=lambda h: h.get("val_auc", -1))["step"] if history else None,
+        "steps": summary.steps, "validation_auc": validation["auc"], "validation_gauc": validation["gauc"],
+        "test_auc": test["auc"], "test_gauc": test["gauc"], "test_logloss": test["logloss"],
+        "floor": test.get("floor"), "chance": test["chance_accuracy"],
+        "d1_accuracy": test["d1_accuracy"], "ds_accuracy": test["ds_accuracy"],
+        "d1_by_evaluation": [h.get("val_d1_accuracy") for h in history],
+        "ds_by_evaluation": [h.get("val_ds_accuracy") for h in history],
+        "weights_by_kind": weights_by_kind(test, world),
+        "invariance": invariance_statistics(network),
+    }
+    with open(done, "w") as f:
+        json.dump(result, f, indent=2)
+    tf.keras.backend.clear_session()
+    return result
+
+
+# -- the table ---------------------------------------------------------------------------------------------
+def mean_std(values) -> str:
+    v = [x for x in values if x is not None]
+    return f"{np.mean(v):.4f} ± {np.std(v):.4f}" if v else "–"
+
+
+def target(name: str, measured, goal: str, met: bool) -> dict:
+    return {"name": name, "measured": measured, "target": goal, "met": bool(met)}
+
+
+def targets_of(results: dict, pairs: dict, floor_auc, world: dict) -> list[dict]:
+    found = []
+    for better, worse in (("marn", "man"), ("man", "concat")):
+        pair = pairs.get(f"{better} - {worse}")
+        if pair:
+            found.append(target(f"test AUC {better} - {worse} (paired, 95% interval)",
+                                [round(pair["mean"], 4), pair["low"] and round(pair["low"], 4)],
+                                ">= +0.003 with the interval above 0",
+                                pair["mean"] >= 0.003 and pair["low"] is not None and pair["low"] > 0))
+    for variant, runs in results.items():
+        aucs = [r["test_auc"] for r in runs]
+        if floor_auc is not None:
+            lift = float(np.mean(aucs)) - floor_auc
+            found.append(target(f"{variant}: test AUC - no-model floor", round(lift, 4), ">= 0.02", lift >= 0.02))
+        found.append(target(f"{variant}: test AUC std over seeds", round(float(np.std(aucs)), 4), "<= 0.003",
+                            np.std(aucs) <= 0.003))
+    for run in results.get("marn", []):
+        chance, d1 = run["chance"], [v for v in run["d1_by_evaluation"] if v is not None]
+        second_half = d1[len(d1) // 2:]
+        found.append(target(f"marn seed {run['seed']}: D1 accuracy at the end and over the second half of training",
+                            [round(v, 3) for v in second_half], f"{chance:.2f} ± {CHANCE_TOLERANCE}",
+                            bool(second_half) and all(abs(v - chance) <= CHANCE_TOLERANCE for v in second_half)))
+        found.append(target(f"marn seed {run['seed']}: Ds accuracy", run["ds_accuracy"] and round(run["ds_accuracy"], 3),
+                            ">= 0.9", (run["ds_accuracy"] or 0) >= 0.9))
+        gap = run["invariance"].get("cosine_gap")
+        found.append(target(f"marn seed {run['seed']}: same-item cross-modal cosine - random pairs",
+                            gap and round(gap, 3), ">= 0.3", (gap or 0) >= 0.3))
+    if world.get("category_kind") and results.get("marn"):
+        kinds = [r["weights_by_kind"] for r in results["marn"]]
+
+        def ratio(modality, high, low):
+            values = [k[high][modality] / k[low][modality] for k in kinds
+                      if modality in k.get(high, {}) and k.get(low, {}).get(modality)]
+            return float(np.mean(values)) if values else None
+
+        for modality, high, low in (("image", "visual", "popularity"), ("statistic", "popularity", "visual")):
+            r = ratio(modality, high, low)
+            found.append(target(f"marn: {modality} weight in {high} / in {low} categories", r and round(r, 3),
+                                ">= 1.3", (r or 0) >= 1.3))
+    return found
+
+
+def report(args, results: dict, world: dict, seconds: float) -> dict:
+    command = " ".join(["python benchmarks/quality.py"] + sys.argv[1:])
+    floors = [r["floor"]["auc"] for runs in results.values() for r in runs if r.get("floor")]
+    floor_auc = float(np.mean(floors)) if floors else None
+    oracle = world.get("oracle", {}).get("test")
+    print(f"\n{command}\n{args.seeds} seeds; a validation pass every {args.steps_per_eval} steps of "
+          f"{args.batch_size}, patience {args.patience}, at most {args.max_evals}; best-validation checkpoints; "
+          f"{seconds / 60:.1f} min\n")
+    print("| variant | validation AUC | test AUC | test GAUC | best step | D1 acc. (test) | Ds acc. (test) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    if floor_auc is not None:
+        print(f"| no-model floor | – | {floor_auc:.4f} | – | – | – | – |")
+    for variant, runs in results.items():
+        print(f"| {variant} | {mean_std([r['validation_auc'] for r in runs])} | {mean_std([r['test_auc'] for r in runs])}"
+              f" | {mean_std([r['test_gauc'] for r in runs])} | {np.mean([r['best_step'] or 0 for r in runs]):.0f} | "
+              f"{mean_std([r['d1_accuracy'] for r in runs])} | {mean_std([r['ds_accuracy'] for r in runs])} |")
+    if oracle is not None:
+        print(f"| oracle (true click probability) | – | {oracle:.4f} | – | – | – | – |")
+
+    pairs = {}
+    print("\n| paired difference over seeds | validation AUC (95% interval) | test AUC (95% interval) |\n|---|---:|---:|")
+    for better, worse in PAIRS:
+        if better in results and worse in results:
+            by_seed = {r["seed"]: r for r in results[worse]}
+            matched = [(r, by_seed[r["seed"]]) for r in results[better] if r["seed"] in by_seed]
+            cells = []
+            for key in ("validation_auc", "test_auc"):
+                d = paired_difference([a[key] for a, _ in matched], [b[key] for _, b in matched])
+                cells.append(f"{d['mean']:+.4f}" + (f" [{d['low']:+.4f}, {d['high']:+.4f}]" if d["low"] is not None
+                                                     else ""))
+            pairs[f"{better} - {worse}"] = d
+            print(f"| {better} - {worse} | {cells[0]} | {cells[1]} |")
+
+    adversarial = [v for v in ("maan", "marn") if v in results]
+    if adversarial:
+        print("\n| variant, seed | D1 accuracy at each validation pass (chance "
+              f"{results[adversarial[0]][0]['chance']:.2f}) | Ds (last) | same-item cosine | random cosine | "
+              "dead dims of c^m |\n|---|---|---:|---:|---:|---|")
+        for variant in adversarial:
+            for r in results[variant]:
+                inv = r["invariance"]
+                dead = ", ".join(f"{m} {s['dead_dimensions']:.2f}" for m, s in inv.get("per_modality", {}).items())
+                d1 = " ".join(f"{v:.2f}" for v in r["d1_by_evaluation"] if v is not None)
+                ds = next((v for v in reversed(r["ds_by_evaluation"]) if v is not None), None)
+                print(f"| {variant} {r['seed']} | {d1} | {ds if ds is None else round(ds, 3)} | "
+                      f"{inv.get('same_item_cosine') or 0:.3f} | {inv.get('random_pair_cosine') or 0:.3f} | {dead} |")
+    if world.get("category_kind"):
+        print("\n| variant | mean modality weight per category kind (visual / popularity / mixed) |\n|---|---|")
+        for variant in ("man", "maan", "marn"):
+            if variant in results:
+                kinds = results[variant][0]["weights_by_kind"]
+                modalities = sorted({m for row in kinds.values() for m in row})
+                cells = "; ".join(f"{m} " + " / ".join(f"{kinds.get(k, {}).get(m, float('nan')):.3f}"
+                                                      for k in ("visual", "popularity", "mixed")) for m in modalities)
+                print(f"| {variant} (seed {results[variant][0]['seed']}) | {cells} |")
+
+    targets = targets_of(results, pairs, floor_auc, world)
+    print("\n| target | measured | goal | met |\n|---|---|---|---|")
+    for t in targets:
+        print(f"| {t['name']} | {t['measured']} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
+    return {"command": command, "minutes": round(seconds / 60, 1), "floor_auc": floor_auc, "oracle_auc": oracle,
+            "runs": results, "pairs": pairs, "targets": targets}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA, help="a `marn preprocess` output (default: %(default)s)")
+    parser.add_argument("--config", help="its YAML config (default: the embedded data's)")
+    parser.add_argument("--variants", nargs="+", default=LADDER, choices=LADDER)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--steps-per-eval", type=int, default=40, help="steps between validation passes")
+    parser.add_argument("--max-evals", type=int, default=8, help="at most this many validation passes")
+    parser.add_argument("--patience", type=int, default=2, help="passes without a better validation AUC before stopping")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every run, e.g. model.lambda_align=0 (repeatable)")
+    parser.add_argument("--runs", default="/tmp/marn-bench/quality-runs")
+    parser.add_argument("--json", help="also write every figure and the targets to this JSON file")
+    args = parser.parse_args()
+    ensure_data(args)
+    world = world_of(args.config)
+    start = time.time()
+    results = {v: [one_run(args, v, seed, world) for seed in range(1, args.seeds + 1)] for v in args.variants}
+    figures = report(args, results, world, time.time() - start)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
