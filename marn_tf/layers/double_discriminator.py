@@ -146,9 +146,11 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
         self.importance_floor = importance_floor
         self.alignment_items = alignment_items
         self.alignment_temperature = alignment_temperature
-        self.d0 = ModalityClassifier(self.hidden_units, num_modalities, name="d0") if mode == "double" else None
-        self.d1 = ModalityClassifier(self.hidden_units, num_modalities, name="d1")
-        self.ds = self.d1 if share_discriminator else ModalityClassifier(self.hidden_units, num_modalities, name="ds")
+        classifier = lambda name: ModalityClassifier(self.hidden_units, num_modalities, name=name,  # noqa: E731
+                                                     dtype=self.dtype)
+        self.d0 = classifier("d0") if mode == "double" else None
+        self.d1 = classifier("d1")
+        self.ds = self.d1 if share_discriminator else classifier("ds")
         self.gradient_reversal = GradientReversal(grl_coefficient, name="grl", dtype=self.dtype)
 
     def set_coefficient(self, value: float) -> None:

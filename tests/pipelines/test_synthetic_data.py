@@ -5,14 +5,16 @@ import hashlib
 import json
 import pathlib
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from marn_tf.config import Config
 from pipelines import records as R
+from pipelines import synthetic_data as S
 from pipelines.synthetic_data import GeneratorOptions, generate
 
-SMALL = dict(users=150, items=600, days=10, image_dim=8, bad_record_rate=0.0)
+SMALL = dict(users=300, items=1200, days=10, image_dim=8, bad_record_rate=0.0)
 
 
 def digest(directory: pathlib.Path) -> str:
@@ -47,11 +49,27 @@ def jsonl_data(tmp_path_factory):
     return out, config, read_events(out, "jsonl", config), items, world
 
 
+@pytest.fixture(scope="module")
+def truth(jsonl_data):
+    """The hidden catalog of `jsonl_data` (generate builds it first from the seed's stream), checked by its titles."""
+    _, _, _, items, _ = jsonl_data
+    opts = GeneratorOptions(output="", **SMALL)
+    catalog = S.build_catalog(opts, np.random.default_rng(opts.seed))
+    assert [items[S.item_id(i)].title for i in range(opts.items)] == catalog.title
+    return catalog
+
+
+def index(item: str) -> int:
+    return int(item[1:])
+
+
 def test_same_seed_same_bytes(tmp_path):
     for name in ("a", "b"):
         generate(GeneratorOptions(output=str(tmp_path / name), **dict(SMALL, users=20)), progress=False)
     assert digest(tmp_path / "a" / "events") == digest(tmp_path / "b" / "events")
     assert digest(tmp_path / "a" / "items") == digest(tmp_path / "b" / "items")
+    oracle = [json.loads((tmp_path / name / "world.json").read_text())["oracle"] for name in ("a", "b")]
+    assert oracle[0] == oracle[1]
     generate(GeneratorOptions(output=str(tmp_path / "c"), seed=8, **dict(SMALL, users=20)), progress=False)
     assert digest(tmp_path / "a" / "events") != digest(tmp_path / "c" / "events")
 
@@ -75,15 +93,100 @@ def test_behaviour_follows_clicks_and_never_precedes_them(jsonl_data):
     assert all(any(t < c.timestamp for t in clicked_at[(c.user_id, c.item_id)]) for c in clicks)
 
 
-def test_catalog_has_missing_content_and_cold_items(jsonl_data):
-    _, config, events, items, _ = jsonl_data
+def test_image_and_title_are_missing_in_complementary_shares(jsonl_data):
+    _, _, _, items, world = jsonl_data
     n = len(items)
-    assert 0.05 < sum(i.image is None for i in items.values()) / n < 0.15
-    assert 0.05 < sum(i.title is None for i in items.values()) / n < 0.15
+    image_only = sum(i.image is not None and i.title is None for i in items.values()) / n
+    title_only = sum(i.image is None and i.title is not None for i in items.values()) / n
+    both = sum(i.image is not None and i.title is not None for i in items.values()) / n
+    assert image_only == pytest.approx(S.IMAGE_ONLY_SHARE, abs=0.04)
+    assert title_only == pytest.approx(S.TITLE_ONLY_SHARE, abs=0.04)
+    assert both == pytest.approx(1 - S.IMAGE_ONLY_SHARE - S.TITLE_ONLY_SHARE, abs=0.04)
+    assert world["planted"]["image_only_share"] == S.IMAGE_ONLY_SHARE
+
+
+def test_a_third_of_items_are_cold_and_never_shown_before_release(jsonl_data, truth):
+    _, _, events, _, world = jsonl_data
+    assert (truth.release_day > 0).mean() >= 0.30
+    assert world["planted"]["cold_share"] >= 0.30
     first_day = min(e.timestamp for e in events) // 86400
-    shown_first_day = {e.item_id for e in events if e.timestamp // 86400 == first_day}
-    shown_later = {e.item_id for e in events} - shown_first_day
-    assert len(shown_later) > 0.05 * n  # items released during the period
+    assert all(e.timestamp // 86400 - first_day >= truth.release_day[index(e.item_id)] for e in events
+               if e.event_type == "impression")
+    shown_late = {e.item_id for e in events if truth.release_day[index(e.item_id)] > 0}
+    assert len(shown_late) > 0.2 * len(truth.release_day)
+
+
+def test_image_vectors_have_the_scale_of_learned_embeddings(jsonl_data):
+    _, _, _, items, _ = jsonl_data
+    rms = np.array([np.sqrt(np.mean(np.square(i.image))) for i in items.values() if i.image is not None])
+    assert 0.1 < rms.min() and rms.max() < 0.2
+    assert rms.mean() == pytest.approx(S.IMAGE_RMS, abs=1e-3)
+
+
+def test_the_title_names_the_true_colour_three_times_in_four(jsonl_data, truth):
+    _, _, _, items, _ = jsonl_data
+    named = [(set(i.title.split()) & set(S.COLOURS), S.COLOURS[truth.colour[index(i.item_id)]])
+             for i in items.values() if i.title is not None]
+    assert all(len(words) == 1 for words, _ in named)
+    agree = np.mean([colour in words for words, colour in named])
+    assert agree == pytest.approx(S.TITLE_COLOUR_ACCURACY, abs=0.04)
+
+
+def test_image_and_title_together_read_the_colour_better_than_either():
+    """Independent noise per modality: where the image's and the title's colour agree, they are nearly always
+    right, though each alone is right about 3 times in 4."""
+    opts = GeneratorOptions(output="", items=3000)
+    catalog = S.build_catalog(opts, np.random.default_rng(1))
+    has_title = np.array([t is not None for t in catalog.title])
+    features = np.c_[catalog.image, np.ones(opts.items)][catalog.has_image]
+    colour = catalog.colour[catalog.has_image]
+    decoder = np.linalg.lstsq(features, np.eye(len(S.COLOURS))[colour], rcond=None)[0]
+    from_image = (features @ decoder).argmax(axis=1)
+    from_title = catalog.title_colour[catalog.has_image]
+    both = has_title[catalog.has_image]
+    agree = both & (from_image == from_title)
+    assert 0.6 < np.mean(from_image == colour) < 0.85
+    assert 0.7 < np.mean((from_title == colour)[both]) < 0.8
+    assert np.mean((from_image == colour)[agree]) > 0.95 and agree.sum() > 0.4 * both.sum()
+
+
+def test_colours_clicked_before_are_clicked_more_later_in_every_kind(jsonl_data, truth):
+    """The colour matters in every kind: a user's two most clicked colours in the first half of the period
+    are clicked more often in the second half than other colours, within the same users."""
+    _, _, events, _, world = jsonl_data
+    first_day = min(e.timestamp for e in events) // 86400
+    half = first_day + SMALL["days"] // 2
+    clicked_colours = collections.defaultdict(collections.Counter)
+    for e in events:
+        if e.event_type == "click" and e.timestamp // 86400 < half:
+            clicked_colours[e.user_id][truth.colour[index(e.item_id)]] += 1
+    favourites = {u: {c for c, _ in counts.most_common(2)} for u, counts in clicked_colours.items()}
+    shown, clicked = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.event_type == "impression" and e.timestamp // 86400 >= half and e.user_id in favourites:
+            i = index(e.item_id)
+            key = (truth.kinds[truth.category[i]], truth.colour[i] in favourites[e.user_id])
+            shown[key] += 1
+            clicked[key] += e.clicked
+    for kind in S.KINDS:
+        assert shown[(kind, True)] > 200
+        assert clicked[(kind, True)] / shown[(kind, True)] > 1.3 * clicked[(kind, False)] / shown[(kind, False)]
+    assert set(world["category_kind"].values()) == set(S.KINDS)
+
+
+def test_the_oracle_auc_of_every_split_window_is_recorded(jsonl_data):
+    _, _, _, _, world = jsonl_data
+    assert set(world["oracle"]) == {"train", "validation", "test"}
+    assert all(0.5 < auc < 1 for auc in world["oracle"].values())
+
+
+def test_auc_is_the_share_of_correctly_ordered_pairs_with_ties_counting_half():
+    rng = np.random.default_rng(0)
+    scores, labels = rng.integers(0, 5, 200).astype(np.float32), rng.random(200) < 0.3
+    pos, neg = scores[labels], scores[~labels]
+    pairs = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    assert S.auc(scores, labels) == pytest.approx(pairs / (len(pos) * len(neg)))
+    assert S.auc(scores, np.zeros(200)) is None
 
 
 def ctr_by_popularity(events, items, world, kind):
