@@ -1,12 +1,12 @@
 """Training benchmark: examples/s and peak memory of MARN, its ablation variants and deepctr's DIN and DIEN,
-side by side on the same data and batch size; and the ablation ladder's test AUC/GAUC over seeds.
+side by side on the same data and batch size. (The ablation ladder's quality over seeds is
+`benchmarks/quality.py`.)
 
     python benchmarks/train.py                         # speed: every model at the peer width (32) and MARN at 256
     python benchmarks/train.py --xla                   # adds MARN with jit_compile (items not deduplicated)
-    python benchmarks/train.py --quality --seeds 3     # ablation ladder + DIN-style baseline: test AUC/GAUC
 
 Data: `--data DIR --config CFG` (a `marn preprocess` output with sequence length 50 and its config), or by
-default the embedded dataset generated and preprocessed into /tmp/marn-bench/. Speed: every model runs in its own
+default the embedded dataset generated and preprocessed into /tmp/marn-bench/. Every model runs in its own
 process (peak memory = that process's max RSS) on the same batches held in memory, so the figure is the
 trainer's consumption; the input pipeline (parse + lookup, what training reads through) is measured on
 its own, and must deliver at least 5x what the trainer consumes. The device (CPU model or GPU name) is
@@ -283,41 +283,6 @@ def speed(args) -> None:
                        "input_over_trainer": feed / fastest if feed and fastest else None}, f, indent=2)
 
 
-def quality(args) -> None:
-    import numpy as np
-
-    from marn_tf.evaluation.evaluate import evaluate
-    from marn_tf.training.trainer import train
-
-    table = {}
-    for variant in LADDER:
-        for seed in range(1, args.seeds + 1):
-            out = os.path.join(args.runs, f"{variant}-seed{seed}")
-            config = config_for(args, [f"model.variant={variant}", f"train.seed={seed}",
-                                            f"train.batch_size={args.batch_size}",
-                                            f"train.steps_per_epoch={args.quality_steps}",
-                                            f"train.epochs={args.quality_epochs}", "train.early_stopping_patience=0"])
-            done = os.path.join(out, "evaluation_test", "evaluation.json")
-            if os.path.exists(done):  # a finished run of an earlier invocation (delete --runs to redo)
-                print(f"{variant} seed {seed}: reusing {done}", flush=True)
-                with open(done) as f:
-                    result = json.load(f)
-            else:
-                print(f"training {variant} seed {seed} ...", flush=True)
-                train(config, args.data, out, progress=False)
-                result = evaluate(out, args.data, "test")
-            table.setdefault(variant, []).append((result["auc"], result["gauc"], result["d1_accuracy"],
-                                                  result["ds_accuracy"]))
-    command = " ".join(["python benchmarks/train.py"] + sys.argv[1:])
-    print(f"\n{command}\n{args.seeds} seeds, {args.quality_epochs} x {args.quality_steps} steps of batch "
-          f"{args.batch_size} each; test split; mean ± standard deviation\n")
-    print("| variant | test AUC | test GAUC | D1 accuracy | Ds accuracy |\n|---|---:|---:|---:|---:|")
-    for variant, values in table.items():
-        v = np.array(values, dtype=float)  # None (no discriminators) -> nan
-        cells = [f"{m:.4f} ± {s:.4f}" if not np.isnan(m) else "–" for m, s in zip(v.mean(0), v.std(0))]
-        print(f"| {variant} | " + " | ".join(cells) + " |")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA, help="a `marn preprocess` output (default: %(default)s)")
@@ -330,11 +295,6 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10, help="distinct batches held in memory")
     parser.add_argument("--xla", action="store_true")
     parser.add_argument("--only", nargs="+", help="measure only the rows whose label contains one of these")
-    parser.add_argument("--quality", action="store_true", help="the ablation ladder's test AUC/GAUC instead")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--quality-steps", type=int, default=40, help="steps per epoch of each quality run")
-    parser.add_argument("--quality-epochs", type=int, default=5)
-    parser.add_argument("--runs", default="/tmp/marn-bench/quality-runs")
     parser.add_argument("--json", help="also write the figures to this JSON file (what benchmarks/run_all.py reads)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -342,7 +302,7 @@ def main() -> None:
         child_main(args)
         return
     ensure_data(args)
-    quality(args) if args.quality else speed(args)
+    speed(args)
 
 
 if __name__ == "__main__":
