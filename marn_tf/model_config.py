@@ -60,9 +60,9 @@ class ModelConfig:
     normalize_modalities: bool = True  # layer-normalise each e^m before S_m and P_m (off: the paper)
     discriminator_hidden: list[int] = dataclasses.field(default_factory=lambda: [64])
     lambda_d0: float = 0.05
-    lambda_adv: float = 0.1  # D1 and the encoder's side of the min-max game
+    lambda_adv: float = 3.0  # D1 and the encoder's side of the min-max game (bounded: see adversarial_objective)
     lambda_s: float = 0.1  # Ds
-    lambda_align: float = 0.1  # same-item cross-modal InfoNCE on the invariant vectors (marn; 0: the paper)
+    lambda_align: float = 1.0  # same-item cross-modal InfoNCE on the invariant vectors (marn; 0: the paper)
     adversarial_objective: str = "capped"  # "capped" reversal or "confusion" (D1 on stop-gradient), or "reversal"
     share_discriminator: bool = False  # Ds is D1's network (the paper) instead of its own
     importance_weighting: str = "loss"  # D0's w weighs D1's per-vector loss ("loss", IWAN) or scales c ("scale")
@@ -71,7 +71,7 @@ class ModelConfig:
     alignment_temperature: float = 0.2
     grl_coefficient: float = 1.0  # lambda_grl: the adversarial coefficient at full strength
     grl_ramp: bool = True  # ramp lambda_grl from 0 with the DANN schedule over adversarial_ramp_steps
-    adversarial_ramp_steps: int = 400  # steps of the ramp: its own clock, whatever train.epochs is
+    adversarial_ramp_steps: int = 100  # steps of the ramp: its own clock, whatever train.epochs is
     normalize_importance: bool = True  # D0 weights w scaled to mean 1 over the batch
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
     sequence_encoder: str = "gru"  # "gru" + target attention, or "augru" (DIEN's interest evolution)
@@ -82,7 +82,8 @@ class ModelConfig:
     head: str = "mlp"  # "mlp", or "dcn": tfrs Cross layers before the MLP
     cross_layers: int = 2
     hidden_units: list[int] = dataclasses.field(default_factory=lambda: [200, 80])
-    dropout: float = 0.0  # after each hidden layer of the prediction MLP (training only)
+    dropout: float = 0.2  # after each hidden layer of the prediction MLP (training only): the models overfit
+    # after about one pass over the embedded data's training split
     deduplicate_items: bool = True  # run the item encoder once per unique item of a batch
     deduplicate_sequences: bool = True  # at inference, encode each distinct behaviour sequence once
 
