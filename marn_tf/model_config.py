@@ -12,7 +12,7 @@ Every choice MARN_SPEC.md marks [ours] is a key here with the stated default, so
 The paper's literal reading of the adversarial part is selectable, key by key (MARN_SPEC.md, "What
 measurement taught us", says why the defaults differ):
 
-    --set model.adversarial_objective=reversal --set model.share_discriminator=true \
+    --set model.adversarial_objective=reversal --set model.lambda_adv=0.1 --set model.share_discriminator=true \
     --set model.importance_weighting=scale --set model.lambda_align=0 --set model.normalize_modalities=false \
     --set model.attention_context=own
 """

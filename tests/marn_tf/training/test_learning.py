@@ -33,16 +33,16 @@ def test_marn_learns_and_the_game_holds_d1_below_an_unopposed_control(embedded, 
     assert result["auc"] > 0.62 and result["gauc"] > 0.58  # chance is 0.5
     assert set(result["modality_weights_by_category"]) and result["slices"]["cold_items"]["examples"] > 0
 
-    # The control: the same model and budget with the adversarial coefficient at 0 (lambda_grl = 0): the
-    # encoder no longer plays against D1, which then learns to tell the invariant vectors' modality apart.
+    # The control: the same model and budget with no pressure toward invariance (lambda_grl = 0: the encoder
+    # no longer plays against D1; lambda_align = 0: no same-item agreement): D1 then learns to tell the
+    # invariant vectors' modality apart.
     control = tmp_path / "control"
-    train(dataclasses.replace(config, model=dataclasses.replace(config.model, grl_coefficient=0.0)), data,
-          str(control))
+    train(dataclasses.replace(config, model=dataclasses.replace(config.model, grl_coefficient=0.0, lambda_align=0.0)),
+          data, str(control))
     adversarial, unopposed = over_training(marn, "d1_accuracy"), over_training(control, "d1_accuracy")
-    # Measured D1 accuracy per epoch (4 x 25 steps; chance 0.25): control 0.35, 0.48, 0.52, 0.57; MARN 0.34,
-    # 0.44, 0.39, 0.38. The default capped objective stops pushing a vector once D1 is at chance on it, so D1
-    # climbs back and the game swings around a level above chance (with adversarial_ramp_steps=100 instead
-    # of 400: 0.32, 0.29, 0.26, 0.38); at this budget D1 is held well below the control, not at chance.
+    # Measured D1 accuracy per epoch (4 x 25 steps; chance 0.25): control 0.37, 0.64, 0.71, 0.80; MARN 0.22,
+    # 0.10, 0.15, 0.27. The capped objective stops pushing a vector once D1 is at chance on it, but the game
+    # still swings around chance at this small budget (benchmarks/quality.py measures it at full size).
     assert unopposed[-1] > unopposed[0] + 0.1  # unopposed, D1 learns the modalities...
     assert unopposed[-1] > adversarial[-1] + 0.1  # ...against the encoder, it ends well below that
     assert over_training(marn, "ds_accuracy")[-1] > 0.95  # the specific vectors stay modality-specific
