@@ -63,6 +63,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate(args.run, args.data, args.split, args.output, max_batches=args.max_batches)
     print(f"{result['variant']} on {result['split']} ({result['examples']:,} examples): AUC {result['auc']:.4f}, "
           f"GAUC {result['gauc']:.4f}, log loss {result['logloss']:.4f}")
+    floor = result["floor"]
+    if floor:
+        print(f"no-model floor (item + user click rates): AUC {floor['auc']:.4f}, GAUC {floor['gauc']:.4f}; "
+              f"the model adds {result['auc'] - floor['auc']:+.4f} AUC")
     if result["d1_accuracy"] is not None:
         print(f"D1 accuracy {result['d1_accuracy']:.3f} (chance {result['chance_accuracy']:.3f}), "
               f"Ds accuracy {result['ds_accuracy']:.3f}")
