@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 import marn_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from embedded_data import ensure_embedded_data  # benchmarks/, beside this script
 
 DEFAULT_DATA = "/tmp/marn-bench/quality-data"
 DEFAULT_RAW = "/tmp/marn-bench/quality-raw"
@@ -58,18 +59,8 @@ def paired_difference(a: list[float], b: list[float]) -> dict:
 
 # -- data --------------------------------------------------------------------------------------------------
 def ensure_data(args) -> None:
-    """The embedded dataset at its default size, generated and preprocessed once, unless --data/--config."""
-    if os.path.exists(os.path.join(args.data, "schema.json")):
-        args.config = args.config or os.path.join(DEFAULT_RAW, "config.yaml")
-        return
-    from marn_tf.config import Config
-    from pipelines import preprocess
-    from pipelines.synthetic_data import GeneratorOptions, generate
-
-    print(f"generating the embedded dataset into {DEFAULT_RAW} and {args.data} ...", flush=True)
-    generate(GeneratorOptions(output=DEFAULT_RAW), progress=False)
-    args.config = os.path.join(DEFAULT_RAW, "config.yaml")
-    preprocess.run(Config.load(args.config), args.data, num_workers=2, overwrite=True)
+    """The embedded dataset, generated and preprocessed once, unless --data/--config name other data."""
+    args.config = ensure_embedded_data(args.data, DEFAULT_RAW, args.config)
 
 
 def world_of(config_path: str) -> dict:

@@ -24,6 +24,7 @@ import sys
 import time
 
 import marn_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from embedded_data import ensure_embedded_data  # benchmarks/, beside this script
 
 DEFAULT_DATA = "/tmp/marn-bench/train-data"
 DEFAULT_RAW = "/tmp/marn-bench/train-raw"
@@ -33,17 +34,7 @@ LADDER = ["din", "concat", "man", "maan", "marn"]
 # -- data --------------------------------------------------------------------------------------------------
 def ensure_data(args) -> None:
     """The embedded dataset, generated and preprocessed once, unless --data/--config name other data."""
-    if os.path.exists(os.path.join(args.data, "schema.json")):
-        args.config = args.config or os.path.join(DEFAULT_RAW, "config.yaml")
-        return
-    from marn_tf.config import Config
-    from pipelines import preprocess
-    from pipelines.synthetic_data import GeneratorOptions, generate
-
-    print(f"generating the embedded dataset into {DEFAULT_RAW} and {args.data} ...", flush=True)
-    generate(GeneratorOptions(output=DEFAULT_RAW), progress=False)
-    args.config = os.path.join(DEFAULT_RAW, "config.yaml")
-    preprocess.run(Config.load(args.config), args.data, num_workers=2, overwrite=True)
+    args.config = ensure_embedded_data(args.data, DEFAULT_RAW, args.config)
 
 
 def config_for(args, overrides: list[str]):
