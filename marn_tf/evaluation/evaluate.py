@@ -10,7 +10,11 @@ Reports (evaluation.json, evaluation.html and PNG plots in the output directory)
 * mean modality weights (mean |a^m| of the attention) and D0 importance weights per item category;
 * slices: cold candidates (no own ID embedding: seen fewer than `vocabulary.min_count` times in the
   training window), candidates missing a modality (image, title, statistics) and candidates with only one of
-  image and title (image_only, title_only).
+  image and title (image_only, title_only); and, of those, impressions whose behaviour sequence (its
+  sequence-length valid items) mostly, more than half, has only the other one (cross_modal_pairs: what the
+  candidate and the history share, e.g. a colour seen in the image and in the title, sits in different
+  modalities) or only the same one (same_modality_pairs, for contrast). The item slices need an item table with
+  both image and text.
 """
 from __future__ import annotations
 
@@ -63,12 +67,16 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
     if max_batches:
         dataset = dataset.take(max_batches)
     core = network.core
+    # The behaviour sequence's item indices and length (build_core checked there is one of each).
+    [behaviour] = [f.name for f in schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)]
+    [length] = [f.name for f in schema.features_with_tags(S.SEQUENCE_LENGTH)]
 
     @tf.function
     def step(features):
         out = core({k: features[k] for k in core.input_names}, training=False)
-        return {k: out[k] for k in ("probability", "modality_weights", "importance", "modality_mask",
-                                    "candidate_index", "d1_accuracy", "ds_accuracy")}
+        return {**{k: out[k] for k in ("probability", "modality_weights", "importance", "modality_mask",
+                                       "candidate_index", "d1_accuracy", "ds_accuracy")},
+                "behaviour_index": features[behaviour], "sequence_length": features[length]}
 
     collected, raw, labels = [], [], []
     for features, raw_features, label in dataset:
@@ -112,6 +120,10 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
         image, title = mask[:, modalities.index("image")] > 0, mask[:, modalities.index("text")] > 0
         slices["image_only"] = _slice_metrics(labels, probabilities, users, image & ~title)
         slices["title_only"] = _slice_metrics(labels, probabilities, users, title & ~image)
+        cross, same = _modality_pairs(item_table.table, cat["candidate_index"], cat["behaviour_index"],
+                                      cat["sequence_length"])
+        slices["cross_modal_pairs"] = _slice_metrics(labels, probabilities, users, cross)
+        slices["same_modality_pairs"] = _slice_metrics(labels, probabilities, users, same)
 
     floor = None
     if rates:
@@ -148,6 +160,29 @@ def _user_id_feature(schema) -> str:
     if len(users) != 1:
         raise SchemaError(f"GAUC needs exactly one user feature over the {USER_VOCABULARY!r} vocabulary, found {users}")
     return users[0]
+
+
+def _modality_pairs(table: dict, candidates: np.ndarray, behaviour: np.ndarray,
+                    lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cross_modal, same_modality) [batch] booleans: the candidate has exactly one of image and title, and more
+    than half of the behaviour sequence's valid items (the first `lengths` of `behaviour` [batch, L]) have only
+    the other one (cross_modal) or only the same one (same_modality). `table` is the item tower's item table
+    (rows by item vocabulary index; row 0, the out-of-vocabulary item, has neither)."""
+    has_image = table[S.IMAGE_PRESENT_COLUMN].numpy().reshape(-1) > 0
+    has_title = table[S.TITLE_LENGTH_COLUMN].numpy().reshape(-1) > 0
+    image_only, title_only = has_image & ~has_title, has_title & ~has_image
+    behaviour = behaviour.reshape(len(candidates), -1)
+    valid = np.arange(behaviour.shape[1]) < lengths.reshape(-1, 1)
+    count = valid.sum(axis=1)
+
+    def mostly(only: np.ndarray) -> np.ndarray:
+        return 2 * (only[behaviour] & valid).sum(axis=1) > count
+
+    history_image, history_title = mostly(image_only), mostly(title_only)
+    candidate_image, candidate_title = image_only[candidates], title_only[candidates]
+    cross = (candidate_image & history_title) | (candidate_title & history_image)
+    same = (candidate_image & history_image) | (candidate_title & history_title)
+    return cross, same
 
 
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> Optional[float]:

@@ -1,5 +1,6 @@
 """`marn evaluate` on a trained run: the JSON, the HTML report's sections and plots, GAUC over unknown users, the
-no-model floor and the single-modality slices against the model's own outputs, and clear errors."""
+no-model floor, the single-modality slices and the cross-modal / same-modality pair slices against the model's own
+outputs, and clear errors."""
 import dataclasses
 import glob
 import json
@@ -9,10 +10,11 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import tensorflow as tf
 
 from marn_tf import cli
 from marn_tf import schema as S
-from marn_tf.data.input import make_dataset
+from marn_tf.data.input import make_dataset, split_files
 from marn_tf.evaluation.evaluate import evaluate
 from marn_tf.evaluation.metrics import auc, gauc, logloss
 from marn_tf.schema import USER_VOCABULARY
@@ -105,6 +107,60 @@ def test_gauc_tells_unknown_users_apart_by_their_raw_id(run, data_with_new_users
     # What grouping by vocabulary index measured: every unknown user pooled as one (index 0).
     pooled, pooled_users = gauc(seen["label"], seen["probability"], np.where(unknown, b"", seen["user_id"]))
     assert pooled_users == counted - len(mixed_unknown) + 1 and abs(pooled - by_user) > 1e-4
+
+
+def item_content(data: str) -> dict:
+    """Item id (bytes) -> (has an image, has a title), from the item table the pipeline wrote."""
+    content = {}
+    for path in glob.glob(f"{data}/item_table/*.parquet"):
+        table = pq.read_table(path).to_pydict()
+        content |= {i.encode(): (image > 0, title > 0) for i, image, title in
+                    zip(table["item_id"], table[S.IMAGE_PRESENT_COLUMN], table[S.TITLE_LENGTH_COLUMN])}
+    return content
+
+
+def test_the_modality_pair_slices_select_what_the_records_and_the_item_table_say(prepared, run):
+    _, data, schema = prepared
+    result = evaluate(str(run), data, "test", output_dir=str(run / "pairs"))
+    _, _, network, _ = restore_run(str(run), data)
+    [candidate] = [f.name for f in schema.features_with_tags(S.CANDIDATE, S.ITEM_KEY)]
+    [behaviour] = [f.name for f in schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)]
+    [length] = [f.name for f in schema.features_with_tags(S.SEQUENCE_LENGTH)]
+    spec = schema.parse_spec()
+    records = tf.data.TFRecordDataset(split_files(data, schema, "test"), compression_type="GZIP").batch(256)
+    seen = {key: [] for key in ("probability", "label", candidate, behaviour, length)}
+    for serialized in records:
+        features = tf.io.parse_example(serialized, spec)
+        seen["probability"].append(network.full({k: features[k] for k in network.lookup.input_names})["probability"])
+        for key in ("label", candidate, behaviour, length):
+            seen[key].append(features[schema.label if key == "label" else key])
+    seen = {k: np.concatenate([v.numpy() for v in values]) for k, values in seen.items()}
+
+    content = item_content(data)  # unknown items (OOV) have neither
+    def only(ids):  # (image only, title only) of raw item ids
+        image, title = np.vectorize(lambda i: content.get(i, (False, False)), otypes=[bool, bool])(ids)
+        return image & ~title, title & ~image
+
+    candidate_image, candidate_title = only(seen[candidate])
+    history_image, history_title = only(seen[behaviour])
+    valid = np.arange(seen[behaviour].shape[1]) < seen[length][:, None]
+    mostly = lambda flags: (flags & valid).sum(axis=1) > valid.sum(axis=1) / 2
+    cross = candidate_image & mostly(history_title) | candidate_title & mostly(history_image)
+    same = candidate_image & mostly(history_image) | candidate_title & mostly(history_title)
+
+    slices = result["slices"]
+    assert len(seen["label"]) == result["examples"]
+    assert not (cross & same).any()
+    assert slices["cross_modal_pairs"]["examples"] + slices["same_modality_pairs"]["examples"] <= \
+        slices["image_only"]["examples"] + slices["title_only"]["examples"]
+    for name, selected in (("cross_modal_pairs", cross), ("same_modality_pairs", same)):
+        assert slices[name]["examples"] == selected.sum() > 0, name
+        # nan_ok: a slice this small may hold one class only (AUC undefined on both sides).
+        assert slices[name]["auc"] == pytest.approx(auc(seen["label"][selected], seen["probability"][selected]),
+                                                    abs=1e-6, nan_ok=True), name
+        assert slices[name]["positive_rate"] == pytest.approx(seen["label"][selected].mean()), name
+    print({name: slices[name]["examples"] for name in ("all", "image_only", "title_only", "cross_modal_pairs",
+                                                       "same_modality_pairs")})
 
 
 def test_the_floor_and_the_single_modality_slices_cover_the_same_examples(prepared, run):
