@@ -16,9 +16,10 @@ pytestmark = pytest.mark.integration
 def test_loss_weights_follow_the_ladder():
     none = dict.fromkeys(("d0_loss", "d1_loss", "confusion_loss", "ds_loss", "alignment_loss"), 0.0)
     assert loss_weights(ModelConfig(variant="man")) == none
-    assert loss_weights(ModelConfig(variant="maan")) == {**none, "d1_loss": 0.1, "confusion_loss": 0.1}
-    assert loss_weights(ModelConfig(variant="marn", lambda_d0=0.2, lambda_align=0.3)) == {
-        "d0_loss": 0.2, "d1_loss": 0.1, "confusion_loss": 0.1, "ds_loss": 0.1, "alignment_loss": 0.3}
+    assert loss_weights(ModelConfig(variant="maan", lambda_adv=0.5)) == {**none, "d1_loss": 0.5,
+                                                                          "confusion_loss": 0.5}
+    assert loss_weights(ModelConfig(variant="marn", lambda_d0=0.2, lambda_adv=0.5, lambda_align=0.3)) == {
+        "d0_loss": 0.2, "d1_loss": 0.5, "confusion_loss": 0.5, "ds_loss": 0.1, "alignment_loss": 0.3}
 
 
 def make_model(prepared, strategy, update="joint", optimizer="sgd", **model_options):
