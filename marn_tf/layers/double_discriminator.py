@@ -221,7 +221,7 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
 
     def _alignment(self, invariant, mask):
         """InfoNCE between each pair of an item's invariant vectors, the batch's other items as negatives."""
-        if not self.alignment_items:
+        if not self.alignment_items or self.num_modalities < 2:  # nothing to align
             return tf.constant(0.0)
         z = tf.math.l2_normalize(invariant[:self.alignment_items], axis=-1)
         weight = mask[:self.alignment_items]

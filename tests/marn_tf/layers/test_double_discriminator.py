@@ -194,3 +194,10 @@ def test_two_replicas_return_shares_of_the_global_mean():
     for key in ("d0_loss", "d1_loss", "confusion_loss", "ds_loss", "d1_accuracy"):  # alignment: per-replica negatives
         total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[key], axis=None)
         np.testing.assert_allclose(total.numpy(), whole[key].numpy(), rtol=1e-5)
+
+
+def test_a_single_modality_plays_no_game():
+    """A catalog with one modality (IDs only): every loss is 0, nothing fails."""
+    out = DoubleDiscriminator(1)([INVARIANT[:, :1], SPECIFIC[:, :1], tf.ones([6, 1])])
+    for key in ("d0_loss", "d1_loss", "confusion_loss", "ds_loss", "alignment_loss"):
+        assert out[key].numpy() == pytest.approx(0.0, abs=1e-6)
