@@ -17,7 +17,6 @@ import datetime
 import json
 import logging
 import os
-import shutil
 import time
 from typing import Optional, Sequence
 
@@ -26,6 +25,7 @@ import tensorflow as tf
 
 from marn_tf.schema import ITEM_VOCABULARY, SCHEMA_FILE, SchemaError, read_vocabulary
 from marn_tf.training.trainer import restore_run
+from marn_tf.workflow import ownership
 from export import serving_module as SM
 from export.request_features import serving_parse_spec
 from export.warmup import WARMUP_FILE, predict_log, read_examples, write_warmup
@@ -72,23 +72,24 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
 
     config, schema, network, checkpoint = restore_run(run_dir, data_dir, checkpoint)
     module = SM.ServingModule(network, schema, os.path.join(data_dir, SCHEMA_FILE))
-    staging = os.path.join(model_dir, f".staging-{version}-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    signatures = module.signatures()
-    tf.saved_model.save(module, staging, signatures=signatures)
+    # Written under a new hidden name and renamed into place when complete; removed if anything fails first.
+    with ownership.temporary_directory(model_dir, f".staging-{version}-") as staging:
+        signatures = module.signatures()
+        tf.saved_model.save(module, staging, signatures=signatures)
 
-    logs = warmup_requests(data_dir, schema, model_name, warmup_batch_sizes)
-    write_warmup(os.path.join(staging, "assets.extra", WARMUP_FILE), logs)
-    info = {
-        "model_name": model_name, "version": version, "variant": config.model.variant,
-        "run": os.path.abspath(run_dir), "checkpoint": os.path.abspath(checkpoint), "data": os.path.abspath(data_dir),
-        "modalities": list(network.modalities), "signatures": sorted(signatures),
-        "outputs": list(SM.OUTPUTS), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "tensorflow": tf.__version__,
-    }
-    with open(os.path.join(staging, "assets.extra", INFO_FILE), "w") as f:
-        json.dump(info, f, indent=2)
-    os.rename(staging, final)
+        logs = warmup_requests(data_dir, schema, model_name, warmup_batch_sizes)
+        write_warmup(os.path.join(staging, "assets.extra", WARMUP_FILE), logs)
+        info = {
+            "model_name": model_name, "version": version, "variant": config.model.variant,
+            "run": os.path.abspath(run_dir), "checkpoint": os.path.abspath(checkpoint),
+            "data": os.path.abspath(data_dir),
+            "modalities": list(network.modalities), "signatures": sorted(signatures),
+            "outputs": list(SM.OUTPUTS), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "tensorflow": tf.__version__,
+        }
+        with open(os.path.join(staging, "assets.extra", INFO_FILE), "w") as f:
+            json.dump(info, f, indent=2)
+        os.rename(staging, final)
     write_models_config(base_dir, serving_base)
     log.info("exported %s (checkpoint %s) to %s", config.model.variant, checkpoint, final)
     return ExportResult(final, model_name, version, checkpoint, len(logs), round(time.time() - start, 1))

@@ -32,7 +32,8 @@ def _preprocess(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     config = Config.load(args.config, args.set)
     try:
-        report = preprocess.run(config, args.output, beam_args, num_workers=args.workers, overwrite=args.overwrite)
+        report = preprocess.run(config, args.output, beam_args, num_workers=args.workers, overwrite=args.overwrite,
+                                config_path=args.config)
     except preprocess.PreprocessError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -203,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config key, e.g. --set sequence.max_length=30 (repeatable)")
     pre.add_argument("--workers", type=int, default=2,
                      help="local runner processes (default %(default)s; ignored with --runner)")
-    pre.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    pre.add_argument("--overwrite", action="store_true",
+                     help="replace an earlier output of marn preprocess (a directory it did not write, or one that "
+                          "holds an input, is never deleted)")
 
     tr = sub.add_parser(
         "train", help="train MARN (or an ablation variant / the DIN baseline) on a preprocessed directory",

@@ -29,6 +29,8 @@ from apache_beam.transforms.window import GlobalWindows
 
 from marn_tf.config import Config
 from marn_tf.config_loader import ConfigError
+from marn_tf.schema import SCHEMA_FILE
+from marn_tf.workflow import ownership
 from pipelines import example_schema as ES
 from pipelines import records as R
 from pipelines.item_statistics import CumulativeCounts, day_of
@@ -271,13 +273,14 @@ def _sum_pairs(pairs):
     return impressions, clicks
 
 
-def build_pipeline(p: beam.Pipeline, config: Config, output: str) -> None:
-    """Adds the whole job to `p`; outputs go under `output` (see marn_tf/schema.py for the layout)."""
+def build_pipeline(p: beam.Pipeline, config: Config, output: str, files: Optional[list[InputFile]] = None) -> None:
+    """Adds the whole job to `p`; outputs go under `output` (see marn_tf/schema.py for the layout).
+    `files`: the input files, when already listed (default: listed here)."""
     join = lambda *parts: FileSystems.join(output, *parts)  # noqa: E731
     dead_letters, counts = [], []
 
     # Every input file, read and parsed in one stage; files are spread over the workers.
-    records = (p | "Input files" >> beam.Create(list_input_files(config))
+    records = (p | "Input files" >> beam.Create(files if files is not None else list_input_files(config))
                | "Spread files" >> beam.Reshuffle()
                | "Read and parse" >> beam.ParDo(ReadAndParse(config)).with_outputs(ITEMS, DEAD, COUNTS,
                                                                                   main="by_user"))
@@ -377,22 +380,55 @@ def pipeline_options(pipeline_args: list[str], num_workers: int) -> PipelineOpti
     return options
 
 
+# Every entry `marn preprocess` writes directly under its output: --overwrite deletes these and nothing else.
+OUTPUT_ENTRIES = (*ES.SPLITS, "vocab", "item_table", "dead_letter", COUNTS_FILE, "report.json", "report.md",
+                  SCHEMA_FILE, "beam-temp-*")
+COMMAND = "marn preprocess"
+_OVERWRITE_HINT = " (--overwrite replaces only an output that marn preprocess wrote)"
+
+
+def input_paths(config: Config, files: list[InputFile], config_path: Optional[str] = None) -> list[tuple[str, str]]:
+    """What the job reads, for the checks that keep it out of what the job deletes: the configured
+    paths or globs (with the directories they read from), every file they match, the config file."""
+    inputs = [(f"inputs.{source}.path", getattr(config.inputs, source).path)
+              for source in ("events", "items", "users") if getattr(config.inputs, source) is not None]
+    inputs += [(f"input file of {f.source}", f.path) for f in files]
+    if config_path:
+        inputs.append(("the config file", config_path))
+    return inputs
+
+
 def prepare_output(output: str, overwrite: bool) -> None:
-    existing = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list
+    """Empties `output` for the job: only when marn preprocess wrote it (its marker) and --overwrite says so."""
+    marker = ownership.check_claimable(output, ownership.PREPROCESS, COMMAND, _OVERWRITE_HINT)
+    existing = [e for e in ownership.entries(output) if not ownership.is_own_file(e)]
     if existing and not overwrite:
         raise ConfigError(f"output directory {output} is not empty; pass --overwrite to replace it")
-    if existing:
-        FileSystems.delete([output])
+    if existing and marker is not None:
+        ownership.clear(output, OUTPUT_ENTRIES, COMMAND)
+        ownership.claim(output, ownership.PREPROCESS, COMMAND, fresh=True)  # this job's identity from now on
 
 
 def run(config: Config, output: str, pipeline_args: Optional[list[str]] = None, num_workers: int = 1,
-        overwrite: bool = False) -> dict:
+        overwrite: bool = False, config_path: Optional[str] = None) -> dict:
     """Runs the job to completion and returns the run report; raises PreprocessError past the
-    dead-letter threshold (after writing everything, so the rejects can be inspected)."""
-    prepare_output(output, overwrite)
+    dead-letter threshold (after writing everything, so the rejects can be inspected).
+
+    Before anything is written: the inputs are listed and checked, an output that is or holds an input (or
+    `config_path`) is refused, and so is a non-empty output that marn preprocess did not write (its
+    `.marn-owner.json`). The output is locked for the job (a second job on it fails at once).
+    """
+    files = list_input_files(config)
     options = pipeline_options(list(pipeline_args or []), num_workers)
+    with ownership.owned_directory(output, ownership.PREPROCESS, COMMAND, input_paths(config, files, config_path),
+                                   hint=_OVERWRITE_HINT):
+        prepare_output(output, overwrite)
+        return _run_job(config, output, files, options, num_workers)
+
+
+def _run_job(config: Config, output: str, files: list[InputFile], options: PipelineOptions, num_workers: int) -> dict:
     p = beam.Pipeline(options=options)
-    build_pipeline(p, config, output)
+    build_pipeline(p, config, output, files)
     runner = options.view_as(StandardOptions).runner
     workers = f" with {num_workers} worker process(es)" if runner == "FnApiRunner" else ""
     log.info("running the preprocess job on %s%s; output: %s", runner, workers, output)

@@ -429,9 +429,19 @@ def planted() -> dict:
 
 
 def generate(opts: GeneratorOptions, progress: bool = True) -> dict:
-    """Writes events/, items/, users/, config.yaml and world.json under `opts.output`; returns counts."""
+    """Writes events/, items/, users/, config.yaml and world.json under `opts.output`; returns counts.
+
+    The output must be new, empty or a dataset this command wrote (`.marn-owner.json`): a directory of
+    someone's own data is refused rather than overwritten (`marn_tf/workflow/ownership.py`)."""
+    from marn_tf.workflow import ownership
+
     if opts.format not in ("jsonl", "csv", "parquet"):
         raise ValueError(f"--format must be jsonl, csv or parquet, not {opts.format!r}")
+    with ownership.owned_directory(opts.output, ownership.GENERATE, "marn generate-data"):
+        return _write_dataset(opts, progress)
+
+
+def _write_dataset(opts: GeneratorOptions, progress: bool) -> dict:
     rng = np.random.default_rng(opts.seed)
     cat = build_catalog(opts, rng)
     start = int(dt.datetime.fromisoformat(opts.start_date).replace(tzinfo=dt.timezone.utc).timestamp())

@@ -14,10 +14,11 @@ import yaml
 
 from marn_tf.config import Config
 from marn_tf.config_loader import apply_overrides
-from marn_tf.workflow import main_job
+from marn_tf.workflow import main_job, ownership
 from marn_tf.workflow.stages import Stage, StageRunner
 
 DEFAULT_OUTPUT = os.path.join("runs", "demo")
+COMMAND = "marn demo"
 # Budgets for the main model and the whole ladder (5 variants x 2 seeds; the main model is the marn rung with
 # seed 1): validation on 10 batches every 40 steps of 1,024, at most 6 times, stopping after 2 passes without a
 # better AUC. The models reach their best validation AUC within about one pass over the training split (80-160
@@ -37,12 +38,14 @@ def demo(output: str = DEFAULT_OUTPUT, overrides: Sequence[str] = (), progress: 
     data = apply_overrides(dataset_config(options), DEMO_SETTINGS + [f"run.output={output}"] + list(overrides))
     config = Config.from_dict(data)  # a bad --set fails here, before any work
     config_path = os.path.join(output, "config.yaml")
-    os.makedirs(output, exist_ok=True)
-    with open(config_path, "w") as f:
-        f.write("# marn demo: the generated dataset's config with the demo's short training budgets.\n"
-                f"# `marn run --config {config_path}` repeats (and resumes) the demo.\n")
-        yaml.safe_dump(data, f, sort_keys=False)
-    stages = StageRunner(output, 1 + main_job.stage_count(config, output))
-    stages.run(Stage("generate", "generate the embedded dataset", dataclasses.asdict(options), [raw],
-                     lambda: generate(options, progress=progress is not False)))
-    return main_job.run(config_path, output=output, progress=progress, stages=stages)
+    # The demo writes config.yaml and raw/ besides what `marn run` writes; nothing of the user's may be there.
+    written = [config_path, raw] + [os.path.join(output, name) for name in main_job.RUN_ENTRIES]
+    with ownership.owned_directory(output, ownership.RUN, COMMAND, written=written):
+        with open(config_path, "w") as f:
+            f.write("# marn demo: the generated dataset's config with the demo's short training budgets.\n"
+                    f"# `marn run --config {config_path}` repeats (and resumes) the demo.\n")
+            yaml.safe_dump(data, f, sort_keys=False)
+        stages = StageRunner(output, 1 + main_job.stage_count(config, output), command=COMMAND)
+        stages.run(Stage("generate", "generate the embedded dataset", dataclasses.asdict(options), [raw],
+                         lambda: generate(options, progress=progress is not False)))
+        return main_job.run(config_path, output=output, progress=progress, stages=stages)

@@ -13,6 +13,10 @@
 Re-running the same command skips every stage whose outputs exist and match its inputs; a stage that was
 interrupted runs again (training resumes from its last checkpoint); a changed config re-runs the stages
 it affects and those after them.
+
+Before anything is written the config and the input files are checked, the run directory must be new, empty
+or one that `marn run`/`marn demo` wrote (its `.marn-owner.json`), no input may lie in what the run writes
+(`RUN_ENTRIES`), and the run directory is locked for the whole run (`ownership.py`).
 """
 from __future__ import annotations
 
@@ -27,11 +31,16 @@ import yaml
 
 from marn_tf.config import Config
 from marn_tf.config_loader import apply_overrides, to_dict
-from marn_tf.workflow.stages import Stage, StageError, StageRunner
+from marn_tf.workflow import ownership
+from marn_tf.workflow.stages import STAGES_DIR, Stage, StageError, StageRunner
 from marn_tf.workflow import summary as summary_table
 
 RUN_CONFIG_FILE = "resolved_config.yaml"
 EXPORT_DIR = "export"  # <run>/export: the model base directory (models.config + marn/<version>)
+COMMAND = "marn run"
+# Everything the run writes directly under its directory: what it may delete or overwrite there.
+RUN_ENTRIES = ("preprocessed", "model", "ladder", "evaluations", EXPORT_DIR, "export_check.json", "report.html",
+               "report", "summary.json", RUN_CONFIG_FILE, STAGES_DIR)
 PIPELINE_SECTIONS = ("inputs", "events", "items", "users", "sequence", "vocabulary", "statistics", "split",
                      "pipeline")
 
@@ -102,9 +111,19 @@ def run(config_path: str, overrides: Sequence[str] = (), output: Optional[str] =
     `stages`: a runner that already ran stages of its own (`marn demo`'s data generation) and counts these too.
     `stream`: where progress and the summary go (default: stdout).
     """
+    from pipelines.preprocess import input_paths
+    from pipelines.raw_io import list_input_files
+
     config = Config.load(config_path, overrides)
     run_dir = output or default_output(config_path, config)
-    os.makedirs(run_dir, exist_ok=True)
+    inputs = input_paths(config, list_input_files(config), config_path)  # every input file found and checked
+    written = [os.path.join(run_dir, name) for name in RUN_ENTRIES]
+    with ownership.owned_directory(run_dir, ownership.RUN, COMMAND, inputs, written):
+        return _run(config, run_dir, beam_args, progress, stages, stream)
+
+
+def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optional[bool],
+         stages: Optional[StageRunner], stream) -> dict:
     with open(os.path.join(run_dir, RUN_CONFIG_FILE), "w") as f:
         yaml.safe_dump(to_dict(config), f, sort_keys=False)
     data_dir = os.path.join(run_dir, "preprocessed")

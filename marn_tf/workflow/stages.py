@@ -9,6 +9,9 @@ digest of its outputs (file names, sizes and modification times) and what it ret
   last checkpoint);
 * anything else (new inputs, outputs changed)  -> its outputs are removed and it runs afresh.
 
+The run directory is claimed first (`ownership.py`: its `.marn-owner.json` marker; a non-empty directory
+without one is refused), and a stage's outputs are removed only strictly inside it.
+
 A downstream stage's inputs include its upstream stages' output digests, so a change anywhere re-runs
 exactly the stages after it.
 """
@@ -24,6 +27,8 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 import tensorflow as tf
+
+from marn_tf.workflow import ownership
 
 log = logging.getLogger(__name__)
 STAGES_DIR = "stages"
@@ -63,7 +68,7 @@ class Stage:
         name: unique within a run; names the record file (`stages/<name>.json`).
         title: what the progress line says.
         inputs: everything the outputs depend on, JSON-able.
-        outputs: the paths the stage writes (removed before a fresh run).
+        outputs: the paths the stage writes (removed before a fresh run), inside the run directory.
         action: does the work; returns a JSON-able result that later stages and the summary read.
     """
 
@@ -85,7 +90,8 @@ class StageOutcome:
 class StageRunner:
     """Runs stages in order in `run_dir`, skipping those that are done, and prints progress."""
 
-    def __init__(self, run_dir: str, total: int, stream=None):
+    def __init__(self, run_dir: str, total: int, stream=None, command: str = "marn run"):
+        ownership.claim(run_dir, ownership.RUN, command)  # a directory it did not write is refused here
         self.run_dir = run_dir
         self.total = total
         self.done = 0
@@ -132,7 +138,7 @@ class StageRunner:
             reason = "its inputs changed" if record else "not run before"
         if not resuming:  # outputs of other inputs must not mix with the new ones
             for path in stage.outputs:
-                remove(path)
+                remove(path, self.run_dir)
         self._say(f"{stage.title} ({reason}) ...")
         self._write(stage.name, {"status": "started", "inputs": inputs_digest, "input_values": stage.inputs})
         start = time.time()
@@ -149,8 +155,7 @@ class StageRunner:
         return StageOutcome(result, outputs_digest, False, seconds)
 
 
-def remove(path: str) -> None:
-    """Removes a file or directory tree if it exists (local or any tf.io.gfile file system)."""
-    if tf.io.gfile.exists(path):
-        tf.io.gfile.rmtree(path) if tf.io.gfile.isdir(path) else tf.io.gfile.remove(path)
+def remove(path: str, run_dir: str) -> None:
+    """Removes a file or directory tree if it exists; only inside `run_dir`, which this run claimed."""
+    ownership.remove(path, run_dir)
 

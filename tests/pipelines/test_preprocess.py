@@ -211,10 +211,14 @@ def test_bad_paths_and_existing_output_fail_early(tmp_path, make_config):
         "events": {"path": str(tmp_path / "nothing-*.jsonl")}, "items": {"path": str(tmp_path / "items.jsonl")}})
     with pytest.raises(ConfigError, match="inputs.events.path .* matches no file"):
         preprocess.run(config, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()  # the inputs are checked before the output is made
+    valid, _ = make_dataset(tmp_path, make_config, "jsonl")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("x")
-    with pytest.raises(ConfigError, match="--overwrite"):
-        preprocess.run(config, str(tmp_path / "busy"))
+    for overwrite in (False, True):  # not written by marn preprocess: refused, --overwrite or not
+        with pytest.raises(ConfigError, match="--overwrite"):
+            preprocess.run(valid, str(tmp_path / "busy"), overwrite=overwrite)
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["keep.txt"]
 
 
 def test_sequences_and_statistics_match_a_brute_force_recount(tmp_path):

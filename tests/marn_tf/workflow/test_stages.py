@@ -32,6 +32,7 @@ class Recorder:
 
 
 def run_once(run_dir, recorder, inputs, value=None):
+    """One run of a stage whose output (`recorder.path`) lies inside `run_dir`: the only place it may be removed."""
     out = io.StringIO()
     outcome = StageRunner(str(run_dir), 1, out).run(
         Stage("step", "the step", inputs, [recorder.path], recorder(value if value is not None else inputs["x"])))
@@ -39,7 +40,7 @@ def run_once(run_dir, recorder, inputs, value=None):
 
 
 def test_a_finished_stage_with_the_same_inputs_is_skipped_with_a_message(tmp_path):
-    recorder = Recorder(str(tmp_path / "out"))
+    recorder = Recorder(str(tmp_path / "run" / "out"))
     first, _ = run_once(tmp_path / "run", recorder, {"x": 1})
     second, said = run_once(tmp_path / "run", recorder, {"x": 1})
     assert recorder.calls == 1
@@ -49,7 +50,7 @@ def test_a_finished_stage_with_the_same_inputs_is_skipped_with_a_message(tmp_pat
 
 
 def test_changed_inputs_rerun_the_stage_on_fresh_outputs(tmp_path):
-    recorder = Recorder(str(tmp_path / "out"))
+    recorder = Recorder(str(tmp_path / "run" / "out"))
     run_once(tmp_path / "run", recorder, {"x": 1})
     outcome, said = run_once(tmp_path / "run", recorder, {"x": 2})
     assert recorder.calls == 2 and outcome.result == {"value": 2}
@@ -59,13 +60,13 @@ def test_changed_inputs_rerun_the_stage_on_fresh_outputs(tmp_path):
 
 @pytest.mark.parametrize("damage", ["modify", "delete"])
 def test_outputs_changed_or_missing_since_the_stage_finished_rerun_it(tmp_path, damage):
-    recorder = Recorder(str(tmp_path / "out"))
+    recorder = Recorder(str(tmp_path / "run" / "out"))
     run_once(tmp_path / "run", recorder, {"x": 1})
-    value = tmp_path / "out" / "value"
+    value = tmp_path / "run" / "out" / "value"
     if damage == "modify":
         value.write_text("edited by hand")
     else:
-        shutil.rmtree(tmp_path / "out")
+        shutil.rmtree(tmp_path / "run" / "out")
     outcome, said = run_once(tmp_path / "run", recorder, {"x": 1})
     assert recorder.calls == 2 and not outcome.skipped
     assert value.read_text() == "1"
@@ -73,12 +74,12 @@ def test_outputs_changed_or_missing_since_the_stage_finished_rerun_it(tmp_path, 
 
 
 def test_an_interrupted_stage_resumes_over_what_it_left(tmp_path):
-    interrupted = Recorder(str(tmp_path / "out"), fail_after_partial=True)
+    interrupted = Recorder(str(tmp_path / "run" / "out"), fail_after_partial=True)
     with pytest.raises(KeyboardInterrupt):
         run_once(tmp_path / "run", interrupted, {"x": 1})
     with open(tmp_path / "run" / "stages" / "step.json") as f:
         assert json.load(f)["status"] == "started"
-    resumed = Recorder(str(tmp_path / "out"))
+    resumed = Recorder(str(tmp_path / "run" / "out"))
     outcome, said = run_once(tmp_path / "run", resumed, {"x": 1})
     assert resumed.found_partial == [True]  # e.g. training finds its checkpoints and goes on from them
     assert outcome.result == {"value": 1} and "resuming" in said
