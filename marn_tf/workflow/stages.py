@@ -138,7 +138,7 @@ class StageRunner:
             reason = "its inputs changed" if record else "not run before"
         if not resuming:  # outputs of other inputs must not mix with the new ones
             for path in stage.outputs:
-                remove(path, self.run_dir)
+                ownership.remove(path, self.run_dir)
         self._say(f"{stage.title} ({reason}) ...")
         self._write(stage.name, {"status": "started", "inputs": inputs_digest, "input_values": stage.inputs})
         start = time.time()
@@ -153,9 +153,3 @@ class StageRunner:
                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
         self._say(f"{stage.title}: done in {seconds:.0f} s")
         return StageOutcome(result, outputs_digest, False, seconds)
-
-
-def remove(path: str, run_dir: str) -> None:
-    """Removes a file or directory tree if it exists; only inside `run_dir`, which this run claimed."""
-    ownership.remove(path, run_dir)
-
