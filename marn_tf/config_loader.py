@@ -1,11 +1,13 @@
 """Loads typed config dataclasses from YAML/dicts, with `a.b.c=value` overrides from the CLI.
 
 Every mistake fails before any work starts, with the dotted key that is wrong and what would be
-right: an unknown key (with the keys that exist), a value of the wrong type, a missing required key.
+right: an unknown key (with the keys that exist), a value of the wrong type, a missing required key, a key
+given twice in one mapping (YAML would keep the last one silently), a number that is NaN or infinite.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Mapping, Sequence, TypeVar
@@ -51,12 +53,47 @@ def load_yaml(cls: type[T], path: str, overrides: Sequence[str] = ()) -> T:
     """Reads a YAML file into `cls`, then applies `key.path=value` overrides."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+            data = safe_load_unique(f, path) or {}
     except FileNotFoundError as err:
         raise ConfigError(f"config file not found: {path}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
     return from_dict(cls, apply_overrides(data, overrides))
+
+
+def safe_load_unique(stream: Any, source: str) -> Any:
+    """`yaml.safe_load`, refusing a key given twice in one mapping (plain YAML keeps the last silently)."""
+    loader = yaml.SafeLoader(stream)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, "", source, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(node: yaml.Node, path: str, source: str, seen_nodes: set[int]) -> None:
+    if id(node) in seen_nodes:  # an alias: checked where its anchor is (and a recursive one must not loop)
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            key_path = path
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key_path = _join(path, key_node.value)
+                line = key_node.start_mark.line + 1
+                first = first_lines.get((key_node.tag, key_node.value))
+                if first is not None:
+                    raise ConfigError(f"{source}: config key {key_path!r} is given twice (lines {first} and {line}): "
+                                      "YAML would keep the last one silently; keep one")
+                first_lines[(key_node.tag, key_node.value)] = line
+            _refuse_duplicate_keys(value_node, key_path, source, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, f"{path}[{i}]", source, seen_nodes)
 
 
 def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
@@ -72,7 +109,10 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
-        node[keys[-1]] = yaml.safe_load(raw)
+        try:
+            node[keys[-1]] = safe_load_unique(raw, f"override {dotted!r}")
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: {err}") from err
     return data
 
 
@@ -105,6 +145,9 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         return {str(k): _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        # `.nan` passes every range check (all comparisons with NaN are false) and poisons training.
+        raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
     if hint is str and not isinstance(value, str):
         # YAML reads 2026-01-31 as a date; config dates are kept as ISO strings.
         if hasattr(value, "isoformat"):

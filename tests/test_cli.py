@@ -39,6 +39,45 @@ def test_config_mistake_exits_2_naming_the_key(tmp_path, capsys):
     assert "unknown config key 'sequence.max_len'" in capsys.readouterr().err
 
 
+VALID = "inputs: {events: {path: e}, items: {path: i}}\nsplit: {train_end: 2026-01-02, valid_end: 2026-01-03}\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    # A second section used to replace the first silently.
+    (VALID + "train: {epochs: 3}\nsequence: {max_length: 3}\ntrain: {batch_size: 8}\n",
+     "config key 'train' is given twice (lines 3 and 5)"),
+    (VALID + "sequence: {max_length: 3, max_length: 5}\n", "config key 'sequence.max_length' is given twice (lines 3 and 3)"),
+    (VALID + "events:\n  context: [query]\n  clicked: c\n  clicked: d\n", "config key 'events.clicked' is given twice"),
+    # NaN passes every range check (comparisons with it are false).
+    (VALID + "train: {learning_rate: .nan}\n", "config key 'train.learning_rate' must be a finite number, got nan"),
+    (VALID + "pipeline: {max_dead_letter_rate: -.inf}\n",
+     "config key 'pipeline.max_dead_letter_rate' must be a finite number, got -inf"),
+])
+@pytest.mark.parametrize("command", ["preprocess", "train"])
+def test_duplicate_keys_and_non_finite_numbers_exit_2_before_any_work(tmp_path, capsys, text, message, command):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    extra = ["--data", str(tmp_path / "d")] if command == "train" else []
+    assert cli.main([command, "--config", str(config), "--output", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_overrides_are_checked_like_the_file(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(VALID)
+    for override, message in [("train.learning_rate=.inf", "'train.learning_rate' must be a finite number, got inf"),
+                              ("users={features: [a], features: [b]}", "config key 'features' is given twice"),
+                              ("train.epochs=[1", "the value is not valid YAML")]:
+        assert cli.main(["preprocess", "--config", str(config), "--output", str(tmp_path / "o"), "--set", override]) == 2
+        assert message in capsys.readouterr().err
+    # Merge keys may restate a merged key: that is YAML's way to override it, not a duplicate.
+    from marn_tf.config_loader import safe_load_unique
+    assert safe_load_unique("a: &b {x: 1, y: 2}\nc: {<<: *b, x: 3}\n", "t") == {"a": {"x": 1, "y": 2},
+                                                                            "c": {"x": 3, "y": 2}}
+
+
 def test_unknown_flags_are_refused_outside_preprocess(capsys):
     with pytest.raises(SystemExit):
         cli.main(["generate-data", "--output", "x", "--runner=DataflowRunner"])
