@@ -35,8 +35,8 @@ from pipelines import example_schema as ES
 from pipelines import records as R
 from pipelines.item_statistics import CumulativeCounts, day_of
 from pipelines.item_table import arrow_schema, item_row
-from pipelines.raw_io import InputFile, list_input_files, read_records
-from pipelines.run_report import COUNTS_FILE, finalize, write_json
+from pipelines.raw_io import InputFile, ReadFailure, list_input_files, read_records
+from pipelines.run_report import COUNTS_FILE, finalize, unreadable_key, write_json
 from pipelines.tf_example import ExampleEncoder
 from pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate, split_of
 from pipelines.vocabulary import item_vocabulary, ordered_tokens, write_vocabulary
@@ -72,28 +72,38 @@ ITEMS = "items"
 
 class ReadAndParse(_CountingDoFn):
     """An input file -> its parsed records: events and profiles keyed by user (one PCollection, so
-    the user shuffle needs no Flatten), catalog items (tagged ITEMS), and DeadLetters."""
+    the user shuffle needs no Flatten), catalog items (tagged ITEMS), and DeadLetters.
 
-    PARSERS = {"events": R.parse_event, "items": R.parse_item, "users": R.parse_user}
+    Nothing a file holds stops the job: each record is parsed or dead-lettered (`records.parse_record`),
+    and the rest of a file that cannot be read to its end is one dead letter naming where it stops.
+    """
 
     def __init__(self, config: Config):
         self.config = config
 
     def process(self, file: InputFile):
-        parse = self.PARSERS[file.source]
-        for payload in read_records(file):
+        for raw in read_records(file):
             self.counts[f"in:{file.source}"] += 1
-            raw = R.RawRecord(payload, file.path, file.csv_header)
-            try:
-                record = parse(R.parse_raw(raw), self.config)
-            except R.Rejected as err:
-                yield beam.pvalue.TaggedOutput(DEAD, R.DeadLetter(file.source, err.reason, err.detail,
-                                                                  R.record_text(raw), file.path))
+            if isinstance(raw, ReadFailure):
+                yield beam.pvalue.TaggedOutput(DEAD, read_failure_letter(file, raw))
+                if raw.rest_of_file:
+                    self.counts[unreadable_key(file.path, raw.where)] += 1
                 continue
-            if file.source == "items":
+            record = R.parse_record(raw, file.source, self.config)
+            if isinstance(record, R.DeadLetter):
+                yield beam.pvalue.TaggedOutput(DEAD, record)
+            elif file.source == "items":
                 yield beam.pvalue.TaggedOutput(ITEMS, record)
             else:
                 yield record.user_id, (_EVENT if file.source == "events" else _PROFILE, tuple(record))
+
+
+def read_failure_letter(file: InputFile, failure: ReadFailure) -> R.DeadLetter:
+    if failure.rest_of_file:
+        return R.DeadLetter(file.source, R.UNREADABLE, f"{file.path} cannot be read past {failure.where}: "
+                                                       f"{failure.error}; the rest of the file is skipped",
+                            failure.text, file.path)
+    return R.DeadLetter(file.source, R.MALFORMED, f"{failure.where}: {failure.error}", failure.text, file.path)
 
 
 def _dead(source: str, reason: str, detail: str, record) -> R.DeadLetter:
@@ -437,9 +447,10 @@ def _run_job(config: Config, output: str, files: list[InputFile], options: Pipel
     log.info("job finished in %.1f s; writing schema and report", time.monotonic() - started)
     report = finalize(config, output)
     too_many = report["dead_letter_rate_exceeded"]
-    if too_many:
+    if too_many:  # one line: the rates, the files that stopped early (and where), where to look
+        unreadable = "".join(f"; {u['file']} cannot be read past {u['where']}" for u in report["unreadable_files"])
         raise PreprocessError(
             "too many rejected records: " + "; ".join(f"{s}: {r:.2%}" for s, r in too_many.items())
-            + f" (pipeline.max_dead_letter_rate is {config.pipeline.max_dead_letter_rate:.2%}); the reasons are "
-            f"in {output}/report.md and the records in {output}/dead_letter/")
+            + f" (pipeline.max_dead_letter_rate is {config.pipeline.max_dead_letter_rate:.2%}){unreadable}; the "
+            f"reasons are in {output}/report.md and the records in {output}/dead_letter/")
     return report

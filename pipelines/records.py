@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 import re
+import reprlib
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 from marn_tf.config import Config
@@ -26,8 +27,18 @@ NON_FINITE = "non_finite_value"
 NEGATIVE_COUNT = "negative_count"
 UNKNOWN_ITEM = "unknown_item_id"
 DUPLICATE = "duplicate"
+UNREADABLE = "unreadable_file"  # the rest of a file past the point where it cannot be read (truncated, corrupt)
 REASONS = (MALFORMED, BAD_UTF8, MISSING_FIELD, BAD_TIMESTAMP, BAD_VALUE, BAD_VECTOR_LENGTH, NON_FINITE,
-           NEGATIVE_COUNT, UNKNOWN_ITEM, DUPLICATE)
+           NEGATIVE_COUNT, UNKNOWN_ITEM, DUPLICATE, UNREADABLE)
+
+# What the outputs can hold: integers go to int64 features and columns, floats to float32.
+INT64_MAX = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_TIMESTAMP = 253402300800  # 10000-01-01T00:00:00Z: later epoch seconds are no time a datetime can show
+
+# Values quoted in a detail: short and safe whatever their size or nesting (a detail is one line of a report).
+_quote = reprlib.Repr()
+_quote.maxstring = _quote.maxother = _quote.maxlong = 60
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -84,8 +95,15 @@ class RawRecord:
 
 def record_text(raw: RawRecord) -> str:
     if isinstance(raw.payload, dict):
-        return json.dumps(raw.payload, default=str, ensure_ascii=False)
+        try:
+            return json.dumps(raw.payload, default=str, ensure_ascii=False)
+        except (ValueError, RecursionError):  # a value json cannot write (an int past the digit limit)
+            return _quote.repr(raw.payload)
     return raw.payload.decode("utf-8", errors="replace")
+
+
+def _short_text(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def parse_raw(raw: RawRecord) -> dict:
@@ -108,6 +126,10 @@ def parse_raw(raw: RawRecord) -> dict:
         record = json.loads(text)
     except json.JSONDecodeError as err:
         raise Rejected(MALFORMED, f"not valid JSON: {err.msg} at column {err.colno}") from err
+    except RecursionError:
+        raise Rejected(MALFORMED, "JSON nested too deeply to read") from None
+    except ValueError as err:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise Rejected(MALFORMED, f"not readable JSON: {_short_text(str(err))}") from None
     if not isinstance(record, dict):
         raise Rejected(MALFORMED, f"a JSON line must be an object, got {type(record).__name__}")
     return record
@@ -129,7 +151,9 @@ def optional_id(record: dict, field: Optional[str]) -> str:
 
 def id_value(value: Any, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise Rejected(BAD_VALUE, f"{field} must be a string, got {value!r}")
+        raise Rejected(BAD_VALUE, f"{field} must be a string, got {_quote.repr(value)}")
+    if isinstance(value, int) and abs(value) > INT64_MAX:
+        raise Rejected(BAD_VALUE, f"{field} is an integer of {len(str(abs(value)))} digits, not an id")
     value = str(value).strip()
     if not value.isprintable():  # ids go one a line into vocabulary files
         raise Rejected(BAD_VALUE, f"{field} contains a control or other non-printable character")
@@ -145,22 +169,25 @@ def timestamp_seconds(value: Any, field: str) -> int:
     if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d*)?\s*", value):
         value = float(value)
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
-            raise Rejected(BAD_TIMESTAMP, f"{field} {value!r} is not a valid epoch time")
+        if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value < MAX_TIMESTAMP:
+            raise Rejected(BAD_TIMESTAMP, f"{field} {_quote.repr(value)} is not epoch seconds between 1970 and 9999")
         return int(value)
     if isinstance(value, dt.datetime):  # Parquet timestamp columns
         parsed = value
-    else:
+    elif isinstance(value, str):
         try:
-            parsed = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+            parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise Rejected(BAD_TIMESTAMP, f"{field} {value!r} is neither epoch seconds nor ISO-8601") from None
+            raise Rejected(BAD_TIMESTAMP, f"{field} {_quote.repr(value)} is neither epoch seconds nor ISO-8601") from None
+    else:
+        raise Rejected(BAD_TIMESTAMP, f"{field} must be epoch seconds or ISO-8601 text, got {type(value).__name__}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return int(parsed.timestamp())
+    return timestamp_seconds(int(parsed.timestamp()), field)  # the same range as epoch seconds
 
 
 def integer(value: Any, field: str) -> int:
+    """An integer that an int64 holds; a number beyond that range is `non_finite_value`."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, float):
@@ -168,13 +195,17 @@ def integer(value: Any, field: str) -> int:
             raise Rejected(NON_FINITE, f"{field} is {value}")
         if value != int(value):
             raise Rejected(BAD_VALUE, f"{field} {value!r} is not an integer")
-        return int(value)
+        value = int(value)
     if isinstance(value, int):
+        if abs(value) > INT64_MAX:
+            raise Rejected(NON_FINITE, f"{field} {_quote.repr(value)} is beyond the 64-bit integer range")
         return value
+    if not isinstance(value, str):
+        raise Rejected(BAD_VALUE, f"{field} must be an integer, got {type(value).__name__}")
     try:
-        return integer(float(str(value).strip()), field)
+        return integer(float(value.strip()), field)
     except ValueError:
-        raise Rejected(BAD_VALUE, f"{field} {value!r} is not an integer") from None
+        raise Rejected(BAD_VALUE, f"{field} {_quote.repr(value)} is not an integer") from None
 
 
 def float_vector(value: Any, field: str, dim: int) -> Optional[tuple]:
@@ -187,16 +218,23 @@ def float_vector(value: Any, field: str, dim: int) -> Optional[tuple]:
             value = [float(p) for p in parts]
         except ValueError:
             raise Rejected(BAD_VALUE, f"{field} has a value that is not a number") from None
+    if isinstance(value, dict):
+        raise Rejected(BAD_VALUE, f"{field} must be a list of numbers, got an object")
     try:
         vector = tuple(float(x) for x in value)
     except (TypeError, ValueError):
         raise Rejected(BAD_VALUE, f"{field} must be a list of numbers") from None
+    except OverflowError:  # an integer too large for a float
+        raise Rejected(NON_FINITE, f"{field} has a value beyond the float32 range") from None
     if not vector:
         return None
     if len(vector) != dim:
         raise Rejected(BAD_VECTOR_LENGTH, f"{field} has {len(vector)} values, items.image_dim is {dim}")
-    if not all(math.isfinite(x) for x in vector):
-        raise Rejected(NON_FINITE, f"{field} contains NaN or infinity")
+    # Stored as float32: a value finite in Python (1e39) would become inf there.
+    beyond = next((i for i, x in enumerate(vector) if not abs(x) <= FLOAT32_MAX), None)
+    if beyond is not None:
+        raise Rejected(NON_FINITE, f"{field}[{beyond}] is {vector[beyond]!r}: NaN, infinite or beyond the float32 "
+                                   f"range (+-{FLOAT32_MAX:.4g})")
     return vector
 
 
@@ -212,10 +250,10 @@ def parse_event(record: dict, config: Config) -> Event:
         raw = record.get(f.clicked)
         if raw is None or raw == "":
             raise Rejected(MISSING_FIELD, f"{f.clicked} is missing on an impression")
-        clicked = {"true": 1, "false": 0}.get(str(raw).strip().lower(), None)
+        clicked = {"true": 1, "false": 0}.get(raw.strip().lower()) if isinstance(raw, str) else None
         clicked = integer(raw, f.clicked) if clicked is None else clicked
         if clicked not in (0, 1):
-            raise Rejected(BAD_VALUE, f"{f.clicked} must be 0 or 1, got {raw!r}")
+            raise Rejected(BAD_VALUE, f"{f.clicked} must be 0 or 1, got {_quote.repr(raw)}")
     position = 0
     if f.position and record.get(f.position) not in (None, ""):
         position = integer(record[f.position], f.position)
@@ -238,6 +276,8 @@ def parse_item(record: dict, config: Config) -> Item:
     title = record.get(f.title) if f.title else None
     if title is not None and not isinstance(title, str):
         raise Rejected(BAD_VALUE, f"{f.title} must be text, got {type(title).__name__}")
+    if title is not None and not _is_utf8(title):
+        raise Rejected(BAD_VALUE, f"{f.title} holds a lone surrogate (a \\ud800-\\udfff escape): not text")
     statistics = []
     for name in f.statistics:
         value = record.get(name)
@@ -261,6 +301,34 @@ def parse_user(record: dict, config: Config) -> UserProfile:
     f = config.users
     return UserProfile(user_id=required_id(record, f.user_id),
                        features=tuple(optional_id(record, name) for name in f.features))
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+PARSERS = {"events": parse_event, "items": parse_item, "users": parse_user}
+Parsed = Union[Event, Item, UserProfile]
+
+
+def parse_record(raw: RawRecord, source: str, config: Config) -> Union[Parsed, DeadLetter]:
+    """One raw record of `source` -> its parsed form, or a DeadLetter: never an exception.
+
+    The guard of the whole job against user data: the field parsers reject what they know is wrong,
+    and whatever else a record's bytes make Python raise (deep nesting, a number no type holds, a type
+    no rule expected) dead-letters that record, never the job.
+    """
+    try:
+        return PARSERS[source](parse_raw(raw), config)
+    except Rejected as err:
+        reason, detail = err.reason, err.detail
+    except Exception as err:  # noqa: BLE001 -- any failure on user data is that record's fault
+        reason, detail = MALFORMED, f"cannot be parsed ({type(err).__name__}): {_short_text(str(err))}"
+    return DeadLetter(source, reason, detail, record_text(raw), raw.file)
 
 
 def title_words(title: Optional[str], max_tokens: int) -> list[str]:

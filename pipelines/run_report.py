@@ -13,6 +13,12 @@ from pipelines import example_schema as ES
 
 COUNTS_FILE = "counts.json"
 SOURCES = ("events", "items", "users")
+_UNREADABLE = "unreadable_file\t"
+
+
+def unreadable_key(path: str, where: str) -> str:
+    """The count key of a file that could not be read past `where` (tabs: paths hold colons)."""
+    return f"{_UNREADABLE}{path}\t{where}"
 
 
 def write_json(path: str, data: dict) -> None:
@@ -84,6 +90,8 @@ def build_report(counts: dict, config: Config) -> dict:
                   "with_id_embedding": counts.get("item_id_embeddings", 0)},
         "vocabulary_sizes": {k.split(":", 1)[1]: v for k, v in sorted(counts.items())
                              if k.startswith("vocabulary_size:")},
+        "unreadable_files": [dict(zip(("file", "where"), k[len(_UNREADABLE):].split("\t")))
+                             for k in sorted(counts) if k.startswith(_UNREADABLE)],
     }
     limit = config.pipeline.max_dead_letter_rate
     report["dead_letter_rate_exceeded"] = {s: v["dead_letter_rate"] for s, v in sources.items()
@@ -105,6 +113,10 @@ def render_markdown(report: dict) -> str:
     for s, v in report["sources"].items():
         for reason, n in v["dead_letter_reasons"].items():
             lines.append(f"| {s} | {reason} | {n:,} |")
+    if report["unreadable_files"]:
+        lines += ["", "Files that could not be read to their end (the rest of each is one `unreadable_file` "
+                      "dead letter):", ""]
+        lines += [f"- {u['file']}: from {u['where']}" for u in report["unreadable_files"]]
     lines += ["", "## Splits", "", "| split | examples | positive rate | mean seq. length | p50 | p90 | empty | full |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for split, v in report["splits"].items():
