@@ -52,6 +52,7 @@ class ModelConfig:
     statistic_embedding_dim: int = 8  # per bucketised counter (the paper: two 8-d vectors)
     property_embedding_dim: int = 8  # behaviour type, time gap, point-in-time counters of an occurrence
     context_embedding_dim: int = 16  # user and context features
+    embedding_l2: float = 0.0  # L2 on every looked-up embedding row, weighted by use (DIN's mini-batch aware)
     common_units: int = 64  # P_m: every modality to this width before the shared invariant projector I
     attention_gate: str = "vector"  # MAN: "vector" (a^m in R^d) or "scalar"
     attention_normalize: str = "none"  # MAN: "none" (tanh, the paper) or "softmax" across modalities
@@ -108,6 +109,8 @@ class ModelConfig:
                     "property_embedding_dim", "context_embedding_dim", "common_units", "gru_units"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive")
+        if self.embedding_l2 < 0:
+            raise ConfigError("embedding_l2 must be >= 0")
         if min(self.lambda_d0, self.lambda_adv, self.lambda_s, self.lambda_align, self.grl_coefficient) < 0:
             raise ConfigError("lambda_* and grl_coefficient must be >= 0")
 

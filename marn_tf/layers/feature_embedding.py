@@ -6,7 +6,8 @@ Each feature is one of
     {"kind": "numeric"}                   a count: log(1 + max(x, 0)), one column
     {"kind": "rate"}                      a probability: logit(clip(x, 1e-3, 1 - 1e-3)), one column (the
                                           scale on which rates add up, as in the no-model floor)
-and the layer concatenates them in order along the last axis.
+and the layer concatenates them in order along the last axis. With `embedding_l2` > 0 the looked-up rows
+add embedding_l2 * mean ||e||^2 to the layer's losses (as `ModalityEmbeddings` does).
 """
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ KINDS = ("categorical", "numeric", "rate")
 RATE_EPSILON = 1e-3  # rates are clipped to [RATE_EPSILON, 1 - RATE_EPSILON]: finite logits
 
 
+def mean_squared_norm(rows: tf.Tensor) -> tf.Tensor:
+    """Mean over looked-up rows [..., dim] of their squared L2 norm, in float32."""
+    return tf.reduce_mean(tf.reduce_sum(tf.square(tf.cast(rows, tf.float32)), axis=-1))
+
+
 @tf.keras.utils.register_keras_serializable(package="marn_tf")
 class FeatureEmbeddings(tf.keras.layers.Layer):
     """Concatenated embeddings of named features of any (equal) shape.
@@ -23,15 +29,17 @@ class FeatureEmbeddings(tf.keras.layers.Layer):
     Args:
       features: {name: spec} as above, in output order.
       dim: embedding width of every categorical feature.
+      embedding_l2: weight of the L2 penalty on looked-up rows (0: none).
 
     Input: a dict {name: tensor [batch, ...]} with at least these features.
     Output: [batch, ..., sum of widths].
     """
 
-    def __init__(self, features: dict, dim: int = 8, **kwargs):
+    def __init__(self, features: dict, dim: int = 8, embedding_l2: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.features = {name: dict(spec) for name, spec in features.items()}
         self.dim = dim
+        self.embedding_l2 = embedding_l2
         self.embeddings = {}
         for name, spec in self.features.items():
             if spec["kind"] not in KINDS:
@@ -40,7 +48,7 @@ class FeatureEmbeddings(tf.keras.layers.Layer):
                 self.embeddings[name] = tf.keras.layers.Embedding(spec["rows"], dim, name=f"{name}_embedding")
 
     def call(self, inputs):
-        parts = []
+        parts, looked_up = [], []
         for name, spec in self.features.items():
             value = inputs[name]
             if spec["kind"] == "numeric":
@@ -50,8 +58,12 @@ class FeatureEmbeddings(tf.keras.layers.Layer):
                 p = tf.clip_by_value(tf.cast(value, tf.float32), RATE_EPSILON, 1.0 - RATE_EPSILON)
                 parts.append(tf.cast(tf.math.log(p) - tf.math.log1p(-p), self.compute_dtype)[..., tf.newaxis])
                 continue
-            parts.append(self.embeddings[name](value))
+            looked_up.append(self.embeddings[name](value))
+            parts.append(looked_up[-1])
+        if self.embedding_l2 and looked_up:
+            self.add_loss(self.embedding_l2 * tf.add_n([mean_squared_norm(e) for e in looked_up]))
         return tf.concat(parts, axis=-1)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "features": self.features, "dim": self.dim}
+        return {**super().get_config(), "features": self.features, "dim": self.dim,
+                "embedding_l2": self.embedding_l2}

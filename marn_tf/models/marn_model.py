@@ -1,6 +1,8 @@
 """The training model: the network, its loss, and the adversarial train step (tfrs.Model pattern).
 
-    L = L_ctr + lambda_d0 L_D0 + lambda_adv (L_D1 + L_confusion) + lambda_s L_Ds + lambda_align L_align
+    L = L_ctr + lambda_d0 L_D0 + lambda_adv (L_D1 + L_confusion) + lambda_s L_Ds + lambda_align L_align + L_reg
+
+L_reg is the layers' own losses (`model.embedding_l2`), scaled for the replicas.
 
 L_ctr is `tfrs.tasks.Ranking` with a from-logits binary cross-entropy (AUC tracked by the task). The
 discriminator terms come from the item tower (`DoubleDiscriminator`), built so that one descent step
@@ -67,7 +69,7 @@ class MarnModel(tfrs.Model):
             loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
             metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
         self.trackers = {name: tf.keras.metrics.Mean(name=name)
-                         for name in ["ctr_loss", "total_loss", *AUXILIARY_OUTPUTS]}
+                         for name in ["ctr_loss", "regularization_loss", "total_loss", *AUXILIARY_OUTPUTS]}
         self.weight_trackers = {m: tf.keras.metrics.Mean(name=f"weight_{m}") for m in self.modalities}
 
     def call(self, features, training=None):
@@ -100,7 +102,9 @@ class MarnModel(tfrs.Model):
                                 predictions=outputs["logit"][:, tf.newaxis], training=training)
         losses = {"ctr_loss": tf.nn.compute_average_loss(per_example)}
         losses["discriminator_loss"] = tf.add_n([w * outputs[k] for k, w in self.loss_weights.items()])
-        losses["total_loss"] = losses["ctr_loss"] + losses["discriminator_loss"]
+        losses["regularization_loss"] = (tf.nn.scale_regularization_loss(tf.add_n(self.network.losses))
+                                         if self.network.losses else tf.constant(0.0))
+        losses["total_loss"] = losses["ctr_loss"] + losses["discriminator_loss"] + losses["regularization_loss"]
         self._track(losses, outputs)
         return losses
 
@@ -111,7 +115,7 @@ class MarnModel(tfrs.Model):
         # Every scalar is a replica's share of the global mean: times the replicas, the Mean tracker
         # (averaged over replicas) reports the global value.
         replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
-        for key in ("ctr_loss", "total_loss"):
+        for key in ("ctr_loss", "regularization_loss", "total_loss"):
             self.trackers[key].update_state(losses[key] * replicas)
         for key in AUXILIARY_OUTPUTS:
             self.trackers[key].update_state(outputs[key] * replicas)

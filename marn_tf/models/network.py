@@ -77,6 +77,7 @@ def item_tower_config(schema: S.Schema, config: ModelConfig) -> dict:
         "statistics": statistics, "id_embedding_dim": config.id_embedding_dim,
         "word_embedding_dim": config.word_embedding_dim, "text_filters": config.text_filters,
         "text_kernel_sizes": config.text_kernel_sizes, "statistic_embedding_dim": config.statistic_embedding_dim,
+        "embedding_l2": config.embedding_l2,
     }
     used = list(id_fields) + list(statistics)
     if image:
@@ -163,7 +164,7 @@ def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
 
     def embed(features: list[S.FeatureSpec], name: str, dim: int, values=inputs):
         specs = {f.name: _feature_spec(schema, f) for f in features}
-        return FeatureEmbeddings(specs, dim, name=name)(values) if specs else None
+        return FeatureEmbeddings(specs, dim, config.embedding_l2, name=name)(values) if specs else None
 
     candidate_extra = embed([f for f in schema.features_with_tags(S.CANDIDATE) if S.ITEM_KEY not in f.tags],
                             "candidate_occurrence", config.property_embedding_dim)

@@ -33,3 +33,14 @@ def test_unknown_kind():
 
 def test_config_round_trip():
     assert_config_round_trip(FeatureEmbeddings(FEATURES, dim=5), INPUTS)
+
+
+def test_embedding_l2_penalises_the_looked_up_rows_by_use():
+    layer = FeatureEmbeddings(FEATURES, dim=5, embedding_l2=0.5)
+    layer(INPUTS)
+    table = layer.embeddings["hist_event_type"].embeddings.numpy()
+    rows = table[INPUTS["hist_event_type"].numpy()]  # [2, 3, 5]: row 0 used three times, so counted three times
+    np.testing.assert_allclose(layer.losses[0].numpy(), 0.5 * np.mean(np.sum(rows ** 2, -1)), rtol=1e-5)
+    unregularised = FeatureEmbeddings(FEATURES, dim=5)
+    unregularised(INPUTS)
+    assert not unregularised.losses

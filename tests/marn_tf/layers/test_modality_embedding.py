@@ -45,3 +45,15 @@ def test_only_the_modalities_the_table_has():
 
 def test_config_round_trip():
     assert_config_round_trip(ModalityEmbeddings(**CONFIG), content([1, 2, 3]))
+
+
+def test_embedding_l2_adds_the_mean_squared_norm_of_every_lookup():
+    layer = ModalityEmbeddings(**CONFIG, embedding_l2=0.1)
+    layer(content([1, 2, 3]))
+    lookups = [(layer.item_embedding, [1, 2, 3]), (layer.field_embeddings["shop_id"], [1, 2, 4]),
+               (layer.field_embeddings["category_id"], [0, 1, 2]),
+               (layer.word_embedding, [[1, 2, 0, 0], [0, 0, 0, 0], [5, 0, 0, 0]]),
+               (layer.statistic_embeddings["stat_sales_count"], [3, 0, 0])]
+    expected = sum(np.mean(np.sum(emb.embeddings.numpy()[np.array(i)] ** 2, -1)) for emb, i in lookups)
+    assert len(layer.losses) == 1
+    np.testing.assert_allclose(layer.losses[0].numpy(), 0.1 * expected, rtol=1e-5)

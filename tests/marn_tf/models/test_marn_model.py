@@ -69,3 +69,14 @@ def test_alternating_updates_both_groups(prepared):
     model.fit(one_batch(prepared, network), epochs=1, verbose=0)
     assert discriminator and all(not np.allclose(a, v.numpy()) for a, v in zip(discriminator, model.discriminator_variables))
     assert sum(not np.allclose(a, v.numpy()) for a, v in zip(rest, model.model_variables)) > len(rest) // 2
+
+
+def test_embedding_l2_is_part_of_the_loss(prepared):
+    model, network = make_model(prepared, tf.distribute.get_strategy(), embedding_l2=0.1)
+    batch = next(iter(one_batch(prepared, network)))
+    losses = model.compute_losses(batch, training=False)
+    assert losses["regularization_loss"].numpy() > 0
+    np.testing.assert_allclose(losses["total_loss"].numpy(), (losses["ctr_loss"] + losses["discriminator_loss"]
+                                                              + losses["regularization_loss"]).numpy(), rtol=1e-6)
+    plain, _ = make_model(prepared, tf.distribute.get_strategy())
+    assert plain.compute_losses(batch, training=False)["regularization_loss"].numpy() == 0
