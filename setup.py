@@ -32,7 +32,7 @@ setup(
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest==9.2.0"],
+        "test": ["pytest==9.2.0", "hypothesis==6.170.15"],
         "bench": ["deepctr==0.9.4"],  # the DIN/DIEN peer of benchmarks/train.py
     },
     entry_points={"console_scripts": ["marn=marn_tf.cli:main"]},

@@ -51,7 +51,8 @@ class DeadLetter(NamedTuple):
     file: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(self._asdict(), ensure_ascii=False)
+        text = json.dumps(self._asdict(), ensure_ascii=False)
+        return text if _is_utf8(text) else json.dumps(self._asdict())  # a lone surrogate stays a \ud800 escape
 
 
 class Event(NamedTuple):
@@ -243,7 +244,7 @@ def parse_event(record: dict, config: Config) -> Event:
     f = config.events
     event_type = required_id(record, f.event_type)
     if event_type != f.impression_type and event_type not in f.behaviour_types:
-        raise Rejected(BAD_VALUE, f"{f.event_type} {event_type!r} is neither {f.impression_type!r} nor one of "
+        raise Rejected(BAD_VALUE, f"{f.event_type} {_quote.repr(event_type)} is neither {f.impression_type!r} nor one of "
                                   f"events.behaviour_types {f.behaviour_types}")
     clicked = 0
     if event_type == f.impression_type:
@@ -325,7 +326,7 @@ def parse_record(raw: RawRecord, source: str, config: Config) -> Union[Parsed, D
     try:
         return PARSERS[source](parse_raw(raw), config)
     except Rejected as err:
-        reason, detail = err.reason, err.detail
+        reason, detail = err.reason, _short_text(err.detail)
     except Exception as err:  # noqa: BLE001 -- any failure on user data is that record's fault
         reason, detail = MALFORMED, f"cannot be parsed ({type(err).__name__}): {_short_text(str(err))}"
     return DeadLetter(source, reason, detail, record_text(raw), raw.file)
