@@ -34,6 +34,7 @@ from marn_tf.workflow import ownership
 from pipelines import example_schema as ES
 from pipelines import records as R
 from pipelines.item_statistics import CumulativeCounts, day_of
+from pipelines.input_checks import check_inputs
 from pipelines.item_table import arrow_schema, item_row
 from pipelines.raw_io import InputFile, ReadFailure, list_input_files, read_records
 from pipelines.run_report import COUNTS_FILE, finalize, unreadable_key, write_json
@@ -424,11 +425,13 @@ def run(config: Config, output: str, pipeline_args: Optional[list[str]] = None, 
     """Runs the job to completion and returns the run report; raises PreprocessError past the
     dead-letter threshold (after writing everything, so the rejects can be inspected).
 
-    Before anything is written: the inputs are listed and checked, an output that is or holds an input (or
+    Before anything is written: the inputs are listed and checked (`input_checks`: configured columns no file
+    has, implausible timestamps), an output that is or holds an input (or
     `config_path`) is refused, and so is a non-empty output that marn preprocess did not write (its
     `.marn-owner.json`). The output is locked for the job (a second job on it fails at once).
     """
     files = list_input_files(config)
+    check_inputs(config, files)
     options = pipeline_options(list(pipeline_args or []), num_workers)
     with ownership.owned_directory(output, ownership.PREPROCESS, COMMAND, input_paths(config, files, config_path),
                                    hint=_OVERWRITE_HINT):
