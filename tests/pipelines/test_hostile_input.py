@@ -122,3 +122,27 @@ def test_past_the_threshold_an_unreadable_file_fails_the_job_in_one_line_naming_
     assert "too many rejected records" in error
     assert f"{tmp_path}/events/c.jsonl.gz cannot be read past line 1 (byte 0 of its text)" in error
     assert f"{tmp_path}/items/b.parquet cannot be read past row 0" in error
+
+
+def test_a_rerun_over_a_killed_jobs_output_is_refused_and_overwrite_leaves_no_stale_shard(tmp_path, capsys):
+    """What a job killed mid-write leaves (its marker, shards, a Beam temp folder) is never mixed into a new output."""
+    config, _ = hostile_dataset(tmp_path, max_dead_letter_rate=1.0)
+    out = tmp_path / "out"
+    assert preprocess(config, out) == 0
+    stale = [out / "train" / "part-99999-of-99999.tfrecord.gz", out / "dead_letter" / "part-killed.jsonl.gz",
+             out / "train" / "beam-temp-part-0123" / "shard.tfrecord.gz"]
+    stale[2].parent.mkdir()
+    for path in stale:
+        path.write_bytes(gzip.compress(b'{"reason": "stale"}\n'))
+    (out / "schema.json").unlink()  # killed before its end: no schema yet
+
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert preprocess(config, out) == 2  # a re-run without --overwrite
+    assert "is not empty; pass --overwrite" in capsys.readouterr().err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+    assert cli.main(["preprocess", "--config", config, "--output", str(out), "--workers", "1", "--overwrite"]) == 0
+    assert not any(path.exists() for path in stale) and not list(out.rglob("beam-temp-*"))
+    report = json.loads((out / "report.json").read_text())
+    dead = [line for f in glob.glob(str(out / "dead_letter" / "*.jsonl.gz")) for line in gzip.open(f).read().splitlines()]
+    assert len(dead) == sum(v["dead_lettered"] for v in report["sources"].values())  # counted once, not doubled
