@@ -84,7 +84,8 @@ def check_columns(source: str, columns: list[tuple[str, str, bool]], samples: li
     readable = [s for s in samples if s.columns is not None]
     if not readable:
         return
-    where = f"the first records of the files of inputs.{source}" if json else f"the header of any file of inputs.{source}"
+    where = (f"the first records of the files of inputs.{source}" if json
+             else f"the header of any file of inputs.{source}")
     seen = set().union(*(s.columns for s in readable))
     for key, column, stop in columns:
         lacking = [s.path for s in readable if column not in s.columns]
@@ -122,7 +123,8 @@ def check_timestamps(config: Config, values: list[Any], complete: bool) -> None:
         return
     start, train_end, valid_end = config.split.boundaries
     first, last = min(seconds), max(seconds)
-    span = f"the first{' and last' if complete else ''} records of the events files run from {_date(first)} to {_date(last)}"
+    span = (f"the first{' and last' if complete else ''} records of the events files run from {_date(first)} "
+            f"to {_date(last)}")
     fix = "set split.train_end and split.valid_end (and split.train_start) inside the events' time range"
     if first >= train_end:
         raise ConfigError(f"no event before split.train_end ({_date(train_end)}): the training split would be empty; "

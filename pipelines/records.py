@@ -179,7 +179,8 @@ def timestamp_seconds(value: Any, field: str) -> int:
         try:
             parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise Rejected(BAD_TIMESTAMP, f"{field} {_quote.repr(value)} is neither epoch seconds nor ISO-8601") from None
+            raise Rejected(BAD_TIMESTAMP,
+                           f"{field} {_quote.repr(value)} is neither epoch seconds nor ISO-8601") from None
     else:
         raise Rejected(BAD_TIMESTAMP, f"{field} must be epoch seconds or ISO-8601 text, got {type(value).__name__}")
     if parsed.tzinfo is None:
@@ -244,7 +245,8 @@ def parse_event(record: dict, config: Config) -> Event:
     f = config.events
     event_type = required_id(record, f.event_type)
     if event_type != f.impression_type and event_type not in f.behaviour_types:
-        raise Rejected(BAD_VALUE, f"{f.event_type} {_quote.repr(event_type)} is neither {f.impression_type!r} nor one of "
+        raise Rejected(BAD_VALUE, f"{f.event_type} {_quote.repr(event_type)} is neither {f.impression_type!r} "
+                                  f"nor one of "
                                   f"events.behaviour_types {f.behaviour_types}")
     clicked = 0
     if event_type == f.impression_type:

@@ -67,7 +67,8 @@ def hostile_dataset(tmp_path, max_dead_letter_rate: float) -> tuple[str, dict]:
 
     items = [item(i) for i in range(5)] + [item(5, image_embedding=[1e39, 0.0, 0.0]), item(6, sales_count=1e39)]
     pq.write_table(pa.Table.from_pylist(items, schema=ITEM_SCHEMA), tmp_path / "items" / "a.parquet")
-    pq.write_table(pa.Table.from_pylist([item(i) for i in range(7, 20)], schema=ITEM_SCHEMA), tmp_path / "whole.parquet")
+    whole_items = pa.Table.from_pylist([item(i) for i in range(7, 20)], schema=ITEM_SCHEMA)
+    pq.write_table(whole_items, tmp_path / "whole.parquet")
     whole = (tmp_path / "whole.parquet").read_bytes()
     (tmp_path / "items" / "b.parquet").write_bytes(whole[: len(whole) - 40])  # the footer is gone
 
@@ -144,5 +145,6 @@ def test_a_rerun_over_a_killed_jobs_output_is_refused_and_overwrite_leaves_no_st
     assert cli.main(["preprocess", "--config", config, "--output", str(out), "--workers", "1", "--overwrite"]) == 0
     assert not any(path.exists() for path in stale) and not list(out.rglob("beam-temp-*"))
     report = json.loads((out / "report.json").read_text())
-    dead = [line for f in glob.glob(str(out / "dead_letter" / "*.jsonl.gz")) for line in gzip.open(f).read().splitlines()]
+    dead = [line for f in glob.glob(str(out / "dead_letter" / "*.jsonl.gz"))
+            for line in gzip.open(f).read().splitlines()]
     assert len(dead) == sum(v["dead_lettered"] for v in report["sources"].values())  # counted once, not doubled
