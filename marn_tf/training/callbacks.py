@@ -1,4 +1,5 @@
-"""Keras callbacks of a training run: the gradient-reversal ramp, checkpoints with a NaN guard, history."""
+"""Keras callbacks of a training run: the gradient-reversal ramp, checkpoints with a NaN guard and early stopping,
+history."""
 from __future__ import annotations
 
 import json
@@ -44,21 +45,60 @@ def all_finite(logs: dict) -> bool:
     return all(math.isfinite(float(v)) for v in logs.values())
 
 
-class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
-    """Saves a checkpoint after every epoch (`train.steps_per_epoch` steps) and the best one by validation AUC.
+def non_finite(variables) -> list[str]:
+    """Names of the floating-point variables holding a NaN or an infinity."""
+    return sorted({v.name for v in variables
+                   if v.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(v)))})
 
-    A non-finite loss stops training at once and nothing more is saved, so the last checkpoint on disk
-    is the last good state. `stopped_on_nan` tells the caller.
+
+class TrainingState(tf.Module):
+    """What the callbacks must remember across a resume, saved in every checkpoint with the weights it goes with:
+    the best monitored value, its epoch (1-based; 0: none yet) and the epochs since it (early stopping's wait).
+    A fresh Keras `EarlyStopping` forgot them, so a resumed run trained more epochs than an uninterrupted one."""
+
+    def __init__(self):
+        super().__init__(name="training_state")
+        self.best_value = tf.Variable(0.0, dtype=tf.float64, trainable=False)  # finite: checkpoints are checked
+        self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def set_from_history(self, history: list[dict], epochs: int, monitor: str) -> None:
+        """For a checkpoint written before the state was saved with it: the same state from the history file."""
+        values = {int(h["epoch"]): h[monitor] for h in history if monitor in h and h["epoch"] <= epochs}
+        if values:
+            best_epoch = max(sorted(values), key=lambda e: values[e])  # the first epoch of the best value
+            self.best_value.assign(values[best_epoch])
+            self.best_epoch.assign(best_epoch)
+            self.wait.assign(len([e for e in values if e > best_epoch]))
+
+
+class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
+    """Saves a checkpoint after every epoch (`train.steps_per_epoch` steps) and the best one by validation AUC,
+    and stops early after `patience` epochs without a better one (0: never).
+
+    A non-finite loss, or a NaN or infinity in any variable of the model or the optimizer (the loss can stay finite
+    while kernels are NaN), stops training at once and nothing more is saved, so the last checkpoint on disk is
+    the last good state. `stopped_on_nan` and `non_finite_variables` tell the caller.
     """
 
     def __init__(self, manager: tf.train.CheckpointManager, best: tf.train.CheckpointManager, monitor: str = "val_auc",
-                 best_value: float = -math.inf):
+                 state: TrainingState | None = None, patience: int = 0):
         super().__init__()
         self.manager = manager
         self.best = best
         self.monitor = monitor
-        self.best_value = best_value
-        self.stopped_on_nan = None  # (epoch, batch) where the loss went non-finite
+        self.state = state or TrainingState()
+        self.patience = patience
+        self.stopped_on_nan = None  # (epoch, batch) where the loss went non-finite; batch -1: at the epoch's end
+        self.non_finite_variables: list[str] = []
+
+    @property
+    def best_value(self) -> float | None:
+        return float(self.state.best_value.numpy()) if int(self.state.best_epoch.numpy()) else None
+
+    @property
+    def patience_exhausted(self) -> bool:
+        return bool(self.patience) and int(self.state.wait.numpy()) >= self.patience
 
     def on_train_batch_end(self, batch, logs=None):
         if logs and not math.isfinite(float(logs.get("total_loss", 0.0))):
@@ -75,12 +115,35 @@ class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
             self.stopped_on_nan = self.stopped_on_nan or (epoch, -1)
             self.model.stop_training = True
             return
-        path = self.manager.save(checkpoint_number=epoch + 1)
+        # The model's own variables first: they point at the cause, the optimizer's slots follow them.
+        self.non_finite_variables = non_finite(self.model.variables) + non_finite(self.model.optimizer.variables())
+        if self.non_finite_variables:
+            self.stopped_on_nan = (epoch, -1)
+            names = self.non_finite_variables
+            log.error("epoch %d: the loss is finite but NaN or infinite values are in %s%s. Stopping without saving "
+                      "this epoch (%s). Look for non-finite values in the data (an item table column such as an "
+                      "image embedding), or lower train.learning_rate", epoch + 1, ", ".join(names[:10]),
+                      f" and {len(names) - 10} more" if len(names) > 10 else "",
+                      f"the last checkpoint, {self.manager.latest_checkpoint}, is intact"
+                      if self.manager.latest_checkpoint else "no checkpoint was saved")
+            self.model.stop_training = True
+            return
         value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.best_value:
-            self.best_value = float(value)
+        improved = value is not None and (self.best_value is None or value > self.best_value)
+        if improved:
+            self.state.best_value.assign(float(value))
+            self.state.best_epoch.assign(epoch + 1)
+            self.state.wait.assign(0)
+        elif value is not None:
+            self.state.wait.assign_add(1)
+        path = self.manager.save(checkpoint_number=epoch + 1)  # with the state just updated
+        if improved:
             self.best.save(checkpoint_number=epoch + 1)
             log.info("epoch %d: %s %.4f, the best so far (saved with %s)", epoch + 1, self.monitor, value, path)
+        if self.patience_exhausted:
+            log.info("epoch %d: no better %s for %d epochs (the best: %.4f at epoch %d): stopping early", epoch + 1,
+                     self.monitor, self.patience, self.best_value, int(self.state.best_epoch.numpy()))
+            self.model.stop_training = True
 
 
 class HistoryFile(tf.keras.callbacks.Callback):

@@ -10,15 +10,18 @@ Output directory:
     training_summary.json    how the run ended
 
 Re-running with the same output directory resumes from the last checkpoint (after a crash or a kill),
-at the epoch it had reached. Everything that can be checked before training is: the schema against the
-config, the splits' files, the item table against the vocabulary.
+at the epoch it had reached, with the early-stopping state saved in that checkpoint. The checkpoint to resume
+is the newest `ckpt-N` on disk that reads back whole: a damaged or outdated `checkpoints/checkpoint` state file
+is rewritten to name it (TensorFlow alone would start again from step 0 over the newer checkpoints); a newest
+checkpoint that cannot be read, or holds NaN or infinite values, stops the run with what to do. Everything that
+can be checked before training is: the schema against the config, the splits' files, the item table against
+the vocabulary.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -52,6 +55,8 @@ class TrainResult:
     seconds: float
     examples_per_second: float
     resumed_from_step: int
+    # status "nan": the variables that held NaN or infinite values while the loss was finite (else empty)
+    non_finite_variables: list[str] = dataclasses.field(default_factory=list)
 
 
 def check_data(config: Config, data_dir: str) -> Schema:
@@ -92,16 +97,80 @@ def restore_run(run_dir: str, data_dir: str, checkpoint: Optional[str] = None):
     config = Config.load(config_path)
     schema = check_data(config, data_dir)
     network = load_network(config, schema, data_dir)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "best")) or \
-        tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    # The files, not the state files: a damaged state file must not silently switch to another checkpoint.
+    checkpoint = checkpoint or _newest(os.path.join(run_dir, "best")) or _newest(os.path.join(run_dir, "checkpoints"))
     if checkpoint is None:
         raise SchemaError(f"{run_dir} has no checkpoint yet: train it first")
     if not tf.io.gfile.exists(checkpoint + ".index"):
         raise SchemaError(f"no checkpoint {checkpoint} (expected {checkpoint}.index): name one of "
                           f"{run_dir}/best/ckpt-N or {run_dir}/checkpoints/ckpt-N")
+    _check_readable(checkpoint)
     tf.train.Checkpoint(core=network.core).restore(checkpoint).expect_partial()
+    _refuse_non_finite(network, checkpoint)
     log.info("restored %s", checkpoint)
     return config, schema, network, checkpoint
+
+
+def _newest(directory: str) -> Optional[str]:
+    numbers = checkpoint_numbers(directory)
+    return os.path.join(directory, f"ckpt-{numbers[0]}") if numbers else None
+
+
+def checkpoint_numbers(directory: str) -> list[int]:
+    """N of every `ckpt-N.index` in `directory`, newest first."""
+    names = (os.path.basename(p)[len("ckpt-"):-len(".index")]
+             for p in tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index")))
+    return sorted((int(n) for n in names if n.isdigit()), reverse=True)
+
+
+def _check_readable(prefix: str) -> None:
+    """Reads every tensor of checkpoint `prefix` (their checksums are verified): a damaged one stops the run."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_dtype_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError) as err:
+        raise SchemaError(f"checkpoint {prefix} cannot be read ({str(err).strip().splitlines()[0]}): marn does not "
+                          f"train or evaluate over it. Move its files ({os.path.basename(prefix)}.*) out of "
+                          f"{os.path.dirname(prefix)} to use the one before, or train into another --output") from err
+
+
+def _refuse_non_finite(network: Network, prefix: str) -> None:
+    """After restoring `prefix`: one written before the weights were checked may hold NaN or infinite values."""
+    bad = C.non_finite(network.core.variables)
+    if bad:
+        raise SchemaError(f"checkpoint {prefix} holds NaN or infinite values in {', '.join(bad[:10])}"
+                          f"{f' and {len(bad) - 10} more' if len(bad) > 10 else ''}: move its files "
+                          f"({os.path.basename(prefix)}.*) out of {os.path.dirname(prefix)} to use the one before, "
+                          "or train into another --output")
+
+
+def recover_checkpoint_state(directory: str) -> None:
+    """Makes the state file `directory/checkpoint` name the newest checkpoint there, once it is known to read back
+    whole. A state file that is damaged, empty, missing or behind the files made TensorFlow start again
+    from an older checkpoint (or step 0) and overwrite the newer ones; this rewrites it, or stops the run."""
+    state_path = os.path.join(directory, "checkpoint")
+    numbers = checkpoint_numbers(directory)
+    if not numbers:
+        if tf.io.gfile.exists(state_path):
+            raise SchemaError(f"{state_path} exists but {directory} has no checkpoint (no ckpt-N.index): marn will "
+                              "not start again from step 0 over it. Train into another --output, or move "
+                              f"{directory} aside to start this run again")
+        return
+    newest = os.path.join(directory, f"ckpt-{numbers[0]}")
+    _check_readable(newest)
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+        named = state.model_checkpoint_path if state else None
+    except (ValueError, UnicodeDecodeError, tf.errors.OpError):  # an empty file, bytes that are not text
+        named = None
+    if named == newest:
+        return
+    log.warning("%s %s; resuming from %s, the newest checkpoint there (it reads back whole)", state_path,
+                f"names {named}" if named else "is damaged or missing", newest)
+    # What CheckpointManager writes (relative paths, an atomic replace); the v1 function writes absolute paths.
+    tf.__internal__.train.update_checkpoint_state(directory, os.path.basename(newest),
+                                                  [f"ckpt-{n}" for n in sorted(numbers)], save_relative_paths=True)
 
 
 def _check_resume(config: Config, output_dir: str) -> None:
@@ -153,19 +222,24 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
 
     # Non-chief workers of a multi-worker run save too (collectively), into their own scratch directory.
     checkpoint_dir = output_dir if chief else os.path.join(output_dir, "workers", task_name())
-    checkpoint = tf.train.Checkpoint(core=network.core, optimizer=optimizer)
+    state = C.TrainingState()
+    checkpoint = tf.train.Checkpoint(core=network.core, optimizer=optimizer, training_state=state)
+    for directory in ("checkpoints", "best"):
+        recover_checkpoint_state(os.path.join(checkpoint_dir, directory))
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(checkpoint_dir, "checkpoints"),
                                          max_to_keep=train_config.keep_checkpoints)
     best = tf.train.CheckpointManager(tf.train.Checkpoint(core=network.core), os.path.join(checkpoint_dir, "best"),
                                       max_to_keep=1)
     initial_epoch = 0
+    history_path = os.path.join(output_dir, "history.jsonl")
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint)
+        _refuse_non_finite(network, manager.latest_checkpoint)
         initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[1])
+        if not int(state.best_epoch.numpy()):  # a checkpoint from before the state was saved with it
+            state.set_from_history(C.read_history(history_path), initial_epoch, "val_auc")
         log.info("resuming from %s (epoch %d, step %d)", manager.latest_checkpoint, initial_epoch,
                  initial_epoch * train_config.steps_per_epoch)
-    history_path = os.path.join(output_dir, "history.jsonl")
-    best_value = max((h.get("val_auc", -math.inf) for h in C.read_history(history_path)), default=-math.inf)
 
     # The data order is seeded and reproducible in every run (the same seed, the same batches);
     # `train.deterministic` adds op determinism on top.
@@ -177,20 +251,19 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     validation_data = indexed(read_split(config, data_dir, schema, "validation", train_config.batch_size,
                                          drop_remainder=train_config.xla), network).with_options(options)
 
-    guard = C.CheckpointsWithNanGuard(manager, best, best_value=best_value)
+    guard = C.CheckpointsWithNanGuard(manager, best, state=state, patience=train_config.early_stopping_patience)
     callbacks = [C.AdversarialRamp([network.item_tower.encoder.discriminator]
                                    if config.model.discriminators != "none" else [], config.model.adversarial_ramp_steps,
                                    config.model.grl_coefficient, config.model.grl_ramp), guard]
-    if train_config.early_stopping_patience:
-        callbacks.append(tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
-                                                          patience=train_config.early_stopping_patience))
     if chief:
         callbacks += [C.HistoryFile(history_path, train_config.steps_per_epoch),
                       tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"))]
     if progress is None:
         progress = sys.stdout.isatty()
     start = time.time()
-    history = model.fit(train_data, epochs=train_config.epochs, initial_epoch=initial_epoch,
+    # A run that had stopped early stays stopped, as it would have without the interruption.
+    epochs = initial_epoch if guard.patience_exhausted else train_config.epochs
+    history = model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch,
                         steps_per_epoch=train_config.steps_per_epoch, validation_data=validation_data,
                         validation_steps=train_config.validation_steps, callbacks=callbacks,
                         verbose=1 if progress else 2)
@@ -200,10 +273,9 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     status = "nan" if guard.stopped_on_nan else (
         "early_stopped" if initial_epoch + epochs_run < train_config.epochs else "completed")
     new_steps = steps - initial_epoch * train_config.steps_per_epoch
-    result = TrainResult(status, steps, initial_epoch + epochs_run,
-                         guard.best_value if math.isfinite(guard.best_value) else None, best.latest_checkpoint,
+    result = TrainResult(status, steps, initial_epoch + epochs_run, guard.best_value, best.latest_checkpoint,
                          round(seconds, 2), round(new_steps * train_config.batch_size / max(seconds, 1e-9), 1),
-                         initial_epoch * train_config.steps_per_epoch)
+                         initial_epoch * train_config.steps_per_epoch, guard.non_finite_variables)
     if chief:
         with open(os.path.join(output_dir, "training_summary.json"), "w") as f:
             json.dump(dataclasses.asdict(result), f, indent=2)
