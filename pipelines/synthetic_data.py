@@ -312,7 +312,7 @@ def bad_event(rng: np.random.Generator, good: dict, text_format: bool):
     if kind == "missing_field":
         bad["user_id"] = None
     elif kind == "bad_timestamp":
-        bad["timestamp"] = "yesterday-ish"
+        bad["timestamp"] = "yesterday-ish" if text_format else -86_400  # Parquet's int64 column: before 1970
     elif kind == "unknown_item":
         bad["item_id"] = "i_does_not_exist"
     elif kind == "bad_clicked":

@@ -223,3 +223,15 @@ def test_interests_persist_so_sequences_predict_clicks(jsonl_data):
             same += last_category[e.user_id] == category
         last_category[e.user_id] = category
     assert same / total > 5 / 24  # 24 categories: chance would be ~1/24
+
+
+def test_parquet_holds_broken_events_its_typed_columns_can_store(tmp_path):
+    counts = generate(GeneratorOptions(output=str(tmp_path), format="parquet", **dict(SMALL, users=40,
+                                                                                      bad_record_rate=0.05)),
+                      progress=False)
+    config = Config.load(str(tmp_path / "config.yaml"))
+    parsed = [R.parse_record(R.RawRecord(row), "events", config)
+              for path in sorted((tmp_path / "events").iterdir()) for row in pq.read_table(path).to_pylist()]
+    dead = [p for p in parsed if isinstance(p, R.DeadLetter)]
+    assert counts["bad_events"] > 0 and len(parsed) == counts["events"] + counts["bad_events"]
+    assert {d.reason for d in dead} >= {"bad_timestamp"} and len(dead) <= counts["bad_events"]
