@@ -18,7 +18,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -27,11 +27,13 @@ from marn_tf import schema as S
 from marn_tf.models.network import request_features
 from marn_tf.training.trainer import restore_run
 from export import serving_module as SM
+from export.errors import short_reason
 from export.request_features import serving_parse_spec
 from export.saved_model import INFO_FILE
 from export.warmup import WARMUP_FILE, read_examples, read_warmup
 
 _DTYPES = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
+INFO_KEYS = ("model_name", "modalities", "run", "checkpoint", "data")
 
 
 @dataclasses.dataclass
@@ -52,15 +54,28 @@ class CheckReport:
         return all(c.passed for c in self.checks)
 
 
-def read_info(model_dir: str) -> dict:
-    path = os.path.join(model_dir, "assets.extra", INFO_FILE)
+def is_version_directory(model_dir: str) -> None:
+    """Raises SchemaError unless `model_dir` holds a SavedModel (the user pointed at the wrong directory)."""
     if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
         raise S.SchemaError(f"{model_dir} is not a SavedModel version directory (no saved_model.pb): point at "
                             "<base>/<model_name>/<version>")
+
+
+def read_info(model_dir: str) -> dict:
+    """The export's `export_info.json`; SchemaError naming the file when it is missing, not JSON or incomplete."""
+    is_version_directory(model_dir)
+    path = os.path.join(model_dir, "assets.extra", INFO_FILE)
     if not os.path.exists(path):
         raise S.SchemaError(f"{model_dir} has no assets.extra/{INFO_FILE}: it was not written by `marn export`")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise S.SchemaError(f"{path} cannot be read as JSON ({err}): the export is damaged; export it again") from err
+    missing = [key for key in INFO_KEYS if not isinstance(info, dict) or key not in info]
+    if missing:
+        raise S.SchemaError(f"{path} lacks {missing}: the export is damaged; export it again")
+    return info
 
 
 def _spec_text(spec: tf.TensorSpec) -> str:
@@ -112,8 +127,12 @@ def replay_warmup(loaded, model_dir: str, model_name: str) -> Check:
     path = os.path.join(model_dir, "assets.extra", WARMUP_FILE)
     if not os.path.exists(path):
         return Check("warmup requests replay", False, f"no {path}")
+    try:
+        records = read_warmup(path)
+    except (tf.errors.OpError, ValueError) as err:  # truncated or not PredictionLog records
+        return Check("warmup requests replay", False, f"{path} cannot be read: {short_reason(err)}")
     replayed = []
-    for i, record in enumerate(read_warmup(path)):
+    for i, record in enumerate(records):
         request = record.predict_log.request
         if request.model_spec.name != model_name:
             return Check("warmup requests replay", False, f"request {i} names model {request.model_spec.name!r}, "
@@ -123,7 +142,7 @@ def replay_warmup(loaded, model_dir: str, model_name: str) -> Check:
         try:
             outputs = loaded.signatures[signature](**inputs)
         except Exception as err:  # noqa: BLE001  (report which request failed and why)
-            return Check("warmup requests replay", False, f"request {i} ({signature}) failed: {err}")
+            return Check("warmup requests replay", False, f"request {i} ({signature}) failed: {short_reason(err)}")
         batch = next(iter(inputs.values())).shape[0]
         if any(o.shape[0] != batch or not np.all(np.isfinite(o.numpy())) for o in outputs.values()):
             return Check("warmup requests replay", False, f"request {i} ({signature}) gave a wrong shape or non-finite values")
@@ -173,16 +192,31 @@ def check_export(model_dir: str, run_dir: Optional[str] = None, data_dir: Option
                  examples: int = 256, tolerance: float = 1e-5) -> CheckReport:
     """Runs every check; `run_dir` and `data_dir` default to those recorded at export (a `run_dir` given
     here is where the recorded run now lives: its checkpoint is looked up inside it)."""
-    info = read_info(model_dir)
-    if run_dir:  # the run moved (another machine, another mount): the same checkpoint inside it
+    is_version_directory(model_dir)  # the wrong directory is a usage error (exit 2), not a failed check
+    checks: list[Check] = []
+
+    def attempt(name: str, step: Callable[[], Any]) -> Any:
+        """`step()`, or None with a failed check saying why (a damaged export must not end in a traceback)."""
+        try:
+            return step()
+        except Exception as err:  # noqa: BLE001 -- every failure of a step is reported as that step's check
+            checks.append(Check(name, False, short_reason(err) if not isinstance(err, S.SchemaError) else str(err)))
+            return None
+
+    info = attempt(f"read assets.extra/{INFO_FILE}", lambda: read_info(model_dir))
+    loaded = attempt("load the SavedModel", lambda: tf.saved_model.load(model_dir))
+    schema = loaded and attempt("read the schema asset", lambda: S.Schema.load(
+        loaded.schema_asset.asset_path.numpy().decode("utf-8")))
+    if info and run_dir:  # the run moved (another machine, another mount): the same checkpoint inside it
         info = {**info, "checkpoint": os.path.join(run_dir, os.path.relpath(info["checkpoint"], info["run"]))}
-    run_dir, data_dir = run_dir or info["run"], data_dir or info["data"]
-    loaded = tf.saved_model.load(model_dir)
-    schema = S.Schema.load(loaded.schema_asset.asset_path.numpy().decode("utf-8"))
-    checks = [check_signatures(loaded, schema, len(info["modalities"])),
-              replay_warmup(loaded, model_dir, info["model_name"])]
-    if checks[0].passed:
-        checks += compare_with_checkpoint(loaded, info, run_dir, data_dir, examples, tolerance)
+    if info and loaded and schema:
+        run_dir, data_dir = run_dir or info["run"], data_dir or info["data"]
+        signatures = attempt("signatures match the schema",
+                             lambda: check_signatures(loaded, schema, len(info["modalities"])))
+        checks += [c for c in (signatures, replay_warmup(loaded, model_dir, info["model_name"])) if c]
+        if signatures and signatures.passed:
+            checks += attempt("compare with the checkpoint", lambda: compare_with_checkpoint(
+                loaded, info, run_dir, data_dir, examples, tolerance)) or []
     cli_ok, cli_text = saved_model_cli_show(model_dir)
     checks.append(Check("saved_model_cli show --all", cli_ok, "ran" if cli_ok else "failed (output below)"))
     return CheckReport(model_dir, checks, cli_text)

@@ -9,6 +9,8 @@ model masks it out). Client helpers pad or truncate sequences the way the pipeli
 """
 from __future__ import annotations
 
+import math
+import reprlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -17,6 +19,7 @@ from marn_tf import schema as S
 from marn_tf.models.network import request_features
 
 _NUMPY_DTYPES = {"int64": np.int64, "float32": np.float32, "string": object}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class RequestError(ValueError):
@@ -77,7 +80,19 @@ def complete(schema: S.Schema, features: Mapping[str, Any]) -> dict[str, Any]:
             behaviour = schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)
             given = features.get(behaviour[0].name) if behaviour else None
             out[f.name] = min(len(given or []), schema.sequence_length)
+        else:
+            _check_length(schema, f, out)
     return out
+
+
+def _check_length(schema: S.Schema, f: S.FeatureSpec, values: dict) -> None:
+    """A sequence length given with the request counts at most the behaviours it gives (as the model checks)."""
+    behaviour = schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)
+    given = sum(1 for item in values[behaviour[0].name] if item != "") if behaviour else schema.sequence_length
+    if not 0 <= values[f.name] <= given:
+        raise RequestError(f"request feature {f.name!r} is {values[f.name]}, but the request gives {given} behaviour "
+                           f"item(s) in {behaviour[0].name if behaviour else 'its sequences'!r}: leave it out, or "
+                           f"give a number from 0 to {given}")
 
 
 def _check_type(name: str, f: S.FeatureSpec, value):
@@ -90,10 +105,20 @@ def _check_type(name: str, f: S.FeatureSpec, value):
             return value
     elif f.dtype == "int64":
         if isinstance(value, int) and not isinstance(value, bool):
+            low, high = (0, f.cardinality) if f.cardinality else (-2 ** 63, 2 ** 63)
+            if not low <= value < high:
+                raise RequestError(f"request feature {name!r} takes values in [{low}, {high}), got {reprlib.repr(value)}")
             return value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise RequestError(f"request feature {name!r} takes {f.dtype} values, got {value!r} ({type(value).__name__})")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not abs(number) <= _FLOAT32_MAX:  # NaN too; the model takes float32
+            raise RequestError(f"request feature {name!r} must be finite in float32, got {reprlib.repr(value)}")
+        return number
+    raise RequestError(f"request feature {name!r} takes {f.dtype} values, got {reprlib.repr(value)} "
+                       f"({type(value).__name__})")
 
 
 def to_example(schema: S.Schema, features: Mapping[str, Any]):
@@ -117,5 +142,6 @@ def to_example(schema: S.Schema, features: Mapping[str, Any]):
 def to_columns(schema: S.Schema, instances: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """Completed instances as one numpy array per request feature (what the raw `predict` signature takes)."""
     rows = [complete(schema, i) for i in instances]
-    return {f.name: np.array([r[f.name] for r in rows], dtype=_NUMPY_DTYPES[f.dtype])
+    # reshaped so that no instances still gives each feature its rank: [0, *shape]
+    return {f.name: np.array([r[f.name] for r in rows], dtype=_NUMPY_DTYPES[f.dtype]).reshape(len(rows), *f.shape)
             for f in request_features(schema)}

@@ -8,6 +8,12 @@ tower's outputs for the whole catalog are precomputed at export, so a request on
   (mean |a^m| of the candidate item's modality attention; 0 for a missing modality).
 * `predict`: the request features as named tensors, shape [n, *feature shape] (what a REST client sends as
   JSON `instances`) -> the same outputs.
+
+Both check a request's values before the model sees them (`check_request`) and fail with
+InvalidArgumentError naming the feature: a batch size or sequence length unlike the candidate's, a bucket
+outside its cardinality, a non-finite float, a sequence length beyond the behaviours given. An empty batch
+returns empty outputs. (A tensor of the wrong dtype is refused by TensorFlow before the graph runs, by
+input index; TF Serving's REST API converts JSON to the signature's dtypes and names the key itself.)
 * `item_representations`: `item_id` string [n] -> `representation` float32 [n, d] (the item tower's
   output, to precompute the catalog offline), `modality_weights` and `modality_mask` float32 [n, M].
 """
@@ -17,7 +23,7 @@ import tensorflow as tf
 
 from marn_tf import schema as S
 from marn_tf.models.network import Network, request_features
-from export.request_features import serving_parse_spec
+from export.request_features import required_features, serving_parse_spec
 
 _TF_DTYPES = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
 SERVING_DEFAULT = "serving_default"
@@ -41,13 +47,26 @@ class ServingModule(tf.Module):
         self.schema_asset = tf.saved_model.Asset(schema_file)
         self._item_lookup = network.lookup.get_layer(f"{S.ITEM_VOCABULARY}_lookup")
         self._item_tower = network.item_tower
+        self._schema = schema
+        self._candidate = required_features(schema)[0]
+        self._modalities = len(network.modalities)
         self._parse_spec = serving_parse_spec(schema)
         self._request_specs = {f.name: tf.TensorSpec([None, *f.shape], _TF_DTYPES[f.dtype], name=f.name)
                                for f in request_features(schema)}
 
     def _predict(self, features: dict) -> dict:
-        out = self.model({name: features[name] for name in self._request_specs}, training=False)
-        return {key: out[key] for key in OUTPUTS}
+        features = check_request(self._schema, {name: features[name] for name in self._request_specs})
+        batch = tf.shape(features[self._candidate])[0]
+
+        def run_model() -> dict:
+            out = self.model(features, training=False)
+            return {key: out[key] for key in OUTPUTS}
+
+        def empty() -> dict:  # the model's segment ops cannot take 0 rows; nothing to score anyway
+            return {"probability": tf.zeros([0], tf.float32),
+                    "modality_weights": tf.zeros([0, self._modalities], tf.float32)}
+
+        return tf.cond(batch > 0, run_model, empty)
 
     def signatures(self) -> dict:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -67,3 +86,40 @@ class ServingModule(tf.Module):
 
         return {SERVING_DEFAULT: serving_default, PREDICT: predict.get_concrete_function(),
                 ITEM_REPRESENTATIONS: item_representations}
+
+
+def check_request(schema: S.Schema, features: dict) -> dict:
+    """`features` once every request value is one the model was trained on; else an assertion naming the feature
+    (unquoted: TensorFlow escapes quotes in assertion messages).
+
+    Rules from the schema, not per feature name: every feature has its schema shape and the candidate's
+    batch size, an int64 bucket lies in [0, cardinality), a float is finite, and the sequence length lies
+    in [0, number of behaviour items given] (a longer one would let padding into the model unnoticed).
+    """
+    candidate = required_features(schema)[0]
+    batch = tf.shape(features[candidate])[0]
+    checks, checked = [], {}
+    for f in request_features(schema):
+        # At run time, since the signature's shapes are not enforced on a call; the error names the input.
+        value = checked[f.name] = tf.ensure_shape(features[f.name], [None, *f.shape])
+        checks.append(tf.debugging.assert_equal(
+            tf.shape(value)[0], batch, message=f"request feature {f.name} has another batch size than {candidate}"))
+        if f.dtype == "int64" and f.cardinality:
+            checks.append(tf.debugging.assert_greater_equal(
+                value, tf.constant(0, tf.int64), message=f"request feature {f.name} must be in [0, {f.cardinality})"))
+            checks.append(tf.debugging.assert_less(
+                value, tf.constant(f.cardinality, tf.int64),
+                message=f"request feature {f.name} must be in [0, {f.cardinality})"))
+        elif f.dtype == "float32":
+            checks.append(tf.debugging.assert_all_finite(value, f"request feature {f.name} must be finite"))
+    behaviour = schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)
+    for f in schema.features_with_tags(S.SEQUENCE_LENGTH):
+        length = checked[f.name]
+        checks.append(tf.debugging.assert_non_negative(length, message=f"request feature {f.name} must be >= 0"))
+        if behaviour:
+            given = tf.reduce_sum(tf.cast(tf.not_equal(checked[behaviour[0].name], ""), tf.int64), axis=-1)
+            checks.append(tf.debugging.assert_less_equal(
+                length, given, message=f"request feature {f.name} must not exceed the number of behaviour items "
+                                       f"given in {behaviour[0].name} (non-empty ids)"))
+    with tf.control_dependencies([c for c in checks if c is not None]):
+        return {name: tf.identity(value) for name, value in checked.items()}

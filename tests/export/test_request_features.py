@@ -31,6 +31,12 @@ def test_long_sequences_keep_the_most_recent(prepared):
     ({"item_id": 7}, "'item_id' takes string values"),
     ({"item_id": "x", "hist_item_id": "abc"}, "'hist_item_id' is a sequence"),
     ({"item_id": "x", "hist_event_type": [1, 2.5]}, "'hist_event_type' takes int64 values"),
+    ({"item_id": "x", "hist_item_id": ["a", "b"], "hist_length": 3}, "'hist_length' is 3, but the request gives 2"),
+    ({"item_id": "x", "hist_length": -1}, "'hist_length' is -1"),
+    ({"item_id": "x", "hist_event_type": [1, 9]}, r"'hist_event_type' takes values in \[0, 4\), got 9"),
+    ({"item_id": "x", "position": 10 ** 30}, "'position' takes values in"),
+    ({"item_id": "x", "user_ctr": 1e39}, "'user_ctr' must be finite in float32"),
+    ({"item_id": "x", "user_ctr": float("nan")}, "'user_ctr' must be finite in float32"),
 ])
 def test_bad_requests_name_the_feature(prepared, features, message):
     _, _, schema = prepared
@@ -47,3 +53,4 @@ def test_example_parses_back_with_the_serving_spec(prepared):
     columns = to_columns(schema, [{"item_id": "i1"}, {"item_id": "i2", "position": 4}])
     assert columns["position"].dtype == np.int64 and columns["position"].tolist() == [0, 4]
     assert columns["hist_item_id"].shape == (2, schema.sequence_length)
+    assert to_columns(schema, [])["hist_item_id"].shape == (0, schema.sequence_length)

@@ -131,3 +131,37 @@ def test_malformed_requests_fail_naming_the_feature(loaded, prepared, case, mess
         request = b"not a protocol buffer"
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         _probability(loaded, [request])
+
+
+def _damage(version, case: str) -> None:
+    if case == "missing_variables":
+        shutil.rmtree(version / "variables")
+    elif case == "missing_vocabulary_asset":
+        (version / "assets" / "item_id.txt").unlink()
+    elif case == "missing_schema_asset":
+        (version / "assets" / "schema.json").unlink()
+    elif case == "truncated_warmup":
+        warmup = version / "assets.extra" / "tf_serving_warmup_requests"
+        warmup.write_bytes(warmup.read_bytes()[:len(warmup.read_bytes()) // 2])
+    else:
+        (version / "assets.extra" / "export_info.json").write_text('{"model_name": "marn", ')
+
+
+@pytest.mark.parametrize("case, failed, why", [
+    ("missing_variables", "load the SavedModel", "variables"),
+    ("missing_vocabulary_asset", "load the SavedModel", "item_id.txt"),
+    ("missing_schema_asset", "read the schema asset", "schema.json"),
+    ("truncated_warmup", "warmup requests replay", "truncated record"),
+    ("broken_export_info", "read assets.extra/export_info.json", "cannot be read as JSON"),
+])
+def test_check_export_on_a_damaged_export_prints_fail_lines_not_a_traceback(exported, tmp_path, case, failed, why):
+    version = tmp_path / "1"
+    shutil.copytree(exported[0].path, version)
+    _damage(version, case)
+    run = subprocess.run([sys.executable, "-m", "marn_tf.cli", "check-export", "--model", str(version), "--quiet",
+                          "--examples", "8"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    fail_lines = [line for line in run.stdout.splitlines() if line.startswith("[FAIL]")]
+    assert any(line.startswith(f"[FAIL] {failed}: ") and why in line for line in fail_lines), run.stdout
+    assert all(len(line) < 400 for line in fail_lines)
