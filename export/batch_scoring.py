@@ -2,7 +2,9 @@
 
     read (TFRecord tf.Examples, or Parquet rows with one column per schema feature)
       -> validate each record against the model's schema        bad records -> dead letter, with the reason
-      -> RunInference(TensorFlow handler, serving_default)       failed batches -> dead letter, with the error
+      -> RunInference(TensorFlow handler, serving_default)       a record the model refuses -> dead letter, with
+                                                                 its reason (a batch that fails is scored again
+                                                                 record by record, so the others are scored)
       -> one output row per record: its ids (request id, user id, candidate item id, label when present),
          probability and modality weights                        JSON lines or Parquet
 
@@ -25,11 +27,13 @@ from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 
 from marn_tf import schema as S
 from marn_tf.models.network import request_features
+from export.errors import short_reason
 from export.request_features import RequestError, required_features, to_example
 from pipelines.preprocess import pipeline_options
 
 log = logging.getLogger(__name__)
 NAMESPACE = "marn_score"
+ERROR = "error"  # in a PredictionResult's inference: why the model refused that record
 INPUT_FORMATS = ("tfrecord", "parquet")
 OUTPUT_FORMATS = ("jsonl", "parquet")
 _KINDS = {"string": "bytes_list", "int64": "int64_list", "float32": "float_list"}
@@ -99,11 +103,16 @@ class ToRequest(beam.DoFn):
                 record = record.SerializeToString()
             serialized, ids = check_example(record, self.schema)
             yield ids, serialized
-        except RequestError as err:
+        except Exception as err:  # noqa: BLE001 -- whatever a record holds, it is dead-lettered, never the job
             self.rejected.inc()
-            text = record.hex()[:2000] if isinstance(record, bytes) else json.dumps(record, default=str)[:2000]
-            yield beam.pvalue.TaggedOutput(self.DEAD, json.dumps(
-                {"reason": "invalid_record", "detail": str(err), "record": text}))
+            detail = str(err) if isinstance(err, RequestError) else short_reason(err)
+            yield beam.pvalue.TaggedOutput(self.DEAD, dead_letter("invalid_record", detail, record))
+
+
+def dead_letter(reason: str, detail: str, record) -> str:
+    """A dead-letter line: the reason, a short detail, and the record (hex of bytes, or JSON) cut to 2,000 characters."""
+    text = record.hex()[:2000] if isinstance(record, bytes) else json.dumps(record, default=str)[:2000]
+    return json.dumps({"reason": reason, "detail": detail[:500], "record": text})
 
 
 class Count(beam.DoFn):
@@ -138,25 +147,56 @@ class ServingDefaultHandler(TFModelHandlerTensor):
 
 def serving_default_inference(model, batch: Sequence[bytes], inference_args: dict,
                               model_id: Optional[str] = None) -> Iterable[PredictionResult]:
+    """Scores the batch; when the model refuses it (a request check failed), scores each record alone, so only
+    the records it refuses get an `ERROR` result (with the reason) and the rest are scored."""
     import tensorflow as tf
 
-    outputs = model.signatures["serving_default"](examples=tf.constant(list(batch)), **inference_args)
-    outputs = {name: value.numpy() for name, value in outputs.items()}
-    return [PredictionResult(example, {name: value[i] for name, value in outputs.items()}, model_id)
-            for i, example in enumerate(batch)]
+    signature = model.signatures["serving_default"]
+
+    def score(examples: list[bytes]) -> list[dict]:
+        outputs = {name: value.numpy() for name, value in signature(examples=tf.constant(examples),
+                                                                    **inference_args).items()}
+        return [{name: value[i] for name, value in outputs.items()} for i in range(len(examples))]
+
+    try:
+        inferences = score(list(batch))
+    except tf.errors.InvalidArgumentError:
+        inferences = []
+        for example in batch:
+            try:
+                inferences += score([example])
+            except tf.errors.InvalidArgumentError as err:
+                inferences.append({ERROR: short_reason(err)})
+    return [PredictionResult(example, inference, model_id) for example, inference in zip(batch, inferences)]
 
 
-def to_row(keyed: tuple, modalities: Sequence[str]) -> dict:
-    ids, result = keyed
-    weights = result.inference["modality_weights"]
-    return {**ids, "probability": float(result.inference["probability"]),
-            **{f"weight_{m}": float(w) for m, w in zip(modalities, weights)}}
+class ToRow(beam.DoFn):
+    """(ids, PredictionResult) -> an output row, or a dead letter when the model refused the record."""
+
+    DEAD = "dead_letter"
+
+    def __init__(self, modalities: Sequence[str]):
+        self.modalities = list(modalities)
+        self.scored = beam.metrics.Metrics.counter(NAMESPACE, "scored")
+        self.failed = beam.metrics.Metrics.counter(NAMESPACE, "failed_inference")
+
+    def process(self, keyed: tuple):
+        ids, result = keyed
+        if ERROR in result.inference:
+            self.failed.inc()
+            yield beam.pvalue.TaggedOutput(self.DEAD, dead_letter("inference_failed", result.inference[ERROR],
+                                                                  result.example))
+            return
+        self.scored.inc()
+        weights = result.inference["modality_weights"]
+        yield {**ids, "probability": float(result.inference["probability"]),
+               **{f"weight_{m}": float(w) for m, w in zip(self.modalities, weights)}}
 
 
 def failed_batch_letters(failed: tuple) -> list[str]:
+    """A batch that failed outside the model's request checks (the model could not be run): every record of it."""
     batch, error = failed
-    return [json.dumps({"reason": "inference_failed", "detail": str(error)[:2000], "record": json.dumps(ids)})
-            for ids, _ in batch]
+    return [dead_letter("inference_failed", short_reason(error), ids) for ids, _ in batch]
 
 
 def _parquet_schema(schema: S.Schema, modalities: Sequence[str]):
@@ -192,16 +232,16 @@ def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: st
     requests = records | "Validate" >> beam.ParDo(ToRequest(schema.to_dict(), input_format)).with_outputs(
         ToRequest.DEAD, main="ok")
     scored, failed = requests.ok | "Score" >> RunInference(handler).with_exception_handling()
-    rows = scored | "To rows" >> beam.Map(to_row, modalities) | "Count scored" >> beam.ParDo(Count("scored"))
+    rows = scored | "To rows" >> beam.ParDo(ToRow(modalities)).with_outputs(ToRow.DEAD, main="ok")
     if output_format == "jsonl":
-        _ = rows | beam.Map(json.dumps) | "Write predictions" >> beam.io.WriteToText(
+        _ = rows.ok | beam.Map(json.dumps) | "Write predictions" >> beam.io.WriteToText(
             output_prefix, file_name_suffix=".jsonl")
     else:
-        _ = rows | "Write predictions" >> beam.io.WriteToParquet(
+        _ = rows.ok | "Write predictions" >> beam.io.WriteToParquet(
             output_prefix, _parquet_schema(schema, modalities), file_name_suffix=".parquet")
     failed_letters = failed.failed_inferences | "Failed batches" >> beam.FlatMap(failed_batch_letters) \
         | "Count failed" >> beam.ParDo(Count("failed_inference"))
-    _ = (requests[ToRequest.DEAD], failed_letters) | beam.Flatten() | "Write dead letters" >> beam.io.WriteToText(
+    _ = (requests[ToRequest.DEAD], rows[ToRow.DEAD], failed_letters) | beam.Flatten() | "Write dead letters" >> beam.io.WriteToText(
         f"{output_prefix}-dead_letter", file_name_suffix=".jsonl")
 
     result = pipeline.run()

@@ -64,3 +64,22 @@ def test_scores_parquet_to_parquet(exported, prepared, tmp_path):
 def test_no_input_is_a_clear_error(exported, tmp_path):
     with pytest.raises(ConfigError, match="no input files match"):
         batch_scoring.run(exported[0].path, str(tmp_path / "nothing-*.tfrecord"), str(tmp_path / "out"))
+
+
+def test_a_record_the_model_refuses_is_dead_lettered_alone_with_a_short_reason(exported, prepared, tmp_path):
+    _, data, schema = prepared
+    good = _records(data, schema)[:20]
+    refused = tf.train.Example.FromString(good[0])  # well-formed, but it claims behaviours it does not give
+    del refused.features.feature["hist_item_id"].bytes_list.value[:]
+    refused.features.feature["hist_item_id"].bytes_list.value.extend([b""] * schema.sequence_length)
+    refused.features.feature["hist_length"].int64_list.value[:] = [3]
+    with tf.io.TFRecordWriter(str(tmp_path / "in.tfrecord")) as writer:
+        for r in good[:10] + [refused.SerializeToString()] + good[10:]:
+            writer.write(r)
+    counts = batch_scoring.run(exported[0].path, str(tmp_path / "in.tfrecord"), str(tmp_path / "scores"),
+                               batch_size=64)  # all 21 records in one batch
+    assert counts["scored"] == 20 and counts["failed_inference"] == 1 and counts["balanced"]
+    (letter,) = [json.loads(line) for f in glob.glob(str(tmp_path / "scores-dead_letter-*.jsonl")) for line in open(f)]
+    assert letter["reason"] == "inference_failed" and "hist_length must not exceed" in letter["detail"]
+    assert len(letter["detail"]) < 300 and "Traceback" not in letter["detail"]
+    assert tf.train.Example.FromString(bytes.fromhex(letter["record"])) == refused  # the record, to fix and replay
