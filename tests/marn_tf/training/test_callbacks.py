@@ -78,3 +78,13 @@ def test_no_ramp_holds_the_coefficient():
     callback.set_model(Model())
     callback.on_train_batch_begin(0)
     assert layer.current_coefficient == pytest.approx(0.3)
+
+
+def test_early_stopping_state_of_a_checkpoint_from_before_it_was_saved_comes_from_the_history():
+    from marn_tf.training.callbacks import TrainingState
+
+    state = TrainingState()
+    history = [{"epoch": 1, "val_auc": 0.6}, {"epoch": 2, "val_auc": 0.7}, {"epoch": 3, "val_auc": 0.7},
+               {"epoch": 4, "val_auc": 0.65}, {"epoch": 5, "val_auc": 0.9}]  # epoch 5: after the checkpoint resumed
+    state.set_from_history(history, epochs=4, monitor="val_auc")
+    assert (state.best_value.numpy(), state.best_epoch.numpy(), state.wait.numpy()) == (0.7, 2, 2)
