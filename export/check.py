@@ -75,6 +75,11 @@ def read_info(model_dir: str) -> dict:
     missing = [key for key in INFO_KEYS if not isinstance(info, dict) or key not in info]
     if missing:
         raise S.SchemaError(f"{path} lacks {missing}: the export is damaged; export it again")
+    # The checkpoint is read from this file: it must lie in the run it names (a moved run is looked up by it).
+    run, checkpoint = os.path.normpath(str(info["run"])), os.path.normpath(str(info["checkpoint"]))
+    if not checkpoint.startswith(run.rstrip("/") + "/"):
+        raise S.SchemaError(f"{path}: the checkpoint {info['checkpoint']!r} is not inside the run {info['run']!r}: "
+                            "the export is damaged; export it again")
     return info
 
 

@@ -8,7 +8,8 @@
     <base>/models.config                  a TF Serving model config listing every model under <base>
 
 A version is written under a temporary name and renamed into place when complete, so a server watching
-<base>/<model_name> never loads a half-written version.
+<base>/<model_name> never loads a half-written version. Its `.marn-owner.json` (kind `temporary`, the
+writing process) goes in first: a staging directory left by a killed export is removed by the next one.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from export.warmup import WARMUP_FILE, predict_log, read_examples, write_warmup
 log = logging.getLogger(__name__)
 INFO_FILE = "export_info.json"
 MODELS_CONFIG = "models.config"
+STAGING = ".staging-"  # a version being written: <base>/<model_name>/.staging-<version>-*
 SERVING_BASE = "/models"  # where the serving image (Dockerfile) and the README's docker run mount the base
 
 
@@ -72,8 +74,10 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
 
     config, schema, network, checkpoint = restore_run(run_dir, data_dir, checkpoint)
     module = SM.ServingModule(network, schema, os.path.join(data_dir, SCHEMA_FILE))
-    # Written under a new hidden name and renamed into place when complete; removed if anything fails first.
-    with ownership.temporary_directory(model_dir, f".staging-{version}-") as staging:
+    # Written under a new hidden name and renamed into place when complete; removed if anything fails first,
+    # or by the next export when this process is killed first.
+    ownership.remove_stale_temporaries(model_dir, STAGING)
+    with ownership.temporary_directory(model_dir, f"{STAGING}{version}-", "marn export") as staging:
         signatures = module.signatures()
         tf.saved_model.save(module, staging, signatures=signatures)
 

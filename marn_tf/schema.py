@@ -4,7 +4,8 @@ The pipeline writes `schema.json` next to its TFRecords; training and export rea
 everything from it: the tf.Example parse spec, the vocabulary lookups, the item feature table's
 columns and which modality each belongs to. Nothing downstream hard-codes a feature name.
 
-Layout of a pipeline output directory (paths in the schema are relative to it):
+Layout of a pipeline output directory (paths in the schema are relative to it, and confined to it: a path
+that is absolute, has a scheme or `..`, or leads out through a link is refused when the schema is read):
 
     schema.json
     train/part-*.tfrecord.gz, validation/..., test/...   tf.train.Example, one per impression
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any, Optional
 
 from marn_tf.config_loader import ConfigError, from_dict
@@ -139,6 +141,14 @@ class Schema:
         for c in self.item_table.columns:
             if c.vocabulary is not None and c.vocabulary not in self.vocabularies:
                 raise SchemaError(f"item column {c.name!r} names an unknown vocabulary {c.vocabulary!r}")
+        for what, path in self.paths():
+            _check_relative(what, path)
+
+    def paths(self) -> list[tuple[str, str]]:
+        """(what, path or glob) of every file the schema points at, relative to its data directory."""
+        return ([(f"vocabulary {name!r} file", v.file) for name, v in sorted(self.vocabularies.items())]
+                + [("item table files", self.item_table.files)]
+                + [(f"split {name!r} files", pattern) for name, pattern in sorted(self.splits.items())])
 
     # -- lookup -------------------------------------------------------------------------------
     def feature(self, name: str) -> FeatureSpec:
@@ -204,7 +214,10 @@ class Schema:
                               "directory") from err
         except json.JSONDecodeError as err:
             raise SchemaError(f"schema file {path} is not valid JSON: {err}") from err
-        return cls.from_dict(data)
+        schema = cls.from_dict(data)
+        if "://" not in path:
+            _check_links(os.path.dirname(os.path.abspath(path)), schema)
+        return schema
 
 
 def read_vocabulary(path: str) -> list[str]:
@@ -213,6 +226,33 @@ def read_vocabulary(path: str) -> list[str]:
 
     with FileSystems.open(path) as f:
         return f.read().decode("utf-8").splitlines()
+
+
+_GLOB_CHARS = "*?["
+
+
+def _check_relative(what: str, path: str) -> None:
+    """A path from schema.json names a file inside the data directory: relative, no scheme, no `..`."""
+    parts = path.replace("\\", "/").split("/")
+    if not path or path.startswith(("/", "\\", "~")) or "://" in path or ":" in parts[0] or ".." in parts:
+        raise SchemaError(f"schema.json: the {what} {path!r} is not inside the data directory (paths in schema.json "
+                          "are relative to it, without '..'): the schema was edited or damaged; re-run `marn "
+                          "preprocess`")
+
+
+def _check_links(directory: str, schema: "Schema") -> None:
+    """Every schema path, up to its first wildcard, resolves (links followed) inside `directory`."""
+    root = os.path.realpath(directory)
+    for what, path in schema.paths():
+        fixed = []
+        for part in path.split("/"):
+            if any(c in part for c in _GLOB_CHARS):
+                break
+            fixed.append(part)
+        real = os.path.realpath(os.path.join(root, *fixed))
+        if real != root and not real.startswith(root + os.sep):
+            raise SchemaError(f"schema.json in {directory}: the {what} {path!r} leads out of the data directory "
+                              f"(to {real}) through a link: re-run `marn preprocess`, or remove the link")
 
 
 def _default_value(f: FeatureSpec):

@@ -48,6 +48,8 @@ _GLOB_CHARS = "*?["
 RUN = "run"                # `marn run`, `marn demo`: a run directory
 PREPROCESS = "preprocess"  # `marn preprocess`: a pipeline output (also <run>/preprocessed)
 GENERATE = "generate-data"  # `marn generate-data`: a generated raw dataset (also <demo>/raw)
+TEMPORARY = "temporary"    # `temporary_directory`: a directory written, then renamed into place (an export version)
+_TEMPORARY: set = set()    # this process's temporary directories still being written
 
 
 class OwnershipError(ConfigError):
@@ -289,19 +291,50 @@ def clear(directory: str, allowed: Sequence[str], command: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def temporary_directory(parent: str, prefix: str) -> Iterator[str]:
+def temporary_directory(parent: str, prefix: str, command: str = "marn") -> Iterator[str]:
     """A new directory under `parent` that only this process made; removed on the way out (an exception
-    included) unless the body renamed it away."""
+    included) unless the body renamed it away.
+
+    Its marker (kind `temporary`, host, pid, process start) is written first and travels with it when renamed:
+    one left by a killed process is recognised and removed by `remove_stale_temporaries`.
+    """
     os.makedirs(parent, exist_ok=True)
     path = tempfile.mkdtemp(prefix=prefix, dir=parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o777 & ~umask)  # what os.makedirs would give it: mkdtemp's 0700 would hide it from a server
+    key = _normal(path)
+    _TEMPORARY.add(key)
     try:
+        _write_text(os.path.join(path, MARKER), json.dumps(
+            {"written_by": "marn-tf", "kind": TEMPORARY, "command": command, "started": _now(),
+             "host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid())},
+            indent=2) + "\n")
         yield path
     finally:
+        _TEMPORARY.discard(key)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_temporaries(parent: str, prefix: str) -> list[str]:
+    """Deletes the `prefix*` directories in `parent` that `temporary_directory` made in a process that no longer
+    runs on this host (what a killed export leaves); anything without that marker, or whose process may still
+    run, is left. Returns what was deleted."""
+    removed = []
+    for name in entries(parent):
+        path = os.path.join(parent, name)
+        if not name.startswith(prefix) or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        try:
+            marker = read_marker(path)
+        except OwnershipError:
+            continue
+        if marker is not None and marker["kind"] == TEMPORARY and _stale(marker, _normal(path), _TEMPORARY):
+            log.warning("removing %s, left by %s, which is no longer running", path, describe_holder(marker))
+            _delete(path)
+            removed.append(path)
+    return removed
 
 
 # ------------------------------------------------------------------------------------------------------ inputs
@@ -361,13 +394,15 @@ def _read_lock(path: str) -> Optional[dict]:
     return holder if isinstance(holder, dict) else None
 
 
-def _stale(holder: dict, key: str) -> bool:
-    """The holder is known not to run any more: same host, and its pid is gone (or now another process)."""
+def _stale(holder: dict, key: str, held: Optional[set] = None) -> bool:
+    """The holder is known not to run any more: same host, and its pid is gone (or now another process).
+    `held`: what this process holds now (default: its locks)."""
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return False
     pid = holder["pid"]
     if pid == os.getpid():
-        return key not in _HELD  # an earlier process that had this pid (e.g. in a container)
+        # an earlier process that had this pid (e.g. in a container)
+        return key not in (_HELD if held is None else held)
     if not _alive(pid):
         return True
     started = holder.get("process_start")

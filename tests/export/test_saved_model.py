@@ -165,3 +165,20 @@ def test_check_export_on_a_damaged_export_prints_fail_lines_not_a_traceback(expo
     fail_lines = [line for line in run.stdout.splitlines() if line.startswith("[FAIL]")]
     assert any(line.startswith(f"[FAIL] {failed}: ") and why in line for line in fail_lines), run.stdout
     assert all(len(line) < 400 for line in fail_lines)
+
+
+def test_a_staging_directory_left_by_a_killed_export_is_removed_by_the_next(prepared, trained_run, tmp_path):
+    _, data, _ = prepared
+    model_dir = tmp_path / "base" / "marn"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, marn_tf\n"
+        "from marn_tf.workflow import ownership\n"
+        f"with ownership.temporary_directory({str(model_dir)!r}, '.staging-1-', 'marn export') as d:\n"
+        "    open(os.path.join(d, 'saved_model.pb'), 'w').write('half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    (left,) = [p.name for p in model_dir.iterdir()]
+    (model_dir / ".staging-9-not-marn").mkdir()  # no marker: nothing proves marn wrote it, so it stays
+    result = export_model(str(trained_run), data, str(tmp_path / "base"), warmup_batch_sizes=())
+    assert sorted(p.name for p in model_dir.iterdir()) == [".staging-9-not-marn", "1"] and left.startswith(".staging-1-")
+    assert result.version == 1
