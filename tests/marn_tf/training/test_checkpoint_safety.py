@@ -1,7 +1,6 @@
 """Issue 12: a resumed run continues from its newest checkpoint whatever its state file says, never over newer
 checkpoints; it stops early where an uninterrupted run would; and non-finite weights fail training even when
 the loss stays finite."""
-import dataclasses
 import hashlib
 import json
 import os
