@@ -37,6 +37,7 @@ from marn_tf.workflow import summary as summary_table
 
 RUN_CONFIG_FILE = "resolved_config.yaml"
 EXPORT_DIR = "export"  # <run>/export: the model base directory (models.config + marn/<version>)
+EXPORT_MODEL = "marn"  # <run>/export/marn/1: the one version a run exports
 COMMAND = "marn run"
 # Everything the run writes directly under its directory: what it may delete or overwrite there.
 RUN_ENTRIES = ("preprocessed", "model", "ladder", "evaluations", EXPORT_DIR, "export_check.json", "report.html",
@@ -211,22 +212,27 @@ def _evaluate_stage(stages: StageRunner, model: ModelRun, data_dir: str, split: 
             "seed": model.seed, "name": model.name, "evaluation": os.path.join(output, "evaluation.json")}
 
     title = f"evaluate {'the main model' if model.main else model.name} on the {split} split"
-    return stages.run(Stage(f"evaluate-{model.name}", title,
-                            {"model": trained.outputs_digest, "split": split}, [output], action)).result
+    result = stages.run(Stage(f"evaluate-{model.name}", title,
+                              {"model": trained.outputs_digest, "split": split}, [output], action)).result
+    # Paths the report reads come from the run's layout, never from a stage record (a file anyone could edit).
+    return {**result, "evaluation": os.path.join(output, "evaluation.json")}
 
 
 def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: str, trained) -> dict:
     from export.saved_model import export_model
 
     base = os.path.join(run_dir, EXPORT_DIR)
+    path = os.path.join(base, EXPORT_MODEL, "1")  # from the run's layout, never read back from a stage record
 
     def export_action():
-        result = export_model(main.directory, data_dir, base, version=1)
+        # Export again from scratch: a run stopped after the rename left version 1 complete but the stage
+        # unfinished, and `export_model` never overwrites a version.
+        ownership.remove(base, run_dir)
+        result = export_model(main.directory, data_dir, base, model_name=EXPORT_MODEL, version=1)
         return {"path": result.path, "checkpoint": result.checkpoint, "warmup_requests": result.warmup_requests}
 
     exported = stages.run(Stage("export", "export the main model for TF Serving",
                                 {"model": trained.outputs_digest}, [base], export_action))
-    path = exported.result["path"]
     checks = os.path.join(run_dir, "export_check.json")
 
     def check_action():
@@ -245,4 +251,4 @@ def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: 
 
     checked = stages.run(Stage("check-export", "check the export in a fresh process",
                                {"export": exported.outputs_digest}, [checks], check_action))
-    return {**exported.result, "checks": checked.result["checks"], "passed": checked.result["passed"]}
+    return {**exported.result, "path": path, "checks": checked.result["checks"], "passed": checked.result["passed"]}

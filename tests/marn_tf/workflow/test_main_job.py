@@ -129,3 +129,31 @@ def test_a_failing_stage_exits_1_with_the_reason_and_keeps_its_record(raw_datase
     assert "too many rejected records" in err and "run the same command again" in err
     with open(tmp_path / "run" / "stages" / "preprocess.json") as f:
         assert json.load(f)["status"] == "started"  # not done: the next run redoes it
+
+
+def test_a_run_stopped_after_the_export_rename_resumes(flow_run, tmp_path, capsys):
+    """Killed after export/marn/1 was renamed into place, before the stage was recorded done (and before
+    models.config): the same command exports again instead of asking for a --version `marn run` does not take."""
+    import shutil
+
+    from marn_tf import cli
+
+    _, run_dir, config, _ = flow_run
+    copy = str(tmp_path / "run")
+    shutil.copytree(run_dir, copy)
+    record_path = os.path.join(copy, "stages", "export.json")
+    with open(record_path) as f:
+        record = json.load(f)
+    with open(record_path, "w") as f:
+        json.dump({"status": "started", "inputs": record["inputs"], "input_values": record["input_values"]}, f)
+    os.remove(os.path.join(copy, "export", "models.config"))
+    os.makedirs(os.path.join(copy, "export", "marn", ".staging-1-left"))  # what a kill during the write leaves
+    assert cli.main(["run", "--config", config, "--output", copy, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "export the main model for TF Serving (resuming: it stopped before finishing)" in printed
+    assert "export the main model for TF Serving: done in" in printed
+    assert sorted(os.listdir(os.path.join(copy, "export", "marn"))) == ["1"]
+    assert os.path.exists(os.path.join(copy, "export", "models.config"))
+    with open(os.path.join(copy, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["export"]["passed"] and summary["export"]["path"] == os.path.join(copy, "export", "marn", "1")
