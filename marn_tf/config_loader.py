@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from typing import Any, Mapping, Sequence, TypeVar
@@ -125,6 +126,9 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+_FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _convert(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -145,6 +149,9 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         return {str(k): _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
+        # YAML 1.1 (PyYAML) reads 3e-4 and 1E5, without a dot, as strings: they are the common way to write a rate.
+        value = float(value)
     if hint is float and isinstance(value, float) and not math.isfinite(value):
         # `.nan` passes every range check (all comparisons with NaN are false) and poisons training.
         raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")

@@ -42,6 +42,17 @@ def test_overrides_are_typed(tmp_path):
         load(tmp_path, MINIMAL, ["sequence.max_length"])
 
 
+def test_exponent_floats_without_a_dot_are_floats(tmp_path):
+    # PyYAML (YAML 1.1) reads 3e-4 as a string; a config writes rates that way.
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL) + "train: {learning_rate: 3e-4}\n")
+    assert Config.load(str(path)).train.learning_rate == 3e-4
+    c = load(tmp_path, MINIMAL, ["train.discriminator_learning_rate=1E-5", "model.lambda_adv=2e0"])
+    assert c.train.discriminator_learning_rate == 1e-5 and c.model.lambda_adv == 2.0
+    with pytest.raises(ConfigError, match="'train.learning_rate' must be float, got '3e-4x'"):
+        load(tmp_path, MINIMAL, ["train.learning_rate=3e-4x"])
+
+
 @pytest.mark.parametrize("change,message", [
     ({"sequence": {"max_lenght": 20}}, r"unknown config key 'sequence.max_lenght'; keys allowed here: max_length"),
     ({"split": {"train_end": "2026-01-10"}}, r"missing required config key 'split.valid_end'"),
