@@ -52,8 +52,7 @@ def _train(args: argparse.Namespace) -> int:
           f"{result.examples_per_second:,.0f} examples/s); best validation AUC "
           f"{result.best_val_auc if result.best_val_auc is not None else float('nan'):.4f} in {result.best_checkpoint}")
     if result.status == "nan":
-        print("error: the loss became NaN or infinite; the last good checkpoint is kept. Lower train.learning_rate "
-              "or the model.lambda_* weights, then resume with the same command.", file=sys.stderr)
+        print(f"error: {result.failure()}.", file=sys.stderr)
         return 1
     return 0
 

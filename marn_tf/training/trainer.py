@@ -58,6 +58,16 @@ class TrainResult:
     # status "nan": the variables that held NaN or infinite values while the loss was finite (else empty)
     non_finite_variables: list[str] = dataclasses.field(default_factory=list)
 
+    def failure(self) -> str:
+        """What went wrong and what to do, for status "nan"."""
+        if self.non_finite_variables:
+            shown = ", ".join(self.non_finite_variables[:5]) + (" ..." if len(self.non_finite_variables) > 5 else "")
+            return (f"NaN or infinite values appeared in the weights ({shown}) while the loss stayed finite; the "
+                    "last good checkpoint is kept. Look for non-finite values in the data (the preprocessed item "
+                    "table, the features), then resume with the same command")
+        return ("the loss became NaN or infinite; the last good checkpoint is kept. Lower train.learning_rate or the "
+                "model.lambda_* weights, then resume with the same command")
+
 
 def check_data(config: Config, data_dir: str) -> Schema:
     """Fails before training, with what to fix, when the data does not fit the config."""

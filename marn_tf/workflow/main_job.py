@@ -188,9 +188,7 @@ def _train_stage(stages: StageRunner, model: ModelRun, data_dir: str, data_diges
     def action():
         result = train(model.config, data_dir, model.directory, progress=progress)
         if result.status == "nan":
-            raise StageError(f"training {model.name} stopped on a NaN loss; the last good checkpoint is kept in "
-                               f"{model.directory}. Lower train.learning_rate or the model.lambda_* weights, then "
-                               "run the same command again")
+            raise StageError(f"training {model.name} in {model.directory} stopped: {result.failure()}")
         return dataclasses.asdict(result)
 
     title = "train the main model" if model.main else "train ladder rung"

@@ -119,6 +119,7 @@ def test_non_finite_weights_fail_training_even_when_the_loss_is_finite(prepared,
     err = capsys.readouterr().err
     assert code == 1, err
     assert "the loss is finite but NaN or infinite values are in" in err and "table_image" in err
+    assert "Look for non-finite values in the data" in err  # the CLI's advice fits the case, not "lower the rate"
     summary = json.loads((run / "training_summary.json").read_text())
     assert summary["status"] == "nan" and summary["epochs"] == 1
     assert any(name.endswith("kernel:0") for name in summary["non_finite_variables"])  # the poison spread
