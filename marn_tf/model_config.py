@@ -65,6 +65,7 @@ class ModelConfig:
     lambda_s: float = 0.1  # Ds
     lambda_align: float = 1.0  # same-item cross-modal InfoNCE on the invariant vectors (marn; 0: the paper)
     adversarial_objective: str = "capped"  # "capped" reversal or "confusion" (D1 on stop-gradient), or "reversal"
+    adversarial_margin: float = 0.0  # capped: push until CE(D1(c^m), m) >= log M + this (D1 a little under chance)
     share_discriminator: bool = False  # Ds is D1's network (the paper) instead of its own
     importance_weighting: str = "loss"  # D0's w weighs D1's per-vector loss ("loss", IWAN) or scales c ("scale")
     importance_floor: float = 0.1  # w = 1 - D0(c)[m] clipped below at this
@@ -111,8 +112,9 @@ class ModelConfig:
                 raise ConfigError(f"{key} must be positive")
         if self.embedding_l2 < 0:
             raise ConfigError("embedding_l2 must be >= 0")
-        if min(self.lambda_d0, self.lambda_adv, self.lambda_s, self.lambda_align, self.grl_coefficient) < 0:
-            raise ConfigError("lambda_* and grl_coefficient must be >= 0")
+        if min(self.lambda_d0, self.lambda_adv, self.lambda_s, self.lambda_align, self.grl_coefficient,
+               self.adversarial_margin) < 0:
+            raise ConfigError("lambda_*, adversarial_margin and grl_coefficient must be >= 0")
 
     @property
     def fusion(self) -> str:

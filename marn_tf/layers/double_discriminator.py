@@ -13,7 +13,10 @@ Inputs per item: invariant vectors c^m = I(P_m(e^m)) and specific vectors s^m, f
       "capped" (default): D1 is trained on stop_gradient(c^m) with the true modality; the projector
           minimises max(0, log M - CE(D1(c^m), m)) through D1's frozen weights: the reversal's full-size
           push while D1 is better than chance on a vector, nothing once it is at chance. Bounded, so the
-          encoder cannot win by making D1 confidently wrong.
+          encoder cannot win by making D1 confidently wrong. `margin` δ moves the cap to log M + δ: the
+          push goes on until D1 gives the true modality e^-δ/M, a little under chance, because at
+          exactly log M a vector whose prediction is near uniform but tilted right gets no push and D1's
+          accuracy stays above chance while its loss looks beaten.
       "confusion" (Tzeng et al., ICCV 2015): as "capped", but the projector minimises the cross-entropy
           of D1's frozen prediction against the uniform distribution 1/M. Its gradient p - 1/M fades as
           D1's output flattens, while D1's argmax can stay right: measured, D1 kept 0.6 accuracy (M = 4).
@@ -115,6 +118,7 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
       importance_floor: lower clip of w = 1 - D0(c)[m], in [0, 1].
       alignment_items: items of the batch the alignment term compares (the first ones); 0 turns it off.
       alignment_temperature: of the alignment term's cosine logits.
+      margin: δ >= 0 of the capped objective, max(0, log M + δ - CE).
 
     Inputs: `invariant` [batch, M, d], `specific` [batch, M, d], `mask` [batch, M], and optionally
       `sample_weight` [batch].
@@ -128,7 +132,7 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
                  normalize_weights: bool = True, mode: str = "double", objective: str = "capped",
                  share_discriminator: bool = False, importance_weighting: str = "loss",
                  importance_floor: float = 0.1, alignment_items: int = 256, alignment_temperature: float = 0.2,
-                 **kwargs):
+                 margin: float = 0.0, **kwargs):
         kwargs.setdefault("dtype", "float32")  # losses and weights stay float32 under mixed precision
         super().__init__(**kwargs)
         for name, value, choices in (("mode", mode, MODES), ("objective", objective, OBJECTIVES),
@@ -146,6 +150,7 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
         self.importance_floor = importance_floor
         self.alignment_items = alignment_items
         self.alignment_temperature = alignment_temperature
+        self.margin = margin
         classifier = lambda name: ModalityClassifier(self.hidden_units, num_modalities, name=name,  # noqa: E731
                                                      dtype=self.dtype)
         self.d0 = classifier("d0") if mode == "double" else None
@@ -197,8 +202,8 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
             d1_logits = self.d1(tf.stop_gradient(d1_input))
             frozen_logits = self.d1(d1_input, frozen=True)
             if self.objective == "capped":
-                chance = tf.math.log(float(self.num_modalities))
-                confused = tf.nn.relu(chance - cross_entropy(frozen_logits))
+                cap = tf.math.log(float(self.num_modalities)) + self.margin
+                confused = tf.nn.relu(cap - cross_entropy(frozen_logits))
             else:
                 confused = cross_entropy(frozen_logits, tf.fill(tf.shape(labels), 1.0 / self.num_modalities))
             confusion_loss = coefficient * replica_share_of_mean(confused, d1_weight)
@@ -244,4 +249,5 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
                 "grl_coefficient": self.grl_coefficient, "normalize_weights": self.normalize_weights,
                 "mode": self.mode, "objective": self.objective, "share_discriminator": self.share_discriminator,
                 "importance_weighting": self.importance_weighting, "importance_floor": self.importance_floor,
-                "alignment_items": self.alignment_items, "alignment_temperature": self.alignment_temperature}
+                "alignment_items": self.alignment_items, "alignment_temperature": self.alignment_temperature,
+                "margin": self.margin}

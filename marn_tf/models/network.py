@@ -95,7 +95,8 @@ def item_tower_config(schema: S.Schema, config: ModelConfig) -> dict:
         "adversarial": {"objective": config.adversarial_objective, "share_discriminator": config.share_discriminator,
                         "importance_weighting": config.importance_weighting,
                         "importance_floor": config.importance_floor, "alignment_items": config.alignment_items,
-                        "alignment_temperature": config.alignment_temperature},
+                        "alignment_temperature": config.alignment_temperature,
+                        "margin": config.adversarial_margin},
     }
     num_items = schema.vocabularies[S.ITEM_VOCABULARY].input_dim
     return {"num_items": num_items, "columns": columns, "encoder": encoder, "deduplicate": config.deduplicate_items}

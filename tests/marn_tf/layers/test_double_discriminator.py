@@ -74,17 +74,18 @@ def test_the_encoders_objective_splits_the_game(objective):
     assert layer([INVARIANT, SPECIFIC, MASK])["confusion_loss"].numpy() == 0.0  # the ramp's start
 
 
-def test_capped_objective_pushes_only_vectors_d1_gets_better_than_chance():
-    """max(0, log M - CE): the reversal's push where D1 is better than chance, none where it is not."""
+@pytest.mark.parametrize("margin", [0.0, 0.5])
+def test_capped_objective_pushes_only_vectors_d1_gets_better_than_chance(margin):
+    """max(0, log M + margin - CE): the reversal's push until D1 is (a margin under) chance on a vector, then none."""
     layer = DoubleDiscriminator(3, grl_coefficient=1.0, objective="capped", normalize_weights=False,
-                                importance_floor=1.0, mode="single")
+                                importance_floor=1.0, mode="single", margin=margin)
     layer([INVARIANT, SPECIFIC, MASK])
     logits = layer.d1(INVARIANT)
     ce = tf.nn.softmax_cross_entropy_with_logits(labels=tf.broadcast_to(tf.eye(3), [6, 3, 3]), logits=logits)
-    expected = tf.reduce_sum(tf.nn.relu(math.log(3) - ce) * MASK) / tf.reduce_sum(MASK)
+    expected = tf.reduce_sum(tf.nn.relu(math.log(3) + margin - ce) * MASK) / tf.reduce_sum(MASK)
     out = layer([INVARIANT, SPECIFIC, MASK])
     np.testing.assert_allclose(out["confusion_loss"].numpy(), expected.numpy(), rtol=1e-5)
-    assert 0.0 <= out["confusion_loss"].numpy() <= math.log(3)  # bounded both ways
+    assert 0.0 <= out["confusion_loss"].numpy() <= math.log(3) + margin  # bounded both ways
 
 
 def test_importance_weighs_d1s_loss_or_scales_its_input():
