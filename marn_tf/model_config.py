@@ -52,7 +52,8 @@ class ModelConfig:
     statistic_embedding_dim: int = 8  # per bucketised counter (the paper: two 8-d vectors)
     property_embedding_dim: int = 8  # behaviour type, time gap, point-in-time counters of an occurrence
     context_embedding_dim: int = 16  # user and context features
-    embedding_l2: float = 0.0  # L2 on every looked-up embedding row, weighted by use (DIN's mini-batch aware)
+    embedding_l2: float = 0.0  # L2 on every looked-up embedding row, weighted by use (DIN's mini-batch aware);
+    # measured no better at 0.01 and worse at 0.1 on the embedded data (benchmarks/README.md), hence 0
     common_units: int = 64  # P_m: every modality to this width before the shared invariant projector I
     attention_gate: str = "vector"  # MAN: "vector" (a^m in R^d) or "scalar"
     attention_normalize: str = "none"  # MAN: "none" (tanh, the paper) or "softmax" across modalities
@@ -65,7 +66,8 @@ class ModelConfig:
     lambda_s: float = 0.1  # Ds
     lambda_align: float = 1.0  # same-item cross-modal InfoNCE on the invariant vectors (marn; 0: the paper)
     adversarial_objective: str = "capped"  # "capped" reversal or "confusion" (D1 on stop-gradient), or "reversal"
-    adversarial_margin: float = 0.0  # capped: push until CE(D1(c^m), m) >= log M + this (D1 a little under chance)
+    adversarial_margin: float = 0.0  # capped: push until CE(D1(c^m), m) >= log M + this (D1 a little under chance);
+    # 0.3 brings D1 nearer chance but costs validation AUC and invariant agreement (benchmarks/README.md)
     share_discriminator: bool = False  # Ds is D1's network (the paper) instead of its own
     importance_weighting: str = "loss"  # D0's w weighs D1's per-vector loss ("loss", IWAN) or scales c ("scale")
     importance_floor: float = 0.1  # w = 1 - D0(c)[m] clipped below at this
