@@ -48,14 +48,16 @@ class FileSample:
 def check_inputs(config: Config, files: list[InputFile]) -> None:
     """Raises ConfigError for a configured column no file has, or implausible timestamps; warns for the rest."""
     for source in ("events", "items", "users"):
-        table = [f for f in files if f.source == source][:SAMPLE_FILES]
+        every = [f for f in files if f.source == source]
+        table = every[:SAMPLE_FILES]
         if not table:
             continue
         samples = [sample_file(f, config.events.timestamp if source == "events" else None) for f in table]
         check_columns(source, configured_columns(config, source), samples, table[0].format == "jsonl")
         if source == "events":
+            # The split windows are judged only from every file: unsampled files may hold the missing times.
             check_timestamps(config, [r.get(config.events.timestamp) for s in samples for r in s.records],
-                             all(s.has_tail for s in samples))
+                             all(s.has_tail for s in samples), windows=len(table) == len(every))
 
 
 def configured_columns(config: Config, source: str) -> list[tuple[str, str, bool]]:
@@ -102,8 +104,9 @@ def check_columns(source: str, columns: list[tuple[str, str, bool]], samples: li
                         "have no value for it", key, column, len(lacking), len(readable), source, lacking[0])
 
 
-def check_timestamps(config: Config, values: list[Any], complete: bool) -> None:
-    """`values`: raw timestamps from the files' starts (and ends when `complete`)."""
+def check_timestamps(config: Config, values: list[Any], complete: bool, windows: bool = True) -> None:
+    """`values`: raw timestamps from the files' starts (and ends when `complete`); `windows`: they come from every
+    file of the table, so the split windows can be judged (else only the unit is)."""
     numeric = [v for v in (_number(v) for v in values) if v is not None]
     large = [v for v in numeric if v >= MAX_PLAUSIBLE_SECONDS]
     if numeric and len(large) * 2 > len(numeric):
@@ -119,7 +122,7 @@ def check_timestamps(config: Config, values: list[Any], complete: bool) -> None:
             seconds.append(R.timestamp_seconds(value, "timestamp"))
         except R.Rejected:
             continue
-    if not seconds:
+    if not seconds or not windows:
         return
     start, train_end, valid_end = config.split.boundaries
     first, last = min(seconds), max(seconds)

@@ -114,3 +114,23 @@ def test_a_default_column_no_file_has_and_a_column_some_files_lack_are_warnings(
     assert "the feature would be all out-of-vocabulary" in err
     assert "users.features names the column 'gender', which 1 of 2 files of inputs.users lack" in err
     assert "error:" not in err
+
+
+def test_split_windows_are_not_judged_from_a_sample_of_the_files(tmp_path):
+    # 17 files: the 16 sampled (the first by path) end before split.train_end, the last holds the later events.
+    from marn_tf.config import Config
+    from pipelines.input_checks import SAMPLE_FILES, check_inputs
+    from pipelines.raw_io import list_input_files
+
+    config_path = dataset(tmp_path)
+    rows = events()
+    early = [e for e in rows if e["timestamp"] < T0 + 2 * DAY]
+    (tmp_path / "events").mkdir()
+    for i in range(SAMPLE_FILES):
+        (tmp_path / "events" / f"part-{i:02d}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in early))
+    (tmp_path / "events" / "part-99.jsonl").write_text("".join(json.dumps(e) + "\n" for e in rows if e not in early))
+    config = yaml.safe_load(open(config_path))
+    config["inputs"]["events"]["path"] = str(tmp_path / "events" / "*.jsonl")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    loaded = Config.load(str(tmp_path / "config.yaml"))
+    check_inputs(loaded, list_input_files(loaded))  # no "no event on or after split.train_end"
