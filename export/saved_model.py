@@ -72,6 +72,10 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
     if os.path.exists(final):
         raise SchemaError(f"{final} already exists: pass another --version, or leave it out to take the next one")
 
+    if checkpoint and not os.path.abspath(checkpoint).startswith(os.path.abspath(run_dir).rstrip("/") + "/"):
+        # check-export reads it back inside the run (and a moved run by it): another run's would not be found
+        raise SchemaError(f"the checkpoint {checkpoint!r} is not inside the run {run_dir!r}: name one of its "
+                          f"best/ckpt-N or checkpoints/ckpt-N, or pass that checkpoint's run as --run")
     config, schema, network, checkpoint = restore_run(run_dir, data_dir, checkpoint)
     module = SM.ServingModule(network, schema, os.path.join(data_dir, SCHEMA_FILE))
     # Written under a new hidden name and renamed into place when complete; removed if anything fails first,

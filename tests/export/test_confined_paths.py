@@ -63,3 +63,16 @@ def test_check_export_refuses_a_checkpoint_outside_the_recorded_run(exported, tm
     code = cli.main(["check-export", "--model", str(version), "--quiet", "--examples", "4"])
     out = capsys.readouterr().out
     assert code == 1 and "[FAIL] read assets.extra/export_info.json:" in out and "is not inside the run" in out, out
+
+
+def test_export_refuses_a_checkpoint_outside_its_run(prepared, trained_run, tmp_path, capsys):
+    # check-export would later call such an export damaged (its checkpoint must lie inside the recorded run)
+    _, data, _ = prepared
+    other = tmp_path / "other_run"
+    shutil.copytree(trained_run, other)
+    (checkpoint,) = sorted(p.name[:-len(".index")] for p in (other / "best").glob("ckpt-*.index"))[-1:]
+    code = cli.main(["export", "--run", str(trained_run), "--data", data, "--output", str(tmp_path / "out"),
+                     "--checkpoint", str(other / "best" / checkpoint), "--warmup-batch-sizes", ""])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not inside the run" in err, err
+    assert not (tmp_path / "out").exists()
