@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import datetime as dt
 import json
+import logging
 import math
 import re
 import reprlib
@@ -40,6 +41,7 @@ MAX_TIMESTAMP = 253402300800  # 10000-01-01T00:00:00Z: later epoch seconds are n
 _quote = reprlib.Repr()
 _quote.maxstring = _quote.maxother = _quote.maxlong = 60
 
+log = logging.getLogger(__name__)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -314,6 +316,7 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+_LOGGED: set = set()  # exception types outside user-data errors, logged once per process
 PARSERS = {"events": parse_event, "items": parse_item, "users": parse_user}
 Parsed = Union[Event, Item, UserProfile]
 
@@ -329,7 +332,13 @@ def parse_record(raw: RawRecord, source: str, config: Config) -> Union[Parsed, D
         return PARSERS[source](parse_raw(raw), config)
     except Rejected as err:
         reason, detail = err.reason, _short_text(err.detail)
-    except Exception as err:  # noqa: BLE001 -- any failure on user data is that record's fault
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as err:  # what odd user values make Python raise
+        reason, detail = MALFORMED, f"cannot be parsed ({type(err).__name__}): {_short_text(str(err))}"
+    except Exception as err:  # noqa: BLE001 -- likely a bug of ours: the record is dead-lettered, the bug logged
+        if type(err) not in _LOGGED:
+            _LOGGED.add(type(err))
+            log.exception("unexpected %s parsing a %s record of %s (a bug in marn?)", type(err).__name__, source,
+                          raw.file)
         reason, detail = MALFORMED, f"cannot be parsed ({type(err).__name__}): {_short_text(str(err))}"
     return DeadLetter(source, reason, detail, record_text(raw), raw.file)
 

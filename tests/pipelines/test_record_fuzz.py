@@ -252,3 +252,18 @@ def test_any_file_is_read_to_its_end_or_dead_lettered_and_counts_balance(make_co
         assert len(unreadable) <= 1 and all(str(path) in d.detail and d.file == str(path) for d in unreadable)
 
     check()
+
+
+def test_a_bug_in_a_parser_is_logged_with_its_traceback_not_only_dead_lettered(make_config, monkeypatch, caplog):
+    # An AttributeError is no user value's doing: the record is still dead-lettered, but the bug must be visible.
+    def broken(record, config):
+        return None.strip()
+
+    monkeypatch.setitem(R.PARSERS, "users", broken)
+    monkeypatch.setattr(R, "_LOGGED", set())
+    raw = R.RawRecord(b'{"user_id": "u1"}', "users.jsonl")
+    with caplog.at_level("ERROR", logger="pipelines.records"):
+        letters = [R.parse_record(raw, "users", make_config()) for _ in range(3)]
+    assert all(isinstance(d, R.DeadLetter) and d.reason == R.MALFORMED for d in letters)
+    (logged,) = [r for r in caplog.records if "a bug in marn" in r.getMessage()]  # once, not per record
+    assert logged.exc_info and logged.exc_info[0] is AttributeError
