@@ -32,6 +32,9 @@ from export.request_features import RequestError, required_features, to_example
 from pipelines.preprocess import pipeline_options
 
 log = logging.getLogger(__name__)
+# What bad record bytes or values make the checks raise; anything else is logged once per type as well.
+_RECORD_ERRORS = (RequestError, ValueError, TypeError, KeyError, ArithmeticError, UnicodeError)
+_LOGGED: set = set()
 NAMESPACE = "marn_score"
 ERROR = "error"  # in a PredictionResult's inference: why the model refused that record
 INPUT_FORMATS = ("tfrecord", "parquet")
@@ -105,6 +108,9 @@ class ToRequest(beam.DoFn):
             yield ids, serialized
         except Exception as err:  # noqa: BLE001 -- whatever a record holds, it is dead-lettered, never the job
             self.rejected.inc()
+            if not isinstance(err, _RECORD_ERRORS) and type(err) not in _LOGGED:  # likely a bug of ours: say so
+                _LOGGED.add(type(err))
+                log.exception("unexpected %s checking a record to score (a bug in marn?)", type(err).__name__)
             detail = str(err) if isinstance(err, RequestError) else short_reason(err)
             yield beam.pvalue.TaggedOutput(self.DEAD, dead_letter("invalid_record", detail, record))
 

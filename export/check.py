@@ -204,9 +204,13 @@ def check_export(model_dir: str, run_dir: Optional[str] = None, data_dir: Option
         """`step()`, or None with a failed check saying why (a damaged export must not end in a traceback)."""
         try:
             return step()
-        except Exception as err:  # noqa: BLE001 -- every failure of a step is reported as that step's check
-            checks.append(Check(name, False, short_reason(err) if not isinstance(err, S.SchemaError) else str(err)))
-            return None
+        except S.SchemaError as err:
+            checks.append(Check(name, False, str(err)))
+        except (OSError, ValueError, KeyError, tf.errors.OpError) as err:  # what a damaged export raises
+            checks.append(Check(name, False, short_reason(err)))
+        except Exception as err:  # noqa: BLE001 -- still a [FAIL] line, but said to be ours, not the export's
+            checks.append(Check(name, False, f"internal error of check-export (please report it): {short_reason(err)}"))
+        return None
 
     info = attempt(f"read assets.extra/{INFO_FILE}", lambda: read_info(model_dir))
     loaded = attempt("load the SavedModel", lambda: tf.saved_model.load(model_dir))

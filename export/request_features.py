@@ -78,8 +78,8 @@ def complete(schema: S.Schema, features: Mapping[str, Any]) -> dict[str, Any]:
     for f in schema.features_with_tags(S.SEQUENCE_LENGTH):
         if features.get(f.name) is None:  # left out: the number of behaviours given
             behaviour = schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)
-            given = features.get(behaviour[0].name) if behaviour else None
-            out[f.name] = min(len(given or []), schema.sequence_length)
+            # counted as the model counts them: the non-empty ids of the (most recent, padded) sequence
+            out[f.name] = sum(1 for item in out[behaviour[0].name] if item != "") if behaviour else 0
         else:
             _check_length(schema, f, out)
     return out
