@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Optional
 
+import numpy as np
 import tensorflow as tf
 import yaml
 
@@ -155,6 +156,20 @@ def _refuse_non_finite(network: Network, prefix: str) -> None:
                           "or train into another --output")
 
 
+def _refuse_non_finite_slots(prefix: str) -> None:
+    """On resume, after the weights: the optimizer's slots, which a restore creates only at the first step, are
+    read from the file. Named by their checkpoint keys."""
+    reader = tf.train.load_checkpoint(prefix)
+    bad = sorted(name.replace("/.ATTRIBUTES/VARIABLE_VALUE", "")
+                 for name, dtype in reader.get_variable_to_dtype_map().items()
+                 if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(name))))
+    if bad:
+        raise SchemaError(f"checkpoint {prefix} holds NaN or infinite values in {', '.join(bad[:10])}"
+                          f"{f' and {len(bad) - 10} more' if len(bad) > 10 else ''}: move its files "
+                          f"({os.path.basename(prefix)}.*) out of {os.path.dirname(prefix)} to use the one before, "
+                          "or train into another --output")
+
+
 def recover_checkpoint_state(directory: str) -> None:
     """Makes the state file `directory/checkpoint` name the newest checkpoint there, once it is known to read back
     whole. A state file that is damaged, empty, missing or behind the files made TensorFlow start again
@@ -245,6 +260,7 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint)
         _refuse_non_finite(network, manager.latest_checkpoint)
+        _refuse_non_finite_slots(manager.latest_checkpoint)
         initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[1])
         if not int(state.best_epoch.numpy()):  # a checkpoint from before the state was saved with it
             state.set_from_history(C.read_history(history_path), initial_epoch, "val_auc")

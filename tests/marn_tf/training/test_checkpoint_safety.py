@@ -186,3 +186,23 @@ def test_early_stopping_resumes_where_it_was(prepared, tmp_path):
     again = train(frozen(config), data, str(whole))  # the stopped run, run again: nothing more to do
     assert (again.status, again.epochs, again.steps) == ("early_stopped", 3, 9)
     assert len((whole / "history.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_checkpoint_with_a_non_finite_optimizer_slot_is_not_resumed(prepared, trained, tmp_path):
+    """The optimizer's slots exist only after the first step of a resumed run: they are checked in the file."""
+    import tensorflow as tf
+
+    config, data, _ = prepared
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    reader = tf.train.load_checkpoint(str(run / "checkpoints" / "ckpt-2"))
+    names = sorted(reader.get_variable_to_dtype_map())
+    slot = next(n for n in names if "OPTIMIZER_SLOT" in n)  # an Adam moment of some weight
+    tensors = [np.full_like(reader.get_tensor(n), np.inf) if n == slot else reader.get_tensor(n) for n in names]
+    tf.raw_ops.SaveV2(prefix=str(run / "checkpoints" / "ckpt-3"), tensor_names=names,
+                      shape_and_slices=[""] * len(names), tensors=tensors)
+    (run / STATE).write_text('model_checkpoint_path: "ckpt-3"\n')
+    before = listing(run)
+    with pytest.raises(SchemaError, match=r"checkpoints/ckpt-3 holds NaN or infinite values in .*OPTIMIZER_SLOT"):
+        train(quick(config), data, str(run))
+    assert listing(run) == before
