@@ -1,6 +1,9 @@
 """Shared fixtures. Importing marn_tf first selects Keras 2 for every test process."""
 import os
 
+import hypothesis  # noqa: F401  (imported up front: its pytest plugin otherwise imports it in the terminal summary,
+# after TensorFlow's threads ran, where CPython 3.11.7 has been seen to fail compiling it with
+# "AST constructor recursion depth mismatch")
 import marn_tf  # noqa: F401  (must precede any TensorFlow import)
 import pytest
 import tensorflow as tf

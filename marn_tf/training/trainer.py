@@ -148,21 +148,19 @@ def _check_readable(prefix: str) -> None:
 
 def _refuse_non_finite(network: Network, prefix: str) -> None:
     """After restoring `prefix`: one written before the weights were checked may hold NaN or infinite values."""
-    bad = C.non_finite(network.core.variables)
-    if bad:
-        raise SchemaError(f"checkpoint {prefix} holds NaN or infinite values in {', '.join(bad[:10])}"
-                          f"{f' and {len(bad) - 10} more' if len(bad) > 10 else ''}: move its files "
-                          f"({os.path.basename(prefix)}.*) out of {os.path.dirname(prefix)} to use the one before, "
-                          "or train into another --output")
+    _raise_if_non_finite(prefix, C.non_finite(network.core.variables))
 
 
 def _refuse_non_finite_slots(prefix: str) -> None:
     """On resume, after the weights: the optimizer's slots, which a restore creates only at the first step, are
     read from the file. Named by their checkpoint keys."""
     reader = tf.train.load_checkpoint(prefix)
-    bad = sorted(name.replace("/.ATTRIBUTES/VARIABLE_VALUE", "")
-                 for name, dtype in reader.get_variable_to_dtype_map().items()
-                 if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(name))))
+    _raise_if_non_finite(prefix, sorted(name.replace("/.ATTRIBUTES/VARIABLE_VALUE", "")
+                                        for name, dtype in reader.get_variable_to_dtype_map().items()
+                                        if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(name)))))
+
+
+def _raise_if_non_finite(prefix: str, bad: list[str]) -> None:
     if bad:
         raise SchemaError(f"checkpoint {prefix} holds NaN or infinite values in {', '.join(bad[:10])}"
                           f"{f' and {len(bad) - 10} more' if len(bad) > 10 else ''}: move its files "
