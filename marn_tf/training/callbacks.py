@@ -147,7 +147,9 @@ class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
 
 
 class HistoryFile(tf.keras.callbacks.Callback):
-    """Appends every epoch's logs as a JSON line (kept across resumed runs)."""
+    """Appends every epoch's logs as a JSON line (kept across resumed runs). It runs before the checkpoint is
+    saved, so a kill between the two leaves a line for an epoch that a resumed run trains again:
+    `keep_history_until` drops such lines on resume."""
 
     def __init__(self, path: str, steps_per_epoch: int):
         super().__init__()
@@ -160,6 +162,18 @@ class HistoryFile(tf.keras.callbacks.Callback):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def keep_history_until(path: str, epochs: int) -> None:
+    """Drops the lines of epochs after `epochs` (the resumed checkpoint's): their weights were never saved."""
+    history = read_history(path)
+    kept = [h for h in history if int(h["epoch"]) <= epochs]
+    if len(kept) < len(history):
+        log.warning("%s: dropping the lines of epoch(s) %s, which the checkpoint does not hold; they are trained again",
+                    path, ", ".join(str(h["epoch"]) for h in history if int(h["epoch"]) > epochs))
+        with open(path + ".tmp", "w") as f:
+            f.writelines(json.dumps(h) + "\n" for h in kept)
+        os.replace(path + ".tmp", path)
 
 
 def read_history(path: str) -> list[dict]:

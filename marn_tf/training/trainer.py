@@ -260,6 +260,8 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
         _refuse_non_finite(network, manager.latest_checkpoint)
         _refuse_non_finite_slots(manager.latest_checkpoint)
         initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[1])
+        if chief:
+            C.keep_history_until(history_path, initial_epoch)
         if not int(state.best_epoch.numpy()):  # a checkpoint from before the state was saved with it
             state.set_from_history(C.read_history(history_path), initial_epoch, "val_auc")
         log.info("resuming from %s (epoch %d, step %d)", manager.latest_checkpoint, initial_epoch,
@@ -278,10 +280,11 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     guard = C.CheckpointsWithNanGuard(manager, best, state=state, patience=train_config.early_stopping_patience)
     callbacks = [C.AdversarialRamp([network.item_tower.encoder.discriminator]
                                    if config.model.discriminators != "none" else [], config.model.adversarial_ramp_steps,
-                                   config.model.grl_coefficient, config.model.grl_ramp), guard]
-    if chief:
+                                   config.model.grl_coefficient, config.model.grl_ramp)]
+    if chief:  # the history line before the checkpoint (see HistoryFile)
         callbacks += [C.HistoryFile(history_path, train_config.steps_per_epoch),
                       tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"))]
+    callbacks.append(guard)
     if progress is None:
         progress = sys.stdout.isatty()
     start = time.time()

@@ -88,3 +88,14 @@ def test_early_stopping_state_of_a_checkpoint_from_before_it_was_saved_comes_fro
                {"epoch": 4, "val_auc": 0.65}, {"epoch": 5, "val_auc": 0.9}]  # epoch 5: after the checkpoint resumed
     state.set_from_history(history, epochs=4, monitor="val_auc")
     assert (state.best_value.numpy(), state.best_epoch.numpy(), state.wait.numpy()) == (0.7, 2, 2)
+
+
+def test_a_resumed_run_drops_the_history_of_epochs_its_checkpoint_does_not_hold(tmp_path):
+    from marn_tf.training.callbacks import keep_history_until, read_history
+
+    path = str(tmp_path / "history.jsonl")
+    (tmp_path / "history.jsonl").write_text("".join(f'{{"epoch": {e}, "loss": 0.{e}}}\n' for e in (1, 2, 3)))
+    keep_history_until(path, 2)  # killed after epoch 3's line, before its checkpoint
+    assert [h["epoch"] for h in read_history(path)] == [1, 2]
+    keep_history_until(path, 2)  # nothing beyond: unchanged
+    assert [h["epoch"] for h in read_history(path)] == [1, 2]
