@@ -6,6 +6,11 @@
       + discriminators "single" (MAAN):   rep = s + c,  c from D1 alone (w = 1)
       + discriminators "double" (MARN):   rep = s + c,  c = sum_m w^m c^m / sum_m w^m with D0 weights
 
+`invariant_residual="gated"` [ours] adds the invariant part through a learned per-dimension gate that
+starts closed, rep = s + γ ⊙ c with γ = 0 at the start (ReZero's residual): the model begins as MAN and
+opens γ only as far as c helps the click loss, while the adversarial and alignment terms shape c from
+the first step. With a plain sum (the paper) c enters at full strength while the game is still young.
+
 The same encoder (same variables) serves candidate and behaviour items. `modality_dropout` (training
 only) hides each present modality of an item with that probability, never all of them.
 """
@@ -22,6 +27,7 @@ from marn_tf.layers.modality_projection import ModalityProjection
 
 FUSIONS = ("raw_concat", "concat", "attention")
 DISCRIMINATORS = ("none", "single", "double")
+INVARIANT_RESIDUALS = ("add", "gated")
 AUXILIARY_OUTPUTS = DISCRIMINATOR_OUTPUTS
 
 
@@ -39,6 +45,7 @@ class ItemEncoder(tf.keras.layers.Layer):
       discriminator_hidden, grl_coefficient, normalize_importance: `DoubleDiscriminator` options.
       adversarial: the other `DoubleDiscriminator` options (objective, share_discriminator, ...).
       modality_dropout: training-time rate of hiding a present modality.
+      invariant_residual: "add" (rep = s + c, the paper) or "gated" (rep = s + γ ⊙ c, γ learned from 0).
 
     Inputs: `content` (a dict: "item_index" [items] and the item table columns) and `occurrences` [items],
       how often each item occurs in the batch (weighs the discriminators).
@@ -52,12 +59,14 @@ class ItemEncoder(tf.keras.layers.Layer):
                  discriminator_hidden: Sequence[int] = (64,), grl_coefficient: float = 1.0,
                  normalize_importance: bool = True, modality_dropout: float = 0.0, normalize_modalities: bool = True,
                  attention_context: str = "own", attention_bias: float = 0.0, adversarial: Optional[dict] = None,
-                 **kwargs):
+                 invariant_residual: str = "add", **kwargs):
         super().__init__(**kwargs)
         if fusion not in FUSIONS or discriminators not in DISCRIMINATORS:
             raise ValueError(f"fusion must be one of {FUSIONS} and discriminators one of {DISCRIMINATORS}")
         if discriminators != "none" and fusion != "attention":
             raise ValueError("discriminators need fusion='attention' (the invariant part adds to the attended one)")
+        if invariant_residual not in INVARIANT_RESIDUALS:
+            raise ValueError(f"invariant_residual must be one of {INVARIANT_RESIDUALS}, got {invariant_residual!r}")
         self.embeddings_config = dict(embeddings)
         self.fusion = fusion
         self.discriminators = discriminators
@@ -73,6 +82,7 @@ class ItemEncoder(tf.keras.layers.Layer):
         self.attention_context = attention_context
         self.attention_bias = attention_bias
         self.adversarial = dict(adversarial or {})
+        self.invariant_residual = invariant_residual
 
         self.embeddings = ModalityEmbeddings(**self.embeddings_config, name="modality_embeddings")
         self.num_modalities = len(self.embeddings.modalities)
@@ -89,6 +99,11 @@ class ItemEncoder(tf.keras.layers.Layer):
             self.discriminator = DoubleDiscriminator(self.num_modalities, self.discriminator_hidden, grl_coefficient,
                                                      normalize_importance, mode=discriminators,
                                                      **self.adversarial, name="double_discriminator")
+
+    def build(self, input_shape):
+        if self.discriminators != "none" and self.invariant_residual == "gated":
+            self.invariant_gate = self.add_weight(name="invariant_gate", shape=(self.units,), initializer="zeros")
+        super().build(input_shape)
 
     @property
     def modalities(self) -> list[str]:
@@ -130,7 +145,10 @@ class ItemEncoder(tf.keras.layers.Layer):
             fixed_weights = tf.reduce_mean(tf.abs(weights), axis=-1)  # tanh gates may be negative: magnitude
             if self.discriminators != "none":
                 adversarial = self.discriminator([invariant, specific, mask, occurrences])
-                representation += tf.cast(adversarial["invariant"], representation.dtype)
+                invariant_part = tf.cast(adversarial["invariant"], representation.dtype)
+                if self.invariant_residual == "gated":
+                    invariant_part *= tf.cast(self.invariant_gate, representation.dtype)
+                representation += invariant_part
                 importance = tf.cast(adversarial["importance"], mask.dtype)
                 scalars = {key: adversarial[key] for key in AUXILIARY_OUTPUTS}
         return {"representation": representation, "modality_weights": fixed_weights, "importance": importance,
@@ -143,4 +161,5 @@ class ItemEncoder(tf.keras.layers.Layer):
                 "discriminator_hidden": self.discriminator_hidden, "grl_coefficient": self.grl_coefficient,
                 "normalize_importance": self.normalize_importance, "modality_dropout": self.modality_dropout,
                 "normalize_modalities": self.normalize_modalities, "attention_context": self.attention_context,
-                "attention_bias": self.attention_bias, "adversarial": self.adversarial}
+                "attention_bias": self.attention_bias, "adversarial": self.adversarial,
+                "invariant_residual": self.invariant_residual}

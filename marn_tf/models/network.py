@@ -92,6 +92,7 @@ def item_tower_config(schema: S.Schema, config: ModelConfig) -> dict:
         "grl_coefficient": config.grl_coefficient, "normalize_importance": config.normalize_importance,
         "modality_dropout": config.modality_dropout, "normalize_modalities": config.normalize_modalities,
         "attention_context": config.attention_context, "attention_bias": config.attention_bias,
+        "invariant_residual": config.invariant_residual,
         "adversarial": {"objective": config.adversarial_objective, "share_discriminator": config.share_discriminator,
                         "importance_weighting": config.importance_weighting,
                         "importance_floor": config.importance_floor, "alignment_items": config.alignment_items,

@@ -57,3 +57,19 @@ def test_discriminators_need_attention():
 @pytest.mark.parametrize("fusion,discriminators", [LADDER[1], LADDER[4]])
 def test_config_round_trip(fusion, discriminators):
     assert_config_round_trip(encoder(fusion, discriminators), [content([1, 2, 3]), OCCURRENCES])
+
+
+def test_gated_invariant_residual_starts_closed_and_opens():
+    items = content([1, 2, 3])
+    gated = encoder("attention", "double", invariant_residual="gated")
+    out = gated([items, OCCURRENCES])
+    vectors = gated.modality_vectors(items)
+    attended, _ = gated.attention([vectors["specific"], vectors["mask"]])
+    np.testing.assert_allclose(out["representation"].numpy(), attended.numpy(), rtol=1e-6)  # γ = 0: MAN's s alone
+    invariant = gated.discriminator([vectors["invariant"], vectors["specific"], vectors["mask"], OCCURRENCES])
+    gated.invariant_gate.assign(tf.ones_like(gated.invariant_gate))
+    opened = gated([items, OCCURRENCES])["representation"].numpy()
+    np.testing.assert_allclose(opened - attended.numpy(), invariant["invariant"].numpy(), rtol=1e-5, atol=1e-6)
+    assert_config_round_trip(encoder("attention", "double", invariant_residual="gated"), [items, OCCURRENCES])
+    with pytest.raises(ValueError, match="invariant_residual must be one of"):
+        encoder("attention", "double", invariant_residual="sum")
