@@ -288,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Each subcommand's handler, called with the parsed arguments and the ones left for Beam.
+COMMANDS = {"generate-data": lambda args, extra: _generate_data(args), "preprocess": _preprocess,
+            "train": lambda args, extra: _train(args), "evaluate": lambda args, extra: _evaluate(args),
+            "export": lambda args, extra: _export(args), "check-export": lambda args, extra: _check_export(args),
+            "score": _score, "run": _run, "demo": lambda args, extra: _demo(args)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -302,23 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command not in ("preprocess", "score", "run"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if args.command == "generate-data":
-            return _generate_data(args)
-        if args.command == "train":
-            return _train(args)
-        if args.command == "evaluate":
-            return _evaluate(args)
-        if args.command == "export":
-            return _export(args)
-        if args.command == "check-export":
-            return _check_export(args)
-        if args.command == "score":
-            return _score(args, extra)
-        if args.command == "run":
-            return _run(args, extra)
-        if args.command == "demo":
-            return _demo(args)
-        return _preprocess(args, extra)
+        return COMMANDS[args.command](args, extra)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

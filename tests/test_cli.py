@@ -1,4 +1,5 @@
 """The `marn` command line: help that explains, errors that say what to fix, a working preprocess."""
+import argparse
 import json
 import subprocess
 import sys
@@ -114,3 +115,9 @@ def test_demo_config_mistake_exits_2_before_generating_anything(tmp_path, capsys
     assert cli.main(["demo", "--output", str(tmp_path / "demo"), "--set", "run.seeds=[1, 1]"]) == 2
     assert "ladder and seeds must not repeat a value" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
+
+
+def test_every_subcommand_has_its_own_handler():
+    parser = cli.build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(cli.COMMANDS) == set(subcommands)  # a new subcommand without a handler is not run as another one
