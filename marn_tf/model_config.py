@@ -158,6 +158,8 @@ class TrainConfig:
     mixed_precision: str = "float32"
     xla: bool = False  # jit_compile the train step (needs model.deduplicate_items/sequences: false)
     keep_checkpoints: int = 3
+    weight_averaging: float = 0.0  # decay of a moving average of the weights that validation, the best checkpoint,
+    # evaluation and export use (training/weight_average.py); 0: off
 
     def __post_init__(self):
         _check_choice("update", self.update, UPDATES)
@@ -172,6 +174,8 @@ class TrainConfig:
             raise ConfigError("learning_rate and discriminator_learning_rate must be positive")
         if self.update == "alternating" and self.mixed_precision == "mixed_float16":
             raise ConfigError("update=alternating does not support mixed_float16 loss scaling: use mixed_bfloat16")
+        if not 0.0 <= self.weight_averaging < 1.0:
+            raise ConfigError("weight_averaging must be in [0, 1): the decay of the weights' moving average, 0 for off")
         if self.early_stopping_patience < 0:
             raise ConfigError("early_stopping_patience must be >= 0")
 

@@ -71,6 +71,7 @@ class MarnModel(tfrs.Model):
         self.trackers = {name: tf.keras.metrics.Mean(name=name)
                          for name in ["ctr_loss", "regularization_loss", "total_loss", *AUXILIARY_OUTPUTS]}
         self.weight_trackers = {m: tf.keras.metrics.Mean(name=f"weight_{m}") for m in self.modalities}
+        self.weight_average = None  # a training.weight_average.WeightAverage, updated after every step when set
 
     def call(self, features, training=None):
         return self.network({k: features[k] for k in self.network.input_names}, training=training)
@@ -146,6 +147,8 @@ class MarnModel(tfrs.Model):
             if scaled:
                 gradients = self.optimizer.get_unscaled_gradients(gradients)
             self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        if self.weight_average is not None:
+            self.weight_average.update(self.optimizer.iterations)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, inputs):

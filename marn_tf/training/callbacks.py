@@ -2,6 +2,7 @@
 history."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -72,6 +73,23 @@ class TrainingState(tf.Module):
             self.wait.assign(len([e for e in values if e > best_epoch]))
 
 
+class AveragedWeightsForValidation(tf.keras.callbacks.Callback):
+    """Validation passes run on the moving averages of the weights (`train.weight_averaging`)."""
+
+    def __init__(self, weight_average):
+        super().__init__()
+        self.weight_average = weight_average
+        self._swap = None
+
+    def on_test_begin(self, logs=None):
+        self._swap = self.weight_average.swapped()
+        self._swap.__enter__()
+
+    def on_test_end(self, logs=None):
+        self._swap.__exit__(None, None, None)
+        self._swap = None
+
+
 class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
     """Saves a checkpoint after every epoch (`train.steps_per_epoch` steps) and the best one by validation AUC,
     and stops early after `patience` epochs without a better one (0: never).
@@ -82,8 +100,9 @@ class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
     """
 
     def __init__(self, manager: tf.train.CheckpointManager, best: tf.train.CheckpointManager, monitor: str = "val_auc",
-                 state: TrainingState | None = None, patience: int = 0):
+                 state: TrainingState | None = None, patience: int = 0, weight_average=None):
         super().__init__()
+        self.weight_average = weight_average  # the best checkpoint holds the averaged weights validation saw
         self.manager = manager
         self.best = best
         self.monitor = monitor
@@ -138,7 +157,8 @@ class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
             self.state.wait.assign_add(1)
         path = self.manager.save(checkpoint_number=epoch + 1)  # with the state just updated
         if improved:
-            self.best.save(checkpoint_number=epoch + 1)
+            with self.weight_average.swapped() if self.weight_average else contextlib.nullcontext():
+                self.best.save(checkpoint_number=epoch + 1)
             log.info("epoch %d: %s %.4f, the best so far (saved with %s)", epoch + 1, self.monitor, value, path)
         if self.patience_exhausted:
             log.info("epoch %d: no better %s for %d epochs (the best: %.4f at epoch %d): stopping early", epoch + 1,

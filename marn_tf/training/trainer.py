@@ -41,6 +41,7 @@ from marn_tf.models.network import Network, build_network
 from marn_tf.schema import Schema, SchemaError
 from marn_tf.training import callbacks as C
 from marn_tf.training.strategy import is_chief, make_strategy, task_name
+from marn_tf.training.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "run_config.yaml"
@@ -242,11 +243,14 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
         if train_config.mixed_precision == "mixed_float16":
             optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
         model.compile(optimizer=optimizer, jit_compile=train_config.xla)
+        if train_config.weight_averaging:
+            model.weight_average = WeightAverage(model.model_variables, train_config.weight_averaging)
 
     # Non-chief workers of a multi-worker run save too (collectively), into their own scratch directory.
     checkpoint_dir = output_dir if chief else os.path.join(output_dir, "workers", task_name())
     state = C.TrainingState()
-    checkpoint = tf.train.Checkpoint(core=network.core, optimizer=optimizer, training_state=state)
+    checkpoint = tf.train.Checkpoint(core=network.core, optimizer=optimizer, training_state=state,
+                                     **({"weight_average": model.weight_average} if model.weight_average else {}))
     for directory in ("checkpoints", "best"):
         recover_checkpoint_state(os.path.join(checkpoint_dir, directory))
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(checkpoint_dir, "checkpoints"),
@@ -277,10 +281,13 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     validation_data = indexed(read_split(config, data_dir, schema, "validation", train_config.batch_size,
                                          drop_remainder=train_config.xla), network).with_options(options)
 
-    guard = C.CheckpointsWithNanGuard(manager, best, state=state, patience=train_config.early_stopping_patience)
+    guard = C.CheckpointsWithNanGuard(manager, best, state=state, patience=train_config.early_stopping_patience,
+                                      weight_average=model.weight_average)
     callbacks = [C.AdversarialRamp([network.item_tower.encoder.discriminator]
                                    if config.model.discriminators != "none" else [], config.model.adversarial_ramp_steps,
                                    config.model.grl_coefficient, config.model.grl_ramp)]
+    if model.weight_average:
+        callbacks.append(C.AveragedWeightsForValidation(model.weight_average))
     if chief:  # the history line before the checkpoint (see HistoryFile)
         callbacks += [C.HistoryFile(history_path, train_config.steps_per_epoch),
                       tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"))]

@@ -69,6 +69,8 @@ def test_exponent_floats_without_a_dot_are_floats(tmp_path):
     ({"model": {"variant": "dien"}}, r"model: variant 'dien' is not one of din, concat, man, maan, marn"),
     ({"model": {"units": 0}}, r"model: units must be positive"),
     ({"model": {"modality_dropout": 1.0}}, r"model: modality_dropout must be in \[0, 1\)"),
+    ({"model": {"invariant_residual": "sum"}}, r"model: invariant_residual 'sum' is not one of add, gated"),
+    ({"train": {"weight_averaging": 1.0}}, r"train: weight_averaging must be in \[0, 1\)"),
     ({"train": {"strategy": "horovod"}}, r"train: strategy 'horovod' is not one of auto, default, mirrored"),
     ({"train": {"xla": True}}, r"train.xla needs static shapes.*set model.deduplicate_items=false"),
 ])
