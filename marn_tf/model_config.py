@@ -91,6 +91,7 @@ class ModelConfig:
     hidden_units: list[int] = dataclasses.field(default_factory=lambda: [200, 80])
     dropout: float = 0.2  # after each hidden layer of the prediction MLP (training only): the models overfit
     # after about one pass over the embedded data's training split
+    rate_offset: bool = False  # add the click-rate features' logits, weighted (1/K at the start), to the logit
     deduplicate_items: bool = True  # run the item encoder once per unique item of a batch
     deduplicate_sequences: bool = True  # at inference, encode each distinct behaviour sequence once
 

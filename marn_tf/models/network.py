@@ -31,6 +31,7 @@ from marn_tf.layers.distinct_sequences import DistinctSequences
 from marn_tf.layers.feature_embedding import FeatureEmbeddings
 from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
 from marn_tf.layers.item_tower import ItemTower
+from marn_tf.layers.rate_offset import RateOffset
 from marn_tf.layers.user_interest import UserInterest
 from marn_tf.model_config import ModelConfig
 
@@ -191,6 +192,9 @@ def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
         if config.dropout:
             hidden = tf.keras.layers.Dropout(config.dropout, name=f"mlp_dropout_{i}")(hidden)
     logit = tf.squeeze(tf.keras.layers.Dense(1, dtype="float32", name="logit")(hidden), -1)
+    rates = [f.name for f in schema.features_with_tags(S.RATE)]
+    if config.rate_offset and rates:  # the deep part learns on top of the floor's ranking
+        logit += RateOffset(rates, dtype="float32", name="rate_offset")({name: inputs[name] for name in rates})
     outputs = {
         "logit": logit,
         "probability": tf.keras.layers.Activation("sigmoid", dtype="float32", name="probability")(logit),

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.data.input import make_dataset
+from marn_tf.evaluation.floor import floor_scores
 from marn_tf.model_config import VARIANTS
 from marn_tf.schema import SchemaError
 from marn_tf.training.trainer import load_network
@@ -70,3 +71,17 @@ def test_schema_without_a_candidate_key_fails(prepared):
     broken = dataclasses.replace(schema, features=[f for f in schema.features if f.name != "item_id"])
     with pytest.raises(SchemaError, match="exactly one candidate item key feature"):
         load_network(config, broken, data)
+
+
+def test_rate_offset_adds_the_floors_logits_to_the_deep_part(prepared):
+    config, data, schema = prepared
+    with_offset = dataclasses.replace(config, model=dataclasses.replace(config.model, rate_offset=True))
+    network = load_network(with_offset, schema, data)
+    features = batch(prepared)[0]
+    rates = [f.name for f in schema.features_with_tags("rate")]
+    assert rates
+    network.core.get_layer("rate_offset").rate_weights.assign(tf.zeros(len(rates)))
+    deep = network.full(features)["logit"].numpy()
+    network.core.get_layer("rate_offset").rate_weights.assign(tf.ones(len(rates)))
+    floor = floor_scores({name: features[name].numpy() for name in rates})
+    np.testing.assert_allclose(network.full(features)["logit"].numpy() - deep, floor, rtol=1e-4, atol=1e-4)
