@@ -29,7 +29,7 @@ HEADS = ("mlp", "dcn")
 OBJECTIVES = ("capped", "confusion", "reversal")
 IMPORTANCE_WEIGHTINGS = ("loss", "scale")
 ATTENTION_CONTEXTS = ("own", "item")
-INVARIANT_RESIDUALS = ("add", "gated")
+INVARIANT_RESIDUALS = ("add", "gated", "attended")
 UPDATES = ("joint", "alternating")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -78,8 +78,8 @@ class ModelConfig:
     grl_ramp: bool = True  # ramp lambda_grl from 0 with the DANN schedule over adversarial_ramp_steps
     adversarial_ramp_steps: int = 100  # steps of the ramp: its own clock, whatever train.epochs is
     normalize_importance: bool = True  # D0 weights w scaled to mean 1 over the batch
-    invariant_residual: str = "add"  # rep = s + c ("add", the paper) or s + γ ⊙ c, γ learned from 0 ("gated"):
-    # measured no better on validation AUC (benchmarks/README.md), hence "add"
+    invariant_residual: str = "add"  # rep = s + c ("add", the paper), s + γ ⊙ c with γ learned from 0 ("gated"),
+    # or c as one more slot of the modality attention ("attended"); chosen on validation AUC (benchmarks/README.md)
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
     sequence_encoder: str = "gru"  # "gru" + target attention, or "augru" (DIEN's interest evolution)
     gru_units: int = 64

@@ -10,6 +10,9 @@
 starts closed, rep = s + γ ⊙ c with γ = 0 at the start (ReZero's residual): the model begins as MAN and
 opens γ only as far as c helps the click loss, while the adversarial and alignment terms shape c from
 the first step. With a plain sum (the paper) c enters at full strength while the game is still young.
+`invariant_residual="attended"` [ours] gives c a slot of its own in the modality attention, rep =
+sum_m a^m ⊙ s^m + a^c ⊙ c, so with a softmax gate c competes with the s^m for the item's shares
+instead of being added beside their convex combination.
 
 The same encoder (same variables) serves candidate and behaviour items. `modality_dropout` (training
 only) hides each present modality of an item with that probability, never all of them.
@@ -27,7 +30,7 @@ from marn_tf.layers.modality_projection import ModalityProjection
 
 FUSIONS = ("raw_concat", "concat", "attention")
 DISCRIMINATORS = ("none", "single", "double")
-INVARIANT_RESIDUALS = ("add", "gated")
+INVARIANT_RESIDUALS = ("add", "gated", "attended")
 AUXILIARY_OUTPUTS = DISCRIMINATOR_OUTPUTS
 
 
@@ -45,7 +48,8 @@ class ItemEncoder(tf.keras.layers.Layer):
       discriminator_hidden, grl_coefficient, normalize_importance: `DoubleDiscriminator` options.
       adversarial: the other `DoubleDiscriminator` options (objective, share_discriminator, ...).
       modality_dropout: training-time rate of hiding a present modality.
-      invariant_residual: "add" (rep = s + c, the paper) or "gated" (rep = s + γ ⊙ c, γ learned from 0).
+      invariant_residual: "add" (rep = s + c, the paper), "gated" (rep = s + γ ⊙ c, γ learned from 0) or
+        "attended" (c one more slot of the attention).
 
     Inputs: `content` (a dict: "item_index" [items] and the item table columns) and `occurrences` [items],
       how often each item occurs in the batch (weighs the discriminators).
@@ -93,7 +97,8 @@ class ItemEncoder(tf.keras.layers.Layer):
         if fusion == "concat":
             self.concat_projection = tf.keras.layers.Dense(units, activation="relu", name="concat_projection")
         if fusion == "attention":
-            self.attention = ModalityAttention(self.num_modalities, attention_gate, attention_normalize,
+            slots = self.num_modalities + (discriminators != "none" and invariant_residual == "attended")
+            self.attention = ModalityAttention(slots, attention_gate, attention_normalize,
                                                attention_context, attention_bias, name="modality_attention")
         if discriminators != "none":
             self.discriminator = DoubleDiscriminator(self.num_modalities, self.discriminator_hidden, grl_coefficient,
@@ -140,6 +145,15 @@ class ItemEncoder(tf.keras.layers.Layer):
         elif self.fusion == "concat":
             specific = specific * mask[:, :, tf.newaxis]
             representation = self.concat_projection(tf.reshape(specific, [-1, self.num_modalities * self.units]))
+        elif self.discriminators != "none" and self.invariant_residual == "attended":
+            adversarial = self.discriminator([invariant, specific, mask, occurrences])
+            invariant_part = tf.cast(adversarial["invariant"], specific.dtype)[:, tf.newaxis]
+            has_any = tf.cast(tf.reduce_sum(mask, axis=1, keepdims=True) > 0, mask.dtype)
+            representation, weights = self.attention([tf.concat([specific, invariant_part], axis=1),
+                                                      tf.concat([mask, has_any], axis=1)])
+            fixed_weights = tf.reduce_mean(tf.abs(weights[:, :self.num_modalities]), axis=-1)
+            importance = tf.cast(adversarial["importance"], mask.dtype)
+            scalars = {key: adversarial[key] for key in AUXILIARY_OUTPUTS}
         else:
             representation, weights = self.attention([specific, mask])
             fixed_weights = tf.reduce_mean(tf.abs(weights), axis=-1)  # tanh gates may be negative: magnitude

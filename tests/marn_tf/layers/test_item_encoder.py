@@ -73,3 +73,14 @@ def test_gated_invariant_residual_starts_closed_and_opens():
     assert_config_round_trip(encoder("attention", "double", invariant_residual="gated"), [items, OCCURRENCES])
     with pytest.raises(ValueError, match="invariant_residual must be one of"):
         encoder("attention", "double", invariant_residual="sum")
+
+
+def test_attended_invariant_part_takes_a_share_of_the_softmax():
+    items = content([1, 2, 3])
+    softmax = {"attention_gate": "scalar", "attention_normalize": "softmax"}
+    added = encoder("attention", "double", **softmax)([items, OCCURRENCES])["modality_weights"].numpy()
+    np.testing.assert_allclose(added.sum(axis=1), 1.0, rtol=1e-5)  # the s^m share everything
+    layer = encoder("attention", "double", invariant_residual="attended", **softmax)
+    attended = layer([items, OCCURRENCES])["modality_weights"].numpy()
+    assert attended.shape == (3, 4) and np.all((attended.sum(axis=1) > 0) & (attended.sum(axis=1) < 1 - 1e-4))
+    assert_config_round_trip(layer, [items, OCCURRENCES])
