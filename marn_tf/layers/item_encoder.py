@@ -146,6 +146,8 @@ class ItemEncoder(tf.keras.layers.Layer):
             specific = specific * mask[:, :, tf.newaxis]
             representation = self.concat_projection(tf.reshape(specific, [-1, self.num_modalities * self.units]))
         elif self.discriminators != "none" and self.invariant_residual == "attended":
+            # Its own branch: c must exist before the attention runs, while the other forms keep their order of
+            # layer calls (and so of weight initialisation) as before this option.
             adversarial = self.discriminator([invariant, specific, mask, occurrences])
             invariant_part = tf.cast(adversarial["invariant"], specific.dtype)[:, tf.newaxis]
             has_any = tf.cast(tf.reduce_sum(mask, axis=1, keepdims=True) > 0, mask.dtype)
