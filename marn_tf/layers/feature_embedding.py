@@ -17,6 +17,12 @@ KINDS = ("categorical", "numeric", "rate")
 RATE_EPSILON = 1e-3  # rates are clipped to [RATE_EPSILON, 1 - RATE_EPSILON]: finite logits
 
 
+def rate_logit(rate: tf.Tensor) -> tf.Tensor:
+    """logit(clip(rate, RATE_EPSILON, 1 - RATE_EPSILON)) in float32: the scale on which the floor sums rates."""
+    p = tf.clip_by_value(tf.cast(rate, tf.float32), RATE_EPSILON, 1.0 - RATE_EPSILON)
+    return tf.math.log(p) - tf.math.log1p(-p)
+
+
 def mean_squared_norm(rows: tf.Tensor) -> tf.Tensor:
     """Mean over looked-up rows [..., dim] of their squared L2 norm, in float32."""
     return tf.reduce_mean(tf.reduce_sum(tf.square(tf.cast(rows, tf.float32)), axis=-1))
@@ -55,8 +61,7 @@ class FeatureEmbeddings(tf.keras.layers.Layer):
                 parts.append(tf.math.log1p(tf.maximum(tf.cast(value, self.compute_dtype), 0.0))[..., tf.newaxis])
                 continue
             if spec["kind"] == "rate":
-                p = tf.clip_by_value(tf.cast(value, tf.float32), RATE_EPSILON, 1.0 - RATE_EPSILON)
-                parts.append(tf.cast(tf.math.log(p) - tf.math.log1p(-p), self.compute_dtype)[..., tf.newaxis])
+                parts.append(tf.cast(rate_logit(value), self.compute_dtype)[..., tf.newaxis])
                 continue
             looked_up.append(self.embeddings[name](value))
             parts.append(looked_up[-1])

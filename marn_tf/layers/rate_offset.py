@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from marn_tf.layers.feature_embedding import RATE_EPSILON
+from marn_tf.layers.feature_embedding import rate_logit
 
 
 @tf.keras.utils.register_keras_serializable(package="marn_tf")
@@ -39,8 +39,7 @@ class RateOffset(tf.keras.layers.Layer):
     def call(self, inputs):
         logits = []
         for name in self.names:
-            p = tf.clip_by_value(tf.cast(inputs[name], tf.float32), RATE_EPSILON, 1.0 - RATE_EPSILON)
-            value = tf.math.log(p) - tf.math.log1p(-p)
+            value = rate_logit(inputs[name])
             logits.append(tf.reduce_sum(tf.reshape(value, [tf.shape(value)[0], -1]), axis=1))
         return tf.linalg.matvec(tf.stack(logits, axis=1), tf.cast(self.rate_weights, tf.float32))
 
