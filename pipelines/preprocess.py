@@ -30,7 +30,7 @@ from apache_beam.transforms.window import GlobalWindows
 from marn_tf.config import Config
 from marn_tf.config_loader import ConfigError
 from marn_tf.schema import SCHEMA_FILE
-from marn_tf.workflow import ownership
+from marn_tf.storage import files, ownership
 from pipelines import example_schema as ES
 from pipelines import records as R
 from pipelines.item_statistics import CumulativeCounts, day_of
@@ -412,7 +412,7 @@ def input_paths(config: Config, files: list[InputFile], config_path: Optional[st
 def prepare_output(output: str, overwrite: bool) -> None:
     """Empties `output` for the job: only when marn preprocess wrote it (its marker) and --overwrite says so."""
     marker = ownership.check_claimable(output, ownership.PREPROCESS, COMMAND, _OVERWRITE_HINT)
-    existing = [e for e in ownership.entries(output) if not ownership.is_own_file(e)]
+    existing = [e for e in files.entries(output) if not ownership.is_own_file(e)]
     if existing and not overwrite:
         raise ConfigError(f"output directory {output} is not empty; pass --overwrite to replace it")
     if existing and marker is not None:

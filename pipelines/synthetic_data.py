@@ -432,8 +432,8 @@ def generate(opts: GeneratorOptions, progress: bool = True) -> dict:
     """Writes events/, items/, users/, config.yaml and world.json under `opts.output`; returns counts.
 
     The output must be new, empty or a dataset this command wrote (`.marn-owner.json`): a directory of
-    someone's own data is refused rather than overwritten (`marn_tf/workflow/ownership.py`)."""
-    from marn_tf.workflow import ownership
+    someone's own data is refused rather than overwritten (`marn_tf/storage/ownership.py`)."""
+    from marn_tf.storage import ownership
 
     if opts.format not in ("jsonl", "csv", "parquet"):
         raise ValueError(f"--format must be jsonl, csv or parquet, not {opts.format!r}")

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from marn_tf import cli
-from marn_tf.workflow import ownership
+from marn_tf.storage import locks, ownership
+from marn_tf.storage.errors import LockedError, OwnershipError
 from marn_tf.workflow.stages import Stage, StageRunner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -196,7 +197,7 @@ def test_stage_outputs_are_removed_only_inside_the_marked_run_directory(tmp_path
     outside.mkdir()
     (outside / "keep").write_text("x")
     runner = StageRunner(str(tmp_path / "run"), 1)
-    with pytest.raises(ownership.OwnershipError, match="not inside"):
+    with pytest.raises(OwnershipError, match="not inside"):
         runner.run(Stage("s", "a stage", {}, [str(outside)], lambda: None))
     assert (outside / "keep").read_text() == "x"
 
@@ -208,20 +209,20 @@ def test_remove_never_leaves_the_owned_directory(tmp_path):
     (outside / "keep").write_text("x")
     (owned / "link").symlink_to(outside, target_is_directory=True)
     for path in (outside, owned / ".." / "outside", owned / "link" / "keep", owned, owned / ownership.MARKER):
-        with pytest.raises(ownership.OwnershipError):
+        with pytest.raises(OwnershipError):
             ownership.remove(str(path), str(owned))
     assert ownership.remove(str(owned / "link"), str(owned))  # the link goes, never what it points to
     assert (outside / "keep").read_text() == "x" and not (owned / "link").exists()
     (outside / "sub").mkdir()
-    with pytest.raises(ownership.OwnershipError, match="has no .marn-owner.json"):
+    with pytest.raises(OwnershipError, match="has no .marn-owner.json"):
         ownership.remove(str(outside / "sub"), str(outside))  # not a marked directory
     assert (outside / "sub").is_dir()
 
 
 # ------------------------------------------------------------------------------------------------------------ locks
 
-HOLD = ("import sys, time\nfrom marn_tf.workflow import ownership\n"
-        "with ownership.lock(sys.argv[1], sys.argv[2]):\n    print('locked', flush=True)\n    time.sleep(300)\n")
+HOLD = ("import sys, time\nfrom marn_tf.storage import locks\n"
+        "with locks.lock(sys.argv[1], sys.argv[2]):\n    print('locked', flush=True)\n    time.sleep(300)\n")
 
 
 def hold_lock(directory, command):
@@ -245,7 +246,7 @@ def test_a_second_command_on_a_locked_directory_fails_at_once_naming_the_holder(
         assert f"is in use by `marn preprocess` (pid {holders[1].pid} on host {socket.gethostname()}" in err
         assert time.monotonic() - started < 60  # at once: no waiting for the holder
         assert not os.path.exists(tmp_path / "run" / ownership.MARKER)  # nothing written while locked
-        assert sorted(os.listdir(tmp_path / "out")) == [ownership.LOCK]
+        assert sorted(os.listdir(tmp_path / "out")) == [locks.LOCK]
     finally:
         for holder in holders:
             holder.kill()
@@ -259,9 +260,9 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_and_released_after_the_jo
     holder = hold_lock(out, "marn preprocess")
     os.kill(holder.pid, signal.SIGKILL)  # no chance to release it
     holder.wait()
-    assert os.path.exists(out / ownership.LOCK)
+    assert os.path.exists(out / locks.LOCK)
     assert preprocess(config, out) == 0
-    assert not os.path.exists(out / ownership.LOCK)
+    assert not os.path.exists(out / locks.LOCK)
     first = json.loads((out / ownership.MARKER).read_text())
     assert first["kind"] == "preprocess" and first["command"] == "marn preprocess" and first["run_id"]
     # Its own output: --overwrite replaces it, under a new run id; without --overwrite it is refused.
@@ -269,7 +270,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_and_released_after_the_jo
     assert "pass --overwrite" in capsys.readouterr().err
     assert preprocess(config, out, "--overwrite") == 0
     assert json.loads((out / ownership.MARKER).read_text())["run_id"] != first["run_id"]
-    assert (out / "schema.json").exists() and not os.path.exists(out / ownership.LOCK)
+    assert (out / "schema.json").exists() and not os.path.exists(out / locks.LOCK)
 
 
 @pytest.mark.integration
@@ -278,32 +279,32 @@ def test_the_lock_is_released_when_the_job_fails(tmp_path, capsys):
     out = tmp_path / "out"
     assert preprocess(config, out, "--set", "pipeline.max_dead_letter_rate=0.0") == 1
     assert "too many rejected records" in capsys.readouterr().err
-    assert not os.path.exists(out / ownership.LOCK) and os.path.exists(out / ownership.MARKER)
+    assert not os.path.exists(out / locks.LOCK) and os.path.exists(out / ownership.MARKER)
 
 
 def test_lock_rules(tmp_path):
     directory = tmp_path / "d"
-    with ownership.lock(str(directory), "marn run"):
-        assert os.path.exists(directory / ownership.LOCK)
-        with ownership.lock(str(directory), "marn run"):  # re-entrant in one process (marn demo -> marn run)
+    with locks.lock(str(directory), "marn run"):
+        assert os.path.exists(directory / locks.LOCK)
+        with locks.lock(str(directory), "marn run"):  # re-entrant in one process (marn demo -> marn run)
             pass
-        assert os.path.exists(directory / ownership.LOCK)
-    assert not os.path.exists(directory / ownership.LOCK)
+        assert os.path.exists(directory / locks.LOCK)
+    assert not os.path.exists(directory / locks.LOCK)
     with pytest.raises(KeyError):
-        with ownership.lock(str(directory), "marn run"):
+        with locks.lock(str(directory), "marn run"):
             raise KeyError("boom")
-    assert not os.path.exists(directory / ownership.LOCK)  # released on an exception too
+    assert not os.path.exists(directory / locks.LOCK)  # released on an exception too
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lock = directory / ownership.LOCK
+    lock = directory / locks.LOCK
     lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "command": "marn run",
                                 "started": "then", "token": "t"}))
-    with ownership.lock(str(directory), "marn run"):  # a dead pid on this host: stale, taken over
+    with locks.lock(str(directory), "marn run"):  # a dead pid on this host: stale, taken over
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     lock.write_text(json.dumps({"pid": os.getpid(), "host": "another-host", "command": "marn run",
                                 "started": "2026-01-01T00:00:00+00:00", "token": "t"}))
-    with pytest.raises(ownership.LockedError, match="pid .* on host another-host.*another host"):
-        with ownership.lock(str(directory), "marn run"):  # another host: cannot tell, so never taken over
+    with pytest.raises(LockedError, match="pid .* on host another-host.*another host"):
+        with locks.lock(str(directory), "marn run"):  # another host: cannot tell, so never taken over
             pass
     assert json.loads(lock.read_text())["host"] == "another-host"

@@ -14,7 +14,8 @@ import yaml
 
 from marn_tf.config import Config
 from marn_tf.config_loader import apply_overrides
-from marn_tf.workflow import main_job, ownership
+from marn_tf.storage import ownership
+from marn_tf.workflow import main_job
 from marn_tf.workflow.stages import Stage, StageRunner
 
 DEFAULT_OUTPUT = os.path.join("runs", "demo")

@@ -31,7 +31,7 @@ import yaml
 
 from marn_tf.config import Config
 from marn_tf.config_loader import apply_overrides, to_dict
-from marn_tf.workflow import ownership
+from marn_tf.storage import ownership
 from marn_tf.workflow.stages import STAGES_DIR, Stage, StageError, StageRunner
 from marn_tf.workflow import summary as summary_table
 

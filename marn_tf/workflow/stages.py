@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from marn_tf.workflow import ownership
+from marn_tf.storage import ownership
 
 log = logging.getLogger(__name__)
 STAGES_DIR = "stages"

@@ -174,7 +174,7 @@ def test_a_staging_directory_left_by_a_killed_export_is_removed_by_the_next(prep
     model_dir = tmp_path / "base" / "marn"
     killed = subprocess.run([sys.executable, "-c", (
         "import os, signal, marn_tf\n"
-        "from marn_tf.workflow import ownership\n"
+        "from marn_tf.storage import ownership\n"
         f"with ownership.temporary_directory({str(model_dir)!r}, '.staging-1-', 'marn export') as d:\n"
         "    open(os.path.join(d, 'saved_model.pb'), 'w').write('half')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n")], capture_output=True, text=True, timeout=120)

@@ -62,7 +62,7 @@ def test_running_it_again_skips_every_stage(flow_run):
 def test_rerunning_its_own_marked_directory_through_the_cli_skips_every_stage(flow_run, capsys):
     """The run directory carries the run's marker (kept across runs) and no lock once the run is over."""
     from marn_tf import cli
-    from marn_tf.workflow import ownership
+    from marn_tf.storage import locks, ownership
 
     _, run_dir, config, _ = flow_run
     with open(os.path.join(run_dir, ownership.MARKER)) as f:
@@ -70,14 +70,14 @@ def test_rerunning_its_own_marked_directory_through_the_cli_skips_every_stage(fl
     assert marker["kind"] == "run" and marker["command"] == "marn run" and marker["run_id"]
     with open(os.path.join(run_dir, "preprocessed", ownership.MARKER)) as f:
         assert json.load(f)["kind"] == "preprocess"
-    assert not os.path.exists(os.path.join(run_dir, ownership.LOCK))
+    assert not os.path.exists(os.path.join(run_dir, locks.LOCK))
     assert cli.main(["run", "--config", config, "--output", run_dir, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert len(stages_that(printed, "skipped, its outputs exist and match its inputs")) == 12
     assert stages_that(printed, "done in") == []
     with open(os.path.join(run_dir, ownership.MARKER)) as f:
         assert json.load(f) == marker
-    assert not os.path.exists(os.path.join(run_dir, ownership.LOCK))
+    assert not os.path.exists(os.path.join(run_dir, locks.LOCK))
 
 
 def test_a_changed_ladder_reruns_only_the_stages_it_changes(flow_run):
