@@ -10,6 +10,7 @@ import sys
 
 import marn_tf  # noqa: F401  (selects Keras 2 before anything imports TensorFlow)
 from marn_tf.config_loader import ConfigError
+from marn_tf.schema import SPLITS
 
 
 def _generate_data(args: argparse.Namespace) -> int:
@@ -178,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "command does not know go to the Beam job as pipeline options, as for preprocess.",
         epilog="example: marn run --config my.yaml --set run.ladder=[] --set train.epochs=5")
     rn.add_argument("--config", required=True, help="YAML config (docs/raw_data.md; the run: section: "
-                                                    "marn_tf/workflow/run_config.py)")
+                                                    "marn_tf/run_config.py)")
     rn.add_argument("--output", help="run directory (default: run.output, else runs/<config file name>)")
     rn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set run.seeds=[1,2,3] (repeatable)")
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: marn evaluate --run runs/marn --data data/prep --split test")
     ev.add_argument("--run", required=True, help="run directory of `marn train`")
     ev.add_argument("--data", required=True, help="output directory of `marn preprocess`")
-    ev.add_argument("--split", default="test", choices=["train", "validation", "test"], help="default: %(default)s")
+    ev.add_argument("--split", default="test", choices=SPLITS, help="default: %(default)s")
     ev.add_argument("--output", help="report directory (default: <run>/evaluation_<split>)")
     ev.add_argument("--max-batches", type=int, help="evaluate only this many batches of 1024 (a quick look)")
 

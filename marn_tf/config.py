@@ -1,7 +1,7 @@
 """The one YAML config of a marn-tf run: where the raw data is, what its fields are called, and the
 choices the pipeline makes (sequence length, vocabulary thresholds, split dates, dead-letter limit), and
 the model and training sections (`marn_tf/model_config.py`), and what `marn run` does around them
-(`marn_tf/workflow/run_config.py`).
+(`marn_tf/run_config.py`).
 
 `Config.load("my.yaml", overrides=["max_length=30"])` reads it; every section below is a
 typed dataclass, and `docs/raw_data.md` shows a complete annotated example.
@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 from marn_tf.config_loader import ConfigError, from_dict, load_yaml, to_dict
 from marn_tf.model_config import ModelConfig, TrainConfig, check_compatible
-from marn_tf.workflow.run_config import RunConfig
+from marn_tf.run_config import RunConfig
 
 FORMATS = ("auto", "jsonl", "csv", "parquet")
 

@@ -28,6 +28,8 @@ SCHEMA_VERSION = 1
 SCHEMA_FILE = "schema.json"
 DTYPES = ("int64", "float32", "string")
 MODALITIES = ("id", "image", "text", "statistic")
+SPLITS = ("train", "validation", "test")  # the pipeline's time-ordered splits, each a directory of TFRecords
+EVALUATION_SPLITS = SPLITS[1:]  # held out from training: where a model is chosen (validation) and measured (test)
 # Vocabularies the model reads by role: item ids (keys of the item table) and user ids (GAUC's groups).
 ITEM_VOCABULARY = "item_id"
 USER_VOCABULARY = "user_id"

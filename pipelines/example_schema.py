@@ -130,9 +130,6 @@ def vocabulary_file(name: str) -> str:
     return f"vocab/{name}.txt"
 
 
-SPLITS = ("train", "validation", "test")
-
-
 def split_pattern(split: str) -> str:
     return f"{split}/part-*.tfrecord.gz"
 
@@ -146,5 +143,5 @@ def build_schema(config: Config, vocabulary_sizes: dict[str, int], num_with_id_e
                       for name in vocabulary_names(config)},
         item_table=S.ItemTableSpec(files="item_table/part-*.parquet", key=ITEM_KEY_COLUMN,
                                    columns=item_columns(config), num_with_id_embedding=num_with_id_embedding),
-        splits={s: split_pattern(s) for s in SPLITS},
+        splits={s: split_pattern(s) for s in S.SPLITS},
     )

@@ -29,7 +29,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from marn_tf.config import Config
 from marn_tf.config_loader import ConfigError
-from marn_tf.schema import SCHEMA_FILE
+from marn_tf.schema import SCHEMA_FILE, SPLITS
 from marn_tf.storage import files, ownership
 from pipelines import example_schema as ES
 from pipelines import records as R
@@ -333,9 +333,9 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str, files: Optiona
 
     examples = timelines.ok | "Examples" >> beam.ParDo(
         BuildExamples(config), beam.pvalue.AsDict(item_stats),
-        beam.pvalue.AsSingleton(global_totals)).with_outputs(*ES.SPLITS, COUNTS)
+        beam.pvalue.AsSingleton(global_totals)).with_outputs(*SPLITS, COUNTS)
     counts.append(examples[COUNTS])
-    for split in ES.SPLITS:
+    for split in SPLITS:
         _ = examples[split] | f"Write {split}" >> beam.io.WriteToTFRecord(
             join(split, "part"), file_name_suffix=".tfrecord.gz", num_shards=config.pipeline.num_shards)
 
@@ -392,7 +392,7 @@ def pipeline_options(pipeline_args: list[str], num_workers: int) -> PipelineOpti
 
 
 # Every entry `marn preprocess` writes directly under its output: --overwrite deletes these and nothing else.
-OUTPUT_ENTRIES = (*ES.SPLITS, "vocab", "item_table", "dead_letter", COUNTS_FILE, "report.json", "report.md",
+OUTPUT_ENTRIES = (*SPLITS, "vocab", "item_table", "dead_letter", COUNTS_FILE, "report.json", "report.md",
                   SCHEMA_FILE, "beam-temp-*")
 COMMAND = "marn preprocess"
 _OVERWRITE_HINT = " (--overwrite replaces only an output that marn preprocess wrote)"

@@ -9,6 +9,7 @@ import json
 from apache_beam.io.filesystems import FileSystems
 
 from marn_tf.config import Config
+from marn_tf.schema import SPLITS
 from pipelines import example_schema as ES
 
 COUNTS_FILE = "counts.json"
@@ -67,7 +68,7 @@ def build_report(counts: dict, config: Config) -> dict:
                       "dead_letter_rate": round(rejected / n_in, 6) if n_in else 0.0,
                       "balanced": n_in == accepted + rejected, "dead_letter_reasons": dict(sorted(dead[s].items()))}
     splits = {}
-    for split in ES.SPLITS:
+    for split in SPLITS:
         n = counts.get(f"examples:{split}", 0)
         positives = counts.get(f"positives:{split}", 0)
         prefix = f"sequence_length:{split}:"

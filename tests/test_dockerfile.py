@@ -76,7 +76,7 @@ def test_everything_copied_exists_and_is_in_the_build_context():
 
 def test_serve_image_serves_the_demo_export():
     args, serve = _args(), " ".join(_stages()["serve"])
-    from marn_tf.workflow.main_job import EXPORT_DIR
+    from marn_tf.workflow.run_directory import EXPORT_DIR
 
     demo_dir = re.search(r"^DEMO_DIR \?= (\S+)", _read("Makefile"), re.MULTILINE).group(1)
     assert re.search(r"marn demo --output \$\(DEMO_DIR\)", _read("Makefile"))

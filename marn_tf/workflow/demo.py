@@ -16,6 +16,7 @@ from marn_tf.config import Config
 from marn_tf.config_loader import apply_overrides
 from marn_tf.storage import ownership
 from marn_tf.workflow import main_job
+from marn_tf.workflow import run_directory as layout
 from marn_tf.workflow.stages import Stage, StageRunner
 
 DEFAULT_OUTPUT = os.path.join("runs", "demo")
@@ -40,7 +41,7 @@ def demo(output: str = DEFAULT_OUTPUT, overrides: Sequence[str] = (), progress: 
     config = Config.from_dict(data)  # a bad --set fails here, before any work
     config_path = os.path.join(output, "config.yaml")
     # The demo writes config.yaml and raw/ besides what `marn run` writes; nothing of the user's may be there.
-    written = [config_path, raw] + [os.path.join(output, name) for name in main_job.RUN_ENTRIES]
+    written = [config_path, raw] + [os.path.join(output, name) for name in layout.ENTRIES]
     with ownership.owned_directory(output, ownership.RUN, COMMAND, written=written):
         with open(config_path, "w") as f:
             f.write("# marn demo: the generated dataset's config with the demo's short training budgets.\n"

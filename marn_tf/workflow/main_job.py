@@ -1,14 +1,7 @@
 """`marn run --config my.yaml`: the main job, stage by stage, resumable.
 
-    <run>/resolved_config.yaml        the config the run used (defaults and overrides applied)
-    <run>/preprocessed/               `marn preprocess`: TFRecords, vocabularies, item table, schema, report
-    <run>/model/                      `marn train`: the main model (the config's model: and train: sections)
-    <run>/ladder/<variant>-seed<N>/   the ablation ladder (run.ladder x run.seeds, run.ladder_overrides)
-    <run>/evaluations/<name>/         `marn evaluate` of each model on run.evaluation_split
-    <run>/export/marn/1/              `marn export` of the main model, checked by `marn check-export`
-    <run>/report.html, report/*.png   the results report (`marn_tf/workflow/results_report.py`)
-    <run>/summary.json                what the summary table prints
-    <run>/stages/<stage>.json         what each stage consumed and produced (`marn_tf/workflow/stages.py`)
+The run directory's layout is `run_directory.py`: the config it used, the pipeline's output, the main
+model and the ablation ladder, their evaluations, the export, the summary and the results report.
 
 Re-running the same command skips every stage whose outputs exist and match its inputs; a stage that was
 interrupted runs again (training resumes from its last checkpoint); a changed config re-runs the stages
@@ -16,7 +9,7 @@ it affects and those after them.
 
 Before anything is written the config and the input files are checked, the run directory must be new, empty
 or one that `marn run`/`marn demo` wrote (its `.marn-owner.json`), no input may lie in what the run writes
-(`RUN_ENTRIES`), and the run directory is locked for the whole run (`ownership.py`).
+(`run_directory.ENTRIES`), and the run directory is locked for the whole run (`marn_tf/storage/`).
 """
 from __future__ import annotations
 
@@ -32,16 +25,11 @@ import yaml
 from marn_tf.config import Config
 from marn_tf.config_loader import apply_overrides, to_dict
 from marn_tf.storage import ownership
-from marn_tf.workflow.stages import STAGES_DIR, Stage, StageError, StageRunner
+from marn_tf.workflow import run_directory as layout
 from marn_tf.workflow import summary as summary_table
+from marn_tf.workflow.stages import Stage, StageError, StageRunner
 
-RUN_CONFIG_FILE = "resolved_config.yaml"
-EXPORT_DIR = "export"  # <run>/export: the model base directory (models.config + marn/<version>)
-EXPORT_MODEL = "marn"  # <run>/export/marn/1: the one version a run exports
 COMMAND = "marn run"
-# Everything the run writes directly under its directory: what it may delete or overwrite there.
-RUN_ENTRIES = ("preprocessed", "model", "ladder", "evaluations", EXPORT_DIR, "export_check.json", "report.html",
-               "report", "summary.json", RUN_CONFIG_FILE, STAGES_DIR)
 PIPELINE_SECTIONS = ("inputs", "events", "items", "users", "sequence", "vocabulary", "statistics", "split",
                      "pipeline")
 
@@ -50,7 +38,7 @@ PIPELINE_SECTIONS = ("inputs", "events", "items", "users", "sequence", "vocabula
 class ModelRun:
     """One model the flow trains and evaluates: the main one or a rung of the ladder."""
 
-    name: str  # "model" or "<variant>-seed<N>"
+    name: str  # layout.MODEL or "<variant>-seed<N>"
     variant: str
     seed: int
     config: Config
@@ -77,7 +65,8 @@ def input_files(config: Config) -> list:
 
 def model_runs(config: Config, run_dir: str) -> list[ModelRun]:
     """The main model, then the ladder (a rung identical to the main model reuses it)."""
-    main = ModelRun("model", config.model.variant, config.train.seed, config, os.path.join(run_dir, "model"), True)
+    main = ModelRun(layout.MODEL, config.model.variant, config.train.seed, config, os.path.join(run_dir, layout.MODEL),
+                    True)
     runs = [main]
     base = to_dict(config)
     for variant in config.run.ladder:
@@ -88,7 +77,7 @@ def model_runs(config: Config, run_dir: str) -> list[ModelRun]:
                 main.rungs.append((variant, seed))  # the main model is this rung: trained once
                 continue
             name = f"{variant}-seed{seed}"
-            runs.append(ModelRun(name, variant, seed, rung, os.path.join(run_dir, "ladder", name), False,
+            runs.append(ModelRun(name, variant, seed, rung, os.path.join(run_dir, layout.LADDER, name), False,
                                  [(variant, seed)]))
     return runs
 
@@ -118,16 +107,16 @@ def run(config_path: str, overrides: Sequence[str] = (), output: Optional[str] =
     config = Config.load(config_path, overrides)
     run_dir = output or default_output(config_path, config)
     inputs = input_paths(config, list_input_files(config), config_path)  # every input file found and checked
-    written = [os.path.join(run_dir, name) for name in RUN_ENTRIES]
+    written = [os.path.join(run_dir, name) for name in layout.ENTRIES]
     with ownership.owned_directory(run_dir, ownership.RUN, COMMAND, inputs, written):
         return _run(config, run_dir, beam_args, progress, stages, stream)
 
 
 def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optional[bool],
          stages: Optional[StageRunner], stream) -> dict:
-    with open(os.path.join(run_dir, RUN_CONFIG_FILE), "w") as f:
+    with open(os.path.join(run_dir, layout.RESOLVED_CONFIG), "w") as f:
         yaml.safe_dump(to_dict(config), f, sort_keys=False)
-    data_dir = os.path.join(run_dir, "preprocessed")
+    data_dir = os.path.join(run_dir, layout.PREPROCESSED)
     runs = model_runs(config, run_dir)
     split = config.run.evaluation_split
     stages = stages or StageRunner(run_dir, stage_count(config, run_dir), stream)
@@ -152,7 +141,7 @@ def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optio
         trained[model.name] = _train_stage(stages, model, data_dir, prep.outputs_digest, progress)
     for model in runs:
         evaluations[model.name] = _evaluate_stage(stages, model, data_dir, split, trained[model.name],
-                                                  os.path.join(run_dir, "evaluations", model.name))
+                                                  os.path.join(run_dir, layout.EVALUATIONS, model.name))
 
     main = runs[0]
     export = None
@@ -160,14 +149,14 @@ def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optio
         export = _export_stages(stages, run_dir, main, data_dir, trained[main.name])
 
     summary = {
-        "run": os.path.abspath(run_dir), "split": split, "main": evaluations["model"],
+        "run": os.path.abspath(run_dir), "split": split, "main": evaluations[layout.MODEL],
         # The floor every model's AUC is read against: the main model's split and examples (None before it existed).
-        "floor": evaluations["model"].get("floor"),
+        "floor": evaluations[layout.MODEL].get("floor"),
         "training": {name: t.result for name, t in trained.items()},
         "ladder": {v: [evaluations[n] for n in names] for v, names in ladder_members(config, runs).items()},
         "export": export, "pipeline": prep.result,
     }
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+    with open(os.path.join(run_dir, layout.SUMMARY), "w") as f:
         json.dump(summary, f, indent=2)
 
     def report():
@@ -177,7 +166,7 @@ def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optio
 
     stages.run(Stage("report", "results report: report.html and its plots",
                      {"summary": summary, "training": {n: t.outputs_digest for n, t in trained.items()}},
-                     [os.path.join(run_dir, "report.html"), os.path.join(run_dir, "report")], report))
+                     [os.path.join(run_dir, layout.REPORT_PAGE), os.path.join(run_dir, layout.REPORT_DIR)], report))
     print(summary_table.render(summary), file=stages.stream, flush=True)
     return summary
 
@@ -219,19 +208,19 @@ def _evaluate_stage(stages: StageRunner, model: ModelRun, data_dir: str, split: 
 def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: str, trained) -> dict:
     from export.saved_model import export_model
 
-    base = os.path.join(run_dir, EXPORT_DIR)
-    path = os.path.join(base, EXPORT_MODEL, "1")  # from the run's layout, never read back from a stage record
+    base = os.path.join(run_dir, layout.EXPORT_DIR)
+    path = os.path.join(base, layout.EXPORT_MODEL, "1")  # from the run's layout, never read back from a stage record
 
     def export_action():
         # Export again from scratch: a run stopped after the rename left version 1 complete but the stage
         # unfinished, and `export_model` never overwrites a version.
         ownership.remove(base, run_dir)
-        result = export_model(main.directory, data_dir, base, model_name=EXPORT_MODEL, version=1)
+        result = export_model(main.directory, data_dir, base, model_name=layout.EXPORT_MODEL, version=1)
         return {"path": result.path, "checkpoint": result.checkpoint, "warmup_requests": result.warmup_requests}
 
     exported = stages.run(Stage("export", "export the main model for TF Serving",
                                 {"model": trained.outputs_digest}, [base], export_action))
-    checks = os.path.join(run_dir, "export_check.json")
+    checks = os.path.join(run_dir, layout.EXPORT_CHECK)
 
     def check_action():
         # In a fresh process, the way a server loads it (and this process's memory stays as it was).

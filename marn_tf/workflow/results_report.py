@@ -17,11 +17,10 @@ from typing import Optional
 import numpy as np
 
 from marn_tf.evaluation.report import discriminator_reading, html_table, plot_modality_weights, pyplot
+from marn_tf.schema import SPLITS
 from marn_tf.training.callbacks import read_history
-from marn_tf.workflow.main_job import RUN_CONFIG_FILE
+from marn_tf.workflow import run_directory as layout
 from marn_tf.workflow.summary import ladder_rows, lift
-
-PLOTS_DIR = "report"
 
 
 def _save(fig, path: str) -> None:
@@ -128,7 +127,7 @@ def _read_json(path: str) -> dict:
 
 
 def _image(name: str, alt: str) -> str:
-    return f'<img src="{PLOTS_DIR}/{name}" alt="{html.escape(alt)}">'
+    return f'<img src="{layout.REPORT_DIR}/{name}" alt="{html.escape(alt)}">'
 
 
 def _floor_note(floor: Optional[dict]) -> str:
@@ -150,7 +149,7 @@ def ladder_table(rows: list[dict], floor: Optional[dict]) -> str:
 
 def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs: dict[str, str]) -> dict:
     """Writes the page and its plots; returns {"report": path, "plots": [names]}."""
-    plots = os.path.join(run_dir, PLOTS_DIR)
+    plots = os.path.join(run_dir, layout.REPORT_DIR)
     os.makedirs(plots, exist_ok=True)
     pipeline = _read_json(os.path.join(data_dir, "report.json"))
     histories = {name: read_history(os.path.join(d, "history.jsonl")) for name, d in model_dirs.items()}
@@ -180,7 +179,7 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
         "overview": (
             "Overview",
             f"<p>Run <code>{html.escape(summary['run'])}</code> (its config with every default: "
-            f"<a href=\"{RUN_CONFIG_FILE}\">{RUN_CONFIG_FILE}</a>; TensorBoard: <code>tensorboard --logdir "
+            f"<a href=\"{layout.RESOLVED_CONFIG}\">{layout.RESOLVED_CONFIG}</a>; TensorBoard: <code>tensorboard --logdir "
             f"{html.escape(os.path.join(summary['run'], 'model', 'tensorboard'))}</code>); every model evaluated on the "
             f"<b>{html.escape(summary['split'])}</b> split ({main['examples']:,} examples).</p>"
             + html_table(["model", "seed", "AUC", "AUC - floor", "GAUC", "log loss", "D1 accuracy", "Ds accuracy"],
@@ -196,7 +195,7 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
                          "yes" if v["balanced"] else "NO"] for s, v in pipeline["sources"].items()])
             + html_table(["split", "examples", "positive rate"],
                          [[s, pipeline["splits"][s]["examples"], pipeline["splits"][s]["positive_rate"]]
-                          for s in ("train", "validation", "test") if s in pipeline["splits"]])
+                          for s in SPLITS if s in pipeline["splits"]])
             + _image("dead_letters.png", "dead-letter reasons")
             + html_table(["table", "reason", "records"],
                          [[s, r, n] for s, v in pipeline["sources"].items()
@@ -253,7 +252,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#
 {body}
 </body></html>
 """
-    path = os.path.join(run_dir, "report.html")
+    path = os.path.join(run_dir, layout.REPORT_PAGE)
     with open(path, "w") as f:
         f.write(page)
     return {"report": path, "plots": sorted(os.listdir(plots))}

@@ -29,9 +29,9 @@ from typing import Any, Callable, Optional, Sequence
 import tensorflow as tf
 
 from marn_tf.storage import ownership
+from marn_tf.workflow import run_directory as layout
 
 log = logging.getLogger(__name__)
-STAGES_DIR = "stages"
 
 
 class StageError(RuntimeError):
@@ -97,10 +97,10 @@ class StageRunner:
         self.done = 0
         self.stream = stream or sys.stdout
         self.started = time.time()
-        os.makedirs(os.path.join(run_dir, STAGES_DIR), exist_ok=True)
+        os.makedirs(os.path.join(run_dir, layout.STAGES_DIR), exist_ok=True)
 
     def _record_path(self, name: str) -> str:
-        return os.path.join(self.run_dir, STAGES_DIR, f"{name}.json")
+        return os.path.join(self.run_dir, layout.STAGES_DIR, f"{name}.json")
 
     def _read(self, name: str) -> dict:
         path = self._record_path(name)

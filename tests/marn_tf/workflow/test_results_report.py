@@ -8,7 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from marn_tf.workflow.results_report import PLOTS_DIR, ladder_figure, ladder_table
+from marn_tf.workflow.results_report import ladder_figure, ladder_table
+from marn_tf.workflow.run_directory import REPORT_DIR
 
 pytestmark = pytest.mark.integration
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -77,7 +78,7 @@ def test_the_report_has_every_section_with_its_plot_and_tables(report):
             assert len(section["images"]) == 1, section["id"]
         assert section["tables"] >= (0 if section["id"] == "discriminators" else 1), section["id"]
     for src in (src for s in sections for src in s["images"]):
-        assert src.startswith(PLOTS_DIR + "/")
+        assert src.startswith(REPORT_DIR + "/")
         with open(os.path.join(run_dir, src), "rb") as f:
             assert f.read(8) == PNG_MAGIC, src
 
@@ -126,7 +127,7 @@ def test_the_ladder_table_starts_with_the_floor_and_shows_each_variants_auc_over
 
 def test_headless_chromium_renders_the_report_with_every_image_decoded(report, tmp_path):
     run_dir, page, sections = report
-    shutil.copytree(os.path.join(run_dir, PLOTS_DIR), tmp_path / PLOTS_DIR)
+    shutil.copytree(os.path.join(run_dir, REPORT_DIR), tmp_path / REPORT_DIR)
     probed = tmp_path / "report.html"
     probed.write_text(page.replace("</body>", IMAGE_PROBE + "</body>"))
     common = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
@@ -164,5 +165,5 @@ def test_a_run_of_the_main_model_only_reports_what_it_has(raw_dataset, tmp_path)
     parser.feed(page)
     assert [s["id"] for s in parser.sections] == SECTIONS
     assert "No ladder in this run" in page and "Not exported" in page and "has no discriminators" in page
-    assert sorted(os.listdir(tmp_path / "run" / PLOTS_DIR)) == [
+    assert sorted(os.listdir(tmp_path / "run" / REPORT_DIR)) == [
         "dead_letters.png", "modality_weights_by_category.png", "slices.png", "training_curves.png"]

@@ -6,8 +6,7 @@ from typing import Optional
 
 from marn_tf.config_loader import ConfigError
 from marn_tf.model_config import VARIANTS
-
-SPLITS = ("validation", "test")
+from marn_tf.schema import EVALUATION_SPLITS
 
 
 @dataclasses.dataclass
@@ -44,8 +43,8 @@ class RunConfig:
             raise ConfigError("seeds must name at least one seed when ladder names variants")
         if self.workers <= 0:
             raise ConfigError("workers must be positive")
-        if self.evaluation_split not in SPLITS:
-            raise ConfigError(f"evaluation_split must be one of {', '.join(SPLITS)}")
+        if self.evaluation_split not in EVALUATION_SPLITS:
+            raise ConfigError(f"evaluation_split must be one of {', '.join(EVALUATION_SPLITS)}")
         bad = [o for o in self.ladder_overrides if not o.startswith(("train.", "model.")) or "=" not in o]
         if bad:
             raise ConfigError(f"ladder_overrides: {bad[0]!r} must look like train.key=value or model.key=value")
