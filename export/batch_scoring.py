@@ -29,7 +29,7 @@ from marn_tf import schema as S
 from marn_tf.models.network import request_features
 from export.errors import short_reason
 from export.request_features import RequestError, required_features, to_example
-from pipelines.preprocess import pipeline_options
+from pipelines.beam_options import pipeline_options
 
 log = logging.getLogger(__name__)
 # What bad record bytes or values make the checks raise; anything else is logged once per type as well.

@@ -1,6 +1,6 @@
 """Raw records -> validated events, items and user profiles, or a dead letter with the reason.
 
-Pure Python (no Beam), so every rule is unit-tested directly; `preprocess.py` runs these functions
+Pure Python (no Beam), so every rule is unit-tested directly; `transforms.py` runs these functions
 inside Beam DoFns. A raw record is a text line (JSON lines, CSV) or a dict (Parquet).
 """
 from __future__ import annotations

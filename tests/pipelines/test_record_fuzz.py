@@ -21,7 +21,7 @@ from pipelines import example_schema as ES
 from pipelines import records as R
 from pipelines.item_statistics import CumulativeCounts
 from pipelines.item_table import arrow_schema, item_row
-from pipelines.preprocess import COUNTS, DEAD, ITEMS, ReadAndParse
+from pipelines.transforms import COUNTS, DEAD, ITEMS, ReadAndParse
 from pipelines.raw_io import InputFile
 from pipelines.tf_example import ExampleEncoder
 from pipelines.user_history import build_examples

@@ -11,7 +11,7 @@ import pytest
 
 from marn_tf.config import Config
 from pipelines import records as R
-from pipelines import synthetic_data as S
+from pipelines import synthetic_world as S
 from pipelines.synthetic_data import GeneratorOptions, generate
 
 SMALL = dict(users=300, items=1200, days=10, image_dim=8, bad_record_rate=0.0)
