@@ -26,6 +26,7 @@ delete `--runs` to redo them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -76,10 +77,12 @@ def world_of(config_path: str) -> dict:
 def run_config(args, variant: str, seed: int):
     from marn_tf.config import Config
 
-    return Config.load(args.config, [f"model.variant={variant}", f"train.seed={seed}",
-                                     f"train.batch_size={args.batch_size}",
-                                     f"train.steps_per_epoch={args.steps_per_eval}", f"train.epochs={args.max_evals}",
-                                     f"train.early_stopping_patience={args.patience}", *args.set])
+    config = Config.load(args.config, [
+        f"model.variant={variant}", f"train.seed={seed}", f"train.batch_size={args.batch_size}",
+        f"train.steps_per_epoch={args.steps_per_eval}", f"train.epochs={args.max_evals}",
+        f"train.early_stopping_patience={args.patience}", *args.set])
+    # a --set key this variant does not read is reset, so `--set model.lambda_align=0` reuses man's runs
+    return dataclasses.replace(config, model=config.model.for_variant(variant))
 
 
 def run_dir(args, config) -> str:

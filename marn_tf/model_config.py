@@ -15,6 +15,11 @@ measurement taught us", says why the defaults differ):
     --set model.adversarial_objective=reversal --set model.lambda_adv=0.1 --set model.share_discriminator=true \
     --set model.importance_weighting=scale --set model.lambda_align=0 --set model.normalize_modalities=false \
     --set model.attention_context=own
+
+A key the chosen model does not read (a discriminator's weight for `man`, `cross_layers` without the DCN
+head, ...) set to anything but its default is an error (`check_settings_used`) rather than silently
+ignored; a ladder rung is the main model's config with `variant` changed and the keys the rung does not
+read reset (`for_variant`).
 """
 from __future__ import annotations
 
@@ -95,6 +100,35 @@ class ModelConfig:
     deduplicate_items: bool = True  # run the item encoder once per unique item of a batch
     deduplicate_sequences: bool = True  # at inference, encode each distinct behaviour sequence once
 
+    def unused_keys(self) -> dict[str, str]:
+        """The keys this configuration does not read, whatever their value, each with why."""
+        unused = {}
+        for keys, variants, why in _UNUSED_BY_VARIANT:
+            if self.variant in variants:
+                unused.update({key: f"model.variant {self.variant!r} {why}" for key in keys})
+        if self.head != "dcn":
+            unused["cross_layers"] = f"model.head is {self.head!r}, not 'dcn'"
+        if not self.grl_ramp and "adversarial_ramp_steps" not in unused:
+            unused["adversarial_ramp_steps"] = "model.grl_ramp is false"
+        return unused
+
+    def check_settings_used(self) -> None:
+        """Raises when a key this configuration does not read is set to anything but its default."""
+        defaults = ModelConfig()
+        idle = {key: why for key, why in self.unused_keys().items() if getattr(self, key) != getattr(defaults, key)}
+        if idle:
+            raise ConfigError("; ".join(f"model.{key} is {getattr(self, key)!r}, but {why}, so it would change "
+                                        "nothing" for key, why in idle.items())
+                              + ": remove " + ("it" if len(idle) == 1 else "them") + " from the config, or choose "
+                              "a model that reads " + ("it" if len(idle) == 1 else "them"))
+
+    def for_variant(self, variant: str) -> "ModelConfig":
+        """This config as `variant`: the same settings, except those the variant does not read, at their default
+        (a ladder rung of this model)."""
+        rung = dataclasses.replace(self, variant=variant)
+        defaults = ModelConfig()
+        return dataclasses.replace(rung, **{key: getattr(defaults, key) for key in rung.unused_keys()})
+
     def __post_init__(self):
         _check_choice("variant", self.variant, VARIANTS)
         _check_choice("attention_gate", self.attention_gate, ("vector", "scalar"))
@@ -136,6 +170,22 @@ class ModelConfig:
     @property
     def uses_sequence_encoder(self) -> bool:
         return self.variant != "din"
+
+
+_ATTENTION_KEYS = ("attention_gate", "attention_normalize", "attention_context", "attention_bias")
+_ADVERSARIAL_KEYS = ("common_units", "discriminator_hidden", "lambda_adv", "adversarial_objective",
+                     "adversarial_margin", "share_discriminator", "grl_coefficient", "grl_ramp",
+                     "adversarial_ramp_steps", "invariant_residual")
+_DOUBLE_KEYS = ("lambda_d0", "lambda_s", "lambda_align", "alignment_items", "alignment_temperature",
+                "importance_weighting", "importance_floor", "normalize_importance")
+# (keys, the variants that do not read them, why): what `unused_keys` reports.
+_UNUSED_BY_VARIANT = [
+    (("units", "normalize_modalities"), ("din",), "concatenates the raw modality embeddings (no projections)"),
+    (("sequence_encoder", "gru_units", "gru_unroll"), ("din",), "has no sequence encoder (target attention only)"),
+    (_ATTENTION_KEYS, ("din", "concat"), "has no modality attention"),
+    (_ADVERSARIAL_KEYS, ("din", "concat", "man"), "has no invariant part or discriminator"),
+    (_DOUBLE_KEYS, ("din", "concat", "man", "maan"), "has no D0, Ds or alignment term (marn has)"),
+]
 
 
 @dataclasses.dataclass

@@ -225,6 +225,7 @@ def indexed(dataset: tf.data.Dataset, network: Network) -> tf.data.Dataset:
 
 def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
           progress: Optional[bool] = None) -> TrainResult:
+    config.model.check_settings_used()
     train_config = config.train
     schema = check_data(config, data_dir)
     chief = is_chief()

@@ -73,6 +73,7 @@ def model_runs(config: Config, run_dir: str) -> list[ModelRun]:
         for seed in config.run.seeds:
             overrides = list(config.run.ladder_overrides) + [f"model.variant={variant}", f"train.seed={seed}"]
             rung = Config.from_dict(apply_overrides(base, overrides))
+            rung = dataclasses.replace(rung, model=rung.model.for_variant(variant))  # what the rung does not read
             if rung.model == config.model and rung.train == config.train:
                 main.rungs.append((variant, seed))  # the main model is this rung: trained once
                 continue
@@ -105,6 +106,7 @@ def run(config_path: str, overrides: Sequence[str] = (), output: Optional[str] =
     from pipelines.raw_io import list_input_files
 
     config = Config.load(config_path, overrides)
+    config.model.check_settings_used()
     run_dir = output or default_output(config_path, config)
     inputs = input_paths(config, list_input_files(config), config_path)  # every input file found and checked
     written = [os.path.join(run_dir, name) for name in layout.ENTRIES]

@@ -91,3 +91,29 @@ def test_missing_and_invalid_files(tmp_path):
 def test_alternating_updates_refuse_float16_loss_scaling(tmp_path):
     with pytest.raises(ConfigError, match="train: update=alternating does not support mixed_float16"):
         load(tmp_path, {**MINIMAL, "train": {"update": "alternating", "mixed_precision": "mixed_float16"}})
+
+
+def test_a_key_the_model_does_not_read_is_an_error_that_says_why(tmp_path):
+    for variant in ("din", "concat", "man", "maan", "marn"):
+        load(tmp_path, MINIMAL, [f"model.variant={variant}"]).model.check_settings_used()  # defaults: fine
+    model = load(tmp_path, MINIMAL, ["model.variant=man", "model.lambda_adv=0.5", "model.attention_gate=scalar"]).model
+    with pytest.raises(ConfigError, match=r"model.lambda_adv is 0.5, but model.variant 'man' has no invariant part "
+                                          r"or discriminator, so it would change nothing: remove it"):
+        model.check_settings_used()
+    with pytest.raises(ConfigError, match=r"model.cross_layers is 3, but model.head is 'mlp'"):
+        load(tmp_path, MINIMAL, ["model.cross_layers=3"]).model.check_settings_used()
+    load(tmp_path, MINIMAL, ["model.cross_layers=3", "model.head=dcn"]).model.check_settings_used()
+    with pytest.raises(ConfigError, match=r"model.lambda_align is 0.0, but model.variant 'maan' has no D0"):
+        load(tmp_path, MINIMAL, ["model.variant=maan", "model.lambda_align=0"]).model.check_settings_used()
+
+
+def test_a_ladder_rung_keeps_what_it_reads_and_resets_the_rest(tmp_path):
+    marn = load(tmp_path, MINIMAL, ["model.lambda_adv=0.5", "model.attention_gate=scalar", "model.dropout=0.1"]).model
+    marn.check_settings_used()
+    man = marn.for_variant("man")
+    assert (man.variant, man.attention_gate, man.dropout, man.lambda_adv) == ("man", "scalar", 0.1, 3.0)
+    din = marn.for_variant("din")
+    assert (din.attention_gate, din.dropout, din.lambda_adv) == ("vector", 0.1, 3.0)
+    for rung in (man, din, marn.for_variant("marn")):
+        rung.check_settings_used()
+    assert marn.for_variant("marn") == marn

@@ -85,3 +85,37 @@ def test_rate_offset_adds_the_floors_logits_to_the_deep_part(prepared):
     network.core.get_layer("rate_offset").rate_weights.assign(tf.ones(len(rates)))
     floor = floor_scores({name: features[name].numpy() for name in rates})
     np.testing.assert_allclose(network.full(features)["logit"].numpy() - deep, floor, rtol=1e-4, atol=1e-4)
+
+
+# A value other than the default for every key some model does not read (ModelConfig.unused_keys).
+NOT_DEFAULT = {
+    "units": 16, "normalize_modalities": False, "sequence_encoder": "augru", "gru_units": 16, "gru_unroll": False,
+    "attention_gate": "scalar", "attention_normalize": "softmax", "attention_context": "item", "attention_bias": 1.0,
+    "common_units": 16, "discriminator_hidden": [4], "lambda_adv": 0.5, "adversarial_objective": "reversal",
+    "adversarial_margin": 0.3, "share_discriminator": True, "grl_coefficient": 0.5, "grl_ramp": False,
+    "adversarial_ramp_steps": 7, "invariant_residual": "gated", "lambda_d0": 0.5, "lambda_s": 0.5,
+    "lambda_align": 0.5, "alignment_items": 4, "alignment_temperature": 0.5, "importance_weighting": "scale",
+    "importance_floor": 0.3, "normalize_importance": False, "cross_layers": 3,
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_keys_a_variant_does_not_read_change_nothing_in_it(prepared, variant):
+    """What `check_settings_used` refuses and `for_variant` resets is truly unused: the same weights, outputs
+    and loss weights whatever those keys hold."""
+    from marn_tf.models.marn_model import loss_weights
+
+    config, data, schema = prepared
+    model = config.model.for_variant(variant)
+    unused = list(model.unused_keys())
+    changed = dataclasses.replace(model, **{key: NOT_DEFAULT[key] for key in unused})
+    assert {key for key in unused if getattr(changed, key) != getattr(model, key)} == set(unused)
+    networks = [load_network(dataclasses.replace(config, model=m), schema, data) for m in (model, changed)]
+    weights = networks[0].core.get_weights()
+    assert [w.shape for w in networks[1].core.get_weights()] == [w.shape for w in weights]
+    networks[1].core.set_weights(weights)
+    features = batch(prepared)[0]
+    first, second = (n.full(features, training=False) for n in networks)
+    for key in ("probability", "modality_weights", "importance", "d1_loss", "ds_loss"):
+        np.testing.assert_allclose(second[key].numpy(), first[key].numpy(), rtol=1e-6, atol=1e-7, err_msg=key)
+    assert loss_weights(changed) == loss_weights(model)
