@@ -155,9 +155,11 @@ def test_a_checkpoint_with_non_finite_values_is_not_resumed_or_evaluated(prepare
 
 def frozen(config, **train):
     """Weights that do not move (a learning rate far below float32's resolution): the validation AUC is the same
-    every epoch, so early stopping's decisions are known in advance: the best at epoch 1, then `patience` more."""
+    every epoch, so early stopping's decisions are known in advance: the best at epoch 1, then `patience` more.
+    Op determinism: without it a validation AUC can differ in its last bits from epoch to epoch (float sums in
+    another order) and count as better: this test failed so once in a full-suite run (2026-11-30)."""
     return quick(config, learning_rate=1e-30, discriminator_learning_rate=1e-30, epochs=6,
-                 early_stopping_patience=2, **train)
+                 early_stopping_patience=2, deterministic=True, **train)
 
 
 def test_early_stopping_resumes_where_it_was(prepared, tmp_path):
