@@ -16,7 +16,7 @@ ARG TF_SERVING_VERSION=2.21.0
 # --- train: the marn command (pipeline, training, evaluation, export, batch scoring) ---------------------
 FROM tensorflow/tensorflow:${TF_VERSION} AS train
 WORKDIR /opt/marn-tf
-COPY constraints.txt setup.py README.md ./
+COPY constraints.txt pyproject.toml setup.py README.md ./
 COPY marn_tf ./marn_tf
 COPY pipelines ./pipelines
 COPY export ./export

@@ -10,7 +10,7 @@ DEMO_DIR ?= runs/demo
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py constraints.txt
+$(VENV)/.installed: setup.py pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "marn-tf needs Python 3.11, found " + sys.version' 
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,bench]'

@@ -28,7 +28,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["marn_tf", "marn_tf.*", "pipelines", "pipelines.*", "export", "export.*"]),
+    # pipelines/ and export/ sit beside marn_tf/ in the source tree but install as marn_tf.pipelines and
+    # marn_tf.export: the distribution owns one import name, never the generic `pipelines` or `export`.
+    packages=find_packages(include=["marn_tf", "marn_tf.*"]) + ["marn_tf.pipelines", "marn_tf.export"],
+    package_dir={"marn_tf.pipelines": "pipelines", "marn_tf.export": "export"},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={

@@ -10,8 +10,8 @@ def ensure_embedded_data(data: str, raw: str, config: str | None) -> str:
     if os.path.exists(os.path.join(data, "schema.json")):
         return config or os.path.join(raw, "config.yaml")
     from marn_tf.config import Config
-    from pipelines import preprocess
-    from pipelines.synthetic_data import GeneratorOptions, generate
+    from marn_tf.pipelines import preprocess
+    from marn_tf.pipelines.synthetic_data import GeneratorOptions, generate
 
     print(f"generating the embedded dataset into {raw} and {data} ...", flush=True)
     generate(GeneratorOptions(output=raw), progress=False)

@@ -40,7 +40,7 @@ def write_requests(data: str, path: str) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from export.warmup import read_examples
+    from marn_tf.export.warmup import read_examples
     from marn_tf.schema import Schema
 
     schema = Schema.load(data)
@@ -65,7 +65,7 @@ def build_din_peer(data: str, config_path: str, output: str) -> None:
     from marn_tf.config import Config
     from marn_tf.schema import Schema
     from marn_tf.training.trainer import load_network
-    from export.request_features import serving_parse_spec
+    from marn_tf.export.request_features import serving_parse_spec
 
     schema = Schema.load(data)
     network = load_network(Config.load(config_path), schema, data)
@@ -155,11 +155,11 @@ def main() -> None:
     if not (args.run or args.model):
         parser.error("give --run (a training run to export) or --model (an exported version)")
     from benchmarks.train import device_name
-    from export.check import read_info
+    from marn_tf.export.check import read_info
 
     os.makedirs(args.work, exist_ok=True)
     if args.model is None:
-        from export.saved_model import export_model
+        from marn_tf.export.saved_model import export_model
 
         print(f"exporting {args.run} ...", flush=True)
         args.model = export_model(args.run, args.data, os.path.join(args.work, "export"), warmup_batch_sizes=()).path

@@ -27,9 +27,9 @@ from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 
 from marn_tf import schema as S
 from marn_tf.models.network import request_features
-from export.errors import short_reason
-from export.request_features import RequestError, required_features, to_example
-from pipelines.beam_options import pipeline_options
+from marn_tf.export.errors import short_reason
+from marn_tf.export.request_features import RequestError, required_features, to_example
+from marn_tf.pipelines.beam_options import pipeline_options
 
 log = logging.getLogger(__name__)
 # What bad record bytes or values make the checks raise; anything else is logged once per type as well.
@@ -217,7 +217,7 @@ def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: st
         output_format: str = "jsonl", batch_size: int = 512, pipeline_args: Optional[list[str]] = None,
         num_workers: int = 1) -> dict[str, Any]:
     """Scores every record matching `input_pattern`; returns the counts (also written to <output>-counts.json)."""
-    from export.check import read_info
+    from marn_tf.export.check import read_info
 
     if input_format not in INPUT_FORMATS:
         raise S.SchemaError(f"--input-format must be one of {INPUT_FORMATS}, got {input_format!r}")

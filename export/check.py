@@ -26,11 +26,11 @@ import tensorflow as tf
 from marn_tf import schema as S
 from marn_tf.models.network import request_features
 from marn_tf.training.trainer import restore_run
-from export import serving_module as SM
-from export.errors import short_reason
-from export.request_features import serving_parse_spec
-from export.saved_model import INFO_FILE
-from export.warmup import WARMUP_FILE, read_examples, read_warmup
+from marn_tf.export import serving_module as SM
+from marn_tf.export.errors import short_reason
+from marn_tf.export.request_features import serving_parse_spec
+from marn_tf.export.saved_model import INFO_FILE
+from marn_tf.export.warmup import WARMUP_FILE, read_examples, read_warmup
 
 _DTYPES = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
 INFO_KEYS = ("model_name", "modalities", "run", "checkpoint", "data")

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from marn_tf import schema as S
-from export.request_features import complete, to_example
+from marn_tf.export.request_features import complete, to_example
 
 PREDICT_SIGNATURE = "predict"
 EXAMPLES_SIGNATURE = "serving_default"

@@ -27,9 +27,9 @@ import tensorflow as tf
 from marn_tf.schema import ITEM_VOCABULARY, SCHEMA_FILE, SchemaError, read_vocabulary
 from marn_tf.training.trainer import restore_run
 from marn_tf.storage import ownership
-from export import serving_module as SM
-from export.request_features import serving_parse_spec
-from export.warmup import WARMUP_FILE, predict_log, read_examples, write_warmup
+from marn_tf.export import serving_module as SM
+from marn_tf.export.request_features import serving_parse_spec
+from marn_tf.export.warmup import WARMUP_FILE, predict_log, read_examples, write_warmup
 
 log = logging.getLogger(__name__)
 INFO_FILE = "export_info.json"

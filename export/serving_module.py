@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from marn_tf import schema as S
 from marn_tf.models.network import Network, request_features
-from export.request_features import required_features, serving_parse_spec
+from marn_tf.export.request_features import required_features, serving_parse_spec
 
 _TF_DTYPES = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
 SERVING_DEFAULT = "serving_default"

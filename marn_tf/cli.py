@@ -14,7 +14,7 @@ from marn_tf.schema import SPLITS
 
 
 def _generate_data(args: argparse.Namespace) -> int:
-    from pipelines import synthetic_data
+    from marn_tf.pipelines import synthetic_data
 
     opts = synthetic_data.options_from_args(args)
     logging.info("generating %d users, %d items over %d days into %s (%s)", opts.users, opts.items, opts.days,
@@ -28,8 +28,8 @@ def _generate_data(args: argparse.Namespace) -> int:
 
 def _preprocess(args: argparse.Namespace, beam_args: list[str]) -> int:
     from marn_tf.config import Config
-    from pipelines import preprocess
-    from pipelines.run_report import render_markdown
+    from marn_tf.pipelines import preprocess
+    from marn_tf.pipelines.run_report import render_markdown
 
     config = Config.load(args.config, args.set)
     try:
@@ -82,7 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from export.saved_model import SERVING_BASE, export_model
+    from marn_tf.export.saved_model import SERVING_BASE, export_model
 
     result = export_model(args.run, args.data, args.output, args.name, args.version, args.checkpoint,
                           args.warmup_batch_sizes, args.serving_base or SERVING_BASE)
@@ -93,7 +93,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _check_export(args: argparse.Namespace) -> int:
-    from export.check import check_export
+    from marn_tf.export.check import check_export
 
     report = check_export(args.model, args.run, args.data, args.examples, args.tolerance)
     if not args.quiet:
@@ -124,7 +124,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _stages_ran(flow) -> int:
     """1 with the reason when a stage fails (its record says where to resume), else 0."""
     from marn_tf.workflow.stages import StageError
-    from pipelines.preprocess import PreprocessError
+    from marn_tf.pipelines.preprocess import PreprocessError
 
     try:
         flow()
@@ -135,7 +135,7 @@ def _stages_ran(flow) -> int:
 
 
 def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from export import batch_scoring
+    from marn_tf.export import batch_scoring
 
     counts = batch_scoring.run(args.model, args.input, args.output, args.input_format, args.output_format,
                                args.batch_size, beam_args, args.workers)
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="debug logging, including Beam's runner and worker logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from pipelines.synthetic_data import add_arguments
+    from marn_tf.pipelines.synthetic_data import add_arguments
 
     dm = sub.add_parser(
         "demo", help="the main job on the embedded dataset: generate, preprocess, train MARN and the ablation "

@@ -8,7 +8,7 @@ from __future__ import annotations
 from marn_tf import schema as S
 from marn_tf.config import Config
 
-from pipelines.item_statistics import RATE_PRIOR_STRENGTH, STATISTIC_NAMES
+from marn_tf.pipelines.item_statistics import RATE_PRIOR_STRENGTH, STATISTIC_NAMES
 
 TIME_GAP_BUCKETS = 32  # 0 = padding, 1 + floor(log2(1 + seconds)) capped: up to ~34 years
 ITEM_VOCAB = S.ITEM_VOCABULARY

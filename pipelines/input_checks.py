@@ -25,8 +25,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from marn_tf.config import Config, EventFields, ItemFields, UserFields
 from marn_tf.config_loader import ConfigError
-from pipelines import records as R
-from pipelines.raw_io import InputFile, ReadFailure, read_records
+from marn_tf.pipelines import records as R
+from marn_tf.pipelines.raw_io import InputFile, ReadFailure, read_records
 
 log = logging.getLogger(__name__)
 

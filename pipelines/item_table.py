@@ -4,9 +4,9 @@ from __future__ import annotations
 from marn_tf import schema as S
 from marn_tf.config import Config
 
-from pipelines import example_schema as ES
-from pipelines.item_statistics import log2_bucket
-from pipelines.records import Item, title_words
+from marn_tf.pipelines import example_schema as ES
+from marn_tf.pipelines.item_statistics import log2_bucket
+from marn_tf.pipelines.records import Item, title_words
 
 
 def arrow_schema(config: Config):

@@ -28,14 +28,14 @@ from marn_tf.config import Config
 from marn_tf.config_loader import ConfigError
 from marn_tf.schema import SCHEMA_FILE, SPLITS
 from marn_tf.storage import files, ownership
-from pipelines import records as R
-from pipelines.beam_options import pipeline_options
-from pipelines.input_checks import check_inputs
-from pipelines.item_statistics import CumulativeCounts
-from pipelines.item_table import arrow_schema
-from pipelines.raw_io import InputFile, list_input_files
-from pipelines.run_report import COUNTS_FILE, finalize, write_json
-from pipelines.transforms import (COUNTS, DEAD, ITEM_COUNT_KEY, ITEMS, BuildExamples, BuildTimeline, ItemRows,
+from marn_tf.pipelines import records as R
+from marn_tf.pipelines.beam_options import pipeline_options
+from marn_tf.pipelines.input_checks import check_inputs
+from marn_tf.pipelines.item_statistics import CumulativeCounts
+from marn_tf.pipelines.item_table import arrow_schema
+from marn_tf.pipelines.raw_io import InputFile, list_input_files
+from marn_tf.pipelines.run_report import COUNTS_FILE, finalize, write_json
+from marn_tf.pipelines.transforms import (COUNTS, DEAD, ITEM_COUNT_KEY, ITEMS, BuildExamples, BuildTimeline, ItemRows,
                                  KeepFirstItem, ReadAndParse, TrainingWindowCounts, WriteVocabularies,
                                  build_vocabularies, catalog_value_counts, daily_item_counts, sum_pairs)
 

@@ -26,7 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from marn_tf.config import Config, InputSpec
 from marn_tf.config_loader import ConfigError
-from pipelines.records import RawRecord
+from marn_tf.pipelines.records import RawRecord
 
 log = logging.getLogger(__name__)
 

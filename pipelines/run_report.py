@@ -10,7 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from marn_tf.config import Config
 from marn_tf.schema import SPLITS
-from pipelines import example_schema as ES
+from marn_tf.pipelines import example_schema as ES
 
 COUNTS_FILE = "counts.json"
 SOURCES = ("events", "items", "users")

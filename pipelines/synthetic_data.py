@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 import yaml
 
-from pipelines.synthetic_world import (CATEGORY_WORDS, GeneratorOptions, ImpressionTruth, bad_event, build_catalog,
+from marn_tf.pipelines.synthetic_world import (CATEGORY_WORDS, GeneratorOptions, ImpressionTruth, bad_event, build_catalog,
                                       generate_user, item_id, planted, split_days)
 
 log = logging.getLogger(__name__)

@@ -13,15 +13,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from marn_tf.config import Config
-from pipelines import example_schema as ES
-from pipelines import records as R
-from pipelines.item_statistics import day_of
-from pipelines.item_table import item_row
-from pipelines.raw_io import InputFile, ReadFailure, read_records
-from pipelines.run_report import unreadable_key
-from pipelines.tf_example import ExampleEncoder
-from pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate, split_of
-from pipelines.vocabulary import item_vocabulary, ordered_tokens, write_vocabulary
+from marn_tf.pipelines import example_schema as ES
+from marn_tf.pipelines import records as R
+from marn_tf.pipelines.item_statistics import day_of
+from marn_tf.pipelines.item_table import item_row
+from marn_tf.pipelines.raw_io import InputFile, ReadFailure, read_records
+from marn_tf.pipelines.run_report import unreadable_key
+from marn_tf.pipelines.tf_example import ExampleEncoder
+from marn_tf.pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate, split_of
+from marn_tf.pipelines.vocabulary import item_vocabulary, ordered_tokens, write_vocabulary
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from typing import Callable, Iterable, Iterator, Optional
 
 from marn_tf.config import Config
 
-from pipelines import example_schema as ES
-from pipelines.item_statistics import (STATISTIC_NAMES, CumulativeCounts, day_of, global_prior, item_rate,
+from marn_tf.pipelines import example_schema as ES
+from marn_tf.pipelines.item_statistics import (STATISTIC_NAMES, CumulativeCounts, day_of, global_prior, item_rate,
                                        smoothed_rate, statistic_buckets)
-from pipelines.records import Event, UserProfile
+from marn_tf.pipelines.records import Event, UserProfile
 
 HISTORY_ONLY = "history_only"
 

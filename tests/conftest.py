@@ -42,8 +42,8 @@ def make_config(tmp_path):
 def prepare(base, users: int, items: int, days: int, overrides=()):
     """Synthetic data through the real Beam job: (config, pipeline output directory, schema)."""
     from marn_tf.schema import Schema
-    from pipelines import preprocess
-    from pipelines.synthetic_data import GeneratorOptions, generate
+    from marn_tf.pipelines import preprocess
+    from marn_tf.pipelines.synthetic_data import GeneratorOptions, generate
 
     generate(GeneratorOptions(output=str(base / "raw"), users=users, items=items, days=days, image_dim=8,
                               bad_record_rate=0.0), progress=False)

@@ -1,22 +1,24 @@
 """The layout holds: imports run one way through the layers of docs/architecture.md, no import cycle (imports
-inside functions included), and no module over 400 lines. A new module must be given a layer here."""
+inside functions included), no module over 400 lines, and one import name (`marn_tf`: pipelines/ and export/
+install as marn_tf.pipelines and marn_tf.export). A new module must be given a layer here."""
 import ast
 import pathlib
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-SOURCES = ("marn_tf", "pipelines", "export")
+SOURCES = ("marn_tf", "pipelines", "export")  # folders of the source tree
+PACKAGES = {"marn_tf": "marn_tf", "pipelines": "marn_tf.pipelines", "export": "marn_tf.export"}  # their import names
 MAX_LINES = 400
 # Lowest first: a module may import its own layer and those below it, never one above.
 LAYERS = [
     ("foundation", ["marn_tf", "marn_tf.keras_env", "marn_tf.config_loader", "marn_tf.storage"]),
-    ("contract", ["marn_tf.schema"]),
+    ("contract", ["marn_tf.schema", "marn_tf.example_codec"]),
     ("config", ["marn_tf.model_config", "marn_tf.run_config", "marn_tf.config"]),
     ("data and layers", ["marn_tf.data", "marn_tf.layers"]),
     ("models", ["marn_tf.models"]),
     ("training and evaluation", ["marn_tf.training", "marn_tf.evaluation"]),
-    ("pipelines and export", ["pipelines", "export"]),
+    ("pipelines and export", ["marn_tf.pipelines", "marn_tf.export"]),
     ("app", ["marn_tf.workflow", "marn_tf.cli"]),
 ]
 
@@ -25,7 +27,7 @@ def modules() -> dict[str, pathlib.Path]:
     found = {}
     for root in SOURCES:
         for path in sorted((REPO / root).rglob("*.py")):
-            name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+            name = ".".join((PACKAGES[root],) + path.relative_to(REPO / root).with_suffix("").parts)
             found[name.removesuffix(".__init__")] = path
     return found
 
@@ -51,8 +53,18 @@ def imports(path: pathlib.Path, known: dict) -> list[tuple[str, int]]:
                      for alias in node.names]
         else:
             continue
-        found += [(name, node.lineno) for name in names if name.split(".")[0] in SOURCES]
+        found += [(name, node.lineno) for name in names if name.split(".")[0] in SOURCES]  # ours, or a bare name
     return found
+
+
+def test_nothing_imports_the_bare_source_folder_names():
+    """`import pipelines` would work from a source checkout (the repository on sys.path) and fail installed."""
+    known = modules()
+    bare = [f"{path.relative_to(REPO)}:{line} imports {name}"
+            for folder in SOURCES + ("tests", "benchmarks", "scripts")
+            for path in sorted((REPO / folder).rglob("*.py"))
+            for name, line in imports(path, known) if name.split(".")[0] in ("pipelines", "export")]
+    assert bare == []
 
 
 def test_every_module_has_a_layer():

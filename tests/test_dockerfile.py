@@ -5,7 +5,7 @@ import fnmatch
 import os
 import re
 
-from export.saved_model import MODELS_CONFIG, SERVING_BASE
+from marn_tf.export.saved_model import MODELS_CONFIG, SERVING_BASE
 from tests.conftest import REPO
 
 

@@ -7,7 +7,7 @@ import shlex
 import pytest
 
 from marn_tf import cli
-from pipelines.beam_options import pipeline_options
+from marn_tf.pipelines.beam_options import pipeline_options
 from tests.conftest import REPO
 
 BEAM_COMMANDS = ("preprocess", "run", "score")

@@ -33,7 +33,7 @@ DEMO_SETTINGS = [
 
 
 def demo(output: str = DEFAULT_OUTPUT, overrides: Sequence[str] = (), progress: Optional[bool] = None) -> dict:
-    from pipelines.synthetic_data import GeneratorOptions, dataset_config, generate
+    from marn_tf.pipelines.synthetic_data import GeneratorOptions, dataset_config, generate
 
     raw = os.path.join(output, "raw")
     options = GeneratorOptions(output=os.path.abspath(raw))

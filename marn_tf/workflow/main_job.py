@@ -56,7 +56,7 @@ def default_output(config_path: str, config: Config) -> str:
 
 def input_files(config: Config) -> list:
     """(path, size, last update) of every raw input file: a new or rewritten file re-runs the pipeline."""
-    from pipelines.raw_io import match_metadata
+    from marn_tf.pipelines.raw_io import match_metadata
 
     return [(m.path, m.size_in_bytes, m.last_updated_in_seconds)
             for source in ("events", "items", "users") if getattr(config.inputs, source) is not None
@@ -102,8 +102,8 @@ def run(config_path: str, overrides: Sequence[str] = (), output: Optional[str] =
     `stages`: a runner that already ran stages of its own (`marn demo`'s data generation) and counts these too.
     `stream`: where progress and the summary go (default: stdout).
     """
-    from pipelines.preprocess import input_paths
-    from pipelines.raw_io import list_input_files
+    from marn_tf.pipelines.preprocess import input_paths
+    from marn_tf.pipelines.raw_io import list_input_files
 
     config = Config.load(config_path, overrides)
     config.model.check_settings_used()
@@ -124,8 +124,8 @@ def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optio
     stages = stages or StageRunner(run_dir, stage_count(config, run_dir), stream)
 
     def preprocess():
-        from pipelines import preprocess as job
-        from pipelines.run_report import render_markdown
+        from marn_tf.pipelines import preprocess as job
+        from marn_tf.pipelines.run_report import render_markdown
 
         report = job.run(config, data_dir, list(beam_args), num_workers=config.run.workers, overwrite=True)
         print(render_markdown(report), file=stages.stream, flush=True)
@@ -208,7 +208,7 @@ def _evaluate_stage(stages: StageRunner, model: ModelRun, data_dir: str, split: 
 
 
 def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: str, trained) -> dict:
-    from export.saved_model import export_model
+    from marn_tf.export.saved_model import export_model
 
     base = os.path.join(run_dir, layout.EXPORT_DIR)
     path = os.path.join(base, layout.EXPORT_MODEL, "1")  # from the run's layout, never read back from a stage record

@@ -20,7 +20,7 @@ def trained_run(prepared, tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported(prepared, trained_run, tmp_path_factory):
     """(ExportResult, base directory) of version 1 of model "marn"."""
-    from export.saved_model import export_model
+    from marn_tf.export.saved_model import export_model
 
     _, data, _ = prepared
     base = tmp_path_factory.mktemp("export_base")

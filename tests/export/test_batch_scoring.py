@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from export import batch_scoring
+from marn_tf.export import batch_scoring
 from marn_tf.config_loader import ConfigError
 from marn_tf.data.input import make_dataset, split_files
 from marn_tf.data.parquet_input import write_parquet_split

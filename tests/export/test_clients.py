@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from export.clients import GrpcClient, RestClient, grpc_request, outputs_per_instance, rest_body
-from export.request_features import to_example
+from marn_tf.export.clients import GrpcClient, RestClient, grpc_request, outputs_per_instance, rest_body
+from marn_tf.export.request_features import to_example
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export.request_features import RequestError, complete, serving_parse_spec, to_columns, to_example
+from marn_tf.export.request_features import RequestError, complete, serving_parse_spec, to_columns, to_example
 
 
 def test_defaults_padding_and_sequence_length(prepared):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export.check import check_export
-from export.request_features import to_example
-from export.saved_model import export_model
-from export.warmup import read_warmup
+from marn_tf.export.check import check_export
+from marn_tf.export.request_features import to_example
+from marn_tf.export.saved_model import export_model
+from marn_tf.export.warmup import read_warmup
 from marn_tf import cli
 from marn_tf.config_loader import ConfigError
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export.request_features import to_columns, to_example
+from marn_tf.export.request_features import to_columns, to_example
 
 pytestmark = pytest.mark.integration
 

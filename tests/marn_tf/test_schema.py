@@ -4,7 +4,7 @@ import json
 import pytest
 
 from marn_tf.schema import SCHEMA_FILE, Schema, SchemaError
-from pipelines.example_schema import build_schema
+from marn_tf.pipelines.example_schema import build_schema
 
 
 @pytest.fixture

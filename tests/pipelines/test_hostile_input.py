@@ -17,7 +17,7 @@ import yaml
 
 from marn_tf import cli
 from marn_tf.schema import Schema
-from pipelines import records as R
+from marn_tf.pipelines import records as R
 from tests.pipelines.test_preprocess import parse_split
 
 pytestmark = pytest.mark.integration

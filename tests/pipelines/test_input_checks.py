@@ -119,8 +119,8 @@ def test_a_default_column_no_file_has_and_a_column_some_files_lack_are_warnings(
 def test_split_windows_are_not_judged_from_a_sample_of_the_files(tmp_path):
     # 17 files: the 16 sampled (the first by path) end before split.train_end, the last holds the later events.
     from marn_tf.config import Config
-    from pipelines.input_checks import SAMPLE_FILES, check_inputs
-    from pipelines.raw_io import list_input_files
+    from marn_tf.pipelines.input_checks import SAMPLE_FILES, check_inputs
+    from marn_tf.pipelines.raw_io import list_input_files
 
     config_path = dataset(tmp_path)
     rows = events()

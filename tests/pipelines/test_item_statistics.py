@@ -1,7 +1,7 @@
 """The prior and the smoothing of click rates."""
 import pytest
 
-from pipelines.item_statistics import RATE_PRIOR_STRENGTH, CumulativeCounts, global_prior, item_rate, smoothed_rate
+from marn_tf.pipelines.item_statistics import RATE_PRIOR_STRENGTH, CumulativeCounts, global_prior, item_rate, smoothed_rate
 
 
 def test_global_prior_counts_earlier_days_only():

@@ -12,8 +12,8 @@ import pytest
 
 from marn_tf.config_loader import ConfigError
 from marn_tf.schema import Schema, read_vocabulary
-from pipelines import preprocess
-from pipelines import records as R
+from marn_tf.pipelines import preprocess
+from marn_tf.pipelines import records as R
 
 pytestmark = pytest.mark.integration
 
@@ -226,8 +226,8 @@ def test_sequences_and_statistics_match_a_brute_force_recount(tmp_path):
     import collections
 
     from marn_tf.config import Config
-    from pipelines.item_statistics import ctr_bucket, log2_bucket
-    from pipelines.synthetic_data import GeneratorOptions, generate
+    from marn_tf.pipelines.item_statistics import ctr_bucket, log2_bucket
+    from marn_tf.pipelines.synthetic_data import GeneratorOptions, generate
 
     raw = tmp_path / "raw"
     generate(GeneratorOptions(output=str(raw), users=40, items=300, days=8, image_dim=4, bad_record_rate=0.0),

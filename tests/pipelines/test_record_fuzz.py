@@ -17,14 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines import example_schema as ES
-from pipelines import records as R
-from pipelines.item_statistics import CumulativeCounts
-from pipelines.item_table import arrow_schema, item_row
-from pipelines.transforms import COUNTS, DEAD, ITEMS, ReadAndParse
-from pipelines.raw_io import InputFile
-from pipelines.tf_example import ExampleEncoder
-from pipelines.user_history import build_examples
+from marn_tf.pipelines import example_schema as ES
+from marn_tf.pipelines import records as R
+from marn_tf.pipelines.item_statistics import CumulativeCounts
+from marn_tf.pipelines.item_table import arrow_schema, item_row
+from marn_tf.pipelines.transforms import COUNTS, DEAD, ITEMS, ReadAndParse
+from marn_tf.pipelines.raw_io import InputFile
+from marn_tf.pipelines.tf_example import ExampleEncoder
+from marn_tf.pipelines.user_history import build_examples
 
 # Derandomized (the same examples every run, so CI cannot flake) and few: seconds, not minutes.
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
@@ -262,7 +262,7 @@ def test_a_bug_in_a_parser_is_logged_with_its_traceback_not_only_dead_lettered(m
     monkeypatch.setitem(R.PARSERS, "users", broken)
     monkeypatch.setattr(R, "_LOGGED", set())
     raw = R.RawRecord(b'{"user_id": "u1"}', "users.jsonl")
-    with caplog.at_level("ERROR", logger="pipelines.records"):
+    with caplog.at_level("ERROR", logger="marn_tf.pipelines.records"):
         letters = [R.parse_record(raw, "users", make_config()) for _ in range(3)]
     assert all(isinstance(d, R.DeadLetter) and d.reason == R.MALFORMED for d in letters)
     (logged,) = [r for r in caplog.records if "a bug in marn" in r.getMessage()]  # once, not per record

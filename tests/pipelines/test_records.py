@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from pipelines import records as R
+from marn_tf.pipelines import records as R
 
 
 def event_line(**overrides) -> bytes:

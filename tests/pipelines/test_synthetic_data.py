@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from marn_tf.config import Config
-from pipelines import records as R
-from pipelines import synthetic_world as S
-from pipelines.synthetic_data import GeneratorOptions, generate
+from marn_tf.pipelines import records as R
+from marn_tf.pipelines import synthetic_world as S
+from marn_tf.pipelines.synthetic_data import GeneratorOptions, generate
 
 SMALL = dict(users=300, items=1200, days=10, image_dim=8, bad_record_rate=0.0)
 

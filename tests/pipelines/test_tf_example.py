@@ -4,7 +4,7 @@ import random
 import pytest
 
 from marn_tf.schema import FeatureSpec
-from pipelines.tf_example import ExampleEncoder
+from marn_tf.pipelines.tf_example import ExampleEncoder
 
 FEATURES = [
     FeatureSpec("label", "int64", [], ["label"], 0),

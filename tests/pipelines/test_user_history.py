@@ -3,9 +3,9 @@ import random
 
 import pytest
 
-from pipelines.item_statistics import CumulativeCounts
-from pipelines.records import Event
-from pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate
+from marn_tf.pipelines.item_statistics import CumulativeCounts
+from marn_tf.pipelines.records import Event
+from marn_tf.pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate
 
 T0 = 1767225600  # 2026-01-01T00:00:00Z
 DAY = 86400
@@ -109,7 +109,7 @@ def test_impressions_before_train_start_are_history_only(make_config):
 
 
 def test_profile_values_are_attached(make_config):
-    from pipelines.records import UserProfile
+    from marn_tf.pipelines.records import UserProfile
 
     config = make_config(users={"features": ["gender", "age"]})
     events, _ = sort_and_deduplicate(LOG, config.events.behaviour_types)

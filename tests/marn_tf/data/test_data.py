@@ -10,9 +10,9 @@ from marn_tf.config import Config
 from marn_tf.data.input import make_dataset
 from marn_tf.data.item_table import load_item_table
 from marn_tf.schema import Schema, SchemaError, read_vocabulary
-from pipelines import preprocess
-from pipelines.records import title_words
-from pipelines.synthetic_data import GeneratorOptions, generate
+from marn_tf.pipelines import preprocess
+from marn_tf.pipelines.records import title_words
+from marn_tf.pipelines.synthetic_data import GeneratorOptions, generate
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ def write_config(path, data_config: dict, overrides) -> str:
 @pytest.fixture(scope="session")
 def raw_dataset(tmp_path_factory):
     """(generated dataset's config as YAML data, directory): with broken records, so dead letters exist."""
-    from pipelines.synthetic_data import GeneratorOptions, dataset_config, generate
+    from marn_tf.pipelines.synthetic_data import GeneratorOptions, dataset_config, generate
 
     options = GeneratorOptions(output=str(tmp_path_factory.mktemp("workflow") / "raw"), users=40, items=150, days=8,
                                image_dim=8, bad_record_rate=0.01)
