@@ -110,7 +110,7 @@ def bench_encoder() -> None:
     import marn_tf  # noqa: F401
     from marn_tf.config import Config
     from marn_tf.pipelines import example_schema as ES
-    from marn_tf.pipelines.tf_example import ExampleEncoder
+    from marn_tf.example_codec import ExampleEncoder
 
     config = Config.from_dict({"inputs": {"events": {"path": "-"}, "items": {"path": "-"}},
                                "split": {"train_end": "2026-01-02", "valid_end": "2026-01-03"},

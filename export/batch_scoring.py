@@ -26,9 +26,10 @@ from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, R
 from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 
 from marn_tf import schema as S
+from marn_tf.example_codec import ExampleError, decode
 from marn_tf.models.network import request_features
 from marn_tf.export.errors import short_reason
-from marn_tf.export.request_features import RequestError, required_features, to_example
+from marn_tf.export.request_features import RequestError, required_features, serialize_request
 from marn_tf.pipelines.beam_options import pipeline_options
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ NAMESPACE = "marn_score"
 ERROR = "error"  # in a PredictionResult's inference: why the model refused that record
 INPUT_FORMATS = ("tfrecord", "parquet")
 OUTPUT_FORMATS = ("jsonl", "parquet")
-_KINDS = {"string": "bytes_list", "int64": "int64_list", "float32": "float_list"}
 
 
 def id_features(schema: S.Schema) -> list[S.FeatureSpec]:
@@ -54,34 +54,14 @@ def id_features(schema: S.Schema) -> list[S.FeatureSpec]:
 
 def check_example(serialized: bytes, schema: S.Schema):
     """(request example bytes, ids) of a serialized tf.Example, or raises RequestError naming the feature."""
-    import tensorflow as tf
-    from google.protobuf.message import DecodeError
-
+    requested = request_features(schema)
+    names = {f.name for f in requested}
     try:
-        example = tf.train.Example.FromString(serialized)
-    except DecodeError as err:
-        raise RequestError(f"not a serialized tf.train.Example: {err}") from err
-    features = example.features.feature
-    for name in required_features(schema):
-        if name not in features:
-            raise RequestError(f"request feature {name!r} is required")
-    for f in request_features(schema):
-        if f.name not in features:
-            continue
-        kind = features[f.name].WhichOneof("kind")
-        if kind != _KINDS[f.dtype]:
-            raise RequestError(f"feature {f.name!r} holds {kind}, the schema says {f.dtype}")
-        size = len(getattr(features[f.name], kind).value)
-        want = f.shape[0] if f.shape else 1
-        if size != want:
-            raise RequestError(f"feature {f.name!r} has {size} values, the schema says {want}")
-    ids = {}
-    for f in id_features(schema):
-        if f.name in features:
-            kind = features[f.name].WhichOneof("kind")
-            values = getattr(features[f.name], kind).value if kind else []
-            if values:
-                ids[f.name] = values[0].decode("utf-8") if isinstance(values[0], bytes) else values[0]
+        values = decode(serialized, requested + [f for f in id_features(schema) if f.name not in names],
+                        required_features(schema))
+    except ExampleError as err:
+        raise RequestError(str(err)) from err
+    ids = {f.name: values[f.name][0] for f in id_features(schema) if values.get(f.name)}
     return serialized, ids
 
 
@@ -102,8 +82,7 @@ class ToRequest(beam.DoFn):
         self.read.inc()
         try:
             if self.input_format == "parquet":
-                record = to_example(self.schema, {k: v for k, v in record.items() if v is not None})
-                record = record.SerializeToString()
+                record = serialize_request(self.schema, {k: v for k, v in record.items() if v is not None})
             serialized, ids = check_example(record, self.schema)
             yield ids, serialized
         except Exception as err:  # noqa: BLE001 -- whatever a record holds, it is dead-lettered, never the job

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from marn_tf import schema as S
-from marn_tf.export.request_features import complete, to_example
+from marn_tf.export.request_features import complete, serialize_request
 
 PREDICT_SIGNATURE = "predict"
 EXAMPLES_SIGNATURE = "serving_default"
@@ -41,7 +41,7 @@ def grpc_request(schema: S.Schema, instances: Sequence[Mapping[str, Any]], model
     if version is not None:
         spec.version.value = version
     request = predict_pb2.PredictRequest(model_spec=spec)
-    examples = np.array([to_example(schema, i).SerializeToString() for i in instances], dtype=object)
+    examples = np.array([serialize_request(schema, i) for i in instances], dtype=object)
     request.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples))
     return request
 

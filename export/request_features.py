@@ -1,4 +1,4 @@
-"""What a serving request carries, derived from the schema: the parse spec, and raw features -> tf.Example.
+"""What a serving request carries, derived from the schema: the parse spec, and raw features -> tf.Example bytes.
 
 A request carries the schema's request features (`marn_tf.models.network.request_features`: no label, no
 metadata), as the pipeline writes them: string ids, bucketed statistics, behaviour sequences of the
@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from marn_tf import schema as S
+from marn_tf.example_codec import ExampleEncoder
 from marn_tf.models.network import request_features
 
 _NUMPY_DTYPES = {"int64": np.int64, "float32": np.float32, "string": object}
@@ -121,22 +122,10 @@ def _check_type(name: str, f: S.FeatureSpec, value):
                        f"({type(value).__name__})")
 
 
-def to_example(schema: S.Schema, features: Mapping[str, Any]):
-    """One request's raw features as a `tf.train.Example` (defaults filled in, sequences padded)."""
-    import tensorflow as tf
-
-    values = complete(schema, features)
-    feature = {}
-    for f in request_features(schema):
-        v = values[f.name]
-        v = v if f.shape else [v]
-        if f.dtype == "string":
-            feature[f.name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[s.encode("utf-8") for s in v]))
-        elif f.dtype == "int64":
-            feature[f.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=v))
-        else:
-            feature[f.name] = tf.train.Feature(float_list=tf.train.FloatList(value=v))
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+def serialize_request(schema: S.Schema, features: Mapping[str, Any]) -> bytes:
+    """One request's raw features as serialized tf.train.Example bytes (defaults filled in, sequences padded),
+    what the `serving_default` signature and TF Serving's classify/regress take."""
+    return ExampleEncoder(request_features(schema)).encode(complete(schema, features))
 
 
 def to_columns(schema: S.Schema, instances: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:

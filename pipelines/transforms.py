@@ -19,7 +19,7 @@ from marn_tf.pipelines.item_statistics import day_of
 from marn_tf.pipelines.item_table import item_row
 from marn_tf.pipelines.raw_io import InputFile, ReadFailure, read_records
 from marn_tf.pipelines.run_report import unreadable_key
-from marn_tf.pipelines.tf_example import ExampleEncoder
+from marn_tf.example_codec import ExampleEncoder
 from marn_tf.pipelines.user_history import HISTORY_ONLY, build_examples, sort_and_deduplicate, split_of
 from marn_tf.pipelines.vocabulary import item_vocabulary, ordered_tokens, write_vocabulary
 
@@ -155,7 +155,7 @@ class BuildExamples(_CountingDoFn):
     """Timeline -> serialized tf.train.Example per impression, tagged by split.
 
     The user and sequence features, common to the impressions of one timestamp, are serialized once
-    and prefixed to each impression's own features (see tf_example.py): 2x less CPU per example.
+    and prefixed to each impression's own features (see marn_tf/example_codec.py): 2x less CPU per example.
     """
 
     def __init__(self, config: Config):

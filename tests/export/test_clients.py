@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from marn_tf.export.clients import GrpcClient, RestClient, grpc_request, outputs_per_instance, rest_body
-from marn_tf.export.request_features import to_example
+from marn_tf.export.request_features import serialize_request
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def run_grpc_request(loaded, request: predict_pb2.PredictRequest) -> dict:
 
 
 def reference(loaded, schema, batch):
-    examples = tf.constant([to_example(schema, i).SerializeToString() for i in batch])
+    examples = tf.constant([serialize_request(schema, i) for i in batch])
     return loaded.signatures["serving_default"](examples=examples)["probability"].numpy()
 
 

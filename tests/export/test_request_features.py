@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from marn_tf.export.request_features import RequestError, complete, serving_parse_spec, to_columns, to_example
+from marn_tf.export.request_features import (RequestError, complete, serialize_request, serving_parse_spec,
+                                             to_columns)
 
 
 def test_defaults_padding_and_sequence_length(prepared):
@@ -48,8 +49,8 @@ def test_bad_requests_name_the_feature(prepared, features, message):
 
 def test_example_parses_back_with_the_serving_spec(prepared):
     _, _, schema = prepared
-    example = to_example(schema, {"item_id": "i1", "user_id": "u1", "hist_item_id": ["a"], "position": 3})
-    parsed = tf.io.parse_example([example.SerializeToString()], serving_parse_spec(schema))
+    example = serialize_request(schema, {"item_id": "i1", "user_id": "u1", "hist_item_id": ["a"], "position": 3})
+    parsed = tf.io.parse_example([example], serving_parse_spec(schema))
     assert parsed["item_id"].numpy().tolist() == [b"i1"] and parsed["position"].numpy().tolist() == [3]
     assert parsed["hist_length"].numpy().tolist() == [1]
     columns = to_columns(schema, [{"item_id": "i1"}, {"item_id": "i2", "position": 4}])

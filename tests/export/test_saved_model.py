@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.export.check import check_export
-from marn_tf.export.request_features import to_example
+from marn_tf.export.request_features import serialize_request
 from marn_tf.export.saved_model import export_model
 from marn_tf.export.warmup import read_warmup
 from marn_tf import cli
@@ -88,7 +88,7 @@ def test_unknown_ids_score_as_out_of_vocabulary(loaded, prepared):
     _, _, schema = prepared
     request = {"item_id": "never-seen-1", "user_id": "nobody", "hist_item_id": ["never-seen-2"]}
     same = {"item_id": "never-seen-3", "user_id": "nobody-else", "hist_item_id": ["never-seen-4"]}
-    got = _probability(loaded, [to_example(schema, r).SerializeToString() for r in (request, same)])
+    got = _probability(loaded, [serialize_request(schema, r) for r in (request, same)])
     assert np.all(np.isfinite(got)) and got[0] == pytest.approx(got[1], abs=1e-6)
     items = loaded.signatures["item_representations"](item_id=tf.constant(["never-seen", "also-unknown"]))
     np.testing.assert_allclose(items["representation"][0], items["representation"][1], atol=1e-6)
@@ -96,10 +96,10 @@ def test_unknown_ids_score_as_out_of_vocabulary(loaded, prepared):
 
 def test_a_missing_optional_feature_gets_its_default(loaded, prepared):
     _, _, schema = prepared
-    explicit = to_example(schema, {"item_id": "x"})  # every default written out
+    explicit = serialize_request(schema, {"item_id": "x"})  # every default written out
     bare = tf.train.Example()
     bare.features.feature["item_id"].bytes_list.value.append(b"x")
-    got = _probability(loaded, [explicit.SerializeToString(), bare.SerializeToString()])
+    got = _probability(loaded, [explicit, bare.SerializeToString()])
     assert got[0] == pytest.approx(got[1], abs=1e-7)
 
 
@@ -118,7 +118,7 @@ def _with(example, name, feature):
 ])
 def test_malformed_requests_fail_naming_the_feature(loaded, prepared, case, message):
     _, _, schema = prepared
-    good = to_example(schema, {"item_id": "x"})
+    good = tf.train.Example.FromString(serialize_request(schema, {"item_id": "x"}))
     if case == "wrong_type":
         request = _with(good, "hist_item_id", tf.train.Feature(int64_list=tf.train.Int64List(value=[1] * 8)))
     elif case == "wrong_length":

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from marn_tf.export.request_features import to_columns, to_example
+from marn_tf.export.request_features import serialize_request, to_columns
 
 pytestmark = pytest.mark.integration
 
 
 def _example(schema, **changes) -> bytes:
     """A valid request (two behaviours) with some features' values replaced as they are, unchecked."""
-    example = to_example(schema, {"item_id": "x", "hist_item_id": ["a", "b"]})
+    example = tf.train.Example.FromString(serialize_request(schema, {"item_id": "x", "hist_item_id": ["a", "b"]}))
     for name, values in changes.items():
         kind = example.features.feature[name].WhichOneof("kind")
         del getattr(example.features.feature[name], kind).value[:]

@@ -23,7 +23,7 @@ from marn_tf.pipelines.item_statistics import CumulativeCounts
 from marn_tf.pipelines.item_table import arrow_schema, item_row
 from marn_tf.pipelines.transforms import COUNTS, DEAD, ITEMS, ReadAndParse
 from marn_tf.pipelines.raw_io import InputFile
-from marn_tf.pipelines.tf_example import ExampleEncoder
+from marn_tf.example_codec import ExampleEncoder
 from marn_tf.pipelines.user_history import build_examples
 
 # Derandomized (the same examples every run, so CI cannot flake) and few: seconds, not minutes.

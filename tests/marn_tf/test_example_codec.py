@@ -1,10 +1,10 @@
-"""The Example encoder against a message built field by field, and tf.io.parse_example."""
+"""The tf.train.Example codec against messages built with TensorFlow's protobuf API and tf.io.parse_example."""
 import random
 
 import pytest
 
+from marn_tf.example_codec import ExampleEncoder, ExampleError, decode
 from marn_tf.schema import FeatureSpec
-from marn_tf.pipelines.tf_example import ExampleEncoder
 
 FEATURES = [
     FeatureSpec("label", "int64", [], ["label"], 0),
@@ -79,3 +79,41 @@ def test_wrong_length_names_the_feature():
     with pytest.raises(ValueError, match="'items' has 2 values, the schema says 5"):
         ExampleEncoder(FEATURES).encode({"label": 0, "big": [0] * 4, "score": [0.0] * 3, "user": "",
                                          "items": ["a", "b"]})
+
+
+def test_decode_reads_back_what_the_encoder_wrote_and_what_tensorflow_wrote():
+    values = {"label": 1, "big": [1, 2**35, -7, 0], "score": [0.5, -1.0, 3.25], "user": "ü", "items": list("abcde")}
+    for blob in (ExampleEncoder(FEATURES).encode(values), reference(values).SerializeToString()):
+        decoded = decode(blob, FEATURES, required=["user"])
+        assert decoded == {**{k: v if isinstance(v, list) else [v] for k, v in values.items()}}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda ex: ex.features.feature["items"].int64_list.value.extend([1] * 5),
+     "'items' holds int64_list, the schema says string"),
+    (lambda ex: ex.features.feature["big"].int64_list.value.extend([1, 2]), "'big' has 2 values, the schema says 4"),
+    (lambda ex: ex.features.feature["user"].bytes_list.value.__setitem__(0, b"\xff"),
+     "'user' holds bytes that are not UTF-8"),
+    (lambda ex: ex.features.feature.pop("user"), "request feature 'user' is required"),
+])
+def test_decode_names_the_feature_at_fault(change, message):
+    from tensorflow.core.example import example_pb2
+
+    example = example_pb2.Example()
+    example.features.feature["label"].int64_list.value.append(1)
+    example.features.feature["user"].bytes_list.value.append(b"u1")
+    assert decode(example.SerializeToString(), FEATURES, required=["user"]) == {"label": [1], "user": ["u1"]}
+    change(example)
+    with pytest.raises(ExampleError, match=message):
+        decode(example.SerializeToString(), FEATURES, required=["user"])
+
+
+@pytest.mark.parametrize("blob", [b"\xff\xff\xff", b"\x0a\x05abc", "not bytes"])
+def test_decode_refuses_what_is_not_an_example(blob):
+    with pytest.raises(ExampleError, match="not a serialized tf.train.Example"):
+        decode(blob, FEATURES)
+
+
+def test_decode_leaves_out_features_it_was_not_asked_for_and_absent_ones():
+    blob = ExampleEncoder(FEATURES[:2]).encode({"label": 0, "big": [1, 2, 3, 4]})
+    assert decode(blob, FEATURES[1:]) == {"big": [1, 2, 3, 4]}

@@ -1,4 +1,8 @@
-"""Feature values -> serialized tf.train.Example, driven by the schema's feature list.
+"""The one tf.train.Example codec of the schema's features: the pipeline's examples, serving requests and
+batch-scoring input are written and checked here, without importing TensorFlow.
+
+`ExampleEncoder` serializes feature values as a tf.train.Example; `decode` reads one back and checks it
+against the features (kind and length of each, the required ones present), naming the feature at fault.
 
 Serialized protobuf messages concatenate into their merge (protobuf's wire-format rule; protobuf,
 `tf.io.parse_example` and `tf.io.parse_single_example` all read it so, as the tests check). The
@@ -16,18 +20,25 @@ Two more measured choices (`python benchmarks/pipeline.py --encoder-only`):
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 from marn_tf.schema import FeatureSpec
 
 _F = descriptor_pb2.FieldDescriptorProto
+KINDS = {"string": "bytes_list", "int64": "int64_list", "float32": "float_list"}  # schema dtype -> Feature field
+
+
+class ExampleError(ValueError):
+    """Bytes that are not a tf.train.Example of the schema's features; the message names the feature."""
 
 
 @functools.lru_cache(maxsize=None)
 def example_class():
     """The tf.train.Example message class, without importing TensorFlow."""
-    proto = descriptor_pb2.FileDescriptorProto(name="marn_tf/tf_example.proto", package="tensorflow",
+    proto = descriptor_pb2.FileDescriptorProto(name="marn_tf/example_codec.proto", package="tensorflow",
                                                syntax="proto3")
 
     def message(name, *fields, nested=None):
@@ -90,3 +101,32 @@ class ExampleEncoder:
             else:
                 feature_map[name].bytes_list.value[:] = [v.encode("utf-8") for v in value]
         return example.SerializeToString()
+
+
+def decode(serialized: bytes, features: Sequence[FeatureSpec], required: Sequence[str] = ()) -> dict[str, list]:
+    """The values of `features` present in a serialized tf.train.Example (strings decoded), checked: each of
+    the declared kind and length, every `required` name present. Features not in `features` are ignored."""
+    try:
+        example = example_class().FromString(serialized)
+    except (DecodeError, TypeError) as err:
+        raise ExampleError(f"not a serialized tf.train.Example: {err}") from err
+    feature_map = example.features.feature
+    for name in required:
+        if name not in feature_map:
+            raise ExampleError(f"request feature {name!r} is required")
+    values = {}
+    for f in features:
+        if f.name not in feature_map:
+            continue
+        kind = feature_map[f.name].WhichOneof("kind")
+        if kind != KINDS[f.dtype]:
+            raise ExampleError(f"feature {f.name!r} holds {kind}, the schema says {f.dtype}")
+        value = list(getattr(feature_map[f.name], kind).value)
+        want = f.shape[0] if f.shape else 1
+        if len(value) != want:
+            raise ExampleError(f"feature {f.name!r} has {len(value)} values, the schema says {want}")
+        try:
+            values[f.name] = [v.decode("utf-8") for v in value] if f.dtype == "string" else value
+        except UnicodeDecodeError as err:
+            raise ExampleError(f"feature {f.name!r} holds bytes that are not UTF-8") from err
+    return values
