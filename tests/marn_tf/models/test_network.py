@@ -119,3 +119,23 @@ def test_the_keys_a_variant_does_not_read_change_nothing_in_it(prepared, variant
     for key in ("probability", "modality_weights", "importance", "d1_loss", "ds_loss"):
         np.testing.assert_allclose(second[key].numpy(), first[key].numpy(), rtol=1e-6, atol=1e-7, err_msg=key)
     assert loss_weights(changed) == loss_weights(model)
+
+
+@pytest.mark.parametrize("variant", ["din", "marn"])
+def test_training_and_inference_paths_give_the_same_scores(prepared, variant):
+    """Training skips the per-sequence deduplication (`DistinctSequences` is the identity and `UserInterest`
+    ignores `rows`) and inference uses it, and an exported model reads precomputed item representations: with
+    the random parts off (dropout), the three paths must score alike."""
+    config, data, schema = prepared
+    model = dataclasses.replace(config.model.for_variant(variant), dropout=0.0, modality_dropout=0.0)
+    network = load_network(dataclasses.replace(config, model=model), schema, data)
+    features, _ = batch(prepared, size=64)
+    first, _ = network.core.get_layer("distinct_sequences")(
+        [network.lookup(features)[f.name] for f in schema.features_with_tags("behaviour")], training=False)
+    assert len(first) < 64  # impressions of one request share their sequence: inference really deduplicates
+    training = network.full(features, training=True)["probability"].numpy()
+    inference = network.full(features, training=False)["probability"].numpy()
+    np.testing.assert_allclose(inference, training, rtol=1e-5, atol=1e-6)
+    network.item_tower.precompute()
+    np.testing.assert_allclose(network.full(features, training=False)["probability"].numpy(), training,
+                               rtol=1e-5, atol=1e-6)
