@@ -145,7 +145,8 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
 
     from marn_tf.evaluation.evaluate import evaluate
     from marn_tf.training.callbacks import read_history
-    from marn_tf.training.trainer import restore_run, train
+    from marn_tf.training.trainer import train
+    from marn_tf.training.training_run import restore_run
 
     config = run_config(args, variant, seed)
     out = run_dir(args, config)

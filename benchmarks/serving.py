@@ -64,7 +64,7 @@ def build_din_peer(data: str, config_path: str, output: str) -> None:
     from benchmarks.train import deepctr_columns
     from marn_tf.config import Config
     from marn_tf.schema import Schema
-    from marn_tf.training.trainer import load_network
+    from marn_tf.training.training_run import load_network
     from marn_tf.export.request_features import serving_parse_spec
 
     schema = Schema.load(data)

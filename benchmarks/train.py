@@ -62,7 +62,7 @@ def device_name() -> str:
 def materialize(data: str, schema, network, batch_size: int, batches: int):
     """`batches` indexed training batches as numpy arrays (the same for every model)."""
     from marn_tf.data.input import make_dataset
-    from marn_tf.training.trainer import indexed
+    from marn_tf.training.training_run import indexed
 
     ds = indexed(make_dataset(data, schema, "train", batch_size, shuffle=False, deterministic=True), network)
     return [({k: v.numpy() for k, v in f.items()}, y.numpy()) for f, y in ds.take(batches)]
@@ -85,7 +85,7 @@ def batches_to_columns(batches):
 # -- children: one model each ------------------------------------------------------------------------------
 def run_marn(args) -> dict:
     from marn_tf.models.marn_model import MarnModel
-    from marn_tf.training.trainer import load_network
+    from marn_tf.training.training_run import load_network
 
     variant, width = args.child.split(":")[1], int(args.width)
     overrides = [f"model.variant={variant}", f"model.units={width}", f"model.common_units={width}",
@@ -129,7 +129,7 @@ def deepctr_cache(args) -> str:
     import numpy as np
 
     from marn_tf.schema import Schema
-    from marn_tf.training.trainer import load_network
+    from marn_tf.training.training_run import load_network
 
     schema = Schema.load(args.data)
     network = load_network(config_for(args, []), schema, args.data)
@@ -193,7 +193,7 @@ def run_deepctr(args) -> dict:
 def run_input(args) -> dict:
     from marn_tf.data.input import make_dataset
     from marn_tf.schema import Schema
-    from marn_tf.training.trainer import indexed, load_network
+    from marn_tf.training.training_run import indexed, load_network
 
     config = config_for(args, [])
     schema = Schema.load(args.data)

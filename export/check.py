@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from marn_tf import schema as S
 from marn_tf.models.network import request_features
-from marn_tf.training.trainer import restore_run
+from marn_tf.training.training_run import restore_run
 from marn_tf.export import serving_module as SM
 from marn_tf.export.errors import short_reason
 from marn_tf.export.request_features import serving_parse_spec

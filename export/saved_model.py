@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from marn_tf.schema import ITEM_VOCABULARY, SCHEMA_FILE, SchemaError, read_vocabulary
-from marn_tf.training.trainer import restore_run
+from marn_tf.training.training_run import restore_run
 from marn_tf.storage import ownership
 from marn_tf.export import serving_module as SM
 from marn_tf.export.request_features import serving_parse_spec

@@ -32,7 +32,7 @@ from marn_tf.evaluation.report import write_report
 from marn_tf import schema as S
 from marn_tf.models.network import Network
 from marn_tf.schema import USER_VOCABULARY, SchemaError, read_vocabulary
-from marn_tf.training.trainer import read_split, restore_run
+from marn_tf.training.training_run import read_split, restore_run
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _slice_metrics(labels, probabilities, users, selected) -> dict:
 
 
 def with_raw_features(dataset: tf.data.Dataset, network: Network, raw: list[str]) -> tf.data.Dataset:
-    """`(indexed features, raw features, label)`: what `trainer.indexed` gives, plus the raw values of `raw` that
+    """`(indexed features, raw features, label)`: what `training_run.indexed` gives, plus the raw values of `raw` that
     evaluation needs as they were before the lookup (the user id string, the click rates)."""
     lookup = network.lookup
     names = lookup.input_names

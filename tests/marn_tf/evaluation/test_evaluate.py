@@ -18,7 +18,8 @@ from marn_tf.data.input import make_dataset, split_files
 from marn_tf.evaluation.evaluate import evaluate
 from marn_tf.evaluation.metrics import auc, gauc, logloss
 from marn_tf.schema import USER_VOCABULARY
-from marn_tf.training.trainer import restore_run, train
+from marn_tf.training.trainer import train
+from marn_tf.training.training_run import restore_run
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 from marn_tf.data.input import make_dataset
 from marn_tf.model_config import ModelConfig
 from marn_tf.models.marn_model import MarnModel, loss_weights
-from marn_tf.training.trainer import indexed, load_network
+from marn_tf.training.training_run import indexed, load_network
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from marn_tf.data.input import make_dataset
 from marn_tf.evaluation.floor import floor_scores
 from marn_tf.model_config import VARIANTS
 from marn_tf.schema import SchemaError
-from marn_tf.training.trainer import load_network
+from marn_tf.training.training_run import load_network
 
 pytestmark = pytest.mark.integration
 

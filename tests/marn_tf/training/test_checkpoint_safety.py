@@ -134,7 +134,7 @@ def test_a_checkpoint_with_non_finite_values_is_not_resumed_or_evaluated(prepare
     """A checkpoint written before the weights were checked (or damaged later) is refused, naming the variables."""
     import tensorflow as tf
 
-    from marn_tf.training.trainer import restore_run
+    from marn_tf.training.training_run import restore_run
 
     config, data, _ = prepared
     run = tmp_path / "run"

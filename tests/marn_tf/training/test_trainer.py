@@ -128,7 +128,7 @@ def reset_precision():
 def test_mixed_precision_keeps_losses_and_outputs_float32(prepared, tmp_path, precision, reset_precision):
     import tensorflow as tf
 
-    from marn_tf.training.trainer import load_network
+    from marn_tf.training.training_run import load_network
 
     config, data, schema = prepared
     result = train(quick(config, mixed_precision=precision, epochs=1), data, str(tmp_path))
@@ -142,7 +142,7 @@ def test_mixed_precision_keeps_losses_and_outputs_float32(prepared, tmp_path, pr
 
 def make_dataset_for(prepared):
     from marn_tf.data.input import make_dataset
-    from marn_tf.training.trainer import indexed, load_network
+    from marn_tf.training.training_run import indexed, load_network
 
     config, data, schema = prepared
     return indexed(make_dataset(data, schema, "train", 16), load_network(config, schema, data)).take(1)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from marn_tf.training.trainer import restore_run, train
+from marn_tf.training.trainer import train
+from marn_tf.training.training_run import restore_run
 from marn_tf.training.weight_average import WeightAverage
 
 
