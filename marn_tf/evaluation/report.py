@@ -1,4 +1,5 @@
-"""evaluation.html and its PNGs: tables a person reads, plots a person looks at."""
+"""evaluation.html and its PNGs: tables a person reads, plots a person looks at. The page frame, tables and
+slice plot are shared with the run report (`marn_tf/workflow/results_report.py`)."""
 from __future__ import annotations
 
 import html
@@ -40,6 +41,22 @@ def html_table(headers: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+_STYLE = ("body{font-family:sans-serif;margin:2em;max-width:75em} table{border-collapse:collapse;margin:1em 0} "
+          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f3f3f3} img{max-width:100%}")
+
+
+def html_page(title: str, body: str) -> str:
+    """A whole HTML page: `title` (plain text, escaped here) as its title and first heading, then `body` (HTML)."""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
+            f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
+
+
+def save_figure(fig, path: str) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+
+
 def pyplot():
     """matplotlib.pyplot on the Agg backend (PNG files, no display), imported when a plot is drawn."""
     import matplotlib
@@ -63,31 +80,35 @@ def plot_modality_weights(result: dict, path: str) -> None:
     ax.set_yticks(range(len(categories)), categories, fontsize=7)
     ax.set_title(f"Mean modality weight |a^m| per category ({result['variant']}, {result['split']})")
     fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
-def plot_slices(result: dict, path: str) -> None:
+def plot_slices(slices_by_model: dict[str, dict], path: str) -> None:
+    """AUC of every slice with examples, one bar per model (`{model: {slice: metrics}}`)."""
     plt = pyplot()
-
-    names = [n for n, s in result["slices"].items() if s.get("examples")]
-    aucs = [result["slices"][n]["auc"] for n in names]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.bar(names, aucs, color="#4c72b0")
+    first = next(iter(slices_by_model.values()))
+    names = [n for n, s in first.items() if s.get("examples")]
+    aucs = {model: [slices.get(n, {}).get("auc", np.nan) for n in names] for model, slices in slices_by_model.items()}
+    finite = [a for values in aucs.values() for a in values if a is not None and not np.isnan(a)]
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(names) + 2), 3.6))
+    width = 0.8 / len(aucs)
+    for i, (model, values) in enumerate(aucs.items()):
+        ax.bar(np.arange(len(names)) + i * width - 0.4 + width / 2, [np.nan if a is None else a for a in values],
+               width, label=model)
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
-    ax.set_ylabel("AUC")
-    ax.set_ylim(min(0.45, *[a for a in aucs if not np.isnan(a)]) if aucs else 0.45, 1.0)
-    ax.set_title("AUC by slice")
+    ax.set_xticks(np.arange(len(names)), names)
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    ax.set_ylim(min([0.45, *finite]), 1.0)
+    ax.set_ylabel("AUC")
+    ax.set_title("AUC by slice")
+    if len(aucs) > 1:
+        ax.legend(fontsize=8, ncol=3)
+    save_figure(fig, path)
 
 
 def write_report(result: dict, output_dir: str) -> str:
     plot_modality_weights(result, os.path.join(output_dir, "modality_weights_by_category.png"))
-    plot_slices(result, os.path.join(output_dir, "slices.png"))
+    plot_slices({result["variant"]: result["slices"]}, os.path.join(output_dir, "slices.png"))
     modalities = result["modalities"]
     floor = result["floor"] or {}
     summary = html_table(["", "examples", "AUC", "GAUC", "GAUC users", "log loss", "D1 accuracy", "Ds accuracy",
@@ -110,20 +131,14 @@ def write_report(result: dict, output_dir: str) -> str:
                          [[c, v["examples"]] + [v["modality_weights"][m] for m in modalities]
                           + [v["importance"][m] for m in modalities]
                           for c, v in sorted(result["modality_weights_by_category"].items())])
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>MARN evaluation: {html.escape(result['variant'])} on {html.escape(result['split'])}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:70em}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#f3f3f3}}</style></head><body>
-<h1>MARN evaluation: {html.escape(result['variant'])} on the {html.escape(result['split'])} split</h1>
+    page = html_page(f"MARN evaluation: {result['variant']} on the {result['split']} split", f"""
 <p>Checkpoint: <code>{html.escape(result['checkpoint'])}</code></p>
 <section id="metrics"><h2>Metrics</h2>{summary}
 <p>{floor_note}</p><p>{reading}</p></section>
 <section id="slices"><h2>Slices</h2>{slices}<img src="slices.png" alt="AUC by slice"></section>
 <section id="modality-weights"><h2>Modality weights by category</h2>
 <p>Mean |a<sup>m</sup>| of the multimodal attention over candidates that have the modality; w is D0's importance weight.</p>
-<img src="modality_weights_by_category.png" alt="modality weights by category">{by_category}</section>
-</body></html>
-"""
+<img src="modality_weights_by_category.png" alt="modality weights by category">{by_category}</section>""")
     path = os.path.join(output_dir, "evaluation.html")
     with open(path, "w") as f:
         f.write(page)

@@ -16,17 +16,12 @@ from typing import Optional
 
 import numpy as np
 
-from marn_tf.evaluation.report import discriminator_reading, html_table, plot_modality_weights, pyplot
+from marn_tf.evaluation.report import (discriminator_reading, html_page, html_table, plot_modality_weights,
+                                       plot_slices, pyplot, save_figure)
 from marn_tf.schema import SPLITS
 from marn_tf.training.callbacks import read_history
 from marn_tf.workflow import run_directory as layout
 from marn_tf.workflow.summary import ladder_rows, lift
-
-
-def _save(fig, path: str) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    pyplot().close(fig)
 
 
 def plot_dead_letters(report: dict, path: str) -> None:
@@ -41,7 +36,7 @@ def plot_dead_letters(report: dict, path: str) -> None:
         ax.text(0.5, 0.5, "no record was rejected", ha="center", va="center")
         ax.set_axis_off()
     ax.set_title("Dead-letter reasons")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_training_curves(histories: dict[str, list[dict]], main: str, path: str) -> None:
@@ -65,7 +60,7 @@ def plot_training_curves(histories: dict[str, list[dict]], main: str, path: str)
     auc_ax.set_xlabel("step")
     auc_ax.set_title("AUC over training")
     auc_ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def ladder_figure(rows: list[dict], floor: Optional[dict]):
@@ -101,24 +96,7 @@ def plot_discriminators(history: list[dict], chance: float, path: str) -> None:
     ax.set_xlabel("step")
     ax.set_title("Modality discriminators over training")
     ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def plot_slices(slices_by_variant: dict[str, dict], path: str) -> None:
-    plt = pyplot()
-    names = [n for n in next(iter(slices_by_variant.values())) if n != "all"]
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    width = 0.8 / len(slices_by_variant)
-    for i, (variant, slices) in enumerate(slices_by_variant.items()):
-        ax.bar(np.arange(len(names)) + i * width - 0.4 + width / 2,
-               [slices.get(n, {}).get("auc", np.nan) for n in names], width, label=variant)
-    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
-    ax.set_xticks(np.arange(len(names)), names)
-    ax.set_ylim(0.45, 1.0)
-    ax.set_ylabel("AUC")
-    ax.set_title("AUC by slice")
-    ax.legend(fontsize=8, ncol=3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _read_json(path: str) -> dict:
@@ -168,7 +146,7 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
     if adversarial:
         plot_discriminators(histories["model"], chance, os.path.join(plots, "discriminators.png"))
     if rows:
-        _save(ladder_figure(rows, floor), os.path.join(plots, "ladder.png"))
+        save_figure(ladder_figure(rows, floor), os.path.join(plots, "ladder.png"))
     slices = {f"main ({main['variant']})": main_eval["slices"]}
     for variant, results in summary["ladder"].items():  # each variant's first seed
         slices[variant] = _read_json(results[0]["evaluation"])["slices"]
@@ -243,15 +221,7 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
     }
     body = "\n".join(f'<section id="{key}"><h2>{html.escape(title)}</h2>{content}</section>'
                      for key, (title, content) in sections.items())
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>MARN run report: {html.escape(os.path.basename(summary['run']))}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:75em}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#f3f3f3}} img{{max-width:100%}}</style>
-</head><body>
-<h1>MARN run report</h1>
-{body}
-</body></html>
-"""
+    page = html_page("MARN run report", body)
     path = os.path.join(run_dir, layout.REPORT_PAGE)
     with open(path, "w") as f:
         f.write(page)
