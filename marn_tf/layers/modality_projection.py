@@ -23,7 +23,7 @@ class ModalityProjection(tf.keras.layers.Layer):
 
     Args:
       num_modalities: M; the layer takes a list of M embeddings.
-      units: width d of the specific and invariant vectors (256 in the paper).
+      units: width d of the specific and invariant vectors (`model.units`: 64; 256 in the paper).
       common_units: width P_m maps every modality to before the shared I.
       activation: of every projection.
       with_invariant: False for the variants without an invariant part (no P_m, no I).
@@ -33,7 +33,7 @@ class ModalityProjection(tf.keras.layers.Layer):
     Outputs: `specific` [batch, M, d] and `invariant` [batch, M, d]; `specific` alone without invariant.
     """
 
-    def __init__(self, num_modalities: int, units: int = 256, common_units: int = 256, activation: str = "relu",
+    def __init__(self, num_modalities: int, units: int = 64, common_units: int = 64, activation: str = "relu",
                  with_invariant: bool = True, normalize_inputs: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.num_modalities = num_modalities

@@ -41,7 +41,7 @@ class UserInterest(tf.keras.layers.Layer):
     """
 
     def __init__(self, sequence_encoder: str = "gru", units: int = 64, attention_hidden: Sequence[int] = (80, 40),
-                 attention_normalize: str = "none", unroll: bool = False, **kwargs):
+                 attention_normalize: str = "none", unroll: bool = True, **kwargs):
         super().__init__(**kwargs)
         if sequence_encoder not in ENCODERS:
             raise ValueError(f"sequence_encoder must be one of {ENCODERS}, got {sequence_encoder!r}")
