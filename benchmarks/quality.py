@@ -86,7 +86,9 @@ def run_config(args, variant: str, seed: int):
 
 
 def run_dir(args, config) -> str:
-    resolved = json.dumps({k: config.to_dict()[k] for k in ("model", "train")}, sort_keys=True)
+    data = config.to_dict()
+    # runtime: keys were in train: before 2026-11-30; hashed there still, runs made since then stay reusable
+    resolved = json.dumps({"model": data["model"], "train": {**data["train"], **data["runtime"]}}, sort_keys=True)
     digest = hashlib.sha256(resolved.encode()).hexdigest()[:10]
     return os.path.join(args.runs, f"{config.model.variant}-seed{config.train.seed}-{digest}")
 

@@ -91,7 +91,7 @@ def run_marn(args) -> dict:
     overrides = [f"model.variant={variant}", f"model.units={width}", f"model.common_units={width}",
                  f"model.gru_units={width}", f"model.id_embedding_dim={min(width, 32)}"]
     if args.xla:
-        overrides += ["train.xla=true", "model.deduplicate_items=false", "model.deduplicate_sequences=false"]
+        overrides += ["runtime.xla=true", "model.deduplicate_items=false", "model.deduplicate_sequences=false"]
     config = config_for(args, overrides)
     from marn_tf.schema import Schema
 

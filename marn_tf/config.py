@@ -1,6 +1,6 @@
 """The one YAML config of a marn-tf run: where the raw data is, what its fields are called, and the
 choices the pipeline makes (sequence length, vocabulary thresholds, split dates, dead-letter limit), and
-the model and training sections (`marn_tf/model_config.py`), and what `marn run` does around them
+the model, training and runtime sections (`marn_tf/model_config.py`), and what `marn run` does around them
 (`marn_tf/run_config.py`).
 
 `Config.load("my.yaml", overrides=["max_length=30"])` reads it; every section below is a
@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import logging
 from typing import Optional, Sequence
 
 from marn_tf.config_loader import ConfigError, from_dict, load_yaml, to_dict
-from marn_tf.model_config import ModelConfig, TrainConfig, check_compatible
+from marn_tf.model_config import RUNTIME_KEYS, ModelConfig, RuntimeConfig, TrainConfig, check_compatible
 from marn_tf.run_config import RunConfig
 
+log = logging.getLogger(__name__)
 FORMATS = ("auto", "jsonl", "csv", "parquet")
 
 
@@ -176,21 +178,38 @@ class Config:
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def __post_init__(self):
-        check_compatible(self.model, self.train)
+        check_compatible(self.model, self.train, self.runtime)
 
     @classmethod
     def load(cls, path: str, overrides: Sequence[str] = ()) -> "Config":
-        return load_yaml(cls, path, overrides)
+        return load_yaml(cls, path, overrides, migrate=move_runtime_keys)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Config":
-        return from_dict(cls, data)
+        return from_dict(cls, move_runtime_keys(data))
 
     def to_dict(self) -> dict:
         return to_dict(self)
+
+
+def move_runtime_keys(data: dict) -> dict:
+    """A config (or a run's saved one) written before `runtime:` existed has its keys under `train:`: moved there,
+    with a warning, so older configs and run directories still load."""
+    train = data.get("train")
+    moved = [key for key in RUNTIME_KEYS if isinstance(train, dict) and key in train]
+    if not moved:
+        return data
+    clashing = [key for key in moved if key in (data.get("runtime") or {})]
+    if clashing:
+        raise ConfigError(f"train.{clashing[0]} and runtime.{clashing[0]} are both set: keep runtime.{clashing[0]}")
+    log.warning("%s moved to the runtime: section (runtime.%s): read from train: this time; update the config",
+                ", ".join(f"train.{key}" for key in moved), moved[0])
+    runtime = {**(data.get("runtime") or {}), **{key: train[key] for key in moved}}
+    return {**data, "train": {k: v for k, v in train.items() if k not in moved}, "runtime": runtime}
 
 
 def parse_utc_seconds(value: str, key: str = "timestamp") -> int:

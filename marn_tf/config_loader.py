@@ -11,7 +11,7 @@ import math
 import re
 import types
 import typing
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -50,8 +50,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
         raise ConfigError(f"{path or 'config'}: {err}") from err
 
 
-def load_yaml(cls: type[T], path: str, overrides: Sequence[str] = ()) -> T:
-    """Reads a YAML file into `cls`, then applies `key.path=value` overrides."""
+def load_yaml(cls: type[T], path: str, overrides: Sequence[str] = (),
+              migrate: Callable[[dict], dict] = lambda data: data) -> T:
+    """Reads a YAML file into `cls`, then applies `key.path=value` overrides; `migrate` moves keys of an older
+    layout to where they live now before the keys are checked."""
     try:
         with open(path, encoding="utf-8") as f:
             data = safe_load_unique(f, path) or {}
@@ -59,7 +61,7 @@ def load_yaml(cls: type[T], path: str, overrides: Sequence[str] = ()) -> T:
         raise ConfigError(f"config file not found: {path}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
-    return from_dict(cls, apply_overrides(data, overrides))
+    return from_dict(cls, migrate(apply_overrides(data, overrides)))
 
 
 def safe_load_unique(stream: Any, source: str) -> Any:

@@ -1,4 +1,5 @@
-"""The `model:` and `train:` sections of the config: MARN's architecture choices and the training run.
+"""The `model:`, `train:` and `runtime:` sections of the config: MARN's architecture choices, the training run,
+and the devices it runs on.
 
 Every choice MARN_SPEC.md marks [ours] is a key here with the stated default, so it can be ablated with
 `--set model.<key>=<value>`. `variant` picks a rung of the ablation ladder or the DIN-style baseline:
@@ -204,10 +205,6 @@ class TrainConfig:
     deterministic: bool = False  # op determinism (slower); the input order is always seeded by `seed`
     shuffle_buffer: int = 100_000
     source: str = "tfrecord"  # or "parquet": files of the same features under <data>/<split>/*.parquet
-    strategy: str = "auto"  # auto: mirrored over the visible GPUs, else the default strategy
-    tpu: str = ""  # TPU address for strategy "tpu" ("" = the local TPU / from the environment)
-    mixed_precision: str = "float32"
-    xla: bool = False  # jit_compile the train step (needs model.deduplicate_items/sequences: false)
     keep_checkpoints: int = 3
     weight_averaging: float = 0.0  # decay of a moving average of the weights that validation, the best checkpoint,
     # evaluation and export use (training/weight_average.py); 0: off
@@ -215,25 +212,41 @@ class TrainConfig:
     def __post_init__(self):
         _check_choice("update", self.update, UPDATES)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("strategy", self.strategy, STRATEGIES)
-        _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
         _check_choice("source", self.source, SOURCES)
         for key in ("batch_size", "steps_per_epoch", "epochs", "keep_checkpoints"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive")
         if self.learning_rate <= 0 or self.discriminator_learning_rate <= 0:
             raise ConfigError("learning_rate and discriminator_learning_rate must be positive")
-        if self.update == "alternating" and self.mixed_precision == "mixed_float16":
-            raise ConfigError("update=alternating does not support mixed_float16 loss scaling: use mixed_bfloat16")
         if not 0.0 <= self.weight_averaging < 1.0:
             raise ConfigError("weight_averaging must be in [0, 1): the decay of the weights' moving average, 0 for off")
         if self.early_stopping_patience < 0:
             raise ConfigError("early_stopping_patience must be >= 0")
 
 
-def check_compatible(model: ModelConfig, train: TrainConfig) -> None:
+@dataclasses.dataclass
+class RuntimeConfig:
+    """Where and how a run executes (TF Model Garden's `runtime`): the devices, the precision and the compiler.
+    Apart from `train:` so that the same training recipe runs on a laptop, a GPU box or a TPU pod."""
+    strategy: str = "auto"  # auto: mirrored over the visible GPUs, else the default strategy
+    tpu: str = ""  # TPU address for strategy "tpu" ("" = the local TPU / from the environment)
+    mixed_precision: str = "float32"
+    xla: bool = False  # jit_compile the train step (needs model.deduplicate_items/sequences: false)
+
+    def __post_init__(self):
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+
+
+RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(RuntimeConfig))  # in `train:` until 2026-11-30
+
+
+def check_compatible(model: ModelConfig, train: TrainConfig, runtime: RuntimeConfig) -> None:
     """Cross-section checks, before any work."""
-    if train.xla and (model.deduplicate_items or model.deduplicate_sequences):
-        raise ConfigError("train.xla needs static shapes, and deduplicating items or sequences gives a dynamic "
+    if runtime.xla and (model.deduplicate_items or model.deduplicate_sequences):
+        raise ConfigError("runtime.xla needs static shapes, and deduplicating items or sequences gives a dynamic "
                           "number of them: set model.deduplicate_items=false and model.deduplicate_sequences=false "
-                          "with train.xla=true")
+                          "with runtime.xla=true")
+    if train.update == "alternating" and runtime.mixed_precision == "mixed_float16":
+        raise ConfigError("train.update=alternating does not support mixed_float16 loss scaling: use "
+                          "runtime.mixed_precision=mixed_bfloat16")

@@ -2,7 +2,7 @@
 
     python scripts/multi_worker_local.py --workers 2 -- --config cfg.yaml --data prep --output runs/mw
 
-Everything after `--` goes to `marn train`; `--set train.strategy=multi_worker` is added. Worker 0 is the
+Everything after `--` goes to `marn train`; `--set runtime.strategy=multi_worker` is added. Worker 0 is the
 chief: it writes the run directory; the others save their checkpoint shards to <output>/workers/.
 On a real cluster, run the same `marn train` command on every host with TF_CONFIG naming all of them.
 Worker logs go to <output>/worker-<i>.log. Exits non-zero if any worker fails.
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         log = open(os.path.join(output, f"worker-{index}.log"), "w")
         processes.append((subprocess.Popen(
-            [sys.executable, "-m", "marn_tf.cli", "train", *train_args, "--set", "train.strategy=multi_worker",
+            [sys.executable, "-m", "marn_tf.cli", "train", *train_args, "--set", "runtime.strategy=multi_worker",
              "--no-progress"], env=env, stdout=log, stderr=subprocess.STDOUT), log))
     status = 0
     for index, (process, log) in enumerate(processes):

@@ -1,10 +1,10 @@
-"""The tf.distribute strategy named by `train.strategy`.
+"""The tf.distribute strategy named by `runtime.strategy`.
 
     auto          MirroredStrategy over the GPUs when there are several, else the default (one device)
     default       one device
     mirrored      MirroredStrategy: every local GPU (or the CPU), one replica each
     multi_worker  MultiWorkerMirroredStrategy: the cluster in the TF_CONFIG environment variable
-    tpu           TPUStrategy on `train.tpu` (an address, a name, or "" for the local / environment TPU)
+    tpu           TPUStrategy on `runtime.tpu` (an address, a name, or "" for the local / environment TPU)
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         strategy = tf.distribute.MirroredStrategy()
     elif name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise ConfigError("train.strategy=multi_worker needs the TF_CONFIG environment variable describing the "
+            raise ConfigError("runtime.strategy=multi_worker needs the TF_CONFIG environment variable describing the "
                               "cluster (see README, 'Multi-worker training')")
         try:
             json.loads(os.environ["TF_CONFIG"])
@@ -42,7 +42,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)
     else:
-        raise ConfigError(f"unknown train.strategy {name!r}")
+        raise ConfigError(f"unknown runtime.strategy {name!r}")
     log.info("strategy %s (%s) with %d replica(s)", name, type(strategy).__name__, strategy.num_replicas_in_sync)
     return strategy
 

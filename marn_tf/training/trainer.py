@@ -67,16 +67,16 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     tf.keras.utils.set_random_seed(train_config.seed)
     if train_config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    tf.keras.mixed_precision.set_global_policy(train_config.mixed_precision)
-    strategy = strategy or make_strategy(train_config.strategy, train_config.tpu)
+    tf.keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
+    strategy = strategy or make_strategy(config.runtime.strategy, config.runtime.tpu)
 
     with strategy.scope():
         network = load_network(config, schema, data_dir)
         model = MarnModel(network.core, config.model, train_config.update, network.modalities)
         optimizer = model.make_optimizer(train_config)
-        if train_config.mixed_precision == "mixed_float16":
+        if config.runtime.mixed_precision == "mixed_float16":
             optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
-        model.compile(optimizer=optimizer, jit_compile=train_config.xla)
+        model.compile(optimizer=optimizer, jit_compile=config.runtime.xla)
         if train_config.weight_averaging:
             model.weight_average = WeightAverage(model.model_variables, train_config.weight_averaging)
 
@@ -113,7 +113,7 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
                                     shuffle_buffer=train_config.shuffle_buffer, deterministic=True,
                                     seed=train_config.seed), network).with_options(options)
     validation_data = indexed(read_split(config, data_dir, schema, "validation", train_config.batch_size,
-                                         drop_remainder=train_config.xla), network).with_options(options)
+                                         drop_remainder=config.runtime.xla), network).with_options(options)
 
     guard = C.CheckpointsWithNanGuard(manager, best, state=state, patience=train_config.early_stopping_patience,
                                       weight_average=model.weight_average)

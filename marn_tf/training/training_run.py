@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from marn_tf.config import Config
+from marn_tf.config import Config, move_runtime_keys
 from marn_tf.config_loader import ConfigError
 from marn_tf.data.input import make_dataset, split_files
 from marn_tf.data.item_table import load_item_table
@@ -164,11 +164,12 @@ def recover_checkpoint_state(directory: str) -> None:
 
 def check_resume(config: Config, output_dir: str) -> None:
     path = os.path.join(output_dir, RUN_CONFIG)
-    wanted = {k: config.to_dict()[k] for k in ("model", "train")}
+    sections = ("model", "train", "runtime")
+    wanted = {k: config.to_dict()[k] for k in sections}
     if os.path.exists(path):
         with open(path) as f:
-            previous = yaml.safe_load(f)
-        had = {k: previous.get(k) for k in ("model", "train")}
+            previous = move_runtime_keys(yaml.safe_load(f))
+        had = {k: previous.get(k) or {} for k in sections}
         if had != wanted:
             changed = [f"{s}.{k}" for s in had for k in set(had[s] or {}) | set(wanted[s])
                        if (had[s] or {}).get(k) != wanted[s].get(k)]

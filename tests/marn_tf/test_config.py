@@ -71,8 +71,9 @@ def test_exponent_floats_without_a_dot_are_floats(tmp_path):
     ({"model": {"modality_dropout": 1.0}}, r"model: modality_dropout must be in \[0, 1\)"),
     ({"model": {"invariant_residual": "sum"}}, r"model: invariant_residual 'sum' is not one of add, gated"),
     ({"train": {"weight_averaging": 1.0}}, r"train: weight_averaging must be in \[0, 1\)"),
-    ({"train": {"strategy": "horovod"}}, r"train: strategy 'horovod' is not one of auto, default, mirrored"),
-    ({"train": {"xla": True}}, r"train.xla needs static shapes.*set model.deduplicate_items=false"),
+    ({"runtime": {"strategy": "horovod"}}, r"runtime: strategy 'horovod' is not one of auto, default, mirrored"),
+    ({"runtime": {"xla": True}}, r"runtime.xla needs static shapes.*set model.deduplicate_items=false"),
+    ({"train": {"xla": True}, "runtime": {"xla": False}}, r"train.xla and runtime.xla are both set"),
 ])
 def test_mistakes_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
@@ -89,8 +90,16 @@ def test_missing_and_invalid_files(tmp_path):
 
 
 def test_alternating_updates_refuse_float16_loss_scaling(tmp_path):
-    with pytest.raises(ConfigError, match="train: update=alternating does not support mixed_float16"):
-        load(tmp_path, {**MINIMAL, "train": {"update": "alternating", "mixed_precision": "mixed_float16"}})
+    with pytest.raises(ConfigError, match="train.update=alternating does not support mixed_float16"):
+        load(tmp_path, {**MINIMAL, "train": {"update": "alternating"}, "runtime": {"mixed_precision": "mixed_float16"}})
+
+
+def test_runtime_keys_of_an_older_config_under_train_still_load(tmp_path, caplog):
+    """Configs and run directories written before the runtime: section had its keys under train:."""
+    old = load(tmp_path, {**MINIMAL, "train": {"strategy": "mirrored", "epochs": 4}}, ["train.xla=false"])
+    assert (old.runtime.strategy, old.runtime.xla, old.train.epochs) == ("mirrored", False, 4)
+    assert "train.strategy, train.xla moved to the runtime: section" in caplog.text
+    assert Config.from_dict({**MINIMAL, "train": {"tpu": "grpc://t:8470"}}).runtime.tpu == "grpc://t:8470"
 
 
 def test_a_key_the_model_does_not_read_is_an_error_that_says_why(tmp_path):

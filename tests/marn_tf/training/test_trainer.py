@@ -131,7 +131,8 @@ def test_mixed_precision_keeps_losses_and_outputs_float32(prepared, tmp_path, pr
     from marn_tf.training.training_run import load_network
 
     config, data, schema = prepared
-    result = train(quick(config, mixed_precision=precision, epochs=1), data, str(tmp_path))
+    result = train(dataclasses.replace(quick(config, epochs=1), runtime=dataclasses.replace(
+        config.runtime, mixed_precision=precision)), data, str(tmp_path))
     assert result.status == "completed"
     network = load_network(config, schema, data)  # built under the policy the run left set
     assert network.core.get_layer("mlp_0").compute_dtype == precision.split("_")[1]
