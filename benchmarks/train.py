@@ -84,22 +84,17 @@ def batches_to_columns(batches):
 
 # -- children: one model each ------------------------------------------------------------------------------
 def run_marn(args) -> dict:
-    from marn_tf.models.marn_model import MarnModel
-    from marn_tf.training.training_run import load_network
+    from marn_tf.training.task import CtrTask
 
     variant, width = args.child.split(":")[1], int(args.width)
     overrides = [f"model.variant={variant}", f"model.units={width}", f"model.common_units={width}",
                  f"model.gru_units={width}", f"model.id_embedding_dim={min(width, 32)}"]
     if args.xla:
         overrides += ["runtime.xla=true", "model.deduplicate_items=false", "model.deduplicate_sequences=false"]
-    config = config_for(args, overrides)
-    from marn_tf.schema import Schema
-
-    schema = Schema.load(args.data)
-    network = load_network(config, schema, args.data)
-    model = MarnModel(network.core, config.model, "joint", network.modalities)
-    model.compile(optimizer=model.make_optimizer(config.train), jit_compile=args.xla)
-    data = in_memory(materialize(args.data, schema, network, args.batch_size, args.batches))
+    task = CtrTask(config_for(args, overrides), args.data)
+    network = task.build_network()
+    model = task.build_model(network)  # the model and optimizers `marn train` builds (XLA from runtime.xla)
+    data = in_memory(materialize(args.data, task.schema, network, args.batch_size, args.batches))
     model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0)
     start = time.perf_counter()
     model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)

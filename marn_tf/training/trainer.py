@@ -22,12 +22,11 @@ from typing import Optional
 import tensorflow as tf
 
 from marn_tf.config import Config
-from marn_tf.models.marn_model import MarnModel
 from marn_tf.training import callbacks as C
 from marn_tf.training.strategy import is_chief, make_strategy, task_name
-from marn_tf.training.training_run import (check_data, check_resume, indexed, load_network, read_split,
-                                           recover_checkpoint_state, refuse_non_finite, refuse_non_finite_slots)
-from marn_tf.training.weight_average import WeightAverage
+from marn_tf.training.task import CtrTask
+from marn_tf.training.training_run import (check_resume, recover_checkpoint_state, refuse_non_finite,
+                                           refuse_non_finite_slots)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
           progress: Optional[bool] = None) -> TrainResult:
     config.model.check_settings_used()
     train_config = config.train
-    schema = check_data(config, data_dir)
+    task = CtrTask(config, data_dir)
     chief = is_chief()
     if chief:
         check_resume(config, output_dir)
@@ -71,14 +70,9 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     strategy = strategy or make_strategy(config.runtime.strategy, config.runtime.tpu)
 
     with strategy.scope():
-        network = load_network(config, schema, data_dir)
-        model = MarnModel(network.core, config.model, train_config.update, network.modalities)
-        optimizer = model.make_optimizer(train_config)
-        if config.runtime.mixed_precision == "mixed_float16":
-            optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
-        model.compile(optimizer=optimizer, jit_compile=config.runtime.xla)
-        if train_config.weight_averaging:
-            model.weight_average = WeightAverage(model.model_variables, train_config.weight_averaging)
+        network = task.build_network()
+        model = task.build_model(network)
+        optimizer = model.optimizer
 
     # Non-chief workers of a multi-worker run save too (collectively), into their own scratch directory.
     checkpoint_dir = output_dir if chief else os.path.join(output_dir, "workers", task_name())
@@ -105,15 +99,8 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
         log.info("resuming from %s (epoch %d, step %d)", manager.latest_checkpoint, initial_epoch,
                  initial_epoch * train_config.steps_per_epoch)
 
-    # The data order is seeded and reproducible in every run (the same seed, the same batches);
-    # `train.deterministic` adds op determinism on top.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_data = indexed(read_split(config, data_dir, schema, "train", train_config.batch_size, repeat=True,
-                                    shuffle_buffer=train_config.shuffle_buffer, deterministic=True,
-                                    seed=train_config.seed), network).with_options(options)
-    validation_data = indexed(read_split(config, data_dir, schema, "validation", train_config.batch_size,
-                                         drop_remainder=config.runtime.xla), network).with_options(options)
+    # The data order is seeded (`CtrTask.build_inputs`); `train.deterministic` adds op determinism on top.
+    train_data, validation_data = (task.build_inputs(split, network) for split in ("train", "validation"))
 
     guard = C.CheckpointsWithNanGuard(manager, best, state=state, patience=train_config.early_stopping_patience,
                                       weight_average=model.weight_average)

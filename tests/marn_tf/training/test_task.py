@@ -1,0 +1,42 @@
+"""The task builds the network, the compiled model and the inputs a run trains on, from the config alone."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from marn_tf.training.task import CtrTask
+
+pytestmark = pytest.mark.integration
+
+
+def with_train(config, **train):
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **train))
+
+
+def first_items(task, network, split="train"):
+    return next(iter(task.build_inputs(split, network)))[0]["item_id"].numpy()
+
+
+def test_the_training_order_is_seeded(prepared):
+    config, data, _ = prepared
+    tasks = [CtrTask(with_train(config, seed=seed, batch_size=64), data) for seed in (3, 3, 4)]
+    network = tasks[0].build_network()
+    same, again, other = (first_items(task, network) for task in tasks)
+    assert same.dtype == np.int64 and len(same) == 64  # vocabulary indices: what the core model takes
+    np.testing.assert_array_equal(same, again)
+    assert not np.array_equal(same, other)
+
+
+def test_the_model_carries_the_configured_optimizers_and_averaging(prepared):
+    config, data, _ = prepared
+    task = CtrTask(with_train(config, optimizer="sgd", learning_rate=0.05, discriminator_learning_rate=0.002,
+                              weight_averaging=0.9), data)
+    model = task.build_model(task.build_network())
+    model_optimizer, discriminator_optimizer = (o for o, _ in model.optimizer._optimizers_and_vars)
+    assert isinstance(model_optimizer, tf.keras.optimizers.legacy.SGD)
+    assert model_optimizer.learning_rate.numpy() == pytest.approx(0.05)
+    assert discriminator_optimizer.learning_rate.numpy() == pytest.approx(0.002)
+    assert model.weight_average is not None
+    with pytest.raises(ValueError, match="split must be one of"):
+        task.build_inputs("test", None)
