@@ -37,7 +37,8 @@ def layer_of(module: str) -> int:
     best, level = -1, None
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+            below = module.startswith(prefix + ".") and prefix != "marn_tf"  # the root package is its __init__ only
+            if (module == prefix or below) and len(prefix) > best:
                 best, level = len(prefix), index
     return level
 
