@@ -78,17 +78,19 @@ def run_config(args, variant: str, seed: int):
     from marn_tf.config import Config
 
     config = Config.load(args.config, [
-        f"model.variant={variant}", f"train.seed={seed}", f"train.batch_size={args.batch_size}",
-        f"train.steps_per_epoch={args.steps_per_eval}", f"train.epochs={args.max_evals}",
-        f"train.early_stopping_patience={args.patience}", *args.set])
-    # a --set key this variant does not read is reset, so `--set model.lambda_align=0` reuses man's runs
+        f"train.seed={seed}", f"train.batch_size={args.batch_size}", f"train.steps_per_epoch={args.steps_per_eval}",
+        f"train.epochs={args.max_evals}", f"train.early_stopping_patience={args.patience}", *args.set])
+    # the variant's structure; a --set key this variant does not read is reset, so `--set model.lambda_align=0`
+    # reuses man's runs (and `--set model.sequence_encoder=augru` din's)
     return dataclasses.replace(config, model=config.model.for_variant(variant))
 
 
 def run_dir(args, config) -> str:
     data = config.to_dict()
-    # runtime: keys were in train: before 2026-11-30; hashed there still, runs made since then stay reusable
-    resolved = json.dumps({"model": data["model"], "train": {**data["train"], **data["runtime"]}}, sort_keys=True)
+    # runtime: keys were in train: before 2026-11-30; hashed there still, and the model as written before its
+    # structure keys (fusion, discriminators, sequence_encoder: none): runs made since then stay reusable
+    resolved = json.dumps({"model": config.model.digest_dict(), "train": {**data["train"], **data["runtime"]}},
+                          sort_keys=True)
     digest = hashlib.sha256(resolved.encode()).hexdigest()[:10]
     return os.path.join(args.runs, f"{config.model.variant}-seed{config.train.seed}-{digest}")
 

@@ -2,13 +2,31 @@
 and the devices it runs on.
 
 Every choice MARN_SPEC.md marks [ours] is a key here with the stated default, so it can be ablated with
-`--set model.<key>=<value>`. `variant` picks a rung of the ablation ladder or the DIN-style baseline:
+`--set model.<key>=<value>`. Three keys choose the network's structure:
 
-    din     IDs + concatenated raw content, target attention over the behaviour items (no GRU)
-    concat  specific projections concatenated (every modality a fixed weight), GRU + target attention
-    man     multimodal attention over the specific projections
-    maan    MAN + invariant projections with one discriminator (D1 only)
-    marn    MAN + the double-discriminator network (D0 importance weights, D1, Ds, alignment): full MARN
+    fusion            raw_concat: IDs + the raw modality embeddings concatenated (DIN); concat: the specific
+                      projections concatenated (every modality a fixed weight); attention: multimodal attention
+                      over them (MAN)
+    discriminators    none; single: + invariant projections with one discriminator (D1 only); double: + the
+                      double-discriminator network (D0 importance weights, D1, Ds, alignment). Needs attention.
+    sequence_encoder  none: target attention straight over the behaviour items (DIN); gru: a GRU, then target
+                      attention; augru: DIEN's interest evolution
+
+`variant` names a rung of the ablation ladder, a preset of the three (reports, run directories and the ladder
+use it as the model's name):
+
+    din     raw_concat  none    none
+    concat  concat      none    gru
+    man     attention   none    gru
+    maan    attention   single  gru
+    marn    attention   double  gru     (the default: full MARN)
+
+A rung with a GRU takes `sequence_encoder: augru` as well (`variant: marn` with AUGRU is still marn). Set
+either `variant` (the three keys follow) or the keys (`variant` becomes the rung they make, or "custom": a
+`variant: custom` reads as no variant); both, disagreeing, is an error that says which to drop, and so is a
+structure the network cannot build (discriminators without attention fusion). A config written before the
+keys existed has `sequence_encoder: gru` beside `variant: din`: it always meant no encoder, and still loads as
+DIN. `to_dict` writes all four resolved.
 
 The paper's literal reading of the adversarial part is selectable, key by key (MARN_SPEC.md, "What
 measurement taught us", says why the defaults differ):
@@ -17,10 +35,10 @@ measurement taught us", says why the defaults differ):
     --set model.importance_weighting=scale --set model.lambda_align=0 --set model.normalize_modalities=false \
     --set model.attention_context=own
 
-A key the chosen model does not read (a discriminator's weight for `man`, `cross_layers` without the DCN
-head, ...) set to anything but its default is an error (`check_settings_used`) rather than silently
-ignored; a ladder rung is the main model's config with `variant` changed and the keys the rung does not
-read reset (`for_variant`).
+A key the chosen structure does not read (a discriminator's weight with `discriminators: none`,
+`cross_layers` without the DCN head, ...) set to anything but its default is an error (`check_settings_used`)
+rather than silently ignored; a ladder rung is the main model's config with the rung's structure and the keys
+it does not read reset (`for_variant`). Registered presets (`marn_tf/presets.py`) name such overrides.
 """
 from __future__ import annotations
 
@@ -29,8 +47,21 @@ from typing import Optional
 
 from marn_tf.config_loader import ConfigError
 
-VARIANTS = ("din", "concat", "man", "maan", "marn")
-SEQUENCE_ENCODERS = ("gru", "augru")
+STRUCTURE_KEYS = ("fusion", "discriminators", "sequence_encoder")
+# Each rung of the ablation ladder: its structure. A rung with "gru" takes "augru" as well (`_agrees`).
+RUNGS = {
+    "din": {"fusion": "raw_concat", "discriminators": "none", "sequence_encoder": "none"},
+    "concat": {"fusion": "concat", "discriminators": "none", "sequence_encoder": "gru"},
+    "man": {"fusion": "attention", "discriminators": "none", "sequence_encoder": "gru"},
+    "maan": {"fusion": "attention", "discriminators": "single", "sequence_encoder": "gru"},
+    "marn": {"fusion": "attention", "discriminators": "double", "sequence_encoder": "gru"},
+}
+VARIANTS = tuple(RUNGS)
+DEFAULT_VARIANT = "marn"  # the structure of a config that sets neither `variant` nor a key
+CUSTOM = "custom"  # the variant of a structure no rung has
+FUSIONS = ("raw_concat", "concat", "attention")
+DISCRIMINATORS = ("none", "single", "double")
+SEQUENCE_ENCODERS = ("none", "gru", "augru")
 HEADS = ("mlp", "dcn")
 OBJECTIVES = ("capped", "confusion", "reversal")
 IMPORTANCE_WEIGHTINGS = ("loss", "scale")
@@ -50,7 +81,11 @@ def _check_choice(key: str, value: str, choices: tuple) -> None:
 
 @dataclasses.dataclass
 class ModelConfig:
-    variant: str = "marn"
+    # The structure (the module docstring): None = not set, resolved in __post_init__ (never None after it).
+    variant: Optional[str] = None  # a rung of RUNGS (its three keys), or "custom"; the model's name in reports
+    fusion: Optional[str] = None  # "raw_concat", "concat" or "attention"
+    discriminators: Optional[str] = None  # "none", "single" or "double" (with fusion "attention" only)
+    sequence_encoder: Optional[str] = None  # "none", "gru" + target attention, or "augru" (DIEN's interest evolution)
     units: int = 64  # width d of s^m, c^m and the item representation (the paper: 256)
     id_embedding_dim: int = 16  # per ID field (item id, shop, brand, category, ...), concatenated
     word_embedding_dim: int = 32
@@ -87,7 +122,6 @@ class ModelConfig:
     invariant_residual: str = "add"  # rep = s + c ("add", the paper), s + γ ⊙ c with γ learned from 0 ("gated"),
     # or c as one more slot of the modality attention ("attended"); chosen on validation AUC (benchmarks/README.md)
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
-    sequence_encoder: str = "gru"  # "gru" + target attention, or "augru" (DIEN's interest evolution)
     gru_units: int = 64
     gru_unroll: bool = True  # unrolled over the sequence length: ~2x faster interest layer on CPU (training)
     attention_hidden: list[int] = dataclasses.field(default_factory=lambda: [80, 40])
@@ -104,9 +138,10 @@ class ModelConfig:
     def unused_keys(self) -> dict[str, str]:
         """The keys this configuration does not read, whatever their value, each with why."""
         unused = {}
-        for keys, variants, why in _UNUSED_BY_VARIANT:
-            if self.variant in variants:
-                unused.update({key: f"model.variant {self.variant!r} {why}" for key in keys})
+        for keys, structure_key, values, why in _UNUSED_BY_STRUCTURE:
+            value = getattr(self, structure_key)
+            if value in values:
+                unused.update({key: f"model.{structure_key} is {value!r} ({why})" for key in keys})
         if self.head != "dcn":
             unused["cross_layers"] = f"model.head is {self.head!r}, not 'dcn'"
         if not self.grl_ramp and "adversarial_ramp_steps" not in unused:
@@ -124,18 +159,69 @@ class ModelConfig:
                               "a model that reads " + ("it" if len(idle) == 1 else "them"))
 
     def for_variant(self, variant: str) -> "ModelConfig":
-        """This config as `variant`: the same settings, except those the variant does not read, at their default
-        (a ladder rung of this model)."""
-        rung = dataclasses.replace(self, variant=variant)
+        """This config as ladder rung `variant`: the rung's structure (a GRU rung keeps this config's "augru"), the
+        same settings otherwise, except those the rung does not read, at their default."""
+        _check_choice("variant", variant, VARIANTS)
+        structure = dict(RUNGS[variant])
+        if structure["sequence_encoder"] != "none" and self.sequence_encoder != "none":
+            structure["sequence_encoder"] = self.sequence_encoder
+        rung = dataclasses.replace(self, variant=variant, **structure)
         defaults = ModelConfig()
         return dataclasses.replace(rung, **{key: getattr(defaults, key) for key in rung.unused_keys()})
 
+    def digest_dict(self) -> dict:
+        """The plain-data form as written before the structure keys existed, for digests that name earlier runs
+        (`marn run`'s stages, benchmarks/quality.py): a rung's `fusion` and `discriminators` left out, and DIN's
+        `sequence_encoder` as the "gru" it was written with. A custom structure keeps every key."""
+        data = dataclasses.asdict(self)
+        if self.variant in RUNGS:
+            del data["fusion"], data["discriminators"]
+            if self.sequence_encoder == "none":
+                data["sequence_encoder"] = "gru"
+        return data
+
+    def _resolve_structure(self) -> None:
+        """Fills the structure keys from `variant`, or `variant` from the keys; raises when they disagree or the
+        network cannot build them (the module docstring)."""
+        for key, choices in (("fusion", FUSIONS), ("discriminators", DISCRIMINATORS),
+                             ("sequence_encoder", SEQUENCE_ENCODERS)):
+            if getattr(self, key) is not None:
+                _check_choice(key, getattr(self, key), choices)
+        if self.variant not in (None, CUSTOM):
+            _check_choice("variant", self.variant, VARIANTS + (CUSTOM,))
+            if self.variant == "din" and self.sequence_encoder == "gru":
+                # Written beside din by every config before the keys existed (the default then, and ignored).
+                self.sequence_encoder = "none"
+            preset = RUNGS[self.variant]
+            clashes = [key for key in STRUCTURE_KEYS
+                       if getattr(self, key) is not None and not _agrees(self.variant, key, getattr(self, key))]
+            if clashes:
+                given = {key: getattr(self, key) for key in STRUCTURE_KEYS}
+                rung = _rung_of({key: given[key] or preset[key] for key in STRUCTURE_KEYS})
+                raise ConfigError(
+                    f"variant {self.variant!r} is " + ", ".join(f"{key} {preset[key]!r}" for key in STRUCTURE_KEYS)
+                    + ", but " + ", ".join(f"{key} is {given[key]!r}" for key in clashes) + ": set one or the other, "
+                    "not both: remove " + ", ".join(f"model.{key}" for key in clashes) + " to build "
+                    f"{self.variant}, or remove model.variant to build the keys' structure"
+                    + (f" ({rung})" if rung != CUSTOM else "") + " (in code: ModelConfig.for_variant changes a rung)")
+            base = preset
+        else:
+            base = RUNGS[DEFAULT_VARIANT]
+        defaulted = [key for key in STRUCTURE_KEYS if getattr(self, key) is None]
+        for key in defaulted:
+            setattr(self, key, base[key])
+        if self.discriminators != "none" and self.fusion != "attention":
+            unset = f" (unset: {DEFAULT_VARIANT}'s)" if "discriminators" in defaulted else ""
+            raise ConfigError(f"discriminators {self.discriminators!r}{unset} need fusion 'attention' (the invariant "
+                              f"part adds to the attended specific one), not {self.fusion!r}: set "
+                              "model.fusion=attention, or model.discriminators=none")
+        self.variant = _rung_of({key: getattr(self, key) for key in STRUCTURE_KEYS})
+
     def __post_init__(self):
-        _check_choice("variant", self.variant, VARIANTS)
+        self._resolve_structure()
         _check_choice("attention_gate", self.attention_gate, ("vector", "scalar"))
         _check_choice("attention_normalize", self.attention_normalize, ("none", "softmax"))
         _check_choice("target_attention_normalize", self.target_attention_normalize, ("none", "softmax"))
-        _check_choice("sequence_encoder", self.sequence_encoder, SEQUENCE_ENCODERS)
         _check_choice("head", self.head, HEADS)
         _check_choice("adversarial_objective", self.adversarial_objective, OBJECTIVES)
         _check_choice("importance_weighting", self.importance_weighting, IMPORTANCE_WEIGHTINGS)
@@ -159,18 +245,22 @@ class ModelConfig:
             raise ConfigError("lambda_*, adversarial_margin and grl_coefficient must be >= 0")
 
     @property
-    def fusion(self) -> str:
-        """How modalities become one item vector: "raw_concat", "concat" or "attention"."""
-        return {"din": "raw_concat", "concat": "concat"}.get(self.variant, "attention")
-
-    @property
-    def discriminators(self) -> str:
-        """"none", "single" (D1 only) or "double" (D0, D1 and Ds)."""
-        return {"maan": "single", "marn": "double"}.get(self.variant, "none")
-
-    @property
     def uses_sequence_encoder(self) -> bool:
-        return self.variant != "din"
+        return self.sequence_encoder != "none"
+
+
+def _agrees(variant: str, key: str, value: str) -> bool:
+    """Whether structure key `key` at `value` is what rung `variant` builds."""
+    preset = RUNGS[variant][key]
+    if key == "sequence_encoder" and preset == "gru":
+        return value in ("gru", "augru")  # DIEN's AUGRU in the GRU's place: still the rung
+    return value == preset
+
+
+def _rung_of(structure: dict) -> str:
+    """The rung a structure builds, or "custom"."""
+    return next((variant for variant in RUNGS if all(_agrees(variant, key, structure[key]) for key in STRUCTURE_KEYS)),
+                CUSTOM)
 
 
 _ATTENTION_KEYS = ("attention_gate", "attention_normalize", "attention_context", "attention_bias")
@@ -179,13 +269,14 @@ _ADVERSARIAL_KEYS = ("common_units", "discriminator_hidden", "lambda_adv", "adve
                      "adversarial_ramp_steps", "invariant_residual")
 _DOUBLE_KEYS = ("lambda_d0", "lambda_s", "lambda_align", "alignment_items", "alignment_temperature",
                 "importance_weighting", "importance_floor", "normalize_importance")
-# (keys, the variants that do not read them, why): what `unused_keys` reports.
-_UNUSED_BY_VARIANT = [
-    (("units", "normalize_modalities"), ("din",), "concatenates the raw modality embeddings (no projections)"),
-    (("sequence_encoder", "gru_units", "gru_unroll"), ("din",), "has no sequence encoder (target attention only)"),
-    (_ATTENTION_KEYS, ("din", "concat"), "has no modality attention"),
-    (_ADVERSARIAL_KEYS, ("din", "concat", "man"), "has no invariant part or discriminator"),
-    (_DOUBLE_KEYS, ("din", "concat", "man", "maan"), "has no D0, Ds or alignment term (marn has)"),
+# (keys, the structure key, its values that do not read them, why): what `unused_keys` reports.
+_UNUSED_BY_STRUCTURE = [
+    (("units", "normalize_modalities"), "fusion", ("raw_concat",),
+     "the raw modality embeddings concatenated, no projections"),
+    (("gru_units", "gru_unroll"), "sequence_encoder", ("none",), "target attention straight over the behaviour items"),
+    (_ATTENTION_KEYS, "fusion", ("raw_concat", "concat"), "no modality attention"),
+    (_ADVERSARIAL_KEYS, "discriminators", ("none",), "no invariant part or discriminator"),
+    (_DOUBLE_KEYS, "discriminators", ("none", "single"), "no D0, Ds or alignment term: 'double' has them"),
 ]
 
 

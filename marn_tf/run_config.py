@@ -13,7 +13,10 @@ from marn_tf.schema import EVALUATION_SPLITS
 class RunConfig:
     """`marn run` trains the main model (the `model:` and `train:` sections) and, beside it, the ablation
     ladder: every variant of `ladder` once per seed of `seeds`, with the `train:` section changed by
-    `ladder_overrides` (e.g. a shorter budget). Everything is evaluated on `evaluation_split`.
+    `ladder_overrides` (e.g. a shorter budget). A rung is the main model's config with the rung's structure
+    (`ModelConfig.for_variant`: fusion and discriminators of the rung; a GRU rung keeps the main model's
+    `sequence_encoder: augru`) and the keys the rung does not read at their default. Everything is evaluated on
+    `evaluation_split`.
 
     Attributes:
         output: the run directory (default: `runs/<name of the config file without .yaml>`).
@@ -48,5 +51,9 @@ class RunConfig:
         bad = [o for o in self.ladder_overrides if not o.startswith(("train.", "model.")) or "=" not in o]
         if bad:
             raise ConfigError(f"ladder_overrides: {bad[0]!r} must look like train.key=value or model.key=value")
-        if any(o.startswith(("model.variant=", "train.seed=")) for o in self.ladder_overrides):
-            raise ConfigError("ladder_overrides must not set model.variant or train.seed: ladder and seeds do")
+        decided = ("model.variant=", "model.fusion=", "model.discriminators=", "model.sequence_encoder=none",
+                   "train.seed=")
+        if any(o.replace(" ", "").startswith(decided) for o in self.ladder_overrides):
+            raise ConfigError("ladder_overrides must not set model.variant, model.fusion, model.discriminators, "
+                              "model.sequence_encoder=none or train.seed: ladder and seeds do (a rung with a GRU "
+                              "takes model.sequence_encoder=augru)")

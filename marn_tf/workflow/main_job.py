@@ -69,11 +69,12 @@ def model_runs(config: Config, run_dir: str) -> list[ModelRun]:
                     True)
     runs = [main]
     base = to_dict(config)
+    del base["model"]["variant"]  # the structure keys alone: a ladder override of sequence_encoder cannot clash
     for variant in config.run.ladder:
         for seed in config.run.seeds:
-            overrides = list(config.run.ladder_overrides) + [f"model.variant={variant}", f"train.seed={seed}"]
+            overrides = list(config.run.ladder_overrides) + [f"train.seed={seed}"]
             rung = Config.from_dict(apply_overrides(base, overrides))
-            rung = dataclasses.replace(rung, model=rung.model.for_variant(variant))  # what the rung does not read
+            rung = dataclasses.replace(rung, model=rung.model.for_variant(variant))  # its structure, what it reads
             if rung.model == config.model and rung.train == config.train:
                 main.rungs.append((variant, seed))  # the main model is this rung: trained once
                 continue
@@ -187,7 +188,8 @@ def _train_stage(stages: StageRunner, model: ModelRun, data_dir: str, data_diges
     return stages.run(Stage(
         f"train-{model.name}", f"{title} {model.variant} (seed {model.seed}, {budget.epochs} x "
                                f"{budget.steps_per_epoch} steps of {budget.batch_size})",
-        {"data": data_digest, "model": to_dict(model.config.model), "train": to_dict(model.config.train)},
+        # the model as written before its structure keys: runs trained since then are not trained again
+        {"data": data_digest, "model": model.config.model.digest_dict(), "train": to_dict(model.config.train)},
         [model.directory], action))
 
 

@@ -1,9 +1,14 @@
-"""Config loading: defaults, overrides, and errors that name the key to fix."""
+"""Config loading: defaults, overrides, the model's structure keys, and errors that name the key to fix."""
+import os
+
 import pytest
 import yaml
 
 from marn_tf.config import Config
 from marn_tf.config_loader import ConfigError
+from marn_tf.model_config import ModelConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MINIMAL = {"inputs": {"events": {"path": "e.jsonl"}, "items": {"path": "i.csv"}},
            "split": {"train_end": "2026-01-10", "valid_end": "2026-01-12"}}
@@ -106,14 +111,20 @@ def test_a_key_the_model_does_not_read_is_an_error_that_says_why(tmp_path):
     for variant in ("din", "concat", "man", "maan", "marn"):
         load(tmp_path, MINIMAL, [f"model.variant={variant}"]).model.check_settings_used()  # defaults: fine
     model = load(tmp_path, MINIMAL, ["model.variant=man", "model.lambda_adv=0.5", "model.attention_gate=scalar"]).model
-    with pytest.raises(ConfigError, match=r"model.lambda_adv is 0.5, but model.variant 'man' has no invariant part "
-                                          r"or discriminator, so it would change nothing: remove it"):
+    with pytest.raises(ConfigError, match=r"model.lambda_adv is 0.5, but model.discriminators is 'none' \(no "
+                                          r"invariant part or discriminator\), so it would change nothing: remove it"):
         model.check_settings_used()
     with pytest.raises(ConfigError, match=r"model.cross_layers is 3, but model.head is 'mlp'"):
         load(tmp_path, MINIMAL, ["model.cross_layers=3"]).model.check_settings_used()
     load(tmp_path, MINIMAL, ["model.cross_layers=3", "model.head=dcn"]).model.check_settings_used()
-    with pytest.raises(ConfigError, match=r"model.lambda_align is 0.0, but model.variant 'maan' has no D0"):
+    with pytest.raises(ConfigError, match=r"model.lambda_align is 0.0, but model.discriminators is 'single' \(no D0"):
         load(tmp_path, MINIMAL, ["model.variant=maan", "model.lambda_align=0"]).model.check_settings_used()
+    with pytest.raises(ConfigError, match=r"model.attention_gate is 'scalar', but model.fusion is 'concat' \(no "
+                                          r"modality attention\)"):
+        load(tmp_path, MINIMAL, ["model.fusion=concat", "model.discriminators=none",
+                                 "model.attention_gate=scalar"]).model.check_settings_used()
+    with pytest.raises(ConfigError, match=r"model.gru_units is 8, but model.sequence_encoder is 'none'"):
+        load(tmp_path, MINIMAL, ["model.sequence_encoder=none", "model.gru_units=8"]).model.check_settings_used()
 
 
 def test_a_ladder_rung_keeps_what_it_reads_and_resets_the_rest(tmp_path):
@@ -123,6 +134,150 @@ def test_a_ladder_rung_keeps_what_it_reads_and_resets_the_rest(tmp_path):
     assert (man.variant, man.attention_gate, man.dropout, man.lambda_adv) == ("man", "scalar", 0.1, 3.0)
     din = marn.for_variant("din")
     assert (din.attention_gate, din.dropout, din.lambda_adv) == ("vector", 0.1, 3.0)
+    assert (din.fusion, din.discriminators, din.sequence_encoder) == ("raw_concat", "none", "none")
     for rung in (man, din, marn.for_variant("marn")):
         rung.check_settings_used()
     assert marn.for_variant("marn") == marn
+    # A rung with a GRU keeps the model's AUGRU; DIN has no encoder; from DIN, a GRU rung gets the GRU.
+    augru = load(tmp_path, MINIMAL, ["model.sequence_encoder=augru"]).model
+    assert [augru.for_variant(v).sequence_encoder for v in ("din", "concat", "man")] == ["none", "augru", "augru"]
+    assert din.for_variant("maan").sequence_encoder == "gru" and din.for_variant("marn") == ModelConfig(dropout=0.1)
+    custom = load(tmp_path, MINIMAL, ["model.fusion=raw_concat", "model.discriminators=none"]).model
+    assert custom.variant == "custom" and custom.for_variant("man") == ModelConfig(variant="man")
+
+
+RUNG_STRUCTURES = {"din": ("raw_concat", "none", "none"), "concat": ("concat", "none", "gru"),
+                   "man": ("attention", "none", "gru"), "maan": ("attention", "single", "gru"),
+                   "marn": ("attention", "double", "gru")}
+
+
+def structure(model):
+    return model.variant, (model.fusion, model.discriminators, model.sequence_encoder)
+
+
+@pytest.mark.parametrize("variant", RUNG_STRUCTURES)
+def test_a_variant_alone_sets_its_structure_and_its_keys_alone_name_it(tmp_path, variant):
+    fusion, discriminators, encoder = RUNG_STRUCTURES[variant]
+    by_name = load(tmp_path, MINIMAL, [f"model.variant={variant}"])
+    assert structure(by_name.model) == (variant, RUNG_STRUCTURES[variant])
+    assert by_name.model.uses_sequence_encoder == (variant != "din")
+    by_keys = load(tmp_path, MINIMAL, [f"model.fusion={fusion}", f"model.discriminators={discriminators}",
+                                       f"model.sequence_encoder={encoder}"])
+    assert by_keys == by_name
+    both = load(tmp_path, MINIMAL, [f"model.variant={variant}", f"model.fusion={fusion}",
+                                    f"model.discriminators={discriminators}", f"model.sequence_encoder={encoder}"])
+    assert both == by_name
+    written = by_name.to_dict()["model"]  # all four resolved, and read back as the same model
+    assert (written["variant"], written["fusion"], written["discriminators"], written["sequence_encoder"]) == (
+        variant, fusion, discriminators, encoder)
+    assert Config.from_dict(by_name.to_dict()) == by_name
+
+
+def test_the_keys_alone_default_to_marn_and_name_the_rung_they_make_or_custom(tmp_path):
+    assert structure(load(tmp_path, MINIMAL).model) == ("marn", ("attention", "double", "gru"))
+    assert structure(load(tmp_path, MINIMAL, ["model.discriminators=none"]).model)[0] == "man"
+    # AUGRU in a GRU rung's place is still that rung, as `variant: marn` with `sequence_encoder: augru` always was.
+    assert structure(load(tmp_path, MINIMAL, ["model.sequence_encoder=augru"]).model) == (
+        "marn", ("attention", "double", "augru"))
+    assert structure(load(tmp_path, MINIMAL, ["model.variant=maan", "model.sequence_encoder=augru"]).model) == (
+        "maan", ("attention", "single", "augru"))
+    custom = load(tmp_path, MINIMAL, ["model.fusion=raw_concat", "model.discriminators=none"]).model
+    assert structure(custom) == ("custom", ("raw_concat", "none", "gru"))  # DIN's items with a GRU: no rung
+    assert structure(load(tmp_path, MINIMAL, ["model.sequence_encoder=none"]).model) == (
+        "custom", ("attention", "double", "none"))
+    # What to_dict writes for a custom structure reads back as the same model; `variant: custom` reads as unset.
+    assert Config.from_dict(load(tmp_path, MINIMAL, ["model.sequence_encoder=none"]).to_dict()).model.variant == "custom"
+    assert structure(load(tmp_path, MINIMAL, ["model.variant=custom", "model.discriminators=single"]).model)[0] == "maan"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.variant=man", "model.discriminators=single"],
+     r"model: variant 'man' is fusion 'attention', discriminators 'none', sequence_encoder 'gru', but discriminators "
+     r"is 'single': set one or the other, not both: remove model.discriminators to build man, or remove "
+     r"model.variant to build the keys' structure \(maan\)"),
+    (["model.variant=din", "model.sequence_encoder=augru"],
+     r"variant 'din' is .* but sequence_encoder is 'augru': .* remove model.sequence_encoder to build din"),
+    (["model.variant=marn", "model.fusion=concat", "model.discriminators=none"],
+     r"but fusion is 'concat', discriminators is 'none': .* remove model.fusion, model.discriminators to build marn, "
+     r"or remove model.variant to build the keys' structure \(concat\)"),
+    (["model.variant=concat", "model.sequence_encoder=none"], r"but sequence_encoder is 'none'"),
+])
+def test_a_variant_and_keys_that_disagree_are_an_error_naming_the_keys(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load(tmp_path, MINIMAL, overrides)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.fusion=concat", "model.discriminators=single"],
+     r"model: discriminators 'single' need fusion 'attention' .*, not 'concat': set model.fusion=attention, or "
+     r"model.discriminators=none"),
+    (["model.fusion=raw_concat", "model.discriminators=double", "model.sequence_encoder=none"], r"not 'raw_concat'"),
+    (["model.fusion=concat"], r"discriminators 'double' \(unset: marn's\) need fusion 'attention'"),
+    (["model.fusion=sum"], r"model: fusion 'sum' is not one of raw_concat, concat, attention"),
+    (["model.discriminators=triple"], r"model: discriminators 'triple' is not one of none, single, double"),
+    (["model.sequence_encoder=lstm"], r"model: sequence_encoder 'lstm' is not one of none, gru, augru"),
+])
+def test_a_structure_the_network_cannot_build_is_an_error_before_any_work(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load(tmp_path, MINIMAL, overrides)
+
+
+# The model: section as every run saved it before the structure keys existed (a run of benchmarks/quality.py,
+# /tmp/q-after5/din-seed1-f8c8c9f697/run_config.yaml, the keys at their defaults shortened to a few).
+OLD_SAVED_DIN = """
+model:
+  variant: din
+  units: 64
+  attention_gate: vector
+  lambda_adv: 3.0
+  invariant_residual: add
+  modality_dropout: 0.0
+  sequence_encoder: gru
+  gru_units: 64
+  gru_unroll: true
+  head: mlp
+  dropout: 0.2
+"""
+
+
+def test_a_config_saved_before_the_structure_keys_loads_as_the_same_model(tmp_path):
+    path = tmp_path / "run_config.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL) + OLD_SAVED_DIN)
+    din = Config.load(str(path)).model
+    assert din == ModelConfig(variant="din")  # `sequence_encoder: gru` beside din always meant no encoder
+    assert structure(din) == ("din", ("raw_concat", "none", "none")) and not din.uses_sequence_encoder
+    din.check_settings_used()
+    # Other rungs saved their sequence encoder, AUGRU included, and read it as before.
+    for variant in ("concat", "man", "maan", "marn"):
+        path.write_text(yaml.safe_dump(MINIMAL) + OLD_SAVED_DIN.replace("din", variant).replace("gru\n", "augru\n"))
+        model = Config.load(str(path)).model
+        assert structure(model) == (variant, RUNG_STRUCTURES[variant][:2] + ("augru",))
+        assert model == ModelConfig(variant=variant, sequence_encoder="augru")
+
+
+def test_digests_of_earlier_runs_stay_the_same(tmp_path):
+    """benchmarks/quality.py names its cached runs by a digest of the resolved model/train config, and `marn run`
+    skips a trained stage by one: the model as it was written before the structure keys, so runs trained before
+    them are reused. The names are those of the runs in /tmp/q-after5, made before."""
+    import argparse
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import quality
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    args = argparse.Namespace(config=str(path), batch_size=1024, steps_per_eval=40, max_evals=8, patience=2, set=[],
+                              runs="runs")
+    names = [os.path.basename(quality.run_dir(args, quality.run_config(args, variant, 1))) for variant in
+             ("din", "concat", "man", "maan", "marn")]
+    assert names == ["din-seed1-f8c8c9f697", "concat-seed1-bec47570e5", "man-seed1-cb6020c62a",
+                     "maan-seed1-6ade7a28a8", "marn-seed1-cdc8ee46e8"]
+    # --set model.sequence_encoder=augru: din reuses its runs (it reads no encoder), the GRU rungs hash the AUGRU.
+    args.set = ["model.sequence_encoder=augru"]
+    assert os.path.basename(quality.run_dir(args, quality.run_config(args, "din", 1))) == "din-seed1-f8c8c9f697"
+    assert os.path.basename(quality.run_dir(args, quality.run_config(args, "man", 1))) != "man-seed1-cb6020c62a"
+    din = ModelConfig(variant="din").digest_dict()
+    assert "fusion" not in din and "discriminators" not in din and din["sequence_encoder"] == "gru"
+    custom = ModelConfig(sequence_encoder="none").digest_dict()  # no earlier run had it: every key hashed
+    assert (custom["variant"], custom["fusion"], custom["sequence_encoder"]) == ("custom", "attention", "none")

@@ -104,9 +104,31 @@ def test_the_main_model_is_not_trained_twice_unless_the_ladder_budget_differs(ra
     assert runs[0].config.train.epochs == 2 and {r.config.train.epochs for r in runs[1:]} == {1}
 
 
+def test_a_ladder_rung_has_its_structure_and_keeps_the_main_models_sequence_encoder(raw_dataset, tmp_path):
+    from tests.marn_tf.workflow.conftest import TINY, write_config
+
+    data_config, _ = raw_dataset
+    path = write_config(tmp_path / "a.yaml", data_config, TINY)
+    ladder = ["run.ladder=[din, man, marn]", "run.seeds=[1]"]
+    for main in (["model.variant=din"], ["model.fusion=raw_concat", "model.discriminators=none",
+                                         "model.sequence_encoder=gru"]):  # a rung, and a custom main model
+        runs = {r.name: r.config.model for r in model_runs(Config.load(path, main + ladder), "r")}
+        assert [(m.variant, m.fusion, m.discriminators, m.sequence_encoder) for m in (
+            runs.get("din-seed1", runs["model"]), runs["man-seed1"], runs["marn-seed1"])] == [
+            ("din", "raw_concat", "none", "none"), ("man", "attention", "none", "gru"),
+            ("marn", "attention", "double", "gru")]
+    # An AUGRU for the whole ladder: din reads no encoder, the GRU rungs take it.
+    augru = Config.load(path, ["model.variant=din", *ladder, "run.ladder_overrides=[model.sequence_encoder=augru]"])
+    assert [(r.name, r.config.model.sequence_encoder) for r in model_runs(augru, "r")] == [
+        ("model", "none"), ("din-seed1", "none"), ("man-seed1", "augru"), ("marn-seed1", "augru")]
+
+
 @pytest.mark.parametrize("override, message", [
     ("run.ladder=[dien]", "ladder: unknown variant 'dien'"),
-    ("run.ladder_overrides=[train.seed=3]", "must not set model.variant or train.seed"),
+    ("run.ladder_overrides=[train.seed=3]", "must not set model.variant, model.fusion, model.discriminators, "
+                                            "model.sequence_encoder=none or train.seed: ladder and seeds do"),
+    ("run.ladder_overrides=[model.fusion=concat]", "must not set model.variant, model.fusion"),
+    ("run.ladder_overrides=['model.sequence_encoder= none']", "must not set model.variant, model.fusion"),
     ("run.ladder_overrides=[epochs=3]", "must look like train.key=value"),
     ("run.evaluation_split=train", "evaluation_split must be one of validation, test"),
 ])
