@@ -3,8 +3,9 @@ choices the pipeline makes (sequence length, vocabulary thresholds, split dates,
 the model, training and runtime sections (`marn_tf/model_config.py`), and what `marn run` does around them
 (`marn_tf/run_config.py`).
 
-`Config.load("my.yaml", overrides=["max_length=30"])` reads it; every section below is a
-typed dataclass, and `docs/raw_data.md` shows a complete annotated example.
+`Config.load("my.yaml", overrides=["sequence.max_length=30"], presets=["din"])` reads it: the file, then each
+registered preset's overrides (`marn_tf/presets.py`), then `overrides`. Every section below is a typed
+dataclass, and `docs/raw_data.md` shows a complete annotated example.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Optional, Sequence
 
 from marn_tf.config_loader import ConfigError, from_dict, load_yaml, to_dict
 from marn_tf.model_config import RUNTIME_KEYS, ModelConfig, RuntimeConfig, TrainConfig, check_compatible
+from marn_tf.presets import overrides_of
 from marn_tf.run_config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -185,8 +187,9 @@ class Config:
         check_compatible(self.model, self.train, self.runtime)
 
     @classmethod
-    def load(cls, path: str, overrides: Sequence[str] = ()) -> "Config":
-        return load_yaml(cls, path, overrides, migrate=move_runtime_keys)
+    def load(cls, path: str, overrides: Sequence[str] = (), presets: Sequence[str] = ()) -> "Config":
+        """The file at `path`, with the registered `presets`' overrides applied in order, then `overrides`."""
+        return load_yaml(cls, path, overrides_of(presets) + list(overrides), migrate=move_runtime_keys)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Config":

@@ -1,6 +1,7 @@
 """`marn demo`: the main job on the embedded synthetic dataset, in about 8 minutes on 2 cores.
 
-It writes `<output>/config.yaml` (the generated dataset's config plus `DEMO_SETTINGS`), generates the
+It writes `<output>/config.yaml` (the generated dataset's config plus the registered "demo" preset's short
+budgets, `marn_tf/presets.py`, then the caller's presets and overrides), generates the
 dataset into `<output>/raw/` (a stage like the others: skipped when already there) and runs `marn run` on
 that config, so `marn run --config runs/demo/config.yaml` repeats (and resumes) exactly what the demo did.
 """
@@ -14,6 +15,7 @@ import yaml
 
 from marn_tf.config import Config
 from marn_tf.config_loader import apply_overrides
+from marn_tf.presets import overrides_of
 from marn_tf.storage import ownership
 from marn_tf.workflow import main_job
 from marn_tf.workflow import run_directory as layout
@@ -21,30 +23,25 @@ from marn_tf.workflow.stages import Stage, StageRunner
 
 DEFAULT_OUTPUT = os.path.join("runs", "demo")
 COMMAND = "marn demo"
-# Budgets for the main model and the whole ladder (5 variants x 2 seeds; the main model is the marn rung with
-# seed 1): validation on 10 batches every 40 steps of 1,024, at most 6 times, stopping after 2 passes without a
-# better AUC. The models reach their best validation AUC within about one pass over the training split (80-160
-# steps on the embedded data, marn the latest; `benchmarks/quality.py` measures it) and overfit after it;
-# evaluation loads the best.
-DEMO_SETTINGS = [
-    "train.steps_per_epoch=40", "train.epochs=6", "train.validation_steps=10", "train.early_stopping_patience=2",
-    "run.ladder=[din, concat, man, maan, marn]", "run.seeds=[1, 2]",
-]
+PRESET = "demo"  # its budgets and ladder, applied before the caller's presets and --set
 
 
-def demo(output: str = DEFAULT_OUTPUT, overrides: Sequence[str] = (), progress: Optional[bool] = None) -> dict:
+def demo(output: str = DEFAULT_OUTPUT, overrides: Sequence[str] = (), progress: Optional[bool] = None,
+         presets: Sequence[str] = ()) -> dict:
     from marn_tf.pipelines.synthetic_data import GeneratorOptions, dataset_config, generate
 
     raw = os.path.join(output, "raw")
     options = GeneratorOptions(output=os.path.abspath(raw))
-    data = apply_overrides(dataset_config(options), DEMO_SETTINGS + [f"run.output={output}"] + list(overrides))
-    config = Config.from_dict(data)  # a bad --set fails here, before any work
+    settings = overrides_of([PRESET, *presets]) + [f"run.output={output}"] + list(overrides)
+    data = apply_overrides(dataset_config(options), settings)
+    config = Config.from_dict(data)  # a bad --set or --preset fails here, before any work
     config_path = os.path.join(output, "config.yaml")
     # The demo writes config.yaml and raw/ besides what `marn run` writes; nothing of the user's may be there.
     written = [config_path, raw] + [os.path.join(output, name) for name in layout.ENTRIES]
     with ownership.owned_directory(output, ownership.RUN, COMMAND, written=written):
         with open(config_path, "w") as f:
-            f.write("# marn demo: the generated dataset's config with the demo's short training budgets.\n"
+            f.write("# marn demo: the generated dataset's config with the demo's short training budgets (the "
+                    "\"demo\" preset).\n"
                     f"# `marn run --config {config_path}` repeats (and resumes) the demo.\n")
             yaml.safe_dump(data, f, sort_keys=False)
         stages = StageRunner(output, 1 + main_job.stage_count(config, output), command=COMMAND)
