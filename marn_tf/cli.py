@@ -9,6 +9,7 @@ import os
 import sys
 
 import marn_tf  # noqa: F401  (selects Keras 2 before anything imports TensorFlow)
+from marn_tf import presets
 from marn_tf.config_loader import ConfigError
 from marn_tf.schema import SPLITS
 
@@ -31,7 +32,7 @@ def _preprocess(args: argparse.Namespace, beam_args: list[str]) -> int:
     from marn_tf.pipelines import preprocess
     from marn_tf.pipelines.run_report import render_markdown
 
-    config = Config.load(args.config, args.set)
+    config = Config.load(args.config, args.set, presets=args.preset)
     try:
         report = preprocess.run(config, args.output, beam_args, num_workers=args.workers, overwrite=args.overwrite,
                                 config_path=args.config)
@@ -47,7 +48,7 @@ def _train(args: argparse.Namespace) -> int:
     from marn_tf.config import Config
     from marn_tf.training.trainer import train
 
-    config = Config.load(args.config, args.set)
+    config = Config.load(args.config, args.set, presets=args.preset)
     result = train(config, args.data, args.output, progress=False if args.no_progress else None)
     print(f"training {result.status} after {result.steps:,} steps ({result.epochs} epochs, {result.seconds:.0f} s, "
           f"{result.examples_per_second:,.0f} examples/s); best validation AUC "
@@ -111,14 +112,28 @@ def _check_export(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from marn_tf.workflow.main_job import run
 
-    return _stages_ran(lambda: run(args.config, args.set, args.output, beam_args,
+    overrides = presets.overrides_of(args.preset) + args.set  # an unknown preset fails here, before any work
+    return _stages_ran(lambda: run(args.config, overrides, args.output, beam_args,
                                    progress=False if args.no_progress else None))
 
 
 def _demo(args: argparse.Namespace) -> int:
     from marn_tf.workflow.demo import demo
 
-    return _stages_ran(lambda: demo(args.output, tuple(args.set), progress=False if args.no_progress else None))
+    return _stages_ran(lambda: demo(args.output, tuple(args.set), progress=False if args.no_progress else None,
+                                    presets=args.preset))
+
+
+def _presets(args: argparse.Namespace) -> int:
+    print(presets.describe())
+    return 0
+
+
+def _add_preset_argument(parser: argparse.ArgumentParser, before: str = "") -> None:
+    parser.add_argument(
+        "--preset", action="append", default=[], metavar="NAME",
+        help=f"apply a registered preset's overrides{before}, before --set (repeatable, in order): "
+             f"{', '.join(presets.PRESETS)}; `marn presets` shows what each sets")
 
 
 def _stages_ran(flow) -> int:
@@ -166,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--output", default=os.path.join("runs", "demo"), help="run directory (default %(default)s)")
     dm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set run.seeds=[1] (repeatable)")
+    _add_preset_argument(dm, " after the demo preset's")
     dm.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
 
     rn = sub.add_parser(
@@ -177,12 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "and <run>/report.html. A stage whose outputs exist and match its inputs is skipped with a "
                     "message; an interrupted one runs again (training resumes from its checkpoint). Arguments this "
                     "command does not know go to the Beam job as pipeline options, as for preprocess.",
-        epilog="example: marn run --config my.yaml --set run.ladder=[] --set train.epochs=5")
+        epilog="example: marn run --config my.yaml --preset demo --set run.ladder=[] --set train.epochs=5")
     rn.add_argument("--config", required=True, help="YAML config (docs/raw_data.md; the run: section: "
                                                     "marn_tf/run_config.py)")
     rn.add_argument("--output", help="run directory (default: run.output, else runs/<config file name>)")
     rn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set run.seeds=[1,2,3] (repeatable)")
+    _add_preset_argument(rn)
     rn.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
 
     gen = sub.add_parser("generate-data", help="write the embedded synthetic dataset in the raw input formats",
@@ -190,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "in the raw formats marn-tf reads, with a matching config.yaml.")
     add_arguments(gen)
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sub.add_parser(
+        "presets", help="list the registered presets (--preset NAME): name, description and the overrides each sets",
+        description="Print every registered preset (marn_tf/presets.py): its name, what it is for and the --set "
+                    "overrides it stands for. `--preset NAME` on train, run, preprocess and demo applies them, in "
+                    "the order given, before the command's --set overrides.",
+        epilog="example: marn presets; marn train ... --preset din --set train.epochs=3")
 
     pre = sub.add_parser(
         "preprocess", help="run the Beam job: raw logs + catalog -> TFRecords, vocabularies, item table, schema",
@@ -202,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--output", required=True, help="output directory (local or gs://)")
     pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set sequence.max_length=30 (repeatable)")
+    _add_preset_argument(pre)
     pre.add_argument("--workers", type=int, default=2,
                      help="local runner processes (default %(default)s; ignored with --runner)")
     pre.add_argument("--overwrite", action="store_true",
@@ -211,15 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "train", help="train MARN (or an ablation variant / the DIN baseline) on a preprocessed directory",
         description="Train on the output of `marn preprocess`. Model and training settings come from the model: and "
-                    "train: sections of the YAML config (defaults in marn_tf/model_config.py); --set overrides them. "
+                    "train: sections of the YAML config (defaults in marn_tf/model_config.py); --preset applies a "
+                    "registered preset (a ladder rung by name, or the demo's budgets), then --set overrides keys. "
+                    "The structure is model.variant (din, concat, man, maan, marn) or the keys model.fusion, "
+                    "model.discriminators and model.sequence_encoder; not both. "
                     "Re-running with the same --output resumes from the last checkpoint.",
-        epilog="example: marn train --config data/raw/config.yaml --data data/prep --output runs/marn "
-               "--set model.variant=man --set train.epochs=5")
+        epilog="example: marn train --config data/raw/config.yaml --data data/prep --output runs/man "
+               "--preset man --set train.epochs=5")
     tr.add_argument("--config", required=True, help="YAML config (the one `marn generate-data` writes works)")
     tr.add_argument("--data", required=True, help="output directory of `marn preprocess`")
     tr.add_argument("--output", required=True, help="run directory: checkpoints, TensorBoard logs, history")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. --set model.variant=din (repeatable)")
+    _add_preset_argument(tr)
     tr.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
 
     ev = sub.add_parser(
@@ -293,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"generate-data": lambda args, extra: _generate_data(args), "preprocess": _preprocess,
             "train": lambda args, extra: _train(args), "evaluate": lambda args, extra: _evaluate(args),
             "export": lambda args, extra: _export(args), "check-export": lambda args, extra: _check_export(args),
-            "score": _score, "run": _run, "demo": lambda args, extra: _demo(args)}
+            "score": _score, "run": _run, "demo": lambda args, extra: _demo(args),
+            "presets": lambda args, extra: _presets(args)}
 
 
 def main(argv: list[str] | None = None) -> int:
