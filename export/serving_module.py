@@ -34,16 +34,14 @@ OUTPUTS = ("probability", "modality_weights")
 
 
 class ServingModule(tf.Module):
-    """`network.full` (lookup -> core) with the serving signatures; `schema_file` travels as an asset.
-
-    Precomputes the network's item tower for the catalog (see `ItemTower.precompute`): build it from a
-    network restored for export, not one that will train further.
+    """`network.frozen().full` (lookup -> inference over the precomputed item tower) with the serving
+    signatures; `schema_file` travels as an asset. Build it from a network restored for export: the item
+    tower's outputs are computed here, once.
     """
 
     def __init__(self, network: Network, schema: S.Schema, schema_file: str):
         super().__init__(name="marn_serving")
-        network.item_tower.precompute()
-        self.model = network.full
+        self.model = network.frozen().full
         self.schema_asset = tf.saved_model.Asset(schema_file)
         self._item_lookup = network.lookup.get_layer(f"{S.ITEM_VOCABULARY}_lookup")
         self._item_tower = network.item_tower

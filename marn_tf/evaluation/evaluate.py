@@ -66,7 +66,7 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
                                            drop_remainder=False), network, [user, *rates])
     if max_batches:
         dataset = dataset.take(max_batches)
-    core = network.core
+    core = network.inference
     # The behaviour sequence's item indices and length (build_core checked there is one of each).
     [behaviour] = [f.name for f in schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)]
     [length] = [f.name for f in schema.features_with_tags(S.SEQUENCE_LENGTH)]

@@ -6,11 +6,8 @@ feature table (held in the model as non-trainable weights, so a request carries 
 each once and scatters the representations back to every occurrence. The discriminators weigh each
 unique item by its number of valid occurrences, so deduplication changes the cost, not the math.
 
-For serving, `precompute()` encodes the whole catalog once and keeps the results as weights; from then
-on the tower only gathers rows, and its discriminator scalars are 0. The exported model is built that
-way. An item's representation and modality weights depend on the item alone, so this changes nothing
-that reaches a prediction (the D0 `importance` output is scaled to mean 1 over the catalog instead of
-over the batch, and padding positions, which are masked downstream, get the OOV item's full vector).
+For serving, `PrecomputedItemTower.freeze(tower)` (`precomputed_item_tower.py`) makes a separate layer
+holding every catalog item's outputs, so that the exported model only gathers them.
 """
 from __future__ import annotations
 
@@ -38,8 +35,6 @@ class ItemTower(tf.keras.layers.Layer):
     Fill the table with `set_table(item_table)` (a `marn_tf.data.item_table.ItemTable`).
     """
 
-    PRECOMPUTED = ("representation", "modality_weights", "importance", "modality_mask")
-
     def __init__(self, num_items: int, columns: dict, encoder: dict, deduplicate: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.num_items = num_items
@@ -50,7 +45,6 @@ class ItemTower(tf.keras.layers.Layer):
         self.table = {name: self.add_weight(name=f"table_{name}", shape=[num_items, *spec["shape"]],
                                             dtype=_DTYPES[spec["dtype"]], trainable=False, initializer="zeros")
                       for name, spec in self.columns.items()}
-        self.precomputed = None  # {output: [num_items, ...] variable} once precompute() ran
 
     @property
     def modalities(self) -> list[str]:
@@ -63,23 +57,9 @@ class ItemTower(tf.keras.layers.Layer):
         for name, variable in self.table.items():
             variable.assign(item_table.columns[name].astype(variable.dtype.as_numpy_dtype))
 
-    def precompute(self, batch_size: int = 4096) -> None:
-        """Encodes every item of the table once (inference mode); later inference calls gather the results."""
-        chunks = [self.encode(tf.range(start, min(start + batch_size, self.num_items)), training=False)
-                  for start in range(0, self.num_items, batch_size)]
-        self.precomputed = {key: tf.Variable(tf.concat([c[key] for c in chunks], 0), trainable=False,
-                                             name=f"precomputed_{key}") for key in self.PRECOMPUTED}
-
     def call(self, inputs, training=None):
         candidate, behaviour, behaviour_mask = inputs
         batch, rows, length = tf.shape(candidate)[0], tf.shape(behaviour)[0], tf.shape(behaviour)[1]
-        if self.precomputed is not None and not training:
-            catalog = self.precomputed
-            out = {"candidate": tf.gather(catalog["representation"], candidate),
-                   "behaviour": tf.gather(catalog["representation"], behaviour)}
-            out.update({key: tf.gather(catalog[key], candidate) for key in self.PRECOMPUTED[1:]})
-            out.update({key: tf.constant(0.0) for key in AUXILIARY_OUTPUTS})
-            return out
         items = tf.concat([tf.reshape(candidate, [-1]), tf.reshape(behaviour, [-1])], axis=0)
         valid = tf.concat([tf.ones_like(candidate, tf.float32), tf.reshape(tf.cast(behaviour_mask, tf.float32), [-1])], 0)
         if self.deduplicate:
@@ -100,7 +80,7 @@ class ItemTower(tf.keras.layers.Layer):
     def encode(self, items, occurrences=None, training=None) -> dict:
         """The `ItemEncoder` outputs for item indices `items` [n] (each weighted by `occurrences`, default 1).
 
-        What the exported item-tower signature runs to precompute catalog representations.
+        What `PrecomputedItemTower.freeze` and the exported `item_representations` signature run.
         """
         if occurrences is None:
             occurrences = tf.ones_like(items, tf.float32)

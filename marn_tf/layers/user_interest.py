@@ -8,8 +8,9 @@ q is the candidate's vector, projected to the key width. Positions past the sequ
 masked everywhere: the GRUs skip them and the attention gives them weight 0.
 
 Sequences may come once per distinct sequence with `rows` saying which one each query has
-(`DistinctSequences`): the GRU then runs once per sequence, and the attention projects each sequence's
-states once. The GRU states do not depend on the candidate, so this changes the cost, not the result.
+(`DistinctSequences`, in the inference network): the GRU then runs once per sequence, and the attention
+projects each sequence's states once. The GRU states do not depend on the candidate, so this changes the
+cost, not the result.
 """
 from __future__ import annotations
 
@@ -35,8 +36,7 @@ class UserInterest(tf.keras.layers.Layer):
         to train on CPU at length 50, for a larger graph.
 
     Inputs: `query` [batch, dq], `sequence` [rows, L, dx], `mask` [rows, L], and optionally `rows` [batch], the
-      sequence row of each query (without it, rows = batch and row i is query i's). In training `rows` must be
-      the identity, and is not applied.
+      sequence row of each query (without it, rows = batch and row i is query i's).
     Outputs: `interest` [batch, units] ([batch, dx] for "none") and the attention `weights` [batch, L].
     """
 
@@ -63,11 +63,9 @@ class UserInterest(tf.keras.layers.Layer):
         self.query_projection = tf.keras.layers.Dense(width, name="query_projection")
         super().build(input_shape)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs):
         query, sequence, mask = inputs[:3]
-        # Training batches come one row per sequence (DistinctSequences is the identity there), and skipping
-        # the identity gathers keeps their gradients dense: with them a training step took twice as long.
-        rows = inputs[3] if len(inputs) > 3 and not training else None
+        rows = inputs[3] if len(inputs) > 3 else None
         present = tf.cast(mask, tf.bool)
         keys = sequence if self.sequence_encoder == "none" else self.gru(sequence, mask=present)
         if rows is not None:

@@ -51,16 +51,18 @@ class MarnModel(tfrs.Model):
     """Wraps the functional network with MARN's loss and train/test steps.
 
     Args:
-      network: from `marn_tf.models.network.build_network`.
+      network: the training graph (`Network.core` of `marn_tf.models.network.build_network`).
       config: the `model:` section (loss weights, variant).
       update: "joint" or "alternating".
       modalities: names of the M modalities, for the per-modality weight metrics.
+      inference: the graph validation runs (`Network.inference`: the same weights); default `network`.
     """
 
     def __init__(self, network: tf.keras.Model, config: ModelConfig, update: str = "joint",
-                 modalities: list[str] = ()):
+                 modalities: list[str] = (), inference: tf.keras.Model | None = None):
         super().__init__()
         self.network = network
+        self.inference = inference or network
         self.config = config
         self.update = update
         self.modalities = list(modalities)
@@ -74,7 +76,8 @@ class MarnModel(tfrs.Model):
         self.weight_average = None  # a training.weight_average.WeightAverage, updated after every step when set
 
     def call(self, features, training=None):
-        return self.network({k: features[k] for k in self.network.input_names}, training=training)
+        network = self.network if training else self.inference
+        return network({k: features[k] for k in network.input_names}, training=training)
 
     @property
     def discriminator_variables(self) -> list[tf.Variable]:

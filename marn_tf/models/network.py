@@ -1,11 +1,18 @@
 """The MARN network as Keras functional models, built from the schema and the `model:` config.
 
-Two parts, composed into the served network `lookup -> core`:
+Three parts, composed into the served network `lookup -> inference`:
 
 * `lookup`: every string feature -> its vocabulary index (StringLookup over the pipeline's vocabulary
   files; OOV -> 0). Training runs it in the tf.data pipeline, in parallel and outside the compiled
   step (so the step can be XLA-compiled); the exported model carries it, so requests carry raw ids.
-* `core`: indices -> outputs.
+* `core`: indices -> outputs, the graph that trains.
+* `inference`: the same layers (the same weights) in the graph that predicts: each distinct behaviour
+  sequence of a batch is encoded once (`DistinctSequences`, when `model.deduplicate_sequences`), which a
+  ranking request, one user's sequence with many candidates, gains most from. `Network.frozen()` gives
+  the export's version, whose item tower is precomputed over the catalog (`PrecomputedItemTower`).
+
+The two graphs are built by one function (`build_core`), so they differ only where said above;
+`tests/marn_tf/models/test_network.py` checks that they score alike.
 
     candidate item index, behaviour item indices
         --ItemTower (item table + item encoder, once per unique item)--> rep_candidate, rep_behaviour[L]
@@ -31,6 +38,7 @@ from marn_tf.layers.distinct_sequences import DistinctSequences
 from marn_tf.layers.feature_embedding import FeatureEmbeddings
 from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
 from marn_tf.layers.item_tower import ItemTower
+from marn_tf.layers.precomputed_item_tower import PrecomputedItemTower
 from marn_tf.layers.rate_offset import RateOffset
 from marn_tf.layers.user_interest import UserInterest
 from marn_tf.model_config import ModelConfig
@@ -41,8 +49,11 @@ _TF_DTYPES = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
 @dataclasses.dataclass
 class Network:
     lookup: tf.keras.Model  # raw features -> indices
-    core: tf.keras.Model  # indices -> outputs
-    full: tf.keras.Model  # raw features -> outputs (lookup then core), what is served
+    core: tf.keras.Model  # indices -> outputs: what trains
+    inference: tf.keras.Model  # indices -> outputs: core's layers, predicting
+    full: tf.keras.Model  # raw features -> outputs (lookup then inference), what is served
+    schema: S.Schema
+    config: ModelConfig
 
     @property
     def item_tower(self) -> ItemTower:
@@ -51,6 +62,14 @@ class Network:
     @property
     def modalities(self) -> list[str]:
         return self.item_tower.modalities
+
+    def frozen(self) -> "Network":
+        """This network for export: the same weights, with the item tower's outputs for every catalog item
+        computed now and only gathered from then on. Freeze a network that is done training: the copy does not
+        see later weight changes (the item tower's, that is; every other layer is shared)."""
+        tower = PrecomputedItemTower.freeze(self.item_tower, name="precomputed_item_tower")
+        inference = build_core(self.schema, self.config, trained=self.core, item_tower=tower)
+        return dataclasses.replace(self, inference=inference, full=_full(self.lookup, inference, self.config))
 
 
 def request_features(schema: S.Schema) -> list[S.FeatureSpec]:
@@ -139,13 +158,24 @@ def build_network(schema: S.Schema, config: ModelConfig, data_dir: str) -> Netwo
     """The lookup, core and full models; `data_dir` is the pipeline output holding the vocabulary files."""
     lookup = build_lookup(schema, data_dir)
     core = build_core(schema, config)
+    inference = build_core(schema, config, trained=core)
+    return Network(lookup, core, inference, _full(lookup, inference, config), schema, config)
+
+
+def _full(lookup: tf.keras.Model, inference: tf.keras.Model, config: ModelConfig) -> tf.keras.Model:
     raw = {name: tf.keras.Input(shape=t.shape[1:], dtype=t.dtype, name=name) for name, t in lookup.input.items()}
-    full = tf.keras.Model(raw, core(lookup(raw)), name=f"{config.variant}")
-    return Network(lookup, core, full)
+    return tf.keras.Model(raw, inference(lookup(raw)), name=f"{config.variant}")
 
 
-def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
-    """Indexed features -> outputs."""
+def build_core(schema: S.Schema, config: ModelConfig, trained: tf.keras.Model | None = None,
+               item_tower: tf.keras.layers.Layer | None = None) -> tf.keras.Model:
+    """Indexed features -> outputs: the training graph, or with `trained` (a training graph) the inference graph
+    over its layers, with `item_tower` in place of its item tower when given."""
+    inference = trained is not None
+
+    def layer(name: str, make):  # the inference graph reuses the trained layers, and so their weights
+        return trained.get_layer(name) if inference else make(name=name)
+
     inputs = {f.name: tf.keras.Input(shape=f.shape, dtype=tf.int64 if f.dtype == "string" else _TF_DTYPES[f.dtype],
                                      name=f.name) for f in request_features(schema)}
     candidate = _single(schema.features_with_tags(S.CANDIDATE, S.ITEM_KEY), "candidate item key")
@@ -154,20 +184,23 @@ def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
     if candidate.vocabulary != behaviour.vocabulary:
         raise S.SchemaError(f"{candidate.name!r} and {behaviour.name!r} must share the item vocabulary")
     candidate_index = inputs[candidate.name]
-    # Everything computed from the behaviour sequence alone runs once per distinct sequence (at inference;
-    # the identity in training): `sequences` holds one row per distinct sequence, `rows` maps batch rows to them.
     behaviour_names = [f.name for f in schema.features_with_tags(S.BEHAVIOUR)]
-    first, rows = DistinctSequences(config.deduplicate_sequences, name="distinct_sequences")(
-        [inputs[name] for name in behaviour_names])
-    sequences = {name: tf.gather(inputs[name], first) for name in behaviour_names}
+    sequences, rows = {name: inputs[name] for name in behaviour_names}, []
+    if inference and config.deduplicate_sequences:
+        # Everything computed from the behaviour sequence alone runs once per distinct sequence: `sequences`
+        # holds one row per distinct sequence, `rows` says which one each batch row has.
+        first, position = DistinctSequences(name="distinct_sequences")(list(sequences.values()))
+        sequences, rows = {name: tf.gather(value, first) for name, value in sequences.items()}, [position]
     sequence_mask = tf.sequence_mask(sequences[length.name], schema.sequence_length, dtype=tf.float32)
 
-    tower = ItemTower(**item_tower_config(schema, config), name="item_tower")
+    tower = item_tower or layer("item_tower", lambda name: ItemTower(**item_tower_config(schema, config), name=name))
     items = tower([candidate_index, sequences[behaviour.name], sequence_mask])
 
     def embed(features: list[S.FeatureSpec], name: str, dim: int, values=inputs):
         specs = {f.name: _feature_spec(schema, f) for f in features}
-        return FeatureEmbeddings(specs, dim, config.embedding_l2, name=name)(values) if specs else None
+        if not specs:
+            return None
+        return layer(name, lambda name: FeatureEmbeddings(specs, dim, config.embedding_l2, name=name))(values)
 
     candidate_extra = embed([f for f in schema.features_with_tags(S.CANDIDATE) if S.ITEM_KEY not in f.tags],
                             "candidate_occurrence", config.property_embedding_dim)
@@ -180,21 +213,23 @@ def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
     sequence = items["behaviour"] if behaviour_extra is None else tf.concat([items["behaviour"], behaviour_extra], -1)
 
     encoder = config.sequence_encoder if config.uses_sequence_encoder else "none"
-    interest, _ = UserInterest(encoder, config.gru_units, config.attention_hidden, config.target_attention_normalize,
-                               unroll=config.gru_unroll, name="user_interest")([query, sequence, sequence_mask, rows])
+    interest, _ = layer("user_interest", lambda name: UserInterest(
+        encoder, config.gru_units, config.attention_hidden, config.target_attention_normalize,
+        unroll=config.gru_unroll, name=name))([query, sequence, sequence_mask] + rows)
     hidden = tf.concat([interest, query] + ([user_context] if user_context is not None else []), axis=-1)
     if config.head == "dcn":
         x0 = hidden
         for i in range(config.cross_layers):
-            hidden = tfrs.layers.dcn.Cross(name=f"cross_{i}")(x0, hidden)
+            hidden = layer(f"cross_{i}", lambda name: tfrs.layers.dcn.Cross(name=name))(x0, hidden)
     for i, units in enumerate(config.hidden_units):
-        hidden = tf.keras.layers.Dense(units, activation="relu", name=f"mlp_{i}")(hidden)
+        hidden = layer(f"mlp_{i}", lambda name: tf.keras.layers.Dense(units, activation="relu", name=name))(hidden)
         if config.dropout:
-            hidden = tf.keras.layers.Dropout(config.dropout, name=f"mlp_dropout_{i}")(hidden)
-    logit = tf.squeeze(tf.keras.layers.Dense(1, dtype="float32", name="logit")(hidden), -1)
+            hidden = layer(f"mlp_dropout_{i}", lambda name: tf.keras.layers.Dropout(config.dropout, name=name))(hidden)
+    logit = tf.squeeze(layer("logit", lambda name: tf.keras.layers.Dense(1, dtype="float32", name=name))(hidden), -1)
     rates = [f.name for f in schema.features_with_tags(S.RATE)]
     if config.rate_offset and rates:  # the deep part learns on top of the floor's ranking
-        logit += RateOffset(rates, dtype="float32", name="rate_offset")({name: inputs[name] for name in rates})
+        offset = layer("rate_offset", lambda name: RateOffset(rates, dtype="float32", name=name))
+        logit += offset({name: inputs[name] for name in rates})
     outputs = {
         "logit": logit,
         "probability": tf.keras.layers.Activation("sigmoid", dtype="float32", name="probability")(logit),
@@ -204,4 +239,4 @@ def build_core(schema: S.Schema, config: ModelConfig) -> tf.keras.Model:
         "candidate_index": candidate_index,
         **{key: items[key] for key in AUXILIARY_OUTPUTS},
     }
-    return tf.keras.Model(inputs, outputs, name=f"{config.variant}_core")
+    return tf.keras.Model(inputs, outputs, name=f"{config.variant}_{'inference' if inference else 'core'}")

@@ -38,7 +38,7 @@ class CtrTask:
         """The training model around `network`: MARN's loss, its two optimizers (loss-scaled under mixed_float16),
         compiled (with XLA when `runtime.xla`), and the weights' moving average when `train.weight_averaging`."""
         train, runtime = self.config.train, self.config.runtime
-        model = MarnModel(network.core, self.config.model, train.update, network.modalities)
+        model = MarnModel(network.core, self.config.model, train.update, network.modalities, network.inference)
         optimizer = model.make_optimizer(train)
         if runtime.mixed_precision == "mixed_float16":
             optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)

@@ -1,4 +1,4 @@
-"""Distinct sequences: found exactly at inference, the identity in training, safe under a fingerprint collision."""
+"""Distinct sequences: found exactly, safe under a fingerprint collision."""
 import numpy as np
 import tensorflow as tf
 
@@ -11,25 +11,18 @@ TYPES = tf.constant([[1, 1, 0], [1, 1, 0], [2, 0, 0], [1, 2, 0], [1, 1, 0]], tf.
 
 
 def test_rows_with_equal_inputs_share_a_sequence():
-    first, position = DistinctSequences()([ITEMS, TYPES, LENGTH], training=False)
+    first, position = DistinctSequences()([ITEMS, TYPES, LENGTH])
     first, position = first.numpy(), position.numpy()
     assert position.tolist() == [0, 0, 1, 2, 3]  # row 3 differs in a type, row 4 past its end
     assert first.tolist() == [0, 2, 3, 4]
     np.testing.assert_array_equal(tf.gather(ITEMS, first).numpy()[position], ITEMS.numpy())
 
 
-def test_identity_in_training_and_when_disabled():
-    for layer, training in ((DistinctSequences(), True), (DistinctSequences(enabled=False), False)):
-        first, position = layer([ITEMS, TYPES, LENGTH], training=training)
-        assert first.numpy().tolist() == position.numpy().tolist() == [0, 1, 2, 3, 4]
-
-
 def test_a_fingerprint_collision_keeps_every_row(monkeypatch):
     monkeypatch.setattr(tf, "fingerprint", lambda data: tf.zeros([tf.shape(data)[0], 8], tf.uint8))
-    first, position = DistinctSequences()([ITEMS, TYPES, LENGTH], training=False)
+    first, position = DistinctSequences()([ITEMS, TYPES, LENGTH])
     assert first.numpy().tolist() == position.numpy().tolist() == [0, 1, 2, 3, 4]
 
 
 def test_config_round_trip():
-    assert_config_round_trip(DistinctSequences(enabled=False), [ITEMS, TYPES, LENGTH])
     assert_config_round_trip(DistinctSequences(), [ITEMS, TYPES, LENGTH])

@@ -63,18 +63,3 @@ def test_content_comes_from_the_table():
 def test_config_round_trip():
     layer = tower()
     assert_config_round_trip(layer, [CANDIDATE, BEHAVIOUR, MASK])
-
-
-def test_precomputed_catalog_gives_the_same_inference_outputs():
-    layer = tower()
-    inputs = [CANDIDATE, BEHAVIOUR, MASK]
-    want = layer(inputs, training=False)
-    layer.precompute(batch_size=3)  # several chunks
-    got = layer(inputs, training=False)
-    for key in ("candidate", "modality_weights", "modality_mask"):
-        np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), rtol=1e-5, atol=1e-6)
-    valid = MASK.numpy() > 0  # past a sequence's end the batch encoder gives padding no invariant part
-    np.testing.assert_allclose(got["behaviour"].numpy()[valid], want["behaviour"].numpy()[valid], rtol=1e-5, atol=1e-6)
-    # ("importance" is D0's weight scaled to mean 1 over the batch: over the catalog once precomputed.)
-    trained = layer(inputs, training=True)  # training still runs the encoder (its discriminator losses)
-    assert float(trained["d1_loss"]) != 0.0

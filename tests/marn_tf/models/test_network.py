@@ -47,9 +47,10 @@ def test_a_ranking_request_encodes_its_sequence_once_with_the_same_scores(prepar
     every_row = load_network(dataclasses.replace(
         config, model=dataclasses.replace(model, deduplicate_sequences=False)), schema, data)
     every_row.core.set_weights(once.core.get_weights())
-    first, _ = once.core.get_layer("distinct_sequences")(
-        [once.lookup(request)[f.name] for f in schema.features_with_tags("behaviour")], training=False)
+    first, _ = once.inference.get_layer("distinct_sequences")(
+        [once.lookup(request)[f.name] for f in schema.features_with_tags("behaviour")])
     assert len(first) == 4
+    assert "distinct_sequences" not in [layer.name for layer in every_row.inference.layers]
     want = every_row.full(request, training=False)["probability"].numpy()
     np.testing.assert_allclose(once.full(request, training=False)["probability"].numpy(), want, rtol=1e-5, atol=1e-6)
 
@@ -123,19 +124,25 @@ def test_the_keys_a_variant_does_not_read_change_nothing_in_it(prepared, variant
 
 @pytest.mark.parametrize("variant", ["din", "marn"])
 def test_training_and_inference_paths_give_the_same_scores(prepared, variant):
-    """Training skips the per-sequence deduplication (`DistinctSequences` is the identity and `UserInterest`
-    ignores `rows`) and inference uses it, and an exported model reads precomputed item representations: with
-    the random parts off (dropout), the three paths must score alike."""
+    """The training graph (every row its own sequence), the inference graph (each distinct sequence once) and the
+    export's frozen graph (item representations precomputed) are built apart from the same layers: with the random
+    parts off (dropout), they must score alike."""
     config, data, schema = prepared
     model = dataclasses.replace(config.model.for_variant(variant), dropout=0.0, modality_dropout=0.0)
     network = load_network(dataclasses.replace(config, model=model), schema, data)
     features, _ = batch(prepared, size=64)
-    first, _ = network.core.get_layer("distinct_sequences")(
-        [network.lookup(features)[f.name] for f in schema.features_with_tags("behaviour")], training=False)
+    indexed = network.lookup(features)
+    first, _ = network.inference.get_layer("distinct_sequences")(
+        [indexed[f.name] for f in schema.features_with_tags("behaviour")])
     assert len(first) < 64  # impressions of one request share their sequence: inference really deduplicates
-    training = network.full(features, training=True)["probability"].numpy()
-    inference = network.full(features, training=False)["probability"].numpy()
-    np.testing.assert_allclose(inference, training, rtol=1e-5, atol=1e-6)
-    network.item_tower.precompute()
+    assert "distinct_sequences" not in [layer.name for layer in network.core.layers]
+    training = network.core(indexed, training=True)["probability"].numpy()
     np.testing.assert_allclose(network.full(features, training=False)["probability"].numpy(), training,
                                rtol=1e-5, atol=1e-6)
+    frozen = network.frozen()
+    assert "precomputed_item_tower" in [layer.name for layer in frozen.inference.layers]
+    np.testing.assert_allclose(frozen.full(features)["probability"].numpy(), training, rtol=1e-5, atol=1e-6)
+    # Every layer but the item tower is shared: a change of weights reaches the frozen graph too.
+    network.core.get_layer("logit").bias.assign_add([1.0])
+    np.testing.assert_allclose(frozen.full(features)["logit"].numpy(), network.core(indexed)["logit"].numpy(),
+                               rtol=1e-5, atol=1e-5)
