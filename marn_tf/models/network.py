@@ -212,9 +212,8 @@ def build_core(schema: S.Schema, config: ModelConfig, trained: tf.keras.Model | 
     query = items["candidate"] if candidate_extra is None else tf.concat([items["candidate"], candidate_extra], -1)
     sequence = items["behaviour"] if behaviour_extra is None else tf.concat([items["behaviour"], behaviour_extra], -1)
 
-    encoder = config.sequence_encoder if config.uses_sequence_encoder else "none"
     interest, _ = layer("user_interest", lambda name: UserInterest(
-        encoder, config.gru_units, config.attention_hidden, config.target_attention_normalize,
+        config.sequence_encoder, config.gru_units, config.attention_hidden, config.target_attention_normalize,
         unroll=config.gru_unroll, name=name))([query, sequence, sequence_mask] + rows)
     hidden = tf.concat([interest, query] + ([user_context] if user_context is not None else []), axis=-1)
     if config.head == "dcn":

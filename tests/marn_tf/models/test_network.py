@@ -23,7 +23,7 @@ def batch(prepared, size=16):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_from_the_schema(prepared, variant):
     config, data, schema = prepared
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, variant=variant))
+    config = dataclasses.replace(config, model=config.model.for_variant(variant))
     network = load_network(config, schema, data)
     out = network.full(batch(prepared)[0])
     assert out["probability"].shape == (16,) and np.all((out["probability"].numpy() > 0) & (out["probability"] < 1))
@@ -90,7 +90,7 @@ def test_rate_offset_adds_the_floors_logits_to_the_deep_part(prepared):
 
 # A value other than the default for every key some model does not read (ModelConfig.unused_keys).
 NOT_DEFAULT = {
-    "units": 16, "normalize_modalities": False, "sequence_encoder": "augru", "gru_units": 16, "gru_unroll": False,
+    "units": 16, "normalize_modalities": False, "gru_units": 16, "gru_unroll": False,
     "attention_gate": "scalar", "attention_normalize": "softmax", "attention_context": "item", "attention_bias": 1.0,
     "common_units": 16, "discriminator_hidden": [4], "lambda_adv": 0.5, "adversarial_objective": "reversal",
     "adversarial_margin": 0.3, "share_discriminator": True, "grl_coefficient": 0.5, "grl_ramp": False,
