@@ -6,7 +6,7 @@ import os
 import re
 
 from marn_tf.export.saved_model import MODELS_CONFIG, SERVING_BASE
-from tests.conftest import REPO
+from tests.testing import REPO
 
 
 def _read(name):

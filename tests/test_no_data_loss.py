@@ -18,8 +18,8 @@ from marn_tf import cli
 from marn_tf.storage import locks, ownership
 from marn_tf.storage.errors import LockedError, OwnershipError
 from marn_tf.workflow.stages import Stage, StageRunner
+from tests.testing import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T0 = 1767225600  # 2026-01-01T00:00:00Z
 DAY = 86400
 

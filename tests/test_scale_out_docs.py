@@ -8,7 +8,7 @@ import pytest
 
 from marn_tf import cli
 from marn_tf.pipelines.beam_options import pipeline_options
-from tests.conftest import REPO
+from tests.testing import REPO
 
 BEAM_COMMANDS = ("preprocess", "run", "score")
 

@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from marn_tf.layers.distinct_sequences import DistinctSequences
-from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+from tests.testing import assert_config_round_trip
 
 ITEMS = tf.constant([[3, 4, 0], [3, 4, 0], [5, 0, 0], [3, 4, 0], [3, 4, 9]], tf.int64)
 LENGTH = tf.constant([2, 2, 1, 2, 2], tf.int64)

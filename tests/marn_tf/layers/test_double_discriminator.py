@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.double_discriminator import DISCRIMINATOR_OUTPUTS, DoubleDiscriminator
-from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+from tests.testing import assert_config_round_trip
 
 RNG = np.random.default_rng(0)
 INVARIANT = tf.constant(RNG.normal(size=(6, 3, 5)), tf.float32)  # batch 6, M = 3, d = 5

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.feature_embedding import FeatureEmbeddings
-from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+from tests.testing import assert_config_round_trip
 
 FEATURES = {"hist_event_type": {"kind": "categorical", "rows": 4}, "hist_count": {"kind": "numeric"},
             "hist_rate": {"kind": "rate"}}

@@ -4,8 +4,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS, ItemEncoder
-from tests.marn_tf.layers.layer_checks import assert_config_round_trip
-from tests.marn_tf.layers.test_modality_embedding import CONFIG, content
+from tests.testing import EMBEDDING_CONFIG, assert_config_round_trip, item_content
 
 LADDER = [("raw_concat", "none"), ("concat", "none"), ("attention", "none"), ("attention", "single"),
           ("attention", "double")]
@@ -13,12 +12,13 @@ OCCURRENCES = tf.constant([1.0, 2.0, 1.0])
 
 
 def encoder(fusion, discriminators, **kwargs):
-    return ItemEncoder(CONFIG, fusion, discriminators, units=8, common_units=6, discriminator_hidden=[5], **kwargs)
+    return ItemEncoder(EMBEDDING_CONFIG, fusion, discriminators, units=8, common_units=6, discriminator_hidden=[5],
+                       **kwargs)
 
 
 @pytest.mark.parametrize("fusion,discriminators", LADDER)
 def test_every_variant(fusion, discriminators):
-    out = encoder(fusion, discriminators)([content([1, 2, 3]), OCCURRENCES])
+    out = encoder(fusion, discriminators)([item_content([1, 2, 3]), OCCURRENCES])
     width = 3 * 4 + 6 + 6 + 5 if fusion == "raw_concat" else 8
     assert out["representation"].shape == (3, width)
     assert out["modality_weights"].shape == out["importance"].shape == out["modality_mask"].shape == (3, 4)
@@ -32,7 +32,7 @@ def test_every_variant(fusion, discriminators):
 
 def test_missing_modality_content_is_ignored():
     layer = encoder("attention", "double")
-    items = content([1, 2, 3])
+    items = item_content([1, 2, 3])
     out = layer([items, OCCURRENCES])
     noisy = dict(items, image=items["image"] + 100.0 * (1 - tf.cast(items["has_image"], tf.float32))[:, None])
     changed = layer([noisy, OCCURRENCES])
@@ -41,7 +41,7 @@ def test_missing_modality_content_is_ignored():
 
 def test_modality_dropout_only_in_training_and_never_all():
     layer = encoder("attention", "none", modality_dropout=0.9)
-    items = content([1, 1, 1] * 1, has_image=(1, 1, 1), title_length=(1, 1, 1), sales=(1, 1, 1))
+    items = item_content([1, 1, 1] * 1, has_image=(1, 1, 1), title_length=(1, 1, 1), sales=(1, 1, 1))
     tf.random.set_seed(0)
     trained = [layer([items, OCCURRENCES], training=True)["modality_mask"].numpy() for _ in range(20)]
     assert all(m.sum(axis=1).min() >= 1 for m in trained)
@@ -56,11 +56,11 @@ def test_discriminators_need_attention():
 
 @pytest.mark.parametrize("fusion,discriminators", [LADDER[1], LADDER[4]])
 def test_config_round_trip(fusion, discriminators):
-    assert_config_round_trip(encoder(fusion, discriminators), [content([1, 2, 3]), OCCURRENCES])
+    assert_config_round_trip(encoder(fusion, discriminators), [item_content([1, 2, 3]), OCCURRENCES])
 
 
 def test_gated_invariant_residual_starts_closed_and_opens():
-    items = content([1, 2, 3])
+    items = item_content([1, 2, 3])
     gated = encoder("attention", "double", invariant_residual="gated")
     out = gated([items, OCCURRENCES])
     vectors = gated.modality_vectors(items)
@@ -76,7 +76,7 @@ def test_gated_invariant_residual_starts_closed_and_opens():
 
 
 def test_attended_invariant_part_takes_a_share_of_the_softmax():
-    items = content([1, 2, 3])
+    items = item_content([1, 2, 3])
     softmax = {"attention_gate": "scalar", "attention_normalize": "softmax"}
     added = encoder("attention", "double", **softmax)([items, OCCURRENCES])["modality_weights"].numpy()
     np.testing.assert_allclose(added.sum(axis=1), 1.0, rtol=1e-5)  # the s^m share everything

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.modality_attention import ModalityAttention
-from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+from tests.testing import assert_config_round_trip
 
 RNG = np.random.default_rng(0)
 SPECIFIC = tf.constant(RNG.normal(size=(5, 4, 6)), tf.float32)  # batch 5, M = 4 modalities, d = 6

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.modality_projection import ModalityProjection
-from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+from tests.testing import assert_config_round_trip
 
 RNG = np.random.default_rng(0)
 EMBEDDINGS = [tf.constant(RNG.normal(size=(3, w)), tf.float32) for w in (12, 64, 96, 16)]  # ids, image, text, stats

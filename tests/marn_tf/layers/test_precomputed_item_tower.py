@@ -2,10 +2,10 @@
 import numpy as np
 
 from marn_tf.layers.precomputed_item_tower import PrecomputedItemTower
-from tests.marn_tf.layers.layer_checks import assert_config_round_trip
-from tests.marn_tf.layers.test_item_tower import BEHAVIOUR, CANDIDATE, MASK, NUM_ITEMS, tower
+from tests.testing import NUM_ITEMS, assert_config_round_trip, item_tower_inputs, small_item_tower as tower
 
-INPUTS = [CANDIDATE, BEHAVIOUR, MASK]
+INPUTS = item_tower_inputs()
+MASK = INPUTS[2]
 
 
 def test_gives_the_live_towers_inference_outputs():

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from marn_tf.evaluation.floor import floor_scores
 from marn_tf.layers.rate_offset import RateOffset
-from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+from tests.testing import assert_config_round_trip
 
 RATES = {"item_ctr": tf.constant([0.02, 0.5, 0.0, 1.0]), "user_ctr": tf.constant([[0.1], [0.3], [0.9], [0.05]])}
 

@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from marn_tf.layers.text_cnn import TextCNN
-from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+from tests.testing import assert_config_round_trip
 
 RNG = np.random.default_rng(0)
 EMBEDDED = tf.constant(RNG.normal(size=(4, 6, 5)), tf.float32)  # 4 titles, up to 6 words, d = 5

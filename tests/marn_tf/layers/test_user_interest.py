@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.user_interest import UserInterest
-from tests.marn_tf.layers.layer_checks import assert_config_round_trip
+from tests.testing import assert_config_round_trip
 
 RNG = np.random.default_rng(0)
 QUERY = tf.constant(RNG.normal(size=(3, 7)), tf.float32)

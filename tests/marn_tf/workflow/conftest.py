@@ -3,20 +3,8 @@ import io
 import os
 
 import pytest
-import yaml
 
-TINY = ["sequence.max_length=8", "model.units=8", "model.common_units=8", "model.gru_units=8",
-        "model.hidden_units=[16]", "model.discriminator_hidden=[8]", "train.batch_size=32",
-        "train.steps_per_epoch=4", "train.epochs=2", "train.validation_steps=2", "train.early_stopping_patience=0",
-        "run.ladder=[concat, marn]", "run.seeds=[1, 2]", "run.workers=1"]
-
-
-def write_config(path, data_config: dict, overrides) -> str:
-    from marn_tf.config_loader import apply_overrides
-
-    with open(path, "w") as f:
-        yaml.safe_dump(apply_overrides(data_config, list(overrides)), f)
-    return str(path)
+from tests.testing import TINY_RUN, write_config
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +25,7 @@ def flow_run(raw_dataset):
 
     data_config, raw = raw_dataset
     base = os.path.dirname(raw)
-    config = write_config(os.path.join(base, "tiny.yaml"), data_config, TINY)
+    config = write_config(os.path.join(base, "tiny.yaml"), data_config, TINY_RUN)
     run_dir = os.path.join(base, "run")
     printed = io.StringIO()
     summary = run(config, output=run_dir, progress=False, stream=printed)

@@ -8,6 +8,7 @@ import pytest
 from marn_tf.config import Config
 from marn_tf.config_loader import ConfigError
 from marn_tf.workflow.main_job import model_runs, run
+from tests.testing import TINY_RUN, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -93,22 +94,19 @@ def test_a_changed_ladder_reruns_only_the_stages_it_changes(flow_run):
 
 
 def test_the_main_model_is_not_trained_twice_unless_the_ladder_budget_differs(raw_dataset, tmp_path):
-    from tests.marn_tf.workflow.conftest import TINY, write_config
-
     data_config, _ = raw_dataset
-    same = Config.load(write_config(tmp_path / "a.yaml", data_config, TINY))
+    same = Config.load(write_config(tmp_path / "a.yaml", data_config, TINY_RUN))
     assert [r.name for r in model_runs(same, "r")] == ["model", "concat-seed1", "concat-seed2", "marn-seed2"]
-    shorter = Config.load(write_config(tmp_path / "b.yaml", data_config, TINY + ["run.ladder_overrides=[train.epochs=1]"]))
+    shorter = Config.load(write_config(tmp_path / "b.yaml", data_config,
+                                       TINY_RUN + ["run.ladder_overrides=[train.epochs=1]"]))
     runs = model_runs(shorter, "r")
     assert [r.name for r in runs] == ["model", "concat-seed1", "concat-seed2", "marn-seed1", "marn-seed2"]
     assert runs[0].config.train.epochs == 2 and {r.config.train.epochs for r in runs[1:]} == {1}
 
 
 def test_a_ladder_rung_has_its_structure_and_keeps_the_main_models_sequence_encoder(raw_dataset, tmp_path):
-    from tests.marn_tf.workflow.conftest import TINY, write_config
-
     data_config, _ = raw_dataset
-    path = write_config(tmp_path / "a.yaml", data_config, TINY)
+    path = write_config(tmp_path / "a.yaml", data_config, TINY_RUN)
     ladder = ["run.ladder=[din, man, marn]", "run.seeds=[1]"]
     for main in (["model.variant=din"], ["model.fusion=raw_concat", "model.discriminators=none",
                                          "model.sequence_encoder=gru"]):  # a rung, and a custom main model
@@ -133,9 +131,7 @@ def test_a_ladder_rung_has_its_structure_and_keeps_the_main_models_sequence_enco
     ("run.evaluation_split=train", "evaluation_split must be one of validation, test"),
 ])
 def test_run_section_mistakes_fail_before_any_work(raw_dataset, tmp_path, override, message):
-    from tests.marn_tf.workflow.conftest import TINY, write_config
-
-    config = write_config(tmp_path / "c.yaml", raw_dataset[0], TINY)
+    config = write_config(tmp_path / "c.yaml", raw_dataset[0], TINY_RUN)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         run(config, [override], output=str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")
@@ -143,9 +139,8 @@ def test_run_section_mistakes_fail_before_any_work(raw_dataset, tmp_path, overri
 
 def test_a_failing_stage_exits_1_with_the_reason_and_keeps_its_record(raw_dataset, tmp_path, capsys):
     from marn_tf import cli
-    from tests.marn_tf.workflow.conftest import TINY, write_config
 
-    config = write_config(tmp_path / "c.yaml", raw_dataset[0], TINY + ["pipeline.max_dead_letter_rate=0.0"])
+    config = write_config(tmp_path / "c.yaml", raw_dataset[0], TINY_RUN + ["pipeline.max_dead_letter_rate=0.0"])
     assert cli.main(["run", "--config", config, "--output", str(tmp_path / "run"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "too many rejected records" in err and "run the same command again" in err

@@ -10,6 +10,7 @@ import pytest
 
 from marn_tf.workflow.results_report import ladder_figure, ladder_table
 from marn_tf.workflow.run_directory import REPORT_DIR
+from tests.testing import TINY_RUN, write_config
 
 pytestmark = pytest.mark.integration
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -153,11 +154,10 @@ def test_headless_chromium_renders_the_report_with_every_image_decoded(report, t
 def test_a_run_of_the_main_model_only_reports_what_it_has(raw_dataset, tmp_path):
     """No ladder, no export, a variant without discriminators: those sections say so instead of failing."""
     from marn_tf.workflow.main_job import run
-    from tests.marn_tf.workflow.conftest import TINY, write_config
 
+    tiny = [o for o in TINY_RUN if not o.startswith(("model.common_units", "model.discriminator_hidden"))]
     config = write_config(tmp_path / "c.yaml", raw_dataset[0],
-                          [o for o in TINY if not o.startswith(("model.common_units", "model.discriminator_hidden"))]
-                          + ["run.ladder=[]", "run.export=false", "model.variant=concat"])  # keys concat reads
+                          tiny + ["run.ladder=[]", "run.export=false", "model.variant=concat"])  # keys concat reads
     summary = run(config, output=str(tmp_path / "run"), progress=False, stream=io.StringIO())
     assert summary["ladder"] == {} and summary["export"] is None and summary["main"]["d1_accuracy"] is None
     parser = ReportParser()
