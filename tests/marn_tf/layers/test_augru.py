@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from marn_tf.layers.augru import AUGRUCell
-from tests.testing import assert_config_round_trip
+from tests.testing import assert_config_round_trip, assert_gradients_reach
 
 RNG = np.random.default_rng(0)
 X = tf.constant(RNG.normal(size=(3, 5)), tf.float32)
@@ -34,3 +34,8 @@ def test_in_an_rnn_and_config_round_trip():
     sequence = tf.constant(RNG.normal(size=(2, 3, 6)), tf.float32)  # 5 inputs + the score column
     assert tf.keras.layers.RNN(AUGRUCell(4))(sequence).shape == (2, 4)
     assert_config_round_trip(tf.keras.layers.RNN(AUGRUCell(4)), sequence)
+
+
+def test_every_weight_trains_in_an_rnn():
+    sequence = tf.constant(RNG.normal(size=(2, 3, 6)), tf.float32)
+    assert_gradients_reach(tf.keras.layers.RNN(AUGRUCell(4)), sequence)

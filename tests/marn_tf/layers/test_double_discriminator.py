@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from marn_tf.layers.double_discriminator import DISCRIMINATOR_OUTPUTS, DoubleDiscriminator
-from tests.testing import assert_config_round_trip
+from marn_tf.layers.double_discriminator import DISCRIMINATOR_OUTPUTS, DoubleDiscriminator, ModalityClassifier
+from tests.testing import assert_config_round_trip, assert_gradients_reach, weights_without_gradient
 
 RNG = np.random.default_rng(0)
 INVARIANT = tf.constant(RNG.normal(size=(6, 3, 5)), tf.float32)  # batch 6, M = 3, d = 5
@@ -202,3 +202,25 @@ def test_a_single_modality_plays_no_game():
     out = DoubleDiscriminator(1)([INVARIANT[:, :1], SPECIFIC[:, :1], tf.ones([6, 1])])
     for key in ("d0_loss", "d1_loss", "confusion_loss", "ds_loss", "alignment_loss"):
         assert out[key].numpy() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["double", "single"])
+def test_every_discriminator_weight_trains(mode):
+    tf.keras.utils.set_random_seed(0)
+    assert_gradients_reach(DoubleDiscriminator(3, mode=mode), [INVARIANT, SPECIFIC, MASK])
+
+
+def test_a_frozen_modality_classifier_passes_gradient_to_its_input_only():
+    tf.keras.utils.set_random_seed(0)
+    classifier = ModalityClassifier([4], 3)
+    assert_gradients_reach(classifier, INVARIANT)
+    assert len(weights_without_gradient(classifier, INVARIANT, frozen=True)) == len(classifier.trainable_weights) == 4
+    with tf.GradientTape() as tape:
+        tape.watch(INVARIANT)
+        logits = classifier(INVARIANT, frozen=True)
+    assert np.any(tape.gradient(logits, INVARIANT).numpy())
+    np.testing.assert_array_equal(logits.numpy(), classifier(INVARIANT).numpy())  # the same logits
+
+
+def test_modality_classifier_config_round_trip():
+    assert_config_round_trip(ModalityClassifier([8, 4], 3), INVARIANT)

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.feature_embedding import FeatureEmbeddings
-from tests.testing import assert_config_round_trip
+from tests.testing import assert_config_round_trip, assert_gradients_reach
 
 FEATURES = {"hist_event_type": {"kind": "categorical", "rows": 4}, "hist_count": {"kind": "numeric"},
             "hist_rate": {"kind": "rate"}}
@@ -44,3 +44,7 @@ def test_embedding_l2_penalises_the_looked_up_rows_by_use():
     unregularised = FeatureEmbeddings(FEATURES, dim=5)
     unregularised(INPUTS)
     assert not unregularised.losses
+
+
+def test_the_embedding_table_trains():
+    assert_gradients_reach(FeatureEmbeddings(FEATURES, dim=5), INPUTS)

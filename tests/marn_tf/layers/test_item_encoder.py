@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS, ItemEncoder
-from tests.testing import EMBEDDING_CONFIG, assert_config_round_trip, item_content
+from tests.testing import EMBEDDING_CONFIG, assert_config_round_trip, assert_gradients_reach, item_content
 
 LADDER = [("raw_concat", "none"), ("concat", "none"), ("attention", "none"), ("attention", "single"),
           ("attention", "double")]
@@ -84,3 +84,11 @@ def test_attended_invariant_part_takes_a_share_of_the_softmax():
     attended = layer([items, OCCURRENCES])["modality_weights"].numpy()
     assert attended.shape == (3, 4) and np.all((attended.sum(axis=1) > 0) & (attended.sum(axis=1) < 1 - 1e-4))
     assert_config_round_trip(layer, [items, OCCURRENCES])
+
+
+@pytest.mark.parametrize("fusion,discriminators", LADDER)
+def test_every_weight_of_every_rung_trains(fusion, discriminators):
+    tf.keras.utils.set_random_seed(0)
+    wide_cnn = dict(EMBEDDING_CONFIG, text_filters=16)  # (2 ReLU filters can all be dead on the two titles)
+    layer = ItemEncoder(wide_cnn, fusion, discriminators, units=8, common_units=6, discriminator_hidden=[5])
+    assert_gradients_reach(layer, [item_content([1, 2, 3]), OCCURRENCES])

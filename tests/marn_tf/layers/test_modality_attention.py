@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.modality_attention import ModalityAttention
-from tests.testing import assert_config_round_trip
+from tests.testing import assert_config_round_trip, assert_gradients_reach
 
 RNG = np.random.default_rng(0)
 SPECIFIC = tf.constant(RNG.normal(size=(5, 4, 6)), tf.float32)  # batch 5, M = 4 modalities, d = 6
@@ -60,3 +60,8 @@ def test_config_round_trip_and_bad_options():
     assert_config_round_trip(ModalityAttention(4, gate="scalar", normalize="softmax"), [SPECIFIC, MASK])
     with pytest.raises(ValueError, match="gate must be one of"):
         ModalityAttention(4, gate="matrix")
+
+
+@pytest.mark.parametrize("normalize", ["none", "softmax"])
+def test_every_modalitys_gate_trains(normalize):
+    assert_gradients_reach(ModalityAttention(4, gate="vector", normalize=normalize), [SPECIFIC, MASK])

@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from marn_tf.layers.modality_embedding import ModalityEmbeddings
-from tests.testing import EMBEDDING_CONFIG, assert_config_round_trip, item_content
+from tests.testing import EMBEDDING_CONFIG, assert_config_round_trip, assert_gradients_reach, item_content
 
 def test_widths_and_masks():
     layer = ModalityEmbeddings(**EMBEDDING_CONFIG)
@@ -41,3 +41,9 @@ def test_embedding_l2_adds_the_mean_squared_norm_of_every_lookup():
     expected = sum(np.mean(np.sum(emb.embeddings.numpy()[np.array(i)] ** 2, -1)) for emb, i in lookups)
     assert len(layer.losses) == 1
     np.testing.assert_allclose(layer.losses[0].numpy(), 0.1 * expected, rtol=1e-5)
+
+
+def test_every_table_and_the_text_cnn_train():
+    tf.keras.utils.set_random_seed(0)
+    assert_gradients_reach(ModalityEmbeddings(**dict(EMBEDDING_CONFIG, text_filters=16)), item_content([1, 2, 3]),
+                           loss=lambda out: sum(tf.reduce_sum(e * e) for e in out[0]))

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.target_attention import TargetAttention
-from tests.testing import assert_config_round_trip
+from tests.testing import assert_config_round_trip, weights_without_gradient
 
 RNG = np.random.default_rng(0)
 QUERY = tf.constant(RNG.normal(size=(4, 6)), tf.float32)
@@ -67,3 +67,11 @@ def test_config_round_trip_and_bad_option():
                              [QUERY, KEYS, MASK])
     with pytest.raises(ValueError, match="normalize must be one of"):
         TargetAttention(normalize="l2")
+
+
+@pytest.mark.parametrize("normalize", ["none", "softmax"])
+def test_every_scorer_weight_trains(normalize):
+    tf.keras.utils.set_random_seed(0)
+    layer = TargetAttention(hidden_units=[8, 4], normalize=normalize)
+    # a softmax over the positions cancels the score's constant: its last bias gets no gradient, by design
+    assert weights_without_gradient(layer, [QUERY, KEYS, MASK]) == ([] if normalize == "none" else ["score/bias:0"])

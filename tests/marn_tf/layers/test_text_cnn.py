@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from marn_tf.layers.text_cnn import TextCNN
-from tests.testing import assert_config_round_trip
+from tests.testing import assert_config_round_trip, assert_gradients_reach
 
 RNG = np.random.default_rng(0)
 EMBEDDED = tf.constant(RNG.normal(size=(4, 6, 5)), tf.float32)  # 4 titles, up to 6 words, d = 5
@@ -34,3 +34,8 @@ def test_word_order_matters_within_a_window():
 
 def test_config_round_trip():
     assert_config_round_trip(TextCNN(filters=3, kernel_sizes=[2, 4]), [EMBEDDED, LENGTH])
+
+
+def test_every_kernel_size_trains():
+    tf.keras.utils.set_random_seed(0)
+    assert_gradients_reach(TextCNN(filters=16, kernel_sizes=[2, 4]), [EMBEDDED, LENGTH])

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from marn_tf.layers.user_interest import UserInterest
-from tests.testing import assert_config_round_trip
+from tests.testing import assert_config_round_trip, weights_without_gradient
 
 RNG = np.random.default_rng(0)
 QUERY = tf.constant(RNG.normal(size=(3, 7)), tf.float32)
@@ -53,3 +53,11 @@ def test_sequences_given_once_per_row_give_the_same_result(encoder):
     shared = layer([query, SEQUENCE, MASK, rows])
     for a, b in zip(shared, repeated):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", ["gru", "augru", "none"])
+def test_the_encoder_and_the_attention_train(encoder):
+    tf.keras.utils.set_random_seed(0)
+    layer = UserInterest(encoder, units=4, attention_hidden=[8])
+    # AUGRU's attention is a softmax, which cancels the score's constant: its last bias gets no gradient, by design
+    assert weights_without_gradient(layer, [QUERY, SEQUENCE, MASK]) == (["score/bias:0"] if encoder == "augru" else [])
