@@ -1,7 +1,6 @@
 """`marn evaluate` on a trained run: the JSON, the HTML report's sections and plots, GAUC over unknown users, the
 no-model floor, the single-modality slices and the cross-modal / same-modality pair slices against the model's own
 outputs, and clear errors."""
-import dataclasses
 import glob
 import json
 import re
@@ -20,6 +19,7 @@ from marn_tf.evaluation.metrics import auc, gauc, logloss
 from marn_tf.schema import USER_VOCABULARY
 from marn_tf.training.trainer import train
 from marn_tf.training.training_run import restore_run
+from tests.testing import with_train
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +28,7 @@ pytestmark = pytest.mark.integration
 def run(prepared, tmp_path_factory):
     config, data, _ = prepared
     directory = tmp_path_factory.mktemp("run")
-    train(dataclasses.replace(config, train=dataclasses.replace(config.train, steps_per_epoch=4, epochs=1,
-                                                                validation_steps=1)), data, str(directory))
+    train(with_train(config, steps_per_epoch=4, epochs=1, validation_steps=1), data, str(directory))
     return directory
 
 

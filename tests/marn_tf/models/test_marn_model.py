@@ -1,14 +1,14 @@
 """The training model: loss weights per variant, the adversarial step, exactness under MirroredStrategy."""
-import dataclasses
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from marn_tf.data.input import make_dataset
 from marn_tf.model_config import ModelConfig
-from marn_tf.models.marn_model import MarnModel, loss_weights
-from marn_tf.training.training_run import indexed, load_network
+from marn_tf.models.marn_model import loss_weights
+from marn_tf.training.task import CtrTask
+from marn_tf.training.training_run import indexed
+from tests.testing import with_model, with_train
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +23,14 @@ def test_loss_weights_follow_the_ladder():
 
 
 def make_model(prepared, strategy, update="joint", optimizer="sgd", **model_options):
-    config, data, schema = prepared
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_options))
-    train = dataclasses.replace(config.train, optimizer=optimizer, learning_rate=0.5, discriminator_learning_rate=0.5,
-                                update=update)
+    """The model `marn train` builds (CtrTask), in `strategy`'s scope."""
+    config, data, _ = prepared
+    config = with_train(with_model(config, **model_options), optimizer=optimizer, learning_rate=0.5,
+                        discriminator_learning_rate=0.5, update=update)
+    task = CtrTask(config, data)
     with strategy.scope():
-        network = load_network(config, schema, data)
-        model = MarnModel(network.core, config.model, update, network.modalities)
-        model.compile(optimizer=model.make_optimizer(train))
+        network = task.build_network()
+        model = task.build_model(network)
     return model, network
 
 

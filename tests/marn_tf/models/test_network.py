@@ -10,6 +10,7 @@ from marn_tf.evaluation.floor import floor_scores
 from marn_tf.model_config import VARIANTS
 from marn_tf.schema import SchemaError
 from marn_tf.training.training_run import load_network
+from tests.testing import with_model
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +43,8 @@ def test_a_ranking_request_encodes_its_sequence_once_with_the_same_scores(prepar
     # One user's sequence with 192 candidates of the batch, then rows of three other sequences.
     rows = [distinct[0]] * 192 + [distinct[1], distinct[2], distinct[1], distinct[3]] * 16
     request = {k: (v if k == "item_id" else tf.gather(v, rows)) for k, v in features.items()}
-    model = dataclasses.replace(config.model, sequence_encoder=encoder)
-    once = load_network(dataclasses.replace(config, model=model), schema, data)
-    every_row = load_network(dataclasses.replace(
-        config, model=dataclasses.replace(model, deduplicate_sequences=False)), schema, data)
+    once = load_network(with_model(config, sequence_encoder=encoder), schema, data)
+    every_row = load_network(with_model(config, sequence_encoder=encoder, deduplicate_sequences=False), schema, data)
     every_row.core.set_weights(once.core.get_weights())
     first, _ = once.inference.get_layer("distinct_sequences")(
         [once.lookup(request)[f.name] for f in schema.features_with_tags("behaviour")])
@@ -76,7 +75,7 @@ def test_schema_without_a_candidate_key_fails(prepared):
 
 def test_rate_offset_adds_the_floors_logits_to_the_deep_part(prepared):
     config, data, schema = prepared
-    with_offset = dataclasses.replace(config, model=dataclasses.replace(config.model, rate_offset=True))
+    with_offset = with_model(config, rate_offset=True)
     network = load_network(with_offset, schema, data)
     features = batch(prepared)[0]
     rates = [f.name for f in schema.features_with_tags("rate")]
