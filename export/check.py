@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from marn_tf import schema as S
 from marn_tf.models.network import request_features
+from marn_tf.storage import files
 from marn_tf.training.training_run import restore_run
 from marn_tf.export import serving_module as SM
 from marn_tf.export.errors import short_reason
@@ -56,7 +57,7 @@ class CheckReport:
 
 def is_version_directory(model_dir: str) -> None:
     """Raises SchemaError unless `model_dir` holds a SavedModel (the user pointed at the wrong directory)."""
-    if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
+    if not files.exists(files.join(model_dir, "saved_model.pb")):
         raise S.SchemaError(f"{model_dir} is not a SavedModel version directory (no saved_model.pb): point at "
                             "<base>/<model_name>/<version>")
 
@@ -64,19 +65,18 @@ def is_version_directory(model_dir: str) -> None:
 def read_info(model_dir: str) -> dict:
     """The export's `export_info.json`; SchemaError naming the file when it is missing, not JSON or incomplete."""
     is_version_directory(model_dir)
-    path = os.path.join(model_dir, "assets.extra", INFO_FILE)
-    if not os.path.exists(path):
+    path = files.join(files.join(model_dir, "assets.extra"), INFO_FILE)
+    if not files.exists(path):
         raise S.SchemaError(f"{model_dir} has no assets.extra/{INFO_FILE}: it was not written by `marn export`")
     try:
-        with open(path) as f:
-            info = json.load(f)
+        info = json.loads(files.read_bytes(path) or b"")
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise S.SchemaError(f"{path} cannot be read as JSON ({err}): the export is damaged; export it again") from err
     missing = [key for key in INFO_KEYS if not isinstance(info, dict) or key not in info]
     if missing:
         raise S.SchemaError(f"{path} lacks {missing}: the export is damaged; export it again")
     # The checkpoint is read from this file: it must lie in the run it names (a moved run is looked up by it).
-    run, checkpoint = os.path.normpath(str(info["run"])), os.path.normpath(str(info["checkpoint"]))
+    run, checkpoint = files.normal_path(str(info["run"])), files.normal_path(str(info["checkpoint"]))
     if not checkpoint.startswith(run.rstrip("/") + "/"):
         raise S.SchemaError(f"{path}: the checkpoint {info['checkpoint']!r} is not inside the run {info['run']!r}: "
                             "the export is damaged; export it again")
@@ -129,8 +129,8 @@ def check_signatures(loaded, schema: S.Schema, modalities: int) -> Check:
 
 
 def replay_warmup(loaded, model_dir: str, model_name: str) -> Check:
-    path = os.path.join(model_dir, "assets.extra", WARMUP_FILE)
-    if not os.path.exists(path):
+    path = files.join(files.join(model_dir, "assets.extra"), WARMUP_FILE)
+    if not files.exists(path):
         return Check("warmup requests replay", False, f"no {path}")
     try:
         records = read_warmup(path)
@@ -174,7 +174,7 @@ def compare_with_checkpoint(loaded, info: dict, run_dir: str, data_dir: str, exa
                   float(np.max(np.abs(out["modality_weights"].numpy() - want_weights))))
         checks.append(Check(f"{signature} matches the checkpoint", gap <= tolerance,
                             f"{len(serialized)} validation examples, max |difference| {gap:.2e} (tolerance {tolerance:g})"))
-    items = tf.constant(S.read_vocabulary(os.path.join(data_dir, schema.vocabularies[S.ITEM_VOCABULARY].file))[:examples])
+    items = tf.constant(S.read_vocabulary(files.join(data_dir, schema.vocabularies[S.ITEM_VOCABULARY].file))[:examples])
     got = loaded.signatures[SM.ITEM_REPRESENTATIONS](**{SM.ITEM_INPUT: items})["representation"].numpy()
     lookup = network.lookup.get_layer(f"{S.ITEM_VOCABULARY}_lookup")
     want_items = tf.function(lambda ids: network.item_tower.encode(tf.cast(lookup(ids), tf.int32), training=False)
@@ -217,7 +217,8 @@ def check_export(model_dir: str, run_dir: Optional[str] = None, data_dir: Option
     schema = loaded and attempt("read the schema asset", lambda: S.Schema.load(
         loaded.schema_asset.asset_path.numpy().decode("utf-8")))
     if info and run_dir:  # the run moved (another machine, another mount): the same checkpoint inside it
-        info = {**info, "checkpoint": os.path.join(run_dir, os.path.relpath(info["checkpoint"], info["run"]))}
+        inside = files.normal_path(info["checkpoint"])[len(files.normal_path(info["run"]).rstrip("/")) + 1:]
+        info = {**info, "checkpoint": files.join(run_dir, inside)}
     if info and loaded and schema:
         run_dir, data_dir = run_dir or info["run"], data_dir or info["data"]
         signatures = attempt("signatures match the schema",

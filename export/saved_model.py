@@ -8,7 +8,8 @@
     <base>/models.config                  a TF Serving model config listing every model under <base>
 
 A version is written under a temporary name and renamed into place when complete, so a server watching
-<base>/<model_name> never loads a half-written version. Its `.marn-owner.json` (kind `temporary`, the
+<base>/<model_name> never loads a half-written version (on an object store such as gs://, which cannot rename,
+its files are copied with saved_model.pb last: `marn_tf.storage.files.move_tree`). Its `.marn-owner.json` (kind `temporary`, the
 writing process) goes in first: a staging directory left by a killed export is removed by the next one.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ import tensorflow as tf
 
 from marn_tf.schema import ITEM_VOCABULARY, SCHEMA_FILE, SchemaError, read_vocabulary
 from marn_tf.training.training_run import restore_run
-from marn_tf.storage import ownership
+from marn_tf.storage import files, ownership
 from marn_tf.export import serving_module as SM
 from marn_tf.export.request_features import serving_parse_spec
 from marn_tf.export.warmup import WARMUP_FILE, predict_log, read_examples, write_warmup
@@ -50,9 +51,8 @@ class ExportResult:
 
 def versions(model_dir: str) -> list[int]:
     """The integer version directories under `<base>/<model_name>`, ascending."""
-    if not os.path.isdir(model_dir):
-        return []
-    return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit())
+    return sorted(int(d) for d in files.entries(model_dir)
+                  if d.isdigit() and (files.is_remote(model_dir) or os.path.isdir(os.path.join(model_dir, d))))
 
 
 def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "marn", version: Optional[int] = None,
@@ -64,20 +64,20 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
     mounted for the server (the `base_path` prefix in models.config).
     """
     start = time.time()
-    model_dir = os.path.join(base_dir, model_name)
+    model_dir = files.join(base_dir, model_name)
     version = version if version is not None else (versions(model_dir) or [0])[-1] + 1
     if version < 1:
         raise SchemaError(f"--version must be a positive integer, got {version}")
-    final = os.path.join(model_dir, str(version))
-    if os.path.exists(final):
+    final = files.join(model_dir, str(version))
+    if files.exists(final):
         raise SchemaError(f"{final} already exists: pass another --version, or leave it out to take the next one")
 
-    if checkpoint and not os.path.abspath(checkpoint).startswith(os.path.abspath(run_dir).rstrip("/") + "/"):
+    if checkpoint and not files.normal_path(checkpoint).startswith(files.normal_path(run_dir).rstrip("/") + "/"):
         # check-export reads it back inside the run (and a moved run by it): another run's would not be found
         raise SchemaError(f"the checkpoint {checkpoint!r} is not inside the run {run_dir!r}: name one of its "
                           f"best/ckpt-N or checkpoints/ckpt-N, or pass that checkpoint's run as --run")
     config, schema, network, checkpoint = restore_run(run_dir, data_dir, checkpoint)
-    module = SM.ServingModule(network, schema, os.path.join(data_dir, SCHEMA_FILE))
+    module = SM.ServingModule(network, schema, files.join(data_dir, SCHEMA_FILE))
     # Written under a new hidden name and renamed into place when complete; removed if anything fails first,
     # or by the next export when this process is killed first.
     ownership.remove_stale_temporaries(model_dir, STAGING)
@@ -86,18 +86,17 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
         tf.saved_model.save(module, staging, signatures=signatures)
 
         logs = warmup_requests(data_dir, schema, model_name, warmup_batch_sizes)
-        write_warmup(os.path.join(staging, "assets.extra", WARMUP_FILE), logs)
+        write_warmup(files.join(files.join(staging, "assets.extra"), WARMUP_FILE), logs)
         info = {
             "model_name": model_name, "version": version, "variant": config.model.variant,
-            "run": os.path.abspath(run_dir), "checkpoint": os.path.abspath(checkpoint),
-            "data": os.path.abspath(data_dir),
+            "run": files.normal_path(run_dir), "checkpoint": files.normal_path(checkpoint),
+            "data": files.normal_path(data_dir),
             "modalities": list(network.modalities), "signatures": sorted(signatures),
             "outputs": list(SM.OUTPUTS), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "tensorflow": tf.__version__,
         }
-        with open(os.path.join(staging, "assets.extra", INFO_FILE), "w") as f:
-            json.dump(info, f, indent=2)
-        os.rename(staging, final)
+        files.write_text(files.join(files.join(staging, "assets.extra"), INFO_FILE), json.dumps(info, indent=2))
+        files.move_tree(staging, final, last=("saved_model.pb",))
     write_models_config(base_dir, serving_base)
     log.info("exported %s (checkpoint %s) to %s", config.model.variant, checkpoint, final)
     return ExportResult(final, model_name, version, checkpoint, len(logs), round(time.time() - start, 1))
@@ -114,19 +113,18 @@ def warmup_requests(data_dir: str, schema, model_name: str, batch_sizes: Sequenc
             for n in batch_sizes]
     raw = tf.io.parse_example(examples[:1], serving_parse_spec(schema))
     logs.append(predict_log(model_name, SM.PREDICT, {name: value.numpy() for name, value in raw.items()}))
-    items = read_vocabulary(os.path.join(data_dir, schema.vocabularies[ITEM_VOCABULARY].file))[:max(batch_sizes)]
+    items = read_vocabulary(files.join(data_dir, schema.vocabularies[ITEM_VOCABULARY].file))[:max(batch_sizes)]
     logs.append(predict_log(model_name, SM.ITEM_REPRESENTATIONS, {SM.ITEM_INPUT: np.array(items, dtype=object)}))
     return logs
 
 
 def write_models_config(base_dir: str, serving_base: str = SERVING_BASE) -> str:
     """A TF Serving `--model_config_file` listing every model under `base_dir` (mounted at `serving_base`)."""
-    names = sorted(d for d in os.listdir(base_dir) if versions(os.path.join(base_dir, d)))
+    names = sorted(d for d in files.entries(base_dir) if versions(files.join(base_dir, d)))
     entries = "".join(
         f'  config {{\n    name: "{name}"\n    base_path: "{serving_base.rstrip("/")}/{name}"\n'
         f'    model_platform: "tensorflow"\n  }}\n' for name in names)
-    path = os.path.join(base_dir, MODELS_CONFIG)
-    with open(path, "w") as f:
-        f.write("# TF Serving model config (text proto): tensorflow_model_server --model_config_file=<this file>\n"
-                f"model_config_list {{\n{entries}}}\n")
+    path = files.join(base_dir, MODELS_CONFIG)
+    files.write_text(path, "# TF Serving model config (text proto): tensorflow_model_server --model_config_file=<this "
+                           f"file>\nmodel_config_list {{\n{entries}}}\n")
     return path

@@ -15,6 +15,8 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import yaml
 
+from marn_tf.storage import files
+
 T = TypeVar("T")
 
 
@@ -54,11 +56,11 @@ def load_yaml(cls: type[T], path: str, overrides: Sequence[str] = (),
               migrate: Callable[[dict], dict] = lambda data: data) -> T:
     """Reads a YAML file into `cls`, then applies `key.path=value` overrides; `migrate` moves keys of an older
     layout to where they live now before the keys are checked."""
+    text = files.read_text(path)  # local, gs://, any Beam file system
+    if text is None:
+        raise ConfigError(f"config file not found (or not UTF-8 text): {path}")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = safe_load_unique(f, path) or {}
-    except FileNotFoundError as err:
-        raise ConfigError(f"config file not found: {path}") from err
+        data = safe_load_unique(text, path) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
     return from_dict(cls, migrate(apply_overrides(data, overrides)))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Optional
 
 import numpy as np
@@ -32,6 +31,8 @@ from marn_tf.evaluation.report import write_report
 from marn_tf import schema as S
 from marn_tf.models.network import Network
 from marn_tf.schema import USER_VOCABULARY, SchemaError, read_vocabulary
+from marn_tf.storage import files
+from marn_tf.training.training_directory import TrainingDirectory
 from marn_tf.training.training_run import read_split, restore_run
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def with_raw_features(dataset: tf.data.Dataset, network: Network, raw: list[str]
 def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optional[str] = None,
              batch_size: int = 1024, max_batches: Optional[int] = None) -> dict:
     config, schema, network, checkpoint = restore_run(run_dir, data_dir)
-    output_dir = output_dir or os.path.join(run_dir, f"evaluation_{split}")
+    output_dir = output_dir or TrainingDirectory(run_dir).evaluation(split)
     user, rates = _user_id_feature(schema), F.rate_features(schema)
     dataset = with_raw_features(read_split(config, data_dir, schema, split, batch_size, shuffle=False,
                                            drop_remainder=False), network, [user, *rates])
@@ -96,7 +97,7 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
     item_table = network.item_tower
     category_field = config.items.category_field
     category_index = item_table.table[category_field].numpy()[cat["candidate_index"]]
-    category_names = [""] + read_vocabulary(os.path.join(data_dir, schema.vocabularies[category_field].file))
+    category_names = [""] + read_vocabulary(files.join(data_dir, schema.vocabularies[category_field].file))
     mask, weights, importance = cat["modality_mask"], cat["modality_weights"], cat["importance"]
     per_category = {}
     for c in np.unique(category_index):
@@ -135,7 +136,7 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
     overall = slices["all"]
     adversarial = config.model.discriminators != "none"  # without discriminators there is nothing to measure
     result = {
-        "run": os.path.abspath(run_dir), "checkpoint": checkpoint, "split": split, "variant": config.model.variant,
+        "run": files.normal_path(run_dir), "checkpoint": checkpoint, "split": split, "variant": config.model.variant,
         "examples": overall["examples"], "auc": overall["auc"], "gauc": overall["gauc"],
         "gauc_users": overall["gauc_users"], "logloss": overall["logloss"], "floor": floor,
         "d1_accuracy": float(np.average(cat["d1_accuracy"], weights=sizes)) if adversarial else None,
@@ -146,9 +147,8 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
         "modality_weights_by_category": per_category,
         "slices": slices,
     }
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    files.makedirs(output_dir)
+    files.write_text(files.join(output_dir, "evaluation.json"), json.dumps(result, indent=2))
     write_report(result, output_dir)
     return result
 

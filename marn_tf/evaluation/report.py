@@ -3,10 +3,12 @@ slice plot are shared with the run report (`marn_tf/workflow/results_report.py`)
 from __future__ import annotations
 
 import html
-import os
+import io
 from typing import Optional
 
 import numpy as np
+
+from marn_tf.storage import files
 
 CHANCE_TOLERANCE = 0.07  # a discriminator accuracy within this of 1/M counts as chance
 
@@ -52,9 +54,12 @@ def html_page(title: str, body: str) -> str:
 
 
 def save_figure(fig, path: str) -> None:
+    """Writes `fig` as a PNG to `path` (local or any file system) and closes it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     pyplot().close(fig)
+    files.write_bytes(path, buffer.getvalue())
 
 
 def pyplot():
@@ -107,8 +112,8 @@ def plot_slices(slices_by_model: dict[str, dict], path: str) -> None:
 
 
 def write_report(result: dict, output_dir: str) -> str:
-    plot_modality_weights(result, os.path.join(output_dir, "modality_weights_by_category.png"))
-    plot_slices({result["variant"]: result["slices"]}, os.path.join(output_dir, "slices.png"))
+    plot_modality_weights(result, files.join(output_dir, "modality_weights_by_category.png"))
+    plot_slices({result["variant"]: result["slices"]}, files.join(output_dir, "slices.png"))
     modalities = result["modalities"]
     floor = result["floor"] or {}
     summary = html_table(["", "examples", "AUC", "GAUC", "GAUC users", "log loss", "D1 accuracy", "Ds accuracy",
@@ -139,7 +144,6 @@ def write_report(result: dict, output_dir: str) -> str:
 <section id="modality-weights"><h2>Modality weights by category</h2>
 <p>Mean |a<sup>m</sup>| of the multimodal attention over candidates that have the modality; w is D0's importance weight.</p>
 <img src="modality_weights_by_category.png" alt="modality weights by category">{by_category}</section>""")
-    path = os.path.join(output_dir, "evaluation.html")
-    with open(path, "w") as f:
-        f.write(page)
+    path = files.join(output_dir, "evaluation.html")
+    files.write_text(path, page)
     return path

@@ -87,34 +87,78 @@ def entries(directory: str) -> list[str]:
     return sorted(os.listdir(directory))
 
 
-def read_text(path: str) -> Optional[str]:
-    """The file's text; None when it is missing or not UTF-8."""
+def read_bytes(path: str) -> Optional[bytes]:
+    """The file's bytes; None when it is missing."""
     try:
         if is_remote(path):
             from apache_beam.io.filesystems import FileSystems
 
-            with FileSystems.open(path) as f:
-                return f.read().decode("utf-8")
-        with open(path, encoding="utf-8") as f:
+            with FileSystems.open(path, compression_type="uncompressed") as f:
+                return f.read()
+        with open(path, "rb") as f:
             return f.read()
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return None
     except Exception:  # noqa: BLE001 -- Beam's errors for a missing remote file
         return None
 
 
-def write_text(path: str, text: str) -> None:
-    """Writes the whole file at once: locally through a temporary file renamed into place."""
+def read_text(path: str) -> Optional[str]:
+    """The file's text; None when it is missing or not UTF-8."""
+    data = read_bytes(path)
+    try:
+        return None if data is None else data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes the whole file at once (its directory made first): locally through a temporary file renamed into
+    place; an object store shows an object only once it is complete."""
     if is_remote(path):
         from apache_beam.io.filesystems import FileSystems
 
-        with FileSystems.create(path) as f:
-            f.write(text.encode("utf-8"))
+        with FileSystems.create(path, compression_type="uncompressed") as f:
+            f.write(data)
         return
+    makedirs(os.path.dirname(path) or ".")
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+    with open(tmp, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def append_text(path: str, text: str) -> None:
+    """Adds `text` at the end of the file (made when missing). Object stores cannot append: there the file is
+    read and written again whole, which suits the small logs this is for."""
+    if is_remote(path):
+        write_bytes(path, (read_bytes(path) or b"") + text.encode("utf-8"))
+        return
+    makedirs(os.path.dirname(path) or ".")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+
+
+def move_tree(source: str, target: str, last: tuple[str, ...] = ()) -> None:
+    """Moves the directory `source` to `target` (which must not exist). Locally one rename; on an object store,
+    which cannot rename, each object is copied, the files named in `last` after the others (so that a reader
+    polling for them, as TF Serving polls for saved_model.pb, sees a complete tree), then `source` is deleted."""
+    if not is_remote(source):
+        os.rename(source, target)
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    prefix = source.rstrip("/") + "/"
+    found = sorted(list_tree(source), key=lambda p: p.rsplit("/", 1)[-1] in last)
+    if not found:
+        raise FileNotFoundError(f"nothing to move: no file under {source}")
+    for path in found:
+        FileSystems.copy([path], [join(target, path[len(prefix):])])
+    delete(source)
 
 
 def delete(path: str) -> None:

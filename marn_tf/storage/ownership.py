@@ -164,24 +164,31 @@ def temporary_directory(parent: str, prefix: str, command: str = "marn") -> Iter
     included) unless the body renamed it away.
 
     Its marker (kind `temporary`, host, pid, process start) is written first and travels with it when renamed:
-    one left by a killed process is recognised and removed by `remove_stale_temporaries`.
+    one left by a killed process is recognised and removed by `remove_stale_temporaries`. Under a URL (an
+    object store) the directory is a new random prefix.
     """
-    os.makedirs(parent, exist_ok=True)
-    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o777 & ~umask)  # what os.makedirs would give it: mkdtemp's 0700 would hide it from a server
+    if files.is_remote(parent):
+        path = files.join(parent, f"{prefix}{uuid.uuid4().hex[:12]}")
+    else:
+        os.makedirs(parent, exist_ok=True)
+        path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o777 & ~umask)  # what os.makedirs would give it: mkdtemp's 0700 would hide it from a server
     key = files.normal_path(path)
     _TEMPORARY.add(key)
     try:
-        files.write_text(os.path.join(path, MARKER), json.dumps(
+        files.write_text(files.join(path, MARKER), json.dumps(
             {"written_by": "marn-tf", "kind": TEMPORARY, "command": command, "started": utc_now(),
              "host": socket.gethostname(), "pid": os.getpid(), "process_start": process_start(os.getpid())},
             indent=2) + "\n")
         yield path
     finally:
         _TEMPORARY.discard(key)
-        if os.path.isdir(path) and not os.path.islink(path):
+        if files.is_remote(path):
+            if files.list_tree(path):
+                files.delete(path)
+        elif os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -191,8 +198,9 @@ def remove_stale_temporaries(parent: str, prefix: str) -> list[str]:
     run, is left. Returns what was deleted."""
     removed = []
     for name in files.entries(parent):
-        path = os.path.join(parent, name)
-        if not name.startswith(prefix) or os.path.islink(path) or not os.path.isdir(path):
+        path = files.join(parent, name)
+        local_non_directory = not files.is_remote(path) and (os.path.islink(path) or not os.path.isdir(path))
+        if not name.startswith(prefix) or local_non_directory:
             continue
         try:
             marker = read_marker(path)

@@ -6,11 +6,11 @@ import contextlib
 import json
 import logging
 import math
-import os
 
 import tensorflow as tf
 
 from marn_tf.layers.gradient_reversal import dann_ramp
+from marn_tf.storage import files
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +179,7 @@ class HistoryFile(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         record = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch,
                   **{k: float(v) for k, v in (logs or {}).items()}}
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        files.append_text(self.path, json.dumps(record) + "\n")
 
 
 def keep_history_until(path: str, epochs: int) -> None:
@@ -191,13 +189,9 @@ def keep_history_until(path: str, epochs: int) -> None:
     if len(kept) < len(history):
         log.warning("%s: dropping the lines of epoch(s) %s, which the checkpoint does not hold; they are trained again",
                     path, ", ".join(str(h["epoch"]) for h in history if int(h["epoch"]) > epochs))
-        with open(path + ".tmp", "w") as f:
-            f.writelines(json.dumps(h) + "\n" for h in kept)
-        os.replace(path + ".tmp", path)
+        files.write_text(path, "".join(json.dumps(h) + "\n" for h in kept))
 
 
 def read_history(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    text = files.read_text(path)
+    return [json.loads(line) for line in (text or "").splitlines() if line.strip()]

@@ -1,5 +1,5 @@
-"""The fit loop: `train(config, data_dir, output_dir)` (what `marn train` calls). What the output directory holds,
-and how a run is read back, is `training_run.py`.
+"""The fit loop: `train(config, data_dir, output_dir)` (what `marn train` calls). What the output directory holds is
+`training_directory.py` (local or on any file system: gs://, ...); how a run is read back, `training_run.py`.
 
 Re-running with the same output directory resumes from the last checkpoint (after a crash or a kill),
 at the epoch it had reached, with the early-stopping state saved in that checkpoint. The checkpoint to resume
@@ -12,9 +12,7 @@ the vocabulary.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import sys
 import time
 from typing import Optional
@@ -25,6 +23,7 @@ from marn_tf.config import Config
 from marn_tf.training import callbacks as C
 from marn_tf.training.strategy import is_chief, make_strategy, task_name
 from marn_tf.training.task import CtrTask
+from marn_tf.training.training_directory import BEST, CHECKPOINTS, TrainingDirectory
 from marn_tf.training.training_run import (check_resume, recover_checkpoint_state, refuse_non_finite,
                                            refuse_non_finite_slots)
 
@@ -74,19 +73,19 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
         model = task.build_model(network)
         optimizer = model.optimizer
 
+    run = TrainingDirectory(output_dir)
     # Non-chief workers of a multi-worker run save too (collectively), into their own scratch directory.
-    checkpoint_dir = output_dir if chief else os.path.join(output_dir, "workers", task_name())
+    saving = run if chief else run.worker(task_name())
     state = C.TrainingState()
     checkpoint = tf.train.Checkpoint(core=network.core, optimizer=optimizer, training_state=state,
                                      **({"weight_average": model.weight_average} if model.weight_average else {}))
-    for directory in ("checkpoints", "best"):
-        recover_checkpoint_state(os.path.join(checkpoint_dir, directory))
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(checkpoint_dir, "checkpoints"),
+    for kind in (CHECKPOINTS, BEST):
+        recover_checkpoint_state(saving.checkpoints(kind))
+    manager = tf.train.CheckpointManager(checkpoint, saving.checkpoints(CHECKPOINTS),
                                          max_to_keep=train_config.keep_checkpoints)
-    best = tf.train.CheckpointManager(tf.train.Checkpoint(core=network.core), os.path.join(checkpoint_dir, "best"),
-                                      max_to_keep=1)
+    best = tf.train.CheckpointManager(tf.train.Checkpoint(core=network.core), saving.checkpoints(BEST), max_to_keep=1)
     initial_epoch = 0
-    history_path = os.path.join(output_dir, "history.jsonl")
+    history_path = run.history
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint)
         refuse_non_finite(network, manager.latest_checkpoint)
@@ -111,7 +110,7 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
         callbacks.append(C.AveragedWeightsForValidation(model.weight_average))
     if chief:  # the history line before the checkpoint (see HistoryFile)
         callbacks += [C.HistoryFile(history_path, train_config.steps_per_epoch),
-                      tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"))]
+                      tf.keras.callbacks.TensorBoard(run.tensorboard)]
     callbacks.append(guard)
     if progress is None:
         progress = sys.stdout.isatty()
@@ -132,6 +131,5 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
                          round(seconds, 2), round(new_steps * train_config.batch_size / max(seconds, 1e-9), 1),
                          initial_epoch * train_config.steps_per_epoch, guard.non_finite_variables)
     if chief:
-        with open(os.path.join(output_dir, "training_summary.json"), "w") as f:
-            json.dump(dataclasses.asdict(result), f, indent=2)
+        run.write_summary(dataclasses.asdict(result))
     return result

@@ -1,12 +1,5 @@
-"""A training run's directory, and reading it back: what `marn train` writes and what evaluation, export and
-the benchmarks load (`restore_run`), with the checks that come before either.
-
-    run_config.yaml          the config the run used (a resumed run must match it: `check_resume`)
-    checkpoints/ckpt-N       after every epoch of `train.steps_per_epoch` steps: model, optimizers, step
-    best/ckpt-N              the epoch with the best validation AUC (what evaluate and export load)
-    history.jsonl            one line of metrics per epoch
-    tensorboard/             losses, AUC, D1/Ds accuracy, mean modality weights, lambda_grl
-    training_summary.json    how the run ended
+"""Reading a training run back: what evaluation, export and the benchmarks load (`restore_run`) from the
+directory `marn train` writes (`training_directory.py` names its files), with the checks that come before either.
 
 A checkpoint is read back whole before it is used (`check_readable`), one with NaN or infinite values is
 refused, and a damaged or outdated `checkpoints/checkpoint` state file is rewritten to name the newest
@@ -16,12 +9,11 @@ checkpoint that reads back (`recover_checkpoint_state`). The network of a config
 from __future__ import annotations
 
 import logging
-import os
+import posixpath
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
-import yaml
 
 from marn_tf.config import Config, move_runtime_keys
 from marn_tf.config_loader import ConfigError
@@ -30,10 +22,11 @@ from marn_tf.data.item_table import load_item_table
 from marn_tf.data.parquet_input import make_parquet_dataset, parquet_files
 from marn_tf.models.network import Network, build_network
 from marn_tf.schema import Schema, SchemaError
+from marn_tf.storage import files
 from marn_tf.training.callbacks import non_finite
+from marn_tf.training.training_directory import RUN_CONFIG, TrainingDirectory, checkpoint_numbers
 
 log = logging.getLogger(__name__)
-RUN_CONFIG = "run_config.yaml"
 
 
 def check_data(config: Config, data_dir: str) -> Schema:
@@ -68,14 +61,13 @@ def load_network(config: Config, schema: Schema, data_dir: str) -> Network:
 def restore_run(run_dir: str, data_dir: str, checkpoint: Optional[str] = None):
     """(config, schema, network, checkpoint path) of a run, with the weights of `checkpoint` (default: the best,
     or the latest when the run has no validation result yet). What evaluation and export load."""
-    config_path = os.path.join(run_dir, RUN_CONFIG)
-    if not os.path.exists(config_path):
+    run = TrainingDirectory(run_dir)
+    if not files.exists(run.config_file):
         raise SchemaError(f"{run_dir} is not a training run (no {RUN_CONFIG}): run `marn train` first")
-    config = Config.load(config_path)
+    config = Config.load(run.config_file)
     schema = check_data(config, data_dir)
     network = load_network(config, schema, data_dir)
-    # The files, not the state files: a damaged state file must not silently switch to another checkpoint.
-    checkpoint = checkpoint or _newest(os.path.join(run_dir, "best")) or _newest(os.path.join(run_dir, "checkpoints"))
+    checkpoint = checkpoint or run.checkpoint_to_load()
     if checkpoint is None:
         raise SchemaError(f"{run_dir} has no checkpoint yet: train it first")
     if not tf.io.gfile.exists(checkpoint + ".index"):
@@ -88,28 +80,23 @@ def restore_run(run_dir: str, data_dir: str, checkpoint: Optional[str] = None):
     return config, schema, network, checkpoint
 
 
-def _newest(directory: str) -> Optional[str]:
-    numbers = checkpoint_numbers(directory)
-    return os.path.join(directory, f"ckpt-{numbers[0]}") if numbers else None
-
-
-def checkpoint_numbers(directory: str) -> list[int]:
-    """N of every `ckpt-N.index` in `directory`, newest first."""
-    names = (os.path.basename(p)[len("ckpt-"):-len(".index")]
-             for p in tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index")))
-    return sorted((int(n) for n in names if n.isdigit()), reverse=True)
+def checkpoint_reader(prefix: str):
+    """A reader of the checkpoint `prefix` itself. (`tf.train.load_checkpoint` first asks whether the path is a
+    directory, and a file system that calls every prefix of a name a directory, as ram:// does, sends it looking
+    for a state file there.)"""
+    return tf.compat.v1.train.NewCheckpointReader(prefix)
 
 
 def check_readable(prefix: str) -> None:
     """Reads every tensor of checkpoint `prefix` (their checksums are verified): a damaged one stops the run."""
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        reader = checkpoint_reader(prefix)
         for name in reader.get_variable_to_dtype_map():
             reader.get_tensor(name)
     except (tf.errors.OpError, ValueError) as err:
         raise SchemaError(f"checkpoint {prefix} cannot be read ({str(err).strip().splitlines()[0]}): marn does not "
-                          f"train or evaluate over it. Move its files ({os.path.basename(prefix)}.*) out of "
-                          f"{os.path.dirname(prefix)} to use the one before, or train into another --output") from err
+                          f"train or evaluate over it. Move its files ({posixpath.basename(prefix)}.*) out of "
+                          f"{posixpath.dirname(prefix)} to use the one before, or train into another --output") from err
 
 
 def refuse_non_finite(network: Network, prefix: str) -> None:
@@ -120,7 +107,7 @@ def refuse_non_finite(network: Network, prefix: str) -> None:
 def refuse_non_finite_slots(prefix: str) -> None:
     """On resume, after the weights: the optimizer's slots, which a restore creates only at the first step, are
     read from the file. Named by their checkpoint keys."""
-    reader = tf.train.load_checkpoint(prefix)
+    reader = checkpoint_reader(prefix)
     _raise_if_non_finite(prefix, sorted(name.replace("/.ATTRIBUTES/VARIABLE_VALUE", "")
                                         for name, dtype in reader.get_variable_to_dtype_map().items()
                                         if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(name)))))
@@ -130,7 +117,7 @@ def _raise_if_non_finite(prefix: str, bad: list[str]) -> None:
     if bad:
         raise SchemaError(f"checkpoint {prefix} holds NaN or infinite values in {', '.join(bad[:10])}"
                           f"{f' and {len(bad) - 10} more' if len(bad) > 10 else ''}: move its files "
-                          f"({os.path.basename(prefix)}.*) out of {os.path.dirname(prefix)} to use the one before, "
+                          f"({posixpath.basename(prefix)}.*) out of {posixpath.dirname(prefix)} to use the one before, "
                           "or train into another --output")
 
 
@@ -138,7 +125,7 @@ def recover_checkpoint_state(directory: str) -> None:
     """Makes the state file `directory/checkpoint` name the newest checkpoint there, once it is known to read back
     whole. A state file that is damaged, empty, missing or behind the files made TensorFlow start again
     from an older checkpoint (or step 0) and overwrite the newer ones; this rewrites it, or stops the run."""
-    state_path = os.path.join(directory, "checkpoint")
+    state_path = files.join(directory, "checkpoint")
     numbers = checkpoint_numbers(directory)
     if not numbers:
         if tf.io.gfile.exists(state_path):
@@ -146,7 +133,7 @@ def recover_checkpoint_state(directory: str) -> None:
                               "not start again from step 0 over it. Train into another --output, or move "
                               f"{directory} aside to start this run again")
         return
-    newest = os.path.join(directory, f"ckpt-{numbers[0]}")
+    newest = files.join(directory, f"ckpt-{numbers[0]}")
     check_readable(newest)
     try:
         state = tf.train.get_checkpoint_state(directory)
@@ -158,17 +145,17 @@ def recover_checkpoint_state(directory: str) -> None:
     log.warning("%s %s; resuming from %s, the newest checkpoint there (it reads back whole)", state_path,
                 f"names {named}" if named else "is damaged or missing", newest)
     # What CheckpointManager writes (relative paths, an atomic replace); the v1 function writes absolute paths.
-    tf.__internal__.train.update_checkpoint_state(directory, os.path.basename(newest),
+    tf.__internal__.train.update_checkpoint_state(directory, posixpath.basename(newest),
                                                   [f"ckpt-{n}" for n in sorted(numbers)], save_relative_paths=True)
 
 
 def check_resume(config: Config, output_dir: str) -> None:
-    path = os.path.join(output_dir, RUN_CONFIG)
+    run = TrainingDirectory(output_dir)
     sections = ("model", "train", "runtime")
     wanted = {k: config.to_dict()[k] for k in sections}
-    if os.path.exists(path):
-        with open(path) as f:
-            previous = move_runtime_keys(yaml.safe_load(f))
+    saved = run.read_config()
+    if saved is not None:
+        previous = move_runtime_keys(saved)
         had = {k: previous.get(k) or {} for k in sections}
         if had != wanted:
             changed = [f"{s}.{k}" for s in had for k in set(had[s] or {}) | set(wanted[s])
@@ -176,9 +163,7 @@ def check_resume(config: Config, output_dir: str) -> None:
             raise ConfigError(f"{output_dir} holds a run with a different config ({', '.join(sorted(changed))}): "
                               "use another --output, or the same settings to resume it")
     else:
-        os.makedirs(output_dir, exist_ok=True)
-        with open(path, "w") as f:
-            yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+        run.write_config(config.to_dict())
 
 
 def indexed(dataset: tf.data.Dataset, network: Network) -> tf.data.Dataset:

@@ -1,0 +1,100 @@
+"""TensorFlow's in-memory file system (`ram://`) behind Beam's `FileSystem` interface: one file system that both
+TensorFlow (checkpoints, TensorBoard, SavedModels, TFRecords) and `marn_tf.storage.files` (Beam) read and write,
+as both do gs:// on Google Cloud, so a whole training run, evaluation and export can be tested off local disk.
+Beam finds it by its scheme once this module is imported; TensorFlow has `ram://` built in (one per process)."""
+from __future__ import annotations
+
+import io
+
+import marn_tf  # noqa: F401 -- before TensorFlow: marn_tf picks tf-keras
+import tensorflow as tf
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadata, FileSystem
+
+SCHEME = "ram"
+gfile = tf.io.gfile
+
+
+class _Upload(io.BytesIO):
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def close(self):
+        if not self.closed:
+            gfile.makedirs(self.path.rsplit("/", 1)[0])
+            if gfile.exists(self.path):  # ram:// writes over a file without truncating it
+                gfile.remove(self.path)
+            with gfile.GFile(self.path, "wb") as f:
+                f.write(self.getvalue())
+        super().close()
+
+
+class RamFileSystem(FileSystem):
+    @classmethod
+    def scheme(cls):
+        return SCHEME
+
+    def join(self, basepath, *paths):
+        return "/".join([basepath.rstrip("/"), *(p.strip("/") for p in paths)])
+
+    def split(self, path):
+        head, _, tail = path.rpartition("/")
+        return head, tail
+
+    def mkdirs(self, path):
+        gfile.makedirs(path)
+
+    def has_dirs(self):
+        return False  # listed as an object store is: files by prefix
+
+    def _list(self, dir_or_prefix):
+        # From the directory the prefix lies in: TensorFlow's ram:// calls any prefix of a path a directory.
+        top = dir_or_prefix.rstrip("/") if dir_or_prefix.endswith("/") else dir_or_prefix.rsplit("/", 1)[0]
+        if not gfile.isdir(top):
+            return
+        for directory, _, names in gfile.walk(top):
+            for name in names:
+                path = f"{directory.rstrip('/')}/{name}"
+                if path.startswith(dir_or_prefix) and gfile.exists(path):  # ram:// lists some names it cannot stat
+                    yield FileMetadata(path, gfile.stat(path).length)
+
+    def create(self, path, mime_type="application/octet-stream", compression_type=CompressionTypes.AUTO):
+        return _Upload(path)
+
+    def open(self, path, mime_type="application/octet-stream", compression_type=CompressionTypes.AUTO):
+        if not gfile.exists(path) or gfile.isdir(path):
+            raise BeamIOError(f"no file {path}")
+        with gfile.GFile(path, "rb") as f:
+            return io.BytesIO(f.read())
+
+    def copy(self, source_file_names, destination_file_names):
+        for source, destination in zip(source_file_names, destination_file_names):
+            gfile.makedirs(destination.rsplit("/", 1)[0])
+            if gfile.exists(destination):
+                gfile.remove(destination)
+            gfile.copy(source, destination)
+
+    def rename(self, source_file_names, destination_file_names):
+        self.copy(source_file_names, destination_file_names)
+        self.delete(source_file_names)
+
+    def exists(self, path):
+        return gfile.exists(path) and not gfile.isdir(path)
+
+    def size(self, path):
+        return gfile.stat(path).length
+
+    def last_updated(self, path):
+        return gfile.stat(path).mtime_nsec / 1e9
+
+    def checksum(self, path):
+        return str(self.size(path))
+
+    def metadata(self, path):
+        return FileMetadata(path, self.size(path))
+
+    def delete(self, paths):
+        for path in paths:
+            if not gfile.exists(path):
+                raise BeamIOError(f"no file {path}")
+            gfile.rmtree(path) if gfile.isdir(path) else gfile.remove(path)
