@@ -12,6 +12,7 @@ import marn_tf  # noqa: F401  (selects Keras 2 before anything imports TensorFlo
 from marn_tf import presets
 from marn_tf.config_loader import ConfigError
 from marn_tf.schema import SPLITS
+from marn_tf.storage import files
 
 
 def _generate_data(args: argparse.Namespace) -> int:
@@ -102,9 +103,8 @@ def _check_export(args: argparse.Namespace) -> int:
     for check in report.checks:
         print(f"[{'PASS' if check.passed else 'FAIL'}] {check.name}: {check.detail}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"model": report.model_dir, "passed": report.passed,
-                       "checks": [dataclasses.asdict(c) for c in report.checks]}, f, indent=2)
+        files.write_text(args.json, json.dumps({"model": report.model_dir, "passed": report.passed,
+                                                "checks": [dataclasses.asdict(c) for c in report.checks]}, indent=2))
     print(f"{report.model_dir}: {'all checks passed' if report.passed else 'FAILED'}")
     return 0 if report.passed else 1
 

@@ -11,8 +11,7 @@ import tensorflow as tf
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 
-# (REPO and prepare are imported here too for tests/marn_tf/training/, which still imports them from this file.)
-from tests.testing import REPO, TINY_MODEL, base_config, prepare  # noqa: E402,F401
+from tests.testing import TINY_MODEL, base_config, prepare  # noqa: E402
 
 
 @pytest.fixture

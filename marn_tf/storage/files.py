@@ -47,8 +47,10 @@ def glob_base(pattern: str) -> str:
     return base or "."
 
 
-def join(directory: str, name: str) -> str:
-    return directory.rstrip("/") + "/" + name if is_remote(directory) else os.path.join(directory, name)
+def join(directory: str, *names: str) -> str:
+    if is_remote(directory):
+        return "/".join([directory.rstrip("/"), *(name.strip("/") for name in names)])
+    return os.path.join(directory, *names)
 
 
 def makedirs(directory: str) -> None:

@@ -24,7 +24,7 @@ import yaml
 
 from marn_tf.config import Config
 from marn_tf.config_loader import apply_overrides, to_dict
-from marn_tf.storage import ownership
+from marn_tf.storage import files, ownership
 from marn_tf.workflow import run_directory as layout
 from marn_tf.workflow import summary as summary_table
 from marn_tf.workflow.stages import Stage, StageError, StageRunner
@@ -65,7 +65,7 @@ def input_files(config: Config) -> list:
 
 def model_runs(config: Config, run_dir: str) -> list[ModelRun]:
     """The main model, then the ladder (a rung identical to the main model reuses it)."""
-    main = ModelRun(layout.MODEL, config.model.variant, config.train.seed, config, os.path.join(run_dir, layout.MODEL),
+    main = ModelRun(layout.MODEL, config.model.variant, config.train.seed, config, files.join(run_dir, layout.MODEL),
                     True)
     runs = [main]
     base = to_dict(config)
@@ -79,7 +79,7 @@ def model_runs(config: Config, run_dir: str) -> list[ModelRun]:
                 main.rungs.append((variant, seed))  # the main model is this rung: trained once
                 continue
             name = f"{variant}-seed{seed}"
-            runs.append(ModelRun(name, variant, seed, rung, os.path.join(run_dir, layout.LADDER, name), False,
+            runs.append(ModelRun(name, variant, seed, rung, files.join(run_dir, layout.LADDER, name), False,
                                  [(variant, seed)]))
     return runs
 
@@ -110,16 +110,15 @@ def run(config_path: str, overrides: Sequence[str] = (), output: Optional[str] =
     config.model.check_settings_used()
     run_dir = output or default_output(config_path, config)
     inputs = input_paths(config, list_input_files(config), config_path)  # every input file found and checked
-    written = [os.path.join(run_dir, name) for name in layout.ENTRIES]
+    written = [files.join(run_dir, name) for name in layout.ENTRIES]
     with ownership.owned_directory(run_dir, ownership.RUN, COMMAND, inputs, written):
         return _run(config, run_dir, beam_args, progress, stages, stream)
 
 
 def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optional[bool],
          stages: Optional[StageRunner], stream) -> dict:
-    with open(os.path.join(run_dir, layout.RESOLVED_CONFIG), "w") as f:
-        yaml.safe_dump(to_dict(config), f, sort_keys=False)
-    data_dir = os.path.join(run_dir, layout.PREPROCESSED)
+    files.write_text(files.join(run_dir, layout.RESOLVED_CONFIG), yaml.safe_dump(to_dict(config), sort_keys=False))
+    data_dir = files.join(run_dir, layout.PREPROCESSED)
     runs = model_runs(config, run_dir)
     split = config.run.evaluation_split
     stages = stages or StageRunner(run_dir, stage_count(config, run_dir), stream)
@@ -144,7 +143,7 @@ def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optio
         trained[model.name] = _train_stage(stages, model, data_dir, prep.outputs_digest, progress)
     for model in runs:
         evaluations[model.name] = _evaluate_stage(stages, model, data_dir, split, trained[model.name],
-                                                  os.path.join(run_dir, layout.EVALUATIONS, model.name))
+                                                  files.join(run_dir, layout.EVALUATIONS, model.name))
 
     main = runs[0]
     export = None
@@ -152,15 +151,14 @@ def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optio
         export = _export_stages(stages, run_dir, main, data_dir, trained[main.name])
 
     summary = {
-        "run": os.path.abspath(run_dir), "split": split, "main": evaluations[layout.MODEL],
+        "run": files.normal_path(run_dir), "split": split, "main": evaluations[layout.MODEL],
         # The floor every model's AUC is read against: the main model's split and examples (None before it existed).
         "floor": evaluations[layout.MODEL].get("floor"),
         "training": {name: t.result for name, t in trained.items()},
         "ladder": {v: [evaluations[n] for n in names] for v, names in ladder_members(config, runs).items()},
         "export": export, "pipeline": prep.result,
     }
-    with open(os.path.join(run_dir, layout.SUMMARY), "w") as f:
-        json.dump(summary, f, indent=2)
+    files.write_text(files.join(run_dir, layout.SUMMARY), json.dumps(summary, indent=2))
 
     def report():
         from marn_tf.workflow.results_report import write_results_report
@@ -169,7 +167,7 @@ def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optio
 
     stages.run(Stage("report", "results report: report.html and its plots",
                      {"summary": summary, "training": {n: t.outputs_digest for n, t in trained.items()}},
-                     [os.path.join(run_dir, layout.REPORT_PAGE), os.path.join(run_dir, layout.REPORT_DIR)], report))
+                     [files.join(run_dir, layout.REPORT_PAGE), files.join(run_dir, layout.REPORT_DIR)], report))
     print(summary_table.render(summary), file=stages.stream, flush=True)
     return summary
 
@@ -200,20 +198,20 @@ def _evaluate_stage(stages: StageRunner, model: ModelRun, data_dir: str, split: 
         result = evaluate(model.directory, data_dir, split, output)
         return {k: result[k] for k in ("variant", "split", "examples", "auc", "gauc", "logloss", "d1_accuracy",
                                        "ds_accuracy", "chance_accuracy", "modality_weights", "floor")} | {
-            "seed": model.seed, "name": model.name, "evaluation": os.path.join(output, "evaluation.json")}
+            "seed": model.seed, "name": model.name, "evaluation": files.join(output, "evaluation.json")}
 
     title = f"evaluate {'the main model' if model.main else model.name} on the {split} split"
     result = stages.run(Stage(f"evaluate-{model.name}", title,
                               {"model": trained.outputs_digest, "split": split}, [output], action)).result
     # Paths the report reads come from the run's layout, never from a stage record (a file anyone could edit).
-    return {**result, "evaluation": os.path.join(output, "evaluation.json")}
+    return {**result, "evaluation": files.join(output, "evaluation.json")}
 
 
 def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: str, trained) -> dict:
     from marn_tf.export.saved_model import export_model
 
-    base = os.path.join(run_dir, layout.EXPORT_DIR)
-    path = os.path.join(base, layout.EXPORT_MODEL, "1")  # from the run's layout, never read back from a stage record
+    base = files.join(run_dir, layout.EXPORT_DIR)
+    path = files.join(base, layout.EXPORT_MODEL, "1")  # from the run's layout, never read back from a stage record
 
     def export_action():
         # Export again from scratch: a run stopped after the rename left version 1 complete but the stage
@@ -224,7 +222,7 @@ def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: 
 
     exported = stages.run(Stage("export", "export the main model for TF Serving",
                                 {"model": trained.outputs_digest}, [base], export_action))
-    checks = os.path.join(run_dir, layout.EXPORT_CHECK)
+    checks = files.join(run_dir, layout.EXPORT_CHECK)
 
     def check_action():
         # In a fresh process, the way a server loads it (and this process's memory stays as it was).
@@ -233,8 +231,9 @@ def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: 
         print(done.stdout.strip(), file=stages.stream, flush=True)
         if done.returncode not in (0, 1):
             raise StageError(f"marn check-export failed to run:\n{done.stderr[-3000:]}")
-        with open(checks) as f:
-            report = json.load(f)
+        report = json.loads(files.read_text(checks) or "null")
+        if not isinstance(report, dict):
+            raise StageError(f"marn check-export wrote no readable report to {checks}:\n{done.stderr[-3000:]}")
         if not report["passed"]:
             failed = [c["name"] for c in report["checks"] if not c["passed"]]
             raise StageError(f"the export {path} failed these checks: {', '.join(failed)} (details: {checks})")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from typing import Optional
 
 import numpy as np
@@ -19,7 +18,9 @@ import numpy as np
 from marn_tf.evaluation.report import (discriminator_reading, html_page, html_table, plot_modality_weights,
                                        plot_slices, pyplot, save_figure)
 from marn_tf.schema import SPLITS
+from marn_tf.storage import files
 from marn_tf.training.callbacks import read_history
+from marn_tf.training.training_directory import TrainingDirectory
 from marn_tf.workflow import run_directory as layout
 from marn_tf.workflow.summary import ladder_rows, lift
 
@@ -100,8 +101,10 @@ def plot_discriminators(history: list[dict], chance: float, path: str) -> None:
 
 
 def _read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    text = files.read_text(path)
+    if text is None:
+        raise FileNotFoundError(f"no {path}")
+    return json.loads(text)
 
 
 def _image(name: str, alt: str) -> str:
@@ -127,10 +130,10 @@ def ladder_table(rows: list[dict], floor: Optional[dict]) -> str:
 
 def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs: dict[str, str]) -> dict:
     """Writes the page and its plots; returns {"report": path, "plots": [names]}."""
-    plots = os.path.join(run_dir, layout.REPORT_DIR)
-    os.makedirs(plots, exist_ok=True)
-    pipeline = _read_json(os.path.join(data_dir, "report.json"))
-    histories = {name: read_history(os.path.join(d, "history.jsonl")) for name, d in model_dirs.items()}
+    plots = files.join(run_dir, layout.REPORT_DIR)
+    files.makedirs(plots)
+    pipeline = _read_json(files.join(data_dir, "report.json"))
+    histories = {name: read_history(TrainingDirectory(d).history) for name, d in model_dirs.items()}
     main, floor = summary["main"], summary.get("floor")  # no floor in a summary written before it was measured
     measured = floor or {}
     main_eval = _read_json(main["evaluation"])
@@ -139,18 +142,18 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
         for key in ("auc", "gauc"):
             row[f"{key}_values"] = [r[key] for r in summary["ladder"][row["variant"]]]
 
-    plot_dead_letters(pipeline, os.path.join(plots, "dead_letters.png"))
-    plot_training_curves(histories, "model", os.path.join(plots, "training_curves.png"))
-    plot_modality_weights(main_eval, os.path.join(plots, "modality_weights_by_category.png"))
+    plot_dead_letters(pipeline, files.join(plots, "dead_letters.png"))
+    plot_training_curves(histories, "model", files.join(plots, "training_curves.png"))
+    plot_modality_weights(main_eval, files.join(plots, "modality_weights_by_category.png"))
     adversarial, chance = main["d1_accuracy"] is not None, main["chance_accuracy"]
     if adversarial:
-        plot_discriminators(histories["model"], chance, os.path.join(plots, "discriminators.png"))
+        plot_discriminators(histories["model"], chance, files.join(plots, "discriminators.png"))
     if rows:
-        save_figure(ladder_figure(rows, floor), os.path.join(plots, "ladder.png"))
+        save_figure(ladder_figure(rows, floor), files.join(plots, "ladder.png"))
     slices = {f"main ({main['variant']})": main_eval["slices"]}
     for variant, results in summary["ladder"].items():  # each variant's first seed
         slices[variant] = _read_json(results[0]["evaluation"])["slices"]
-    plot_slices(slices, os.path.join(plots, "slices.png"))
+    plot_slices(slices, files.join(plots, "slices.png"))
 
     export = summary.get("export")
     sections = {
@@ -158,7 +161,7 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
             "Overview",
             f"<p>Run <code>{html.escape(summary['run'])}</code> (its config with every default: "
             f"<a href=\"{layout.RESOLVED_CONFIG}\">{layout.RESOLVED_CONFIG}</a>; TensorBoard: <code>tensorboard --logdir "
-            f"{html.escape(os.path.join(summary['run'], 'model', 'tensorboard'))}</code>); every model evaluated on the "
+            f"{html.escape(files.join(summary['run'], 'model', 'tensorboard'))}</code>); every model evaluated on the "
             f"<b>{html.escape(summary['split'])}</b> split ({main['examples']:,} examples).</p>"
             + html_table(["model", "seed", "AUC", "AUC - floor", "GAUC", "log loss", "D1 accuracy", "Ds accuracy"],
                          [["no-model floor", None, measured.get("auc"), None, measured.get("gauc"),
@@ -178,7 +181,7 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
             + html_table(["table", "reason", "records"],
                          [[s, r, n] for s, v in pipeline["sources"].items()
                           for r, n in sorted(v["dead_letter_reasons"].items())])
-            + f"<p>The rejected records themselves: <code>{html.escape(os.path.join(data_dir, 'dead_letter'))}"
+            + f"<p>The rejected records themselves: <code>{html.escape(files.join(data_dir, 'dead_letter'))}"
               "</code>.</p>"),
         "training-curves": (
             "Training curves",
@@ -222,7 +225,6 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
     body = "\n".join(f'<section id="{key}"><h2>{html.escape(title)}</h2>{content}</section>'
                      for key, (title, content) in sections.items())
     page = html_page("MARN run report", body)
-    path = os.path.join(run_dir, layout.REPORT_PAGE)
-    with open(path, "w") as f:
-        f.write(page)
-    return {"report": path, "plots": sorted(os.listdir(plots))}
+    path = files.join(run_dir, layout.REPORT_PAGE)
+    files.write_text(path, page)
+    return {"report": path, "plots": files.entries(plots)}

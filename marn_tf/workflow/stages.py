@@ -21,14 +21,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from marn_tf.storage import ownership
+from marn_tf.storage import files, ownership
 from marn_tf.workflow import run_directory as layout
 
 log = logging.getLogger(__name__)
@@ -53,10 +52,11 @@ def files_digest(paths: Sequence[str]) -> Optional[str]:
             stat = tf.io.gfile.stat(path)
             listing.append((path, stat.length, stat.mtime_nsec))
             continue
-        for directory, _, files in tf.io.gfile.walk(path):
-            for name in files:
-                stat = tf.io.gfile.stat(os.path.join(directory, name))
-                listing.append((os.path.relpath(os.path.join(directory, name), path), stat.length, stat.mtime_nsec))
+        for directory, _, names in tf.io.gfile.walk(path):
+            for name in names:
+                stat = tf.io.gfile.stat(files.join(directory, name))
+                inside = files.join(directory, name)[len(path.rstrip("/")) + 1:]
+                listing.append((inside, stat.length, stat.mtime_nsec))
     return digest(sorted(listing))
 
 
@@ -97,23 +97,17 @@ class StageRunner:
         self.done = 0
         self.stream = stream or sys.stdout
         self.started = time.time()
-        os.makedirs(os.path.join(run_dir, layout.STAGES_DIR), exist_ok=True)
+        files.makedirs(files.join(run_dir, layout.STAGES_DIR))
 
     def _record_path(self, name: str) -> str:
-        return os.path.join(self.run_dir, layout.STAGES_DIR, f"{name}.json")
+        return files.join(self.run_dir, layout.STAGES_DIR, f"{name}.json")
 
     def _read(self, name: str) -> dict:
-        path = self._record_path(name)
-        if not os.path.exists(path):
-            return {}
-        with open(path) as f:
-            return json.load(f)
+        text = files.read_text(self._record_path(name))
+        return {} if text is None else json.loads(text)
 
     def _write(self, name: str, record: dict) -> None:
-        path = self._record_path(name)
-        with open(path + ".tmp", "w") as f:
-            json.dump(record, f, indent=2, default=str)
-        os.replace(path + ".tmp", path)
+        files.write_text(self._record_path(name), json.dumps(record, indent=2, default=str))
 
     def _say(self, text: str) -> None:
         minutes, seconds = divmod(int(time.time() - self.started), 60)

@@ -1,19 +1,17 @@
 """A tiny trained run (two checkpoints) exported once for the export tests, and the loaded SavedModel."""
-import dataclasses
-
 import pytest
 import tensorflow as tf
 
 from marn_tf.training.trainer import train
+from tests.testing import with_train
 
 
 @pytest.fixture(scope="session")
 def trained_run(prepared, tmp_path_factory):
     config, data, _ = prepared
     directory = tmp_path_factory.mktemp("export_run")
-    train(dataclasses.replace(config, train=dataclasses.replace(config.train, steps_per_epoch=4, epochs=2,
-                                                                validation_steps=1, early_stopping_patience=0)),
-          data, str(directory))
+    train(with_train(config, steps_per_epoch=4, epochs=2, validation_steps=1, early_stopping_patience=0), data,
+          str(directory))
     return directory
 
 

@@ -2,14 +2,6 @@
 import pytest
 
 from marn_tf.storage import files
-from tests.marn_tf.storage import memory_filesystem
-
-
-@pytest.fixture
-def store():
-    memory_filesystem.clear()
-    yield f"{memory_filesystem.SCHEME}://bucket"
-    memory_filesystem.clear()
 
 
 @pytest.fixture(params=["local", "object store"])

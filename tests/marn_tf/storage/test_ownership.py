@@ -6,14 +6,6 @@ import pytest
 
 from marn_tf.storage import files, ownership
 from marn_tf.storage.errors import OwnershipError
-from tests.marn_tf.storage import memory_filesystem
-
-
-@pytest.fixture
-def store():
-    memory_filesystem.clear()
-    yield f"{memory_filesystem.SCHEME}://bucket"
-    memory_filesystem.clear()
 
 
 def test_a_remote_run_directory_is_claimed_with_its_marker_first(store):

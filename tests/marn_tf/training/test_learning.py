@@ -7,7 +7,7 @@ import pytest
 
 from marn_tf.evaluation.evaluate import evaluate
 from marn_tf.training.trainer import train
-from tests.conftest import prepare
+from tests.testing import prepare
 
 pytestmark = pytest.mark.integration
 

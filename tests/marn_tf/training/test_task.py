@@ -1,17 +1,12 @@
 """The task builds the network, the compiled model and the inputs a run trains on, from the config alone."""
-import dataclasses
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from marn_tf.training.task import CtrTask
+from tests.testing import with_train
 
 pytestmark = pytest.mark.integration
-
-
-def with_train(config, **train):
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, **train))
 
 
 def first_items(task, network, split="train"):

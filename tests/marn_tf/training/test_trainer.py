@@ -13,14 +13,13 @@ import pytest
 from marn_tf.config_loader import ConfigError
 from marn_tf.schema import SchemaError
 from marn_tf.training.trainer import train
-from tests.conftest import REPO
+from tests.testing import REPO, with_train
 
 pytestmark = pytest.mark.integration
 
 
 def quick(config, **train):
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, **{
-        "steps_per_epoch": 3, "epochs": 2, "validation_steps": 1, **train}))
+    return with_train(config, **{"steps_per_epoch": 3, "epochs": 2, "validation_steps": 1, **train})
 
 
 def test_mistakes_fail_before_training(prepared, tmp_path):

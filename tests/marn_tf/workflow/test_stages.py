@@ -1,12 +1,21 @@
-"""StageRunner: skip what is done, redo what changed, resume what stopped."""
+"""StageRunner: skip what is done, redo what changed, resume what stopped (on local disk and under a URL)."""
 import io
 import json
 import os
 import shutil
+import uuid
 
 import pytest
 
+from marn_tf.storage import files
 from marn_tf.workflow.stages import Stage, StageRunner, files_digest
+from tests.marn_tf.storage import ram_filesystem  # noqa: F401 -- registers ram:// with Beam
+
+
+@pytest.fixture(params=["local", "url"])
+def root(request, tmp_path):
+    """A directory on local disk, or under a URL on a file system TensorFlow and Beam both reach (as gs://)."""
+    return str(tmp_path) if request.param == "local" else f"ram://stages-{uuid.uuid4().hex[:8]}"
 
 
 class Recorder:
@@ -18,15 +27,13 @@ class Recorder:
     def __call__(self, value):
         def action():
             self.calls += 1
-            os.makedirs(self.path, exist_ok=True)
-            partial = os.path.join(self.path, "partial")
-            self.found_partial.append(os.path.exists(partial))
-            with open(partial, "w") as f:
-                f.write("started")
+            files.makedirs(self.path)
+            partial = files.join(self.path, "partial")
+            self.found_partial.append(files.exists(partial))
+            files.write_text(partial, "started")
             if self.fail_after_partial:
                 raise KeyboardInterrupt  # the process stopped mid-stage
-            with open(os.path.join(self.path, "value"), "w") as f:
-                f.write(str(value))
+            files.write_text(files.join(self.path, "value"), str(value))
             return {"value": value}
         return action
 
@@ -39,20 +46,20 @@ def run_once(run_dir, recorder, inputs, value=None):
     return outcome, out.getvalue()
 
 
-def test_a_finished_stage_with_the_same_inputs_is_skipped_with_a_message(tmp_path):
-    recorder = Recorder(str(tmp_path / "run" / "out"))
-    first, _ = run_once(tmp_path / "run", recorder, {"x": 1})
-    second, said = run_once(tmp_path / "run", recorder, {"x": 1})
+def test_a_finished_stage_with_the_same_inputs_is_skipped_with_a_message(root):
+    recorder = Recorder(files.join(root, "run", "out"))
+    first, _ = run_once(files.join(root, "run"), recorder, {"x": 1})
+    second, said = run_once(files.join(root, "run"), recorder, {"x": 1})
     assert recorder.calls == 1
     assert second.skipped and not first.skipped
     assert second.result == {"value": 1} and second.outputs_digest == first.outputs_digest
     assert "skipped, its outputs exist and match its inputs" in said
 
 
-def test_changed_inputs_rerun_the_stage_on_fresh_outputs(tmp_path):
-    recorder = Recorder(str(tmp_path / "run" / "out"))
-    run_once(tmp_path / "run", recorder, {"x": 1})
-    outcome, said = run_once(tmp_path / "run", recorder, {"x": 2})
+def test_changed_inputs_rerun_the_stage_on_fresh_outputs(root):
+    recorder = Recorder(files.join(root, "run", "out"))
+    run_once(files.join(root, "run"), recorder, {"x": 1})
+    outcome, said = run_once(files.join(root, "run"), recorder, {"x": 2})
     assert recorder.calls == 2 and outcome.result == {"value": 2}
     assert recorder.found_partial == [False, False]  # the old outputs were removed first
     assert "its inputs changed" in said
