@@ -41,7 +41,7 @@ def example_class():
     proto = descriptor_pb2.FileDescriptorProto(name="marn_tf/example_codec.proto", package="tensorflow",
                                                syntax="proto3")
 
-    def message(name, *fields, nested=None):
+    def message(name, *fields):
         m = proto.message_type.add(name=name)
         for number, field_name, kind, label, type_name, oneof in fields:
             f = m.field.add(name=field_name, number=number, type=kind, label=label)

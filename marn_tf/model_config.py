@@ -244,10 +244,6 @@ class ModelConfig:
                self.adversarial_margin) < 0:
             raise ConfigError("lambda_*, adversarial_margin and grl_coefficient must be >= 0")
 
-    @property
-    def uses_sequence_encoder(self) -> bool:
-        return self.sequence_encoder != "none"
-
 
 def _agrees(variant: str, key: str, value: str) -> bool:
     """Whether structure key `key` at `value` is what rung `variant` builds."""

@@ -166,12 +166,6 @@ class Schema:
     def item_columns(self, modality: str) -> list[ItemColumn]:
         return [c for c in self.item_table.columns if c.modality == modality]
 
-    def item_column(self, name: str) -> ItemColumn:
-        for c in self.item_table.columns:
-            if c.name == name:
-                return c
-        raise SchemaError(f"no item table column {name!r}")
-
     # -- tf.data --------------------------------------------------------------------------------
     def parse_spec(self, with_label: bool = True) -> dict:
         """The `tf.io.parse_example` spec of the TFRecords (serving requests: `with_label=False`)."""

@@ -37,11 +37,6 @@ def item_static_stat_column(name: str) -> str:
     return f"stat_{name}"
 
 
-def event_type_values(config: Config) -> list[str]:
-    """Behaviour types in index order; index 0 is padding."""
-    return list(config.events.behaviour_types)
-
-
 def example_features(config: Config) -> list[S.FeatureSpec]:
     """Every feature of a written tf.train.Example, in a fixed order."""
     seq = config.sequence.max_length
@@ -59,7 +54,7 @@ def example_features(config: Config) -> list[S.FeatureSpec]:
     features += [F(profile_feature(u), "string", [], [S.USER], "", vocabulary=profile_feature(u))
                  for u in config.users.features]
     a = f"{RATE_PRIOR_STRENGTH:g}"
-    prior = (f"p0 = (clicks + 1) / (impressions + 2) of all impressions before the impression's day; "
+    prior = ("p0 = (clicks + 1) / (impressions + 2) of all impressions before the impression's day; "
              "requests should carry it (its default 0 is not a neutral rate)")
     features.append(F("user_ctr", "float32", [], [S.USER, S.RATE], 0.0,
                       description=f"user's (clicks + {a} p0) / (impressions + {a}) over the user's impressions "

@@ -160,7 +160,7 @@ def test_a_variant_alone_sets_its_structure_and_its_keys_alone_name_it(tmp_path,
     fusion, discriminators, encoder = RUNG_STRUCTURES[variant]
     by_name = load(tmp_path, MINIMAL, [f"model.variant={variant}"])
     assert structure(by_name.model) == (variant, RUNG_STRUCTURES[variant])
-    assert by_name.model.uses_sequence_encoder == (variant != "din")
+    assert (by_name.model.sequence_encoder != "none") == (variant != "din")
     by_keys = load(tmp_path, MINIMAL, [f"model.fusion={fusion}", f"model.discriminators={discriminators}",
                                        f"model.sequence_encoder={encoder}"])
     assert by_keys == by_name
@@ -245,7 +245,7 @@ def test_a_config_saved_before_the_structure_keys_loads_as_the_same_model(tmp_pa
     path.write_text(yaml.safe_dump(MINIMAL) + OLD_SAVED_DIN)
     din = Config.load(str(path)).model
     assert din == ModelConfig(variant="din")  # `sequence_encoder: gru` beside din always meant no encoder
-    assert structure(din) == ("din", ("raw_concat", "none", "none")) and not din.uses_sequence_encoder
+    assert structure(din) == ("din", ("raw_concat", "none", "none")) and din.sequence_encoder == "none"
     din.check_settings_used()
     # Other rungs saved their sequence encoder, AUGRU included, and read it as before.
     for variant in ("concat", "man", "maan", "marn"):
