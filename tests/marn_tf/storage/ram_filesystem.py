@@ -8,17 +8,15 @@ import io
 
 import marn_tf  # noqa: F401 -- before TensorFlow: marn_tf picks tf-keras
 import tensorflow as tf
-from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadata, FileSystem
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadata
+
+from tests.marn_tf.storage import memory_filesystem
 
 SCHEME = "ram"
 gfile = tf.io.gfile
 
 
-class _Upload(io.BytesIO):
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-
+class _Upload(memory_filesystem._Upload):
     def close(self):
         if not self.closed:
             gfile.makedirs(self.path.rsplit("/", 1)[0])
@@ -26,26 +24,18 @@ class _Upload(io.BytesIO):
                 gfile.remove(self.path)
             with gfile.GFile(self.path, "wb") as f:
                 f.write(self.getvalue())
-        super().close()
+        io.BytesIO.close(self)  # not the memory store's close, which keeps the bytes in its dict
 
 
-class RamFileSystem(FileSystem):
+class RamFileSystem(memory_filesystem.MemoryFileSystem):
+    """Paths as the object store's (`join`, `split`, no directories when listing); the bytes in TensorFlow's ram://."""
+
     @classmethod
     def scheme(cls):
         return SCHEME
 
-    def join(self, basepath, *paths):
-        return "/".join([basepath.rstrip("/"), *(p.strip("/") for p in paths)])
-
-    def split(self, path):
-        head, _, tail = path.rpartition("/")
-        return head, tail
-
     def mkdirs(self, path):
         gfile.makedirs(path)
-
-    def has_dirs(self):
-        return False  # listed as an object store is: files by prefix
 
     def _list(self, dir_or_prefix):
         # From the directory the prefix lies in: TensorFlow's ram:// calls any prefix of a path a directory.
