@@ -116,6 +116,7 @@ class ItemTableSpec:
     key: str
     columns: list[ItemColumn]
     num_with_id_embedding: int
+    category_column: Optional[str] = None  # the ID column that reports slice by; None in schemas before 2026-11-30
 
 
 @dataclasses.dataclass
@@ -126,6 +127,8 @@ class Schema:
     vocabularies: dict[str, VocabularySpec]
     item_table: ItemTableSpec
     splits: dict[str, str]  # split name -> TFRecord file pattern
+    split_examples: dict[str, int] = dataclasses.field(default_factory=dict)  # examples written per split (empty
+    # in schemas before 2026-11-30)
     version: int = SCHEMA_VERSION
 
     def __post_init__(self):

@@ -129,7 +129,10 @@ def split_pattern(split: str) -> str:
     return f"{split}/part-*.tfrecord.gz"
 
 
-def build_schema(config: Config, vocabulary_sizes: dict[str, int], num_with_id_embedding: int) -> S.Schema:
+def build_schema(config: Config, vocabulary_sizes: dict[str, int], num_with_id_embedding: int,
+                 split_examples: dict[str, int]) -> S.Schema:
+    """The schema of the job's output, from its exact counts (vocabulary sizes, items with an ID embedding,
+    examples per split)."""
     return S.Schema(
         label="label",
         sequence_length=config.sequence.max_length,
@@ -137,6 +140,8 @@ def build_schema(config: Config, vocabulary_sizes: dict[str, int], num_with_id_e
         vocabularies={name: S.VocabularySpec(vocabulary_file(name), vocabulary_sizes.get(name, 0))
                       for name in vocabulary_names(config)},
         item_table=S.ItemTableSpec(files="item_table/part-*.parquet", key=ITEM_KEY_COLUMN,
-                                   columns=item_columns(config), num_with_id_embedding=num_with_id_embedding),
+                                   columns=item_columns(config), num_with_id_embedding=num_with_id_embedding,
+                                   category_column=config.items.category_field),
         splits={s: split_pattern(s) for s in S.SPLITS},
+        split_examples=dict(split_examples),
     )

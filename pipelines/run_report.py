@@ -144,7 +144,8 @@ def finalize(config: Config, output: str) -> dict:
     unbalanced = [s for s, v in report["sources"].items() if not v["balanced"]]
     if unbalanced:  # a bug in the job, never a data problem: say so loudly
         raise RuntimeError(f"records lost in the pipeline (a bug, please report it) for {unbalanced}: {report['sources']}")
-    schema = ES.build_schema(config, report["vocabulary_sizes"], report["items"]["with_id_embedding"])
+    schema = ES.build_schema(config, report["vocabulary_sizes"], report["items"]["with_id_embedding"],
+                             {split: v["examples"] for split, v in report["splits"].items()})
     schema.save(output)
     write_json(FileSystems.join(output, "report.json"), report)
     with FileSystems.create(FileSystems.join(output, "report.md")) as f:

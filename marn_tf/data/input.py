@@ -9,7 +9,6 @@ shape.
 """
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 from marn_tf.schema import Schema, SchemaError
@@ -25,12 +24,9 @@ def split_files(directory: str, schema: Schema, split: str) -> list[str]:
     files = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     if not files:
         raise SchemaError(f"no TFRecords match {pattern}: run `marn preprocess` first, or check the directory")
-    report = FileSystems.join(directory, "report.json")
-    if FileSystems.exists(report):
-        with FileSystems.open(report) as f:
-            examples = json.loads(f.read().decode("utf-8"))["splits"][split]["examples"]
-        if examples == 0:
-            raise SchemaError(f"the {split} split has no examples (see {report}): check split dates in the config")
+    if schema.split_examples.get(split) == 0:
+        raise SchemaError(f"the {split} split has no examples (schema.json, split_examples; report.md says why): "
+                          "check the split dates in the config")
     return files
 
 

@@ -95,7 +95,8 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
     modalities = list(network.modalities)
 
     item_table = network.item_tower
-    category_field = config.items.category_field
+    # From the schema, the one contract; a schema written before it named the column leaves the run's config
+    category_field = schema.item_table.category_column or config.items.category_field
     category_index = item_table.table[category_field].numpy()[cat["candidate_index"]]
     category_names = [""] + read_vocabulary(files.join(data_dir, schema.vocabularies[category_field].file))
     mask, weights, importance = cat["modality_mask"], cat["modality_weights"], cat["importance"]

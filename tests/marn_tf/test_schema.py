@@ -9,13 +9,25 @@ from marn_tf.pipelines.example_schema import build_schema
 
 @pytest.fixture
 def schema(make_config):
-    return build_schema(make_config(users={"features": ["gender"]}), {"item_id": 5, "user_id": 2}, 4)
+    return build_schema(make_config(users={"features": ["gender"]}), {"item_id": 5, "user_id": 2}, 4,
+                        {"train": 30, "validation": 6, "test": 0})
 
 
 def test_save_load_round_trip(schema, tmp_path):
     schema.save(str(tmp_path))
     assert Schema.load(str(tmp_path)) == schema
     assert Schema.load(str(tmp_path / SCHEMA_FILE)) == schema
+
+
+def test_the_schema_carries_what_readers_of_the_data_need(schema, tmp_path):
+    """The category column reports slice by and the examples per split: no reader needs the raw-data config or
+    report.json. A schema.json written before they were added still loads, without them."""
+    assert schema.item_table.category_column == "category_id"
+    assert schema.split_examples == {"train": 30, "validation": 6, "test": 0}
+    older = schema.to_dict()
+    del older["split_examples"], older["item_table"]["category_column"]
+    loaded = Schema.from_dict(older)
+    assert loaded.split_examples == {} and loaded.item_table.category_column is None
 
 
 def test_tags_pick_features(schema):
