@@ -33,7 +33,6 @@ from marn_tf.export.request_features import serving_parse_spec
 from marn_tf.export.saved_model import INFO_FILE
 from marn_tf.export.warmup import WARMUP_FILE, read_examples, read_warmup
 
-_DTYPES = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
 INFO_KEYS = ("model_name", "modalities", "run", "checkpoint", "data")
 
 
@@ -101,7 +100,7 @@ def expected_signatures(schema: S.Schema, modalities: int, representation_dim: O
     """{signature: (inputs, outputs)} as TensorSpecs, from the schema and the export contract."""
     outputs = {"probability": tf.TensorSpec([None], tf.float32),
                "modality_weights": tf.TensorSpec([None, modalities], tf.float32)}
-    raw = {f.name: tf.TensorSpec([None, *f.shape], _DTYPES[f.dtype]) for f in request_features(schema)}
+    raw = {f.name: tf.TensorSpec([None, *f.shape], S.tf_dtype(f.dtype)) for f in request_features(schema)}
     items = {"representation": tf.TensorSpec([None, representation_dim], tf.float32),
              "modality_weights": tf.TensorSpec([None, modalities], tf.float32),
              "modality_mask": tf.TensorSpec([None, modalities], tf.float32)}

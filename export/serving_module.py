@@ -25,7 +25,6 @@ from marn_tf import schema as S
 from marn_tf.models.network import Network, request_features
 from marn_tf.export.request_features import required_features, serving_parse_spec
 
-_TF_DTYPES = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
 SERVING_DEFAULT = "serving_default"
 PREDICT = "predict"
 ITEM_REPRESENTATIONS = "item_representations"
@@ -49,7 +48,7 @@ class ServingModule(tf.Module):
         self._candidate = required_features(schema)[0]
         self._modalities = len(network.modalities)
         self._parse_spec = serving_parse_spec(schema)
-        self._request_specs = {f.name: tf.TensorSpec([None, *f.shape], _TF_DTYPES[f.dtype], name=f.name)
+        self._request_specs = {f.name: tf.TensorSpec([None, *f.shape], S.tf_dtype(f.dtype), name=f.name)
                                for f in request_features(schema)}
 
     def _predict(self, features: dict) -> dict:

@@ -57,6 +57,14 @@ class SchemaError(ConfigError):
     """A schema file that is missing, inconsistent, or does not match the data or config."""
 
 
+def tf_dtype(dtype: str):
+    """The `tf.DType` of a schema dtype ("int64", "float32", "string"); TensorFlow is imported only here, so the
+    pipeline's workers read schemas without it."""
+    import tensorflow as tf
+
+    return {"int64": tf.int64, "float32": tf.float32, "string": tf.string}[dtype]
+
+
 @dataclasses.dataclass
 class FeatureSpec:
     """One tf.train.Example feature: fixed shape, with a vocabulary or a cardinality if categorical."""
@@ -178,8 +186,7 @@ class Schema:
         for f in self.features:
             if f.name == self.label and not with_label:
                 continue
-            dtype = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}[f.dtype]
-            spec[f.name] = tf.io.FixedLenFeature(f.shape, dtype, default_value=_default_value(f))
+            spec[f.name] = tf.io.FixedLenFeature(f.shape, tf_dtype(f.dtype), default_value=_default_value(f))
         return spec
 
     # -- files ----------------------------------------------------------------------------------

@@ -15,6 +15,12 @@ ITEM_VOCAB = S.ITEM_VOCABULARY
 USER_VOCAB = S.USER_VOCABULARY
 WORD_VOCAB = "title_word"
 ITEM_KEY_COLUMN = "item_index"
+# The fixed feature names: declared here once; the producer (`user_history.py`) writes them by these names.
+LABEL, USER_ID, ITEM_ID, POSITION, TIMESTAMP, REQUEST_ID = "label", "user_id", "item_id", "position", "timestamp", \
+    "request_id"
+USER_CTR, ITEM_CTR = "user_ctr", "item_ctr"
+HIST_ITEM_ID, HIST_EVENT_TYPE, HIST_TIME_GAP, HIST_LENGTH = "hist_item_id", "hist_event_type", "hist_time_gap", \
+    "hist_length"
 
 
 def context_feature(name: str) -> str:
@@ -43,44 +49,44 @@ def example_features(config: Config) -> list[S.FeatureSpec]:
     nb = config.statistics.num_buckets
     F = S.FeatureSpec
     features = [
-        F("label", "int64", [], [S.LABEL], 0, description="1 if the impression was clicked"),
-        F("user_id", "string", [], [S.USER], "", vocabulary=USER_VOCAB),
-        F("item_id", "string", [], [S.CANDIDATE, S.ITEM_KEY], "", vocabulary=ITEM_VOCAB,
+        F(LABEL, "int64", [], [S.LABEL], 0, description="1 if the impression was clicked"),
+        F(USER_ID, "string", [], [S.USER], "", vocabulary=USER_VOCAB),
+        F(ITEM_ID, "string", [], [S.CANDIDATE, S.ITEM_KEY], "", vocabulary=ITEM_VOCAB,
           description="candidate item; its content comes from the item table"),
     ]
     features += [F(context_feature(c), "string", [], [S.CONTEXT], "", vocabulary=context_feature(c))
                  for c in config.events.context]
-    features.append(F("position", "int64", [], [S.CONTEXT], 0, description="1-based slot; 0 = unknown"))
+    features.append(F(POSITION, "int64", [], [S.CONTEXT], 0, description="1-based slot; 0 = unknown"))
     features += [F(profile_feature(u), "string", [], [S.USER], "", vocabulary=profile_feature(u))
                  for u in config.users.features]
     a = f"{RATE_PRIOR_STRENGTH:g}"
     prior = ("p0 = (clicks + 1) / (impressions + 2) of all impressions before the impression's day; "
              "requests should carry it (its default 0 is not a neutral rate)")
-    features.append(F("user_ctr", "float32", [], [S.USER, S.RATE], 0.0,
+    features.append(F(USER_CTR, "float32", [], [S.USER, S.RATE], 0.0,
                       description=f"user's (clicks + {a} p0) / (impressions + {a}) over the user's impressions "
                                   f"strictly before the impression's timestamp; {prior}"))
     features += [F(item_stat_feature(s), "int64", [], [S.CANDIDATE, S.STATISTIC], 0, cardinality=nb,
                    description=f"candidate's {s} before the impression's day, bucketised")
                  for s in STATISTIC_NAMES]
-    features.append(F("item_ctr", "float32", [], [S.CANDIDATE, S.STATISTIC, S.RATE], 0.0,
+    features.append(F(ITEM_CTR, "float32", [], [S.CANDIDATE, S.STATISTIC, S.RATE], 0.0,
                       description=f"candidate's (clicks + {a} p0) / (impressions + {a}) before the impression's "
                                   f"day; {prior}"))
     features += [
-        F("hist_item_id", "string", [seq], [S.BEHAVIOUR, S.ITEM_KEY], "", vocabulary=ITEM_VOCAB,
+        F(HIST_ITEM_ID, "string", [seq], [S.BEHAVIOUR, S.ITEM_KEY], "", vocabulary=ITEM_VOCAB,
           description="behaviour items strictly before the impression, oldest first, padded with ''"),
-        F("hist_event_type", "int64", [seq], [S.BEHAVIOUR, S.PROPERTY], 0,
+        F(HIST_EVENT_TYPE, "int64", [seq], [S.BEHAVIOUR, S.PROPERTY], 0,
           cardinality=len(config.events.behaviour_types) + 1,
           description=f"1 + index in {config.events.behaviour_types}; 0 = padding"),
-        F("hist_time_gap", "int64", [seq], [S.BEHAVIOUR, S.PROPERTY], 0, cardinality=TIME_GAP_BUCKETS,
+        F(HIST_TIME_GAP, "int64", [seq], [S.BEHAVIOUR, S.PROPERTY], 0, cardinality=TIME_GAP_BUCKETS,
           description="1 + floor(log2(1 + seconds before the impression)); 0 = padding"),
     ]
     features += [F(hist_stat_feature(s), "int64", [seq], [S.BEHAVIOUR, S.STATISTIC], 0, cardinality=nb,
                    description=f"behaviour item's {s} before the day of that behaviour, bucketised")
                  for s in STATISTIC_NAMES]
     features += [
-        F("hist_length", "int64", [], [S.BEHAVIOUR, S.SEQUENCE_LENGTH], 0),
-        F("timestamp", "int64", [], [S.METADATA], 0, description="impression time, epoch seconds"),
-        F("request_id", "string", [], [S.METADATA], ""),
+        F(HIST_LENGTH, "int64", [], [S.BEHAVIOUR, S.SEQUENCE_LENGTH], 0),
+        F(TIMESTAMP, "int64", [], [S.METADATA], 0, description="impression time, epoch seconds"),
+        F(REQUEST_ID, "string", [], [S.METADATA], ""),
     ]
     return features
 
@@ -134,7 +140,7 @@ def build_schema(config: Config, vocabulary_sizes: dict[str, int], num_with_id_e
     """The schema of the job's output, from its exact counts (vocabulary sizes, items with an ID embedding,
     examples per split)."""
     return S.Schema(
-        label="label",
+        label=LABEL,
         sequence_length=config.sequence.max_length,
         features=example_features(config),
         vocabularies={name: S.VocabularySpec(vocabulary_file(name), vocabulary_sizes.get(name, 0))

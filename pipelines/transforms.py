@@ -174,8 +174,8 @@ class BuildExamples(_CountingDoFn):
             if shared is not last_shared:
                 last_shared, shared_bytes = shared, self.shared_encoder.encode(shared)
             self.counts[f"examples:{split}"] += 1
-            self.counts[f"positives:{split}"] += own["label"]
-            self.counts[f"sequence_length:{split}:{shared['hist_length']}"] += 1
+            self.counts[f"positives:{split}"] += own[ES.LABEL]
+            self.counts[f"sequence_length:{split}:{shared[ES.HIST_LENGTH]}"] += 1
             yield beam.pvalue.TaggedOutput(split, shared_bytes + self.own_encoder.encode(own))
 
 

@@ -67,7 +67,7 @@ def build_examples(user_id: str, events: list[Event], profile: Optional[UserProf
     max_len = config.sequence.max_length
     num_buckets = config.statistics.num_buckets
     type_index = {t: i + 1 for i, t in enumerate(f.behaviour_types)}
-    user = {"user_id": user_id}
+    user = {ES.USER_ID: user_id}
     profile_values = profile.features if profile else ("",) * len(config.users.features)
     user.update((ES.profile_feature(name), value) for name, value in zip(config.users.features, profile_values))
     history: collections.deque = collections.deque(maxlen=max_len)  # (timestamp, item, type index, stats)
@@ -116,12 +116,12 @@ def _sequence_features(user: dict, history, t: int, max_len: int, user_ctr: floa
     gap_cap = ES.TIME_GAP_BUCKETS - 1
     values = dict(user)
     values.update({
-        "hist_item_id": list(items) + [""] * pad,
-        "hist_event_type": list(types) + [0] * pad,
+        ES.HIST_ITEM_ID: list(items) + [""] * pad,
+        ES.HIST_EVENT_TYPE: list(types) + [0] * pad,
         # 1 + floor(log2(1 + seconds)), capped; bit_length computes it exactly, without floats
-        "hist_time_gap": [min((1 + t - h).bit_length(), gap_cap) for h in times] + [0] * pad,
-        "hist_length": n,
-        "user_ctr": user_ctr,
+        ES.HIST_TIME_GAP: [min((1 + t - h).bit_length(), gap_cap) for h in times] + [0] * pad,
+        ES.HIST_LENGTH: n,
+        ES.USER_CTR: user_ctr,
     })
     for name, past in zip(STATISTIC_NAMES, stat_lists):
         values[ES.hist_stat_feature(name)] = list(past) + [0] * pad
@@ -130,8 +130,8 @@ def _sequence_features(user: dict, history, t: int, max_len: int, user_ctr: floa
 
 def _impression_features(e: Event, stats: StatsLookup, config: Config, num_buckets: int, prior: float) -> dict:
     counts, day = stats(e.item_id), day_of(e.timestamp)
-    values = {"label": e.clicked, "item_id": e.item_id, "position": e.position, "timestamp": e.timestamp,
-              "request_id": e.request_id, "item_ctr": item_rate(counts, day, prior)}
+    values = {ES.LABEL: e.clicked, ES.ITEM_ID: e.item_id, ES.POSITION: e.position, ES.TIMESTAMP: e.timestamp,
+              ES.REQUEST_ID: e.request_id, ES.ITEM_CTR: item_rate(counts, day, prior)}
     for name, value in zip(config.events.context, e.context):
         values[ES.context_feature(name)] = value
     for name, now in zip(STATISTIC_NAMES, statistic_buckets(counts, day, num_buckets)):

@@ -13,7 +13,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from marn_tf.schema import Schema, SchemaError
+from marn_tf.schema import Schema, SchemaError, tf_dtype
 
 _NUMPY = {"int64": np.int64, "float32": np.float32, "string": object}
 
@@ -69,8 +69,7 @@ def make_parquet_dataset(directory: str, schema: Schema, split: str, batch_size:
     files = parquet_files(directory, split)
     shuffle = split == "train" if shuffle is None else shuffle
     features = schema.features
-    dtypes = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
-    signature = {f.name: tf.TensorSpec([None, *f.shape], dtypes[f.dtype]) for f in features}
+    signature = {f.name: tf.TensorSpec([None, *f.shape], tf_dtype(f.dtype)) for f in features}
 
     def read():
         for path in files:

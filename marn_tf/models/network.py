@@ -43,7 +43,6 @@ from marn_tf.layers.rate_offset import RateOffset
 from marn_tf.layers.user_interest import UserInterest
 from marn_tf.model_config import ModelConfig
 
-_TF_DTYPES = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
 
 
 @dataclasses.dataclass
@@ -127,7 +126,7 @@ def build_lookup(schema: S.Schema, data_dir: str) -> tf.keras.Model:
     """Raw request features -> the same features with every string replaced by its vocabulary index."""
     from apache_beam.io.filesystems import FileSystems
 
-    inputs = {f.name: tf.keras.Input(shape=f.shape, dtype=_TF_DTYPES[f.dtype], name=f.name)
+    inputs = {f.name: tf.keras.Input(shape=f.shape, dtype=S.tf_dtype(f.dtype), name=f.name)
               for f in request_features(schema)}
     lookups, outputs = {}, {}
     for f in request_features(schema):
@@ -176,7 +175,7 @@ def build_core(schema: S.Schema, config: ModelConfig, trained: tf.keras.Model | 
     def layer(name: str, make):  # the inference graph reuses the trained layers, and so their weights
         return trained.get_layer(name) if inference else make(name=name)
 
-    inputs = {f.name: tf.keras.Input(shape=f.shape, dtype=tf.int64 if f.dtype == "string" else _TF_DTYPES[f.dtype],
+    inputs = {f.name: tf.keras.Input(shape=f.shape, dtype=tf.int64 if f.dtype == "string" else S.tf_dtype(f.dtype),
                                      name=f.name) for f in request_features(schema)}
     candidate = _single(schema.features_with_tags(S.CANDIDATE, S.ITEM_KEY), "candidate item key")
     behaviour = _single(schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY), "behaviour item key")
