@@ -16,7 +16,7 @@ LAYERS = [
     ("contract", ["marn_tf.schema", "marn_tf.example_codec"]),
     ("config", ["marn_tf.model_config", "marn_tf.run_config", "marn_tf.presets", "marn_tf.config"]),
     ("data and layers", ["marn_tf.data", "marn_tf.layers"]),
-    ("models", ["marn_tf.models"]),
+    ("tasks and models", ["marn_tf.tasks", "marn_tf.models"]),
     ("training and evaluation", ["marn_tf.training", "marn_tf.evaluation"]),
     ("pipelines and export", ["marn_tf.pipelines", "marn_tf.export"]),
     ("app", ["marn_tf.workflow", "marn_tf.cli"]),

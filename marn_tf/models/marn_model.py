@@ -1,12 +1,8 @@
-"""The training model: the network, its loss, and the adversarial train step (tfrs.Model pattern).
+"""The training model: the network, the task that computes its loss (`marn_tf/tasks/marn_task.py`), and the
+adversarial train step (tfrs.Model pattern).
 
-    L = L_ctr + lambda_d0 L_D0 + lambda_adv (L_D1 + L_confusion) + lambda_s L_Ds + lambda_align L_align + L_reg
-
-L_reg is the layers' own losses (`model.embedding_l2`), scaled for the replicas.
-
-L_ctr is `tfrs.tasks.Ranking` with a from-logits binary cross-entropy (AUC tracked by the task). The
-discriminator terms come from the item tower (`DoubleDiscriminator`), built so that one descent step
-on L is the min-max game: L_D1 reaches only D1 (its input is stop-gradient) and L_confusion only the
+The discriminator terms of the loss come from the item tower (`DoubleDiscriminator`), built so that one
+descent step on L is the min-max game: L_D1 reaches only D1 (its input is stop-gradient) and L_confusion only the
 encoder (D1's weights frozen in it); with the paper's gradient reversal L_confusion is 0 and the
 reversal layer turns L_D1's gradient for the encoder around.
 
@@ -14,10 +10,6 @@ Two optimizers, as a `tfrs.experimental.optimizers.CompositeOptimizer`: one for 
 D1/Ds), one for everything else. `update="joint"` (default) applies both in one step on L.
 `update="alternating"` first steps the discriminators on their own losses, then the rest on L with
 the discriminators fixed.
-
-Under `tf.distribute` every term is this replica's share of the global batch mean (the CTR loss via
-`tf.nn.compute_average_loss`, the discriminator terms via `replica_statistics`), so the optimizer's
-sum over replicas is the gradient of the global-batch loss.
 """
 from __future__ import annotations
 
@@ -26,6 +18,7 @@ import tensorflow_recommenders as tfrs
 
 from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
 from marn_tf.model_config import ModelConfig, TrainConfig
+from marn_tf.tasks.marn_task import MarnTask, loss_weights
 
 
 class CompositeOptimizer(tfrs.experimental.optimizers.CompositeOptimizer):
@@ -35,16 +28,6 @@ class CompositeOptimizer(tfrs.experimental.optimizers.CompositeOptimizer):
     def apply_gradients(self, grads_and_vars, name=None, experimental_aggregate_gradients=True):
         super().apply_gradients(grads_and_vars, name, experimental_aggregate_gradients)
         return tf.no_op()
-
-
-def loss_weights(config: ModelConfig) -> dict[str, float]:
-    """lambda of each discriminator loss; 0 where the variant has no such discriminator."""
-    mode = config.discriminators
-    return {"d0_loss": config.lambda_d0 if mode == "double" else 0.0,
-            "d1_loss": config.lambda_adv if mode != "none" else 0.0,
-            "confusion_loss": config.lambda_adv if mode != "none" else 0.0,
-            "ds_loss": config.lambda_s if mode == "double" else 0.0,
-            "alignment_loss": config.lambda_align if mode == "double" else 0.0}
 
 
 class MarnModel(tfrs.Model):
@@ -66,10 +49,7 @@ class MarnModel(tfrs.Model):
         self.config = config
         self.update = update
         self.modalities = list(modalities)
-        self.loss_weights = loss_weights(config)
-        self.task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
-            metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
+        self.task = MarnTask(loss_weights(config), name="marn_task")
         self.trackers = {name: tf.keras.metrics.Mean(name=name)
                          for name in ["ctr_loss", "regularization_loss", "total_loss", *AUXILIARY_OUTPUTS]}
         self.weight_trackers = {m: tf.keras.metrics.Mean(name=f"weight_{m}") for m in self.modalities}
@@ -102,13 +82,7 @@ class MarnModel(tfrs.Model):
         """This replica's share of each loss term and of the total; updates the metrics."""
         features, labels = inputs
         outputs = self(features, training=training)
-        per_example = self.task(labels=tf.cast(labels, tf.float32)[:, tf.newaxis],
-                                predictions=outputs["logit"][:, tf.newaxis], training=training)
-        losses = {"ctr_loss": tf.nn.compute_average_loss(per_example)}
-        losses["discriminator_loss"] = tf.add_n([w * outputs[k] for k, w in self.loss_weights.items()])
-        losses["regularization_loss"] = (tf.nn.scale_regularization_loss(tf.add_n(self.network.losses))
-                                         if self.network.losses else tf.constant(0.0))
-        losses["total_loss"] = losses["ctr_loss"] + losses["discriminator_loss"] + losses["regularization_loss"]
+        losses = self.task(labels, outputs, self.network.losses, training=training)
         self._track(losses, outputs)
         return losses
 
@@ -133,7 +107,7 @@ class MarnModel(tfrs.Model):
             model_optimizer, discriminator_optimizer = self.optimizer.optimizers
             with tf.GradientTape() as tape:
                 outputs = self(inputs[0], training=True)
-                discriminator_loss = tf.add_n([outputs[k] for k, w in self.loss_weights.items() if w > 0])
+                discriminator_loss = tf.add_n([outputs[k] for k, w in self.task.loss_weights.items() if w > 0])
             gradients = tape.gradient(discriminator_loss, self.discriminator_variables)
             discriminator_optimizer.apply_gradients(zip(gradients, self.discriminator_variables))
             with tf.GradientTape() as tape:

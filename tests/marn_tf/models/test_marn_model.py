@@ -1,25 +1,14 @@
-"""The training model: loss weights per variant, the adversarial step, exactness under MirroredStrategy."""
+"""The training model: the adversarial step, exactness under MirroredStrategy."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from marn_tf.data.input import make_dataset
-from marn_tf.model_config import ModelConfig
-from marn_tf.models.marn_model import loss_weights
 from marn_tf.training.task import CtrTask
 from marn_tf.training.training_run import indexed
 from tests.testing import with_model, with_train
 
 pytestmark = pytest.mark.integration
-
-
-def test_loss_weights_follow_the_ladder():
-    none = dict.fromkeys(("d0_loss", "d1_loss", "confusion_loss", "ds_loss", "alignment_loss"), 0.0)
-    assert loss_weights(ModelConfig(variant="man")) == none
-    assert loss_weights(ModelConfig(variant="maan", lambda_adv=0.5)) == {**none, "d1_loss": 0.5,
-                                                                          "confusion_loss": 0.5}
-    assert loss_weights(ModelConfig(variant="marn", lambda_d0=0.2, lambda_adv=0.5, lambda_align=0.3)) == {
-        "d0_loss": 0.2, "d1_loss": 0.5, "confusion_loss": 0.5, "ds_loss": 0.1, "alignment_loss": 0.3}
 
 
 def make_model(prepared, strategy, update="joint", optimizer="sgd", **model_options):

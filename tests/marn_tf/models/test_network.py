@@ -103,7 +103,7 @@ NOT_DEFAULT = {
 def test_the_keys_a_variant_does_not_read_change_nothing_in_it(prepared, variant):
     """What `check_settings_used` refuses and `for_variant` resets is truly unused: the same weights, outputs
     and loss weights whatever those keys hold."""
-    from marn_tf.models.marn_model import loss_weights
+    from marn_tf.tasks.marn_task import loss_weights
 
     config, data, schema = prepared
     model = config.model.for_variant(variant)
