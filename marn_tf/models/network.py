@@ -44,7 +44,6 @@ from marn_tf.layers.user_interest import UserInterest
 from marn_tf.model_config import ModelConfig
 
 
-
 @dataclasses.dataclass
 class Network:
     lookup: tf.keras.Model  # raw features -> indices
@@ -154,7 +153,8 @@ def _feature_spec(schema: S.Schema, f: S.FeatureSpec) -> dict:
 
 
 def build_network(schema: S.Schema, config: ModelConfig, data_dir: str) -> Network:
-    """The lookup, core and full models; `data_dir` is the pipeline output holding the vocabulary files."""
+    """The lookup, training (`core`), inference and full models; `data_dir` is the pipeline output holding the
+    vocabulary files."""
     lookup = build_lookup(schema, data_dir)
     core = build_core(schema, config)
     inference = build_core(schema, config, trained=core)
