@@ -149,6 +149,7 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
 
     from marn_tf.evaluation.evaluate import evaluate
     from marn_tf.training.callbacks import read_history
+    from marn_tf.training.training_directory import TrainingDirectory
     from marn_tf.training.trainer import train
     from marn_tf.training.training_run import restore_run
 
@@ -165,7 +166,7 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
     validation = evaluate(out, args.data, "validation", output_dir=os.path.join(out, "evaluation_validation"))
     test = evaluate(out, args.data, "test")
     _, _, network, _ = restore_run(out, args.data)
-    history = read_history(os.path.join(out, "history.jsonl"))
+    history = read_history(TrainingDirectory(out).history)
     result = {
         "variant": variant, "seed": seed, "run": out, "seconds": round(time.time() - start, 1),
         "best_step": max(history, key=lambda h: h.get("val_auc", -1))["step"] if history else None,

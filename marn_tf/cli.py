@@ -62,6 +62,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from marn_tf.evaluation.evaluate import evaluate
+    from marn_tf.training.training_directory import TrainingDirectory
 
     result = evaluate(args.run, args.data, args.split, args.output, max_batches=args.max_batches)
     print(f"{result['variant']} on {result['split']} ({result['examples']:,} examples): AUC {result['auc']:.4f}, "
@@ -78,7 +79,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name, s in result["slices"].items():
         if s.get("examples"):
             print(f"  {name:>18}: {s['examples']:>7,} examples, AUC {s['auc']:.4f}, GAUC {s['gauc']:.4f}")
-    out = args.output or f"{args.run}/evaluation_{args.split}"
+    out = args.output or TrainingDirectory(args.run).evaluation(args.split)
     print(f"report: {out}/evaluation.html (and evaluation.json)")
     return 0
 

@@ -148,7 +148,8 @@ def append_text(path: str, text: str) -> None:
 def move_tree(source: str, target: str, last: tuple[str, ...] = ()) -> None:
     """Moves the directory `source` to `target` (which must not exist). Locally one rename; on an object store,
     which cannot rename, each object is copied, the files named in `last` after the others (so that a reader
-    polling for them, as TF Serving polls for saved_model.pb, sees a complete tree), then `source` is deleted."""
+    polling for them, as TF Serving polls for saved_model.pb, sees a complete tree), then `source` is deleted:
+    pass only a directory the command made itself (`ownership.temporary_directory`), as the export does."""
     if not is_remote(source):
         os.rename(source, target)
         return
