@@ -68,7 +68,7 @@ IMPORTANCE_WEIGHTINGS = ("loss", "scale")
 ATTENTION_CONTEXTS = ("own", "item")
 INVARIANT_RESIDUALS = ("add", "gated", "attended")
 UPDATES = ("joint", "alternating")
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "parameter_server", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SOURCES = ("tfrecord", "parquet")
 OPTIMIZERS = ("adam", "adagrad", "sgd")
@@ -319,10 +319,14 @@ class RuntimeConfig:
     tpu: str = ""  # TPU address for strategy "tpu" ("" = the local TPU / from the environment)
     mixed_precision: str = "float32"
     xla: bool = False  # jit_compile the train step (needs model.deduplicate_items/sequences: false)
+    # strategy "parameter_server": a variable at least twice this size is split by rows over the ps tasks
+    min_shard_bytes: int = 256 << 10
 
     def __post_init__(self):
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        if self.min_shard_bytes <= 0:
+            raise ConfigError("min_shard_bytes must be positive")
 
 
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(RuntimeConfig))  # in `train:` until 2026-11-30
@@ -334,6 +338,17 @@ def check_compatible(model: ModelConfig, train: TrainConfig, runtime: RuntimeCon
         raise ConfigError("runtime.xla needs static shapes, and deduplicating items or sequences gives a dynamic "
                           "number of them: set model.deduplicate_items=false and model.deduplicate_sequences=false "
                           "with runtime.xla=true")
+    if runtime.strategy == "parameter_server" and train.deterministic:
+        raise ConfigError("runtime.strategy=parameter_server updates the weights asynchronously, from every worker as "
+                          "its step ends, so no run repeats exactly: set train.deterministic=false")
+    if runtime.strategy == "parameter_server" and train.validation_steps is None:
+        raise ConfigError("runtime.strategy=parameter_server validates on train.validation_steps batches spread over "
+                          "the workers, not on a whole split: set train.validation_steps (e.g. 50), and evaluate the "
+                          "best checkpoint with `marn evaluate` for the figure on the whole split")
+    if runtime.strategy == "parameter_server" and runtime.mixed_precision == "mixed_float16":
+        raise ConfigError("runtime.strategy=parameter_server does not support mixed_float16: the loss scale would be "
+                          "one variable that asynchronous workers raise and lower in turn; use "
+                          "runtime.mixed_precision=mixed_bfloat16 or float32")
     if train.update == "alternating" and runtime.mixed_precision == "mixed_float16":
         raise ConfigError("train.update=alternating does not support mixed_float16 loss scaling: use "
                           "runtime.mixed_precision=mixed_bfloat16")

@@ -9,7 +9,6 @@ make them indistinguishable, in one ordinary optimizer step (Ganin & Lempitsky, 
 """
 from __future__ import annotations
 
-import math
 
 import tensorflow as tf
 
@@ -28,8 +27,8 @@ def reverse_gradient(x, coefficient):
 class GradientReversal(tf.keras.layers.Layer):
     """Identity forward, gradient times -coefficient backward.
 
-    The coefficient lives in a non-trainable variable, so a training callback can ramp it
-    (`dann_ramp`) without retracing the compiled step; it is saved with the model's weights.
+    The coefficient lives in a non-trainable variable, so the train step can ramp it (`dann_ramp`) without
+    retracing; it is saved with the model's weights.
 
     Args:
       coefficient: lambda_grl at the start of training.
@@ -42,7 +41,9 @@ class GradientReversal(tf.keras.layers.Layer):
         self.coefficient = coefficient
         self._coefficient = self.add_weight(
             name="coefficient", shape=(), dtype=tf.float32, trainable=False,
-            initializer=tf.keras.initializers.Constant(coefficient))
+            initializer=tf.keras.initializers.Constant(coefficient),
+            # set inside the train step on every replica, to the same value
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     def call(self, inputs):
         return reverse_gradient(inputs, tf.cast(self._coefficient, inputs.dtype))
@@ -62,10 +63,11 @@ class GradientReversal(tf.keras.layers.Layer):
         return {**super().get_config(), "coefficient": self.coefficient}
 
 
-def dann_ramp(progress: float, max_coefficient: float = 1.0, gamma: float = 10.0) -> float:
+def dann_ramp(progress, max_coefficient: float = 1.0, gamma: float = 10.0) -> tf.Tensor:
     """The DANN schedule: lambda = max * (2 / (1 + exp(-gamma * p)) - 1), p in [0, 1] of training.
 
-    Starts at 0 (discriminator signals are noise early on) and approaches `max_coefficient`.
+    Starts at 0 (discriminator signals are noise early on) and approaches `max_coefficient`. A float32 scalar
+    tensor, so the train step computes it from the step counter in the graph.
     """
-    p = min(max(progress, 0.0), 1.0)
-    return max_coefficient * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0)
+    p = tf.clip_by_value(tf.cast(progress, tf.float32), 0.0, 1.0)
+    return max_coefficient * (2.0 / (1.0 + tf.exp(-gamma * p)) - 1.0)

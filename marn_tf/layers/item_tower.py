@@ -88,7 +88,9 @@ class ItemTower(tf.keras.layers.Layer):
 
     def content(self, items) -> dict:
         """The item table rows of item indices `items` [n]: what the encoder reads."""
-        content = {name: tf.gather(table, items) for name, table in self.table.items()}
+        # embedding_lookup, not tf.gather: under ParameterServerStrategy the table is a ShardedVariable, and
+        # tf.gather on one returns the rows grouped by shard, not in the order of `items` (TF 2.21).
+        content = {name: tf.nn.embedding_lookup(table, items) for name, table in self.table.items()}
         content["item_index"] = tf.cast(items, tf.int32)
         return content
 

@@ -62,9 +62,10 @@ class PrecomputedItemTower(tf.keras.layers.Layer):
 
     def call(self, inputs):
         candidate, behaviour, _ = inputs
-        out = {"candidate": tf.gather(self.catalog["representation"], candidate),
-               "behaviour": tf.gather(self.catalog["representation"], behaviour)}
-        out.update({key: tf.gather(self.catalog[key], candidate) for key in PRECOMPUTED[1:]})
+        # embedding_lookup: right on a ShardedVariable too (see ItemTower.content)
+        out = {"candidate": tf.nn.embedding_lookup(self.catalog["representation"], candidate),
+               "behaviour": tf.nn.embedding_lookup(self.catalog["representation"], behaviour)}
+        out.update({key: tf.nn.embedding_lookup(self.catalog[key], candidate) for key in PRECOMPUTED[1:]})
         out.update({key: tf.constant(0.0) for key in AUXILIARY_OUTPUTS})
         return out
 

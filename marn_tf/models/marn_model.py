@@ -16,6 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from marn_tf.layers.gradient_reversal import dann_ramp
 from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
 from marn_tf.model_config import ModelConfig, TrainConfig
 from marn_tf.tasks.marn_task import MarnTask, loss_weights
@@ -102,7 +103,23 @@ class MarnModel(tfrs.Model):
             self.weight_trackers[name].update_state(outputs["modality_weights"][:, m], sample_weight=mask[:, m])
 
     # -- steps -----------------------------------------------------------------------------------------------
+    def ramp_adversarial_coefficient(self, inputs) -> tf.Tensor | None:
+        """Sets lambda for this step from the DANN schedule over `model.adversarial_ramp_steps` steps of the
+        optimizer's counter, then `model.grl_coefficient` (with `grl_ramp: false`, from the start). In the step,
+        not in a callback: resume-safe, and under ParameterServerStrategy each asynchronous worker's step sets it
+        from the shared counter (batch-level callbacks do not run there)."""
+        if not self.discriminator_variables:
+            return None
+        # after the batch is read: a call that finds the input exhausted must not set it
+        with tf.control_dependencies(tf.nest.flatten(inputs)[:1]):
+            coefficient = tf.identity(
+                dann_ramp(self.optimizer.iterations / self.config.adversarial_ramp_steps, self.config.grl_coefficient)
+                if self.config.grl_ramp else tf.constant(self.config.grl_coefficient, tf.float32))
+        self.network.get_layer("item_tower").encoder.discriminator.set_coefficient(coefficient)
+        return coefficient
+
     def train_step(self, inputs):
+        coefficient = self.ramp_adversarial_coefficient(inputs)
         if self.update == "alternating" and self.discriminator_variables:
             model_optimizer, discriminator_optimizer = self.optimizer.optimizers
             with tf.GradientTape() as tape:
@@ -126,7 +143,10 @@ class MarnModel(tfrs.Model):
             self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         if self.weight_average is not None:
             self.weight_average.update(self.optimizer.iterations)
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if coefficient is not None:
+            logs["grl_coefficient"] = coefficient  # TensorBoard and the history pick it up
+        return logs
 
     def test_step(self, inputs):
         self.compute_losses(inputs, training=False)

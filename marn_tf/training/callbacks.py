@@ -1,5 +1,5 @@
-"""Keras callbacks of a training run: the gradient-reversal ramp, checkpoints with a NaN guard and early stopping,
-history."""
+"""Keras callbacks of a training run: checkpoints with a NaN guard and early stopping, history. Only epoch-level
+hooks, as ParameterServerStrategy requires, except `StopOnNonFiniteLoss` (the trainer leaves it out there)."""
 from __future__ import annotations
 
 import contextlib
@@ -9,37 +9,9 @@ import math
 
 import tensorflow as tf
 
-from marn_tf.layers.gradient_reversal import dann_ramp
 from marn_tf.storage import files
 
 log = logging.getLogger(__name__)
-
-
-class AdversarialRamp(tf.keras.callbacks.Callback):
-    """Sets the adversarial coefficient lambda_grl before every step from the DANN schedule over `ramp_steps`
-    steps, then holds `max_coefficient` (resume-safe: it reads the optimizer's step counter). The ramp has
-    its own clock: a longer run (more epochs) does not change the game. With `ramp=False` it holds
-    `max_coefficient` from the start. `layers` have `set_coefficient` (the discriminators)."""
-
-    def __init__(self, layers, ramp_steps: int, max_coefficient: float, ramp: bool = True):
-        super().__init__()
-        self.layers = list(layers)
-        self.ramp_steps = ramp_steps
-        self.max_coefficient = max_coefficient
-        self.ramp = ramp
-        self.coefficient = max_coefficient
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if not self.layers or not self.ramp:
-            return
-        step = int(self.model.optimizer.iterations.numpy())
-        self.coefficient = dann_ramp(step / self.ramp_steps, self.max_coefficient)
-        for layer in self.layers:
-            layer.set_coefficient(self.coefficient)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self.layers:
-            logs["grl_coefficient"] = self.coefficient  # TensorBoard and the history pick it up
 
 
 def all_finite(logs: dict) -> bool:
@@ -119,13 +91,6 @@ class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
     def patience_exhausted(self) -> bool:
         return bool(self.patience) and int(self.state.wait.numpy()) >= self.patience
 
-    def on_train_batch_end(self, batch, logs=None):
-        if logs and not math.isfinite(float(logs.get("total_loss", 0.0))):
-            self.stopped_on_nan = (self.epoch, batch)
-            log.error("non-finite loss at epoch %d, batch %d: stopping; the last checkpoint (%s) is intact",
-                      self.epoch + 1, batch + 1, self.manager.latest_checkpoint)
-            self.model.stop_training = True
-
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
@@ -163,6 +128,23 @@ class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
         if self.patience_exhausted:
             log.info("epoch %d: no better %s for %d epochs (the best: %.4f at epoch %d): stopping early", epoch + 1,
                      self.monitor, self.patience, self.best_value, int(self.state.best_epoch.numpy()))
+            self.model.stop_training = True
+
+
+class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
+    """Stops at the first batch whose loss is not finite, instead of at the end of its epoch, and tells `guard`
+    (a `CheckpointsWithNanGuard`), which then saves nothing more. A batch-level hook: not under
+    ParameterServerStrategy, where the guard's epoch-end check alone applies."""
+
+    def __init__(self, guard: CheckpointsWithNanGuard):
+        super().__init__()
+        self.guard = guard
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and not math.isfinite(float(logs.get("total_loss", 0.0))):
+            self.guard.stopped_on_nan = (self.guard.epoch, batch)
+            log.error("non-finite loss at epoch %d, batch %d: stopping; the last checkpoint (%s) is intact",
+                      self.guard.epoch + 1, batch + 1, self.guard.manager.latest_checkpoint)
             self.model.stop_training = True
 
 

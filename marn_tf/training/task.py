@@ -43,6 +43,9 @@ class CtrTask:
         if runtime.mixed_precision == "mixed_float16":
             optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
         model.compile(optimizer=optimizer, jit_compile=runtime.xla)
+        # the step counter exists before the first step reads it (for the adversarial ramp); created inside a
+        # replica's step it would break MirroredStrategy's first call
+        model.optimizer.iterations
         if train.weight_averaging:
             model.weight_average = WeightAverage(model.model_variables, train.weight_averaging)
         return model
@@ -57,8 +60,11 @@ class CtrTask:
             data = read_split(self.config, self.data_dir, self.schema, split, train.batch_size, repeat=True,
                               shuffle_buffer=train.shuffle_buffer, deterministic=True, seed=train.seed)
         else:
+            # Under ParameterServerStrategy every worker reads its own copy for `train.validation_steps` batches in
+            # all, so it repeats (inexact evaluation: Keras' exact one does not take the model's own metrics).
             data = read_split(self.config, self.data_dir, self.schema, split, train.batch_size,
-                              drop_remainder=self.config.runtime.xla)
+                              drop_remainder=self.config.runtime.xla,
+                              repeat=self.config.runtime.strategy == "parameter_server")
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return indexed(data, network).with_options(options)

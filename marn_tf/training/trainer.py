@@ -21,7 +21,8 @@ import tensorflow as tf
 
 from marn_tf.config import Config
 from marn_tf.training import callbacks as C
-from marn_tf.training.strategy import is_chief, make_strategy, task_name
+from marn_tf.training.strategy import (is_chief, make_strategy, placement_summary, serve_cluster_task, serves_only,
+                                       task_name)
 from marn_tf.training.task import CtrTask
 from marn_tf.training.training_directory import BEST, CHECKPOINTS, TrainingDirectory
 from marn_tf.training.training_run import (check_resume, recover_checkpoint_state, refuse_non_finite,
@@ -57,6 +58,8 @@ class TrainResult:
 def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
           progress: Optional[bool] = None) -> TrainResult:
     config.model.check_settings_used()
+    if serves_only(config.runtime.strategy):
+        serve_cluster_task()  # a parameter-server cluster's worker or ps task: the chief runs the training
     train_config = config.train
     task = CtrTask(config, data_dir)
     chief = is_chief()
@@ -66,12 +69,14 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     if train_config.deterministic:
         tf.config.experimental.enable_op_determinism()
     tf.keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
-    strategy = strategy or make_strategy(config.runtime.strategy, config.runtime.tpu)
+    strategy = strategy or make_strategy(config.runtime.strategy, config.runtime.tpu, config.runtime.min_shard_bytes)
 
     with strategy.scope():
         network = task.build_network()
         model = task.build_model(network)
         optimizer = model.optimizer
+    if isinstance(strategy, tf.distribute.ParameterServerStrategy):
+        log.info(placement_summary(network.core.variables))
 
     run = TrainingDirectory(output_dir)
     # Non-chief workers of a multi-worker run save too (collectively), into their own scratch directory.
@@ -103,15 +108,15 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
 
     guard = C.CheckpointsWithNanGuard(manager, best, state=state, patience=train_config.early_stopping_patience,
                                       weight_average=model.weight_average)
-    callbacks = [C.AdversarialRamp([network.item_tower.encoder.discriminator]
-                                   if config.model.discriminators != "none" else [], config.model.adversarial_ramp_steps,
-                                   config.model.grl_coefficient, config.model.grl_ramp)]
+    callbacks = []
     if model.weight_average:
         callbacks.append(C.AveragedWeightsForValidation(model.weight_average))
     if chief:  # the history line before the checkpoint (see HistoryFile)
         callbacks += [C.HistoryFile(history_path, train_config.steps_per_epoch),
                       tf.keras.callbacks.TensorBoard(run.tensorboard)]
     callbacks.append(guard)
+    if not isinstance(strategy, tf.distribute.ParameterServerStrategy):  # batch-level hooks cannot run there
+        callbacks.append(C.StopOnNonFiniteLoss(guard))
     if progress is None:
         progress = sys.stdout.isatty()
     start = time.time()

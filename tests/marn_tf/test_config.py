@@ -79,6 +79,13 @@ def test_exponent_floats_without_a_dot_are_floats(tmp_path):
     ({"runtime": {"strategy": "horovod"}}, r"runtime: strategy 'horovod' is not one of auto, default, mirrored"),
     ({"runtime": {"xla": True}}, r"runtime.xla needs static shapes.*set model.deduplicate_items=false"),
     ({"train": {"xla": True}, "runtime": {"xla": False}}, r"train.xla and runtime.xla are both set"),
+    ({"runtime": {"min_shard_bytes": 0}}, r"runtime: min_shard_bytes must be positive"),
+    # parameter servers: asynchronous updates, inexact validation, no shared loss scale
+    ({"runtime": {"strategy": "parameter_server"}, "train": {"deterministic": True, "validation_steps": 5}},
+     r"updates the weights asynchronously.*set train.deterministic=false"),
+    ({"runtime": {"strategy": "parameter_server"}}, r"set train.validation_steps"),
+    ({"runtime": {"strategy": "parameter_server", "mixed_precision": "mixed_float16"}, "train": {"validation_steps": 5}},
+     r"parameter_server does not support mixed_float16"),
 ])
 def test_mistakes_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):

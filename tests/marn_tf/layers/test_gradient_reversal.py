@@ -60,6 +60,6 @@ def test_config_round_trip():
 
 
 def test_dann_ramp_starts_at_zero_and_approaches_the_maximum():
-    values = [dann_ramp(p / 10, max_coefficient=0.5) for p in range(11)]
+    values = [float(dann_ramp(p / 10, max_coefficient=0.5)) for p in range(11)]
     assert values[0] == 0.0 and all(a < b for a, b in zip(values, values[1:]))
-    assert values[-1] == pytest.approx(0.5, rel=1e-3) and dann_ramp(2.0, 0.5) == values[-1]
+    assert values[-1] == pytest.approx(0.5, rel=1e-3) and float(dann_ramp(2.0, 0.5)) == values[-1]

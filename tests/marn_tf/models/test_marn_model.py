@@ -60,6 +60,24 @@ def test_alternating_updates_both_groups(prepared):
     assert sum(not np.allclose(a, v.numpy()) for a, v in zip(rest, model.model_variables)) > len(rest) // 2
 
 
+@pytest.mark.parametrize("ramp", [True, False])
+def test_the_step_ramps_the_adversarial_coefficient_from_the_step_counter(prepared, ramp):
+    from marn_tf.layers.gradient_reversal import dann_ramp
+
+    model, network = make_model(prepared, tf.distribute.get_strategy(), grl_ramp=ramp, adversarial_ramp_steps=10,
+                                grl_coefficient=0.8)
+    discriminator = network.item_tower.encoder.discriminator
+    seen = []
+    for _ in range(3):  # each step sets lambda from the counter before it, as the forward pass reads it
+        seen.append(model.fit(one_batch(prepared, network), epochs=1, verbose=0).history["grl_coefficient"][0])
+    expected = [float(dann_ramp(step / 10, 0.8)) if ramp else 0.8 for step in range(3)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-6)
+    assert discriminator.gradient_reversal.current_coefficient == pytest.approx(expected[-1])
+    if ramp:
+        assert seen[0] == 0.0 and seen == sorted(seen) and float(dann_ramp(5.0, 0.8)) == pytest.approx(
+            0.8 * (2 / (1 + np.exp(-10)) - 1))
+
+
 def test_embedding_l2_is_part_of_the_loss(prepared):
     model, network = make_model(prepared, tf.distribute.get_strategy(), embedding_l2=0.1)
     batch = next(iter(one_batch(prepared, network)))

@@ -19,6 +19,9 @@ def test_default_and_mirrored_strategies(monkeypatch):
     ("multi_worker", None, "needs the TF_CONFIG environment variable"),
     ("multi_worker", "{not json", "TF_CONFIG is not valid JSON"),
     ("parameter_servers", None, "unknown runtime.strategy 'parameter_servers'"),
+    ("parameter_server", None, "needs the TF_CONFIG environment variable"),
+    ("parameter_server", json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}),
+     'needs a TF_CONFIG cluster with a "chief", at least one "worker" and at least one "ps" task'),
 ])
 def test_mistakes_are_config_errors(monkeypatch, name, environment, message):
     if environment is None:
@@ -27,6 +30,15 @@ def test_mistakes_are_config_errors(monkeypatch, name, environment, message):
         monkeypatch.setenv("TF_CONFIG", environment)
     with pytest.raises(ConfigError, match=message):
         make_strategy(name)
+
+
+def test_only_the_chief_of_a_parameter_server_cluster_trains(monkeypatch):
+    from marn_tf.training.strategy import serves_only
+
+    cluster = {"chief": ["a:1"], "worker": ["b:1"], "ps": ["c:1"]}
+    for task, serves in [("chief", False), ("worker", True), ("ps", True)]:
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": task, "index": 0}}))
+        assert serves_only("parameter_server") == serves and not serves_only("multi_worker")
 
 
 @pytest.mark.parametrize("cluster, task, chief, name", [
