@@ -94,6 +94,10 @@ class ModelConfig:
     statistic_embedding_dim: int = 8  # per bucketised counter (the paper: two 8-d vectors)
     property_embedding_dim: int = 8  # behaviour type, time gap, point-in-time counters of an occurrence
     context_embedding_dim: int = 16  # user and context features
+    # string user/context features hashed into this many buckets (Keras Hashing) instead of looked up in their
+    # vocabulary, e.g. {user_id: 100000}: an unbounded or fast-changing id space needs no vocabulary, and ids
+    # first seen at serving time get a bucket of their own (shared by collisions) instead of the OOV row
+    hash_buckets: dict[str, int] = dataclasses.field(default_factory=dict)
     embedding_l2: float = 0.0  # L2 on every looked-up embedding row, weighted by use (DIN's mini-batch aware);
     # measured no better at 0.01 and worse at 0.1 on the embedded data (benchmarks/README.md), hence 0
     common_units: int = 64  # P_m: every modality to this width before the shared invariant projector I
@@ -174,6 +178,8 @@ class ModelConfig:
         (`marn run`'s stages, benchmarks/quality.py): a rung's `fusion` and `discriminators` left out, and DIN's
         `sequence_encoder` as the "gru" it was written with. A custom structure keeps every key."""
         data = dataclasses.asdict(self)
+        if not self.hash_buckets:  # added 2026-11-30
+            del data["hash_buckets"]
         if self.variant in RUNGS:
             del data["fusion"], data["discriminators"]
             if self.sequence_encoder == "none":
@@ -227,6 +233,9 @@ class ModelConfig:
         _check_choice("importance_weighting", self.importance_weighting, IMPORTANCE_WEIGHTINGS)
         _check_choice("attention_context", self.attention_context, ATTENTION_CONTEXTS)
         _check_choice("invariant_residual", self.invariant_residual, INVARIANT_RESIDUALS)
+        bad = [name for name, n in self.hash_buckets.items() if not isinstance(n, int) or n < 2]
+        if bad:
+            raise ConfigError(f"hash_buckets: {bad[0]} must map to a number of buckets >= 2")
         for key in ("modality_dropout", "dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"{key} must be in [0, 1)")

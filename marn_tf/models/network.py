@@ -34,6 +34,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from marn_tf import schema as S
+from marn_tf.config_loader import ConfigError
 from marn_tf.layers.distinct_sequences import DistinctSequences
 from marn_tf.layers.feature_embedding import FeatureEmbeddings
 from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
@@ -121,16 +122,22 @@ def item_tower_config(schema: S.Schema, config: ModelConfig) -> dict:
     return {"num_items": num_items, "columns": columns, "encoder": encoder, "deduplicate": config.deduplicate_items}
 
 
-def build_lookup(schema: S.Schema, data_dir: str) -> tf.keras.Model:
-    """Raw request features -> the same features with every string replaced by its vocabulary index."""
+def build_lookup(schema: S.Schema, data_dir: str, hash_buckets: dict[str, int] | None = None) -> tf.keras.Model:
+    """Raw request features -> the same features with every string replaced by its vocabulary index, or by its
+    hash bucket for the features of `hash_buckets` (`model.hash_buckets`)."""
     from apache_beam.io.filesystems import FileSystems
 
+    hash_buckets = hash_buckets or {}
+    check_hashed_features(schema, hash_buckets)
     inputs = {f.name: tf.keras.Input(shape=f.shape, dtype=S.tf_dtype(f.dtype), name=f.name)
               for f in request_features(schema)}
     lookups, outputs = {}, {}
     for f in request_features(schema):
         if f.dtype != "string":
             outputs[f.name] = tf.keras.layers.Identity(name=f"{f.name}_passthrough")(inputs[f.name])
+            continue
+        if f.name in hash_buckets:
+            outputs[f.name] = tf.keras.layers.Hashing(hash_buckets[f.name], name=f"{f.name}_hashing")(inputs[f.name])
             continue
         if f.vocabulary is None:
             raise S.SchemaError(f"string feature {f.name!r} has no vocabulary: the model cannot index it")
@@ -142,9 +149,22 @@ def build_lookup(schema: S.Schema, data_dir: str) -> tf.keras.Model:
     return tf.keras.Model(inputs, outputs, name="lookup")
 
 
-def _feature_spec(schema: S.Schema, f: S.FeatureSpec) -> dict:
+def check_hashed_features(schema: S.Schema, hash_buckets: dict[str, int]) -> None:
+    """Only string user and context features can be hashed: an item key indexes the item table's rows."""
+    hashable = [f.name for f in request_features(schema)
+                if f.dtype == "string" and S.ITEM_KEY not in f.tags and (S.USER in f.tags or S.CONTEXT in f.tags)]
+    wrong = [name for name in hash_buckets if name not in hashable]
+    if wrong:
+        raise ConfigError(f"model.hash_buckets names {wrong[0]!r}, which is not a string user or context feature of "
+                          f"the schema (item keys index the item table and cannot be hashed); hashable here: "
+                          f"{', '.join(hashable) or 'none'}")
+
+
+def _feature_spec(schema: S.Schema, f: S.FeatureSpec, config: ModelConfig) -> dict:
     if S.RATE in f.tags:
         return {"kind": "rate"}
+    if f.name in config.hash_buckets:
+        return {"kind": "categorical", "rows": config.hash_buckets[f.name]}
     if f.vocabulary is not None:
         return {"kind": "categorical", "rows": schema.vocabularies[f.vocabulary].input_dim}
     if f.cardinality:
@@ -155,7 +175,7 @@ def _feature_spec(schema: S.Schema, f: S.FeatureSpec) -> dict:
 def build_network(schema: S.Schema, config: ModelConfig, data_dir: str) -> Network:
     """The lookup, training (`core`), inference and full models; `data_dir` is the pipeline output holding the
     vocabulary files."""
-    lookup = build_lookup(schema, data_dir)
+    lookup = build_lookup(schema, data_dir, config.hash_buckets)
     core = build_core(schema, config)
     inference = build_core(schema, config, trained=core)
     return Network(lookup, core, inference, _full(lookup, inference, config), schema, config)
@@ -196,7 +216,7 @@ def build_core(schema: S.Schema, config: ModelConfig, trained: tf.keras.Model | 
     items = tower([candidate_index, sequences[behaviour.name], sequence_mask])
 
     def embed(features: list[S.FeatureSpec], name: str, dim: int, values=inputs):
-        specs = {f.name: _feature_spec(schema, f) for f in features}
+        specs = {f.name: _feature_spec(schema, f, config) for f in features}
         if not specs:
             return None
         return layer(name, lambda name: FeatureEmbeddings(specs, dim, config.embedding_l2, name=name))(values)

@@ -86,11 +86,15 @@ def serve_cluster_task() -> None:
 
 
 def placement_summary(variables) -> str:
-    """Where a parameter-server run keeps its variables: how many on each ps task, and which were split by rows."""
-    per_device = collections.Counter(v.device for v in variables)
+    """Where a parameter-server run keeps its variables: how many and how many MB on each ps task, and which
+    were split by rows."""
+    count, size = collections.Counter(), collections.Counter()
+    for v in variables:
+        count[v.device] += 1
+        size[v.device] += v.shape.num_elements() * v.dtype.size
     split = sorted({v.name.split("/part_")[0] for v in variables if "/part_" in v.name})
     return (f"parameter servers hold {len(variables)} variables: "
-            + ", ".join(f"{device} {count}" for device, count in sorted(per_device.items()))
+            + ", ".join(f"{device} {count[device]} ({size[device] / 2**20:.1f} MB)" for device in sorted(count))
             + f"; {len(split)} split by rows over the ps tasks: {', '.join(split)}")
 
 

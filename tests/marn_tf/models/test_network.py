@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from marn_tf.config_loader import ConfigError
 from marn_tf.data.input import make_dataset
 from marn_tf.evaluation.floor import floor_scores
 from marn_tf.model_config import VARIANTS
@@ -64,6 +65,28 @@ def test_unknown_ids_map_to_the_oov_item(prepared):
     out = network.full(features)
     assert np.all(out["candidate_index"].numpy() == 0) and np.all(np.isfinite(out["probability"].numpy()))
     assert np.all(out["modality_mask"].numpy()[:, 1:] == 0)  # the OOV item has no content
+
+
+def test_hashed_user_ids_need_no_vocabulary_and_new_ids_are_not_all_oov(prepared):
+    config, data, schema = prepared
+    features = dict(batch(prepared)[0])
+    features["user_id"] = tf.constant([f"user-first-seen-at-serving-{i}" for i in range(16)])
+    looked_up = load_network(config, schema, data)
+    hashed = load_network(with_model(config, hash_buckets={"user_id": 64}), schema, data)
+    assert np.all(looked_up.lookup(features)["user_id"].numpy() == 0)  # every new id is the OOV row
+    buckets = hashed.lookup(features)["user_id"].numpy()
+    assert len(set(buckets.tolist())) > 8 and buckets.min() >= 0 and buckets.max() < 64
+    np.testing.assert_array_equal(buckets, hashed.lookup(features)["user_id"].numpy())  # stable
+    embedding = hashed.core.get_layer("user_context").embeddings["user_id"]
+    assert embedding.input_dim == 64
+    assert np.all(np.isfinite(hashed.full(features)["probability"].numpy()))
+
+
+@pytest.mark.parametrize("name", ["item_id", "hist_item_id", "position", "no_such_feature"])
+def test_only_string_user_and_context_features_can_be_hashed(prepared, name):
+    config, data, schema = prepared
+    with pytest.raises(ConfigError, match=f"model.hash_buckets names '{name}'.*hashable here: .*user_id"):
+        load_network(with_model(config, hash_buckets={name: 64}), schema, data)
 
 
 def test_schema_without_a_candidate_key_fails(prepared):

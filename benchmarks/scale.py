@@ -1,0 +1,155 @@
+"""Scale-out benchmark: one `marn train` process against a local parameter-server cluster on the same data.
+
+    python benchmarks/scale.py                       # single process, then chief + 2 workers + 2 ps
+    python benchmarks/scale.py --steps 200 --workers 2 --ps 2 --batch-size 1024
+
+Both runs train MARN on the embedded dataset (generated and preprocessed once into /tmp/marn-bench/, or
+`--data DIR --config CFG`) for the same number of steps of `--batch-size` examples (per worker under
+parameter servers, whose steps run asynchronously), with validation on `--validation-steps` batches.
+
+Printed per run: examples/s of training (the trainer's own figure: steps x batch over the time in
+`model.fit`, validation included), the wall time with start-up, and the peak resident memory of every process
+(sampled from /proc every 0.2 s), named by its TF_CONFIG task; for the cluster, the bytes of variables each
+parameter server holds (from the chief's placement log). On one machine the cluster's processes share its
+cores, so the figure says what the engine costs here, not what it gains on separate hosts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+from embedded_data import ensure_embedded_data  # benchmarks/, beside this script
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = "/tmp/marn-bench/train-data"
+DEFAULT_RAW = "/tmp/marn-bench/train-raw"
+
+
+def processes_under(root: int) -> dict[int, int]:
+    """{pid: resident bytes} of `root` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(name))
+            rss[int(name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    found, stack = {}, [root]
+    while stack:
+        pid = stack.pop()
+        found[pid] = rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def task_of(pid: int) -> str | None:
+    """"chief-0", "worker-1", "ps-0" ... from the process's TF_CONFIG; "single" for a `marn train` without one."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read().split(b"\0")
+        if b"marn_tf.cli" not in command and not any(c.endswith(b"/marn") for c in command):
+            return None
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environment = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+    except OSError:
+        return None
+    if b"TF_CONFIG" not in environment:
+        return "single"
+    task = json.loads(environment[b"TF_CONFIG"]).get("task", {})
+    return f"{task.get('type')}-{task.get('index')}"
+
+
+def run_measured(command: list[str], output: str) -> dict:
+    """Runs `command`, sampling the peak resident memory of each `marn train` process under it."""
+    start = time.perf_counter()
+    log = open(os.path.join(output, "benchmark.log"), "w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    names: dict[int, str] = {}
+    peaks: dict[str, float] = {}
+    while process.poll() is None:
+        for pid, rss in processes_under(process.pid).items():
+            if pid not in names:
+                name = task_of(pid)
+                if name is None:
+                    continue
+                names[pid] = name
+            peaks[names[pid]] = max(peaks.get(names[pid], 0.0), rss / 2**20)
+        time.sleep(0.2)
+    log.close()
+    if process.returncode != 0:
+        with open(log.name) as f:
+            sys.exit(f"failed ({process.returncode}): {' '.join(command)}\n{f.read()[-3000:]}")
+    with open(os.path.join(output, "training_summary.json")) as f:
+        summary = json.load(f)
+    return {"wall_s": round(time.perf_counter() - start, 1), "examples_per_second": summary["examples_per_second"],
+            "steps": summary["steps"], "best_val_auc": summary["best_val_auc"],
+            "peak_memory_mb": {k: round(v) for k, v in sorted(peaks.items())}}
+
+
+def ps_variable_bytes(chief_log: str) -> dict[str, float]:
+    """MB of variables per parameter server, from the chief's placement line."""
+    with open(chief_log) as f:
+        line = next((l for l in f if "parameter servers hold" in l), "")
+    return {f"ps-{task}": float(mb) for task, mb in re.findall(r"/job:ps/replica:0/task:(\d+)/device:CPU:0 \d+ \(([\d.]+) MB\)",
+                                                                 line)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA, help="a `marn preprocess` output (default: %(default)s)")
+    parser.add_argument("--config", help="its YAML config (default: the embedded data's)")
+    parser.add_argument("--steps", type=int, default=100, help="training steps in all (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--validation-steps", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ps", type=int, default=2)
+    parser.add_argument("--output", default="/tmp/marn-bench/scale",
+                        help="a new directory for this run's training directories is made under it")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    args.config = ensure_embedded_data(args.data, DEFAULT_RAW, args.config)
+    os.makedirs(args.output, exist_ok=True)
+    output = tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=args.output)  # never reused or deleted
+    settings = ["--set", f"train.steps_per_epoch={args.steps}", "--set", "train.epochs=1",
+                "--set", f"train.batch_size={args.batch_size}", "--set", f"train.validation_steps={args.validation_steps}",
+                "--set", "train.early_stopping_patience=0"]
+    train = ["--config", args.config, "--data", args.data]
+    results = {}
+    single = os.path.join(output, "single")
+    os.makedirs(single)
+    results["single process"] = run_measured(
+        [sys.executable, "-m", "marn_tf.cli", "train", *train, "--output", single, *settings, "--no-progress"], single)
+    cluster = os.path.join(output, "parameter_servers")
+    os.makedirs(cluster)
+    results[f"chief + {args.workers} workers + {args.ps} ps"] = run_measured(
+        [sys.executable, os.path.join(REPO, "scripts", "multi_worker_local.py"), "--workers", str(args.workers),
+         "--ps", str(args.ps), "--", *train, "--output", cluster, *settings], cluster)
+    results[f"chief + {args.workers} workers + {args.ps} ps"]["ps_variables_mb"] = ps_variable_bytes(
+        os.path.join(cluster, "chief-0.log"))
+
+    print(f"\nruns in {output}")
+    print(f"MARN, {args.steps} steps of {args.batch_size} examples, validation {args.validation_steps} batches")
+    print("| run | examples/s | wall s | peak memory per process (MB) | variables per ps (MB) |")
+    print("|---|---:|---:|---|---|")
+    for name, r in results.items():
+        memory = ", ".join(f"{k} {v}" for k, v in r["peak_memory_mb"].items())
+        held = ", ".join(f"{k} {v}" for k, v in r.get("ps_variables_mb", {}).items()) or "-"
+        print(f"| {name} | {r['examples_per_second']:,.0f} | {r['wall_s']} | {memory} | {held} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
