@@ -3,12 +3,13 @@
 Run it in its own process after `marn export` (the CLI does): it loads the SavedModel the way a server
 does, then
 
-1. signatures against the schema: `serving_default`, `predict` and `item_representations` take and give the
-   names, dtypes and shapes the schema and the export contract say;
+1. signatures against the schema: `serving_default`, `predict`, `predict_raw` and `item_representations` take
+   and give the names, dtypes and shapes the schema and the export contract say;
 2. replays `assets.extra/tf_serving_warmup_requests` through the signatures they name;
 3. compares predictions with the in-memory Keras model rebuilt from the same checkpoint, on N validation
    examples, through `serving_default` and `predict` (and item representations through
-   `item_representations`), within a tolerance;
+   `item_representations`), within a tolerance; and through `predict_raw`, given random raw counters and
+   times for those examples, against the Keras model given the pipeline's Python buckets of the same values;
 4. prints `saved_model_cli show --all`.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from marn_tf.storage import files
 from marn_tf.training.training_run import restore_run
 from marn_tf.export import serving_module as SM
 from marn_tf.export.errors import short_reason
+from marn_tf.export.raw_features import raw_request_specs, raw_requests
 from marn_tf.export.request_features import serving_parse_spec
 from marn_tf.export.saved_model import INFO_FILE
 from marn_tf.export.warmup import WARMUP_FILE, read_examples, read_warmup
@@ -106,12 +108,15 @@ def expected_signatures(schema: S.Schema, modalities: int, representation_dim: O
              "modality_mask": tf.TensorSpec([None, modalities], tf.float32)}
     return {SM.SERVING_DEFAULT: ({"examples": tf.TensorSpec([None], tf.string)}, outputs),
             SM.PREDICT: (raw, outputs),
+            SM.PREDICT_RAW: ({name: tf.TensorSpec(s.shape, s.dtype) for name, s in raw_request_specs(schema).items()},
+                             outputs),
             SM.ITEM_REPRESENTATIONS: ({SM.ITEM_INPUT: tf.TensorSpec([None], tf.string)}, items)}
 
 
 def check_signatures(loaded, schema: S.Schema, modalities: int) -> Check:
     problems = []
-    missing = [name for name in (SM.SERVING_DEFAULT, SM.PREDICT, SM.ITEM_REPRESENTATIONS) if name not in loaded.signatures]
+    missing = [name for name in (SM.SERVING_DEFAULT, SM.PREDICT, SM.PREDICT_RAW, SM.ITEM_REPRESENTATIONS)
+               if name not in loaded.signatures]
     if missing:
         return Check("signatures match the schema", False, f"missing signatures {missing}")
     items = loaded.signatures[SM.ITEM_REPRESENTATIONS].structured_outputs["representation"]
@@ -122,7 +127,8 @@ def check_signatures(loaded, schema: S.Schema, modalities: int) -> Check:
         problems += [f"{name}: {p}" for p in _compare_specs("inputs", got_inputs, inputs)]
         problems += [f"{name}: {p}" for p in _compare_specs("outputs", got_outputs, outputs)]
     detail = "; ".join(problems) or (f"{SM.SERVING_DEFAULT}(examples string[-1]), {SM.PREDICT}("
-                                     f"{len(request_features(schema))} request features), "
+                                     f"{len(request_features(schema))} request features), {SM.PREDICT_RAW}("
+                                     f"{len(raw_request_specs(schema))} inputs), "
                                      f"{SM.ITEM_REPRESENTATIONS}({SM.ITEM_INPUT} string[-1])")
     return Check("signatures match the schema", not problems, detail)
 
@@ -173,6 +179,14 @@ def compare_with_checkpoint(loaded, info: dict, run_dir: str, data_dir: str, exa
                   float(np.max(np.abs(out["modality_weights"].numpy() - want_weights))))
         checks.append(Check(f"{signature} matches the checkpoint", gap <= tolerance,
                             f"{len(serialized)} validation examples, max |difference| {gap:.2e} (tolerance {tolerance:g})"))
+    raw, bucketed = raw_requests(schema, {name: value.numpy() for name, value in features.items()})
+    want, want_weights = (t.numpy() for t in reference({name: tf.constant(v) for name, v in bucketed.items()}))
+    out = loaded.signatures[SM.PREDICT_RAW](**{name: tf.constant(v) for name, v in raw.items()})
+    gap = max(float(np.max(np.abs(out["probability"].numpy() - want))),
+              float(np.max(np.abs(out["modality_weights"].numpy() - want_weights))))
+    checks.append(Check(f"{SM.PREDICT_RAW} matches the checkpoint", gap <= tolerance,
+                        f"{len(serialized)} validation examples with random raw values, the checkpoint given the "
+                        f"pipeline's buckets of them: max |difference| {gap:.2e} (tolerance {tolerance:g})"))
     items = tf.constant(S.read_vocabulary(files.join(data_dir, schema.vocabularies[S.ITEM_VOCABULARY].file))[:examples])
     got = loaded.signatures[SM.ITEM_REPRESENTATIONS](**{SM.ITEM_INPUT: items})["representation"].numpy()
     lookup = network.lookup.get_layer(f"{S.ITEM_VOCABULARY}_lookup")

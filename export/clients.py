@@ -4,12 +4,14 @@ A request instance is a dict of the schema's request features (`export.request_f
 bucketed statistics as ints, behaviour sequences as lists (any length up to the schema's; padded here).
 
     body = rest_body(schema, [instance, ...])                       # POST to /v1/models/<name>:predict
+    body = raw_rest_body(schema, [raw_instance, ...])               # the same, for `predict_raw`
     request = grpc_request(schema, [instance, ...], "marn")         # PredictionService.Predict
     RestClient("http://host:8501", "marn", schema).predict([...])   # -> [{"probability": ..., ...}, ...]
     GrpcClient("host:8500", "marn", schema).predict([...])
 
 REST sends named raw tensors to the `predict` signature (row format: one JSON object per instance);
-gRPC sends serialized tf.Examples to `serving_default`, the cheaper path for large batches.
+gRPC sends serialized tf.Examples to `serving_default`, the cheaper path for large batches. `raw_rest_body`
+is for front ends that have counters and times instead of the pipeline's buckets (`predict_raw`).
 """
 from __future__ import annotations
 
@@ -20,15 +22,61 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from marn_tf import schema as S
-from marn_tf.export.request_features import complete, serialize_request
+from marn_tf.export import raw_features as RF
+from marn_tf.export.request_features import RequestError, complete, serialize_request
 
 PREDICT_SIGNATURE = "predict"
 EXAMPLES_SIGNATURE = "serving_default"
+PREDICT_RAW_SIGNATURE = "predict_raw"
+UNKNOWN_COUNT = -1  # what predict_raw reads as "no impressions"
 
 
 def rest_body(schema: S.Schema, instances: Sequence[Mapping[str, Any]], signature: str = PREDICT_SIGNATURE) -> dict:
     """The JSON body of a REST Predict call (row format) for the `predict` signature."""
     return {"signature_name": signature, "instances": [complete(schema, i) for i in instances]}
+
+
+def raw_rest_body(schema: S.Schema, instances: Sequence[Mapping[str, Any]]) -> dict:
+    """The JSON body of a REST Predict call (row format) for the `predict_raw` signature.
+
+    An instance holds request features as for `rest_body`, except those `predict_raw` derives
+    (`raw_features.DERIVED_FEATURES`), and the raw inputs (`raw_features.raw_input_specs`): `request_time` is
+    required, a counter left out is unknown, behaviour sequences keep their most recent entries and are
+    padded like `hist_item_id`, so that they stay aligned with it.
+    """
+    return {"signature_name": PREDICT_RAW_SIGNATURE, "instances": [_complete_raw(schema, i) for i in instances]}
+
+
+def _complete_raw(schema: S.Schema, instance: Mapping[str, Any]) -> dict:
+    specs = RF.raw_input_specs(schema)
+    derived = sorted(set(instance) & set(RF.DERIVED_FEATURES))
+    if derived:
+        raise RequestError(f"{derived} are computed by predict_raw from {sorted(specs)}: leave them out")
+    if instance.get(RF.REQUEST_TIME) is None:
+        raise RequestError(f"request input {RF.REQUEST_TIME!r} (unix seconds) is required by predict_raw")
+    behaviour = schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)[0].name
+    for name in RF.PER_BEHAVIOUR:
+        if instance.get(name) is not None and len(instance[name]) != len(instance.get(behaviour) or []):
+            raise RequestError(f"request input {name!r} must give one value per item of {behaviour!r}")
+    features = complete(schema, {name: value for name, value in instance.items() if name not in specs})
+    out = {name: value for name, value in features.items() if name not in RF.DERIVED_FEATURES}
+    for name, spec in specs.items():
+        value = instance.get(name)
+        if spec.shape.rank == 1:
+            out[name] = UNKNOWN_COUNT if value is None else _raw_int(name, value)
+        else:
+            length = spec.shape[1]
+            values = [_raw_int(name, v) for v in ([] if value is None else list(value))[-length:]]
+            out[name] = values + [UNKNOWN_COUNT if name != RF.HIST_TIMESTAMP else 0] * (length - len(values))
+    return out
+
+
+def _raw_int(name: str, value: Any) -> int:
+    if isinstance(value, np.integer):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not -2 ** 63 <= value < 2 ** 63:
+        raise RequestError(f"request input {name!r} takes int64 values, got {value!r}")
+    return value
 
 
 def grpc_request(schema: S.Schema, instances: Sequence[Mapping[str, Any]], model_name: str,

@@ -29,6 +29,7 @@ from marn_tf.schema import ITEM_VOCABULARY, SCHEMA_FILE, SchemaError, read_vocab
 from marn_tf.training.training_run import restore_run
 from marn_tf.storage import files, ownership
 from marn_tf.export import serving_module as SM
+from marn_tf.export.raw_features import raw_requests
 from marn_tf.export.request_features import serving_parse_spec
 from marn_tf.export.warmup import WARMUP_FILE, predict_log, read_examples, write_warmup
 
@@ -103,7 +104,8 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
 
 
 def warmup_requests(data_dir: str, schema, model_name: str, batch_sizes: Sequence[int]) -> list:
-    """One request per batch size for `serving_default`, plus one each for `predict` and `item_representations`."""
+    """One request per batch size for `serving_default`, plus one each for `predict`, `predict_raw` (random raw
+    counters and times) and `item_representations`."""
     if not batch_sizes:
         return []
     examples = read_examples(data_dir, schema, "validation", max(batch_sizes))
@@ -111,8 +113,10 @@ def warmup_requests(data_dir: str, schema, model_name: str, batch_sizes: Sequenc
         raise SchemaError(f"the validation split in {data_dir} has no examples for the warmup requests")
     logs = [predict_log(model_name, SM.SERVING_DEFAULT, {"examples": np.array(examples[:n], dtype=object)})
             for n in batch_sizes]
-    raw = tf.io.parse_example(examples[:1], serving_parse_spec(schema))
-    logs.append(predict_log(model_name, SM.PREDICT, {name: value.numpy() for name, value in raw.items()}))
+    first = tf.io.parse_example(examples[:1], serving_parse_spec(schema))
+    parsed = {name: value.numpy() for name, value in first.items()}
+    logs.append(predict_log(model_name, SM.PREDICT, parsed))
+    logs.append(predict_log(model_name, SM.PREDICT_RAW, raw_requests(schema, parsed)[0]))
     items = read_vocabulary(files.join(data_dir, schema.vocabularies[ITEM_VOCABULARY].file))[:max(batch_sizes)]
     logs.append(predict_log(model_name, SM.ITEM_REPRESENTATIONS, {SM.ITEM_INPUT: np.array(items, dtype=object)}))
     return logs

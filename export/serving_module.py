@@ -14,6 +14,13 @@ InvalidArgumentError naming the feature: a batch size or sequence length unlike 
 outside its cardinality, a non-finite float, a sequence length beyond the behaviours given. An empty batch
 returns empty outputs. (A tensor of the wrong dtype is refused by TensorFlow before the graph runs, by
 input index; TF Serving's REST API converts JSON to the signature's dtypes and names the key itself.)
+* `predict_raw`: like `predict`, but with the raw values a front end has in place of the pipeline's
+  buckets and rates (`export.raw_features`): `item_impressions`, `item_clicks`, `user_impressions`,
+  `user_clicks`, `all_impressions`, `all_clicks`, `request_time` int64 [n] and `hist_impressions`,
+  `hist_clicks`, `hist_timestamp` int64 [n, L] instead of `item_stat_*`, `hist_stat_*`, `hist_time_gap`,
+  `item_ctr` and `user_ctr`; the model bucketises them with the pipeline's formulas, then checks the
+  request as `predict` does -> the same outputs. Also InvalidArgumentError for a behaviour after
+  `request_time` or negative clicks of a counter with impressions.
 * `item_representations`: `item_id` string [n] -> `representation` float32 [n, d] (the item tower's
   output, to precompute the catalog offline), `modality_weights` and `modality_mask` float32 [n, M].
 """
@@ -23,10 +30,12 @@ import tensorflow as tf
 
 from marn_tf import schema as S
 from marn_tf.models.network import Network, request_features
+from marn_tf.export import raw_features as RF
 from marn_tf.export.request_features import required_features, serving_parse_spec
 
 SERVING_DEFAULT = "serving_default"
 PREDICT = "predict"
+PREDICT_RAW = "predict_raw"
 ITEM_REPRESENTATIONS = "item_representations"
 ITEM_INPUT = "item_id"
 OUTPUTS = ("probability", "modality_weights")
@@ -50,6 +59,7 @@ class ServingModule(tf.Module):
         self._parse_spec = serving_parse_spec(schema)
         self._request_specs = {f.name: tf.TensorSpec([None, *f.shape], S.tf_dtype(f.dtype), name=f.name)
                                for f in request_features(schema)}
+        self._raw_request_specs = RF.raw_request_specs(schema)
 
     def _predict(self, features: dict) -> dict:
         features = check_request(self._schema, {name: features[name] for name in self._request_specs})
@@ -74,6 +84,13 @@ class ServingModule(tf.Module):
         def predict(features):
             return self._predict(features)
 
+        @tf.function(input_signature=[self._raw_request_specs])
+        def predict_raw(inputs):
+            raw = {name: inputs[name] for name in RF.raw_input_specs(self._schema)}
+            features = {name: value for name, value in inputs.items() if name not in raw}
+            features.update(RF.derived_features(self._schema, raw, inputs[RF.HIST_LENGTH]))
+            return self._predict(features)
+
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=ITEM_INPUT)])
         def item_representations(item_id):
             encoded = self._item_tower.encode(tf.cast(self._item_lookup(item_id), tf.int32), training=False)
@@ -82,6 +99,7 @@ class ServingModule(tf.Module):
                     "modality_mask": tf.cast(encoded["modality_mask"], tf.float32)}
 
         return {SERVING_DEFAULT: serving_default, PREDICT: predict.get_concrete_function(),
+                PREDICT_RAW: predict_raw.get_concrete_function(),
                 ITEM_REPRESENTATIONS: item_representations}
 
 

@@ -30,7 +30,8 @@ def test_version_directory_layout(exported, prepared):
     warmup = read_warmup(str(version / "assets.extra" / "tf_serving_warmup_requests"))
     sizes = [(r.predict_log.request.model_spec.signature_name,
               tf.make_ndarray(next(iter(r.predict_log.request.inputs.values()))).shape[0]) for r in warmup]
-    assert sizes == [("serving_default", 1), ("serving_default", 5), ("predict", 1), ("item_representations", 5)]
+    assert sizes == [("serving_default", 1), ("serving_default", 5), ("predict", 1), ("predict_raw", 1),
+                     ("item_representations", 5)]
     example = tf.train.Example.FromString(tf.make_ndarray(warmup[0].predict_log.request.inputs["examples"])[0])
     assert "label" not in example.features.feature and "item_id" in example.features.feature
     config = (base / "models.config").read_text()
@@ -51,7 +52,7 @@ def test_check_export_passes_in_a_fresh_process(exported):
     run = subprocess.run([sys.executable, "-m", "marn_tf.cli", "check-export", "--model", exported[0].path,
                           "--examples", "64"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.count("[PASS]") == 6 and "[FAIL]" not in run.stdout
+    assert run.stdout.count("[PASS]") == 7 and "[FAIL]" not in run.stdout
     assert "signature_def['serving_default']" in run.stdout  # saved_model_cli's listing
 
 
