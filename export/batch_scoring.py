@@ -104,8 +104,8 @@ def dead_letter(reason: str, detail: str, record) -> str:
 class Count(beam.DoFn):
     """Passes elements through, counting them under `name` (the counter is made once, not per element)."""
 
-    def __init__(self, name: str):
-        self.counter = beam.metrics.Metrics.counter(NAMESPACE, name)
+    def __init__(self, name: str, namespace: str = NAMESPACE):
+        self.counter = beam.metrics.Metrics.counter(namespace, name)
 
     def process(self, element):
         self.counter.inc()

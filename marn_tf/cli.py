@@ -162,6 +162,18 @@ def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _embed_items(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from marn_tf.export import item_embeddings
+
+    counts = item_embeddings.run(args.model, args.output, args.items, args.format, args.batch_size, beam_args,
+                                 args.workers)
+    print(f"read {counts['read']:,} item ids: {counts['embedded']:,} embedded, {counts['dead_lettered']:,} "
+          f"dead-lettered ({counts['rejected_records']:,} invalid, {counts['failed_inference']:,} in failed batches)")
+    print(f"representations: {args.output}-*.{{{','.join(args.format)}}}; dead letters: "
+          f"{args.output}-dead_letter-*.jsonl; counts: {args.output}-counts.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marn", description="MARN click-through-rate model: data pipeline, training, export.")
@@ -316,6 +328,26 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=int, default=512, help="largest RunInference batch (default %(default)s)")
     sc.add_argument("--workers", type=int, default=1,
                     help="local runner processes (default %(default)s; each loads the model; ignored with --runner)")
+
+    ei = sub.add_parser(
+        "embed-items", help="write every item's representation with an exported model, for a feature store "
+                            "(Beam RunInference)",
+        description="Run an exported SavedModel version's item_representations signature over item ids in a Beam "
+                    "job and write one row per item, keyed by item_id: its representation, modality weights and "
+                    "modality mask, as Parquet and/or tf.Example TFRecords: what a feature store or key-value "
+                    "cache loads. Empty or undecodable ids go to a dead-letter output with the reason. Unknown "
+                    "arguments are Beam pipeline options, as for preprocess.",
+        epilog="example: marn embed-items --model runs/export/marn/1 --output runs/items/marn-1")
+    ei.add_argument("--model", required=True, help="the version directory, <output>/<name>/<version>")
+    ei.add_argument("--output", required=True,
+                    help="output prefix: <output>-NNNNN-of-NNNNN.parquet and .tfrecord.gz")
+    ei.add_argument("--items", help="file pattern of item id files, one id a line (default: every item of the "
+                                    "model's own item vocabulary)")
+    ei.add_argument("--format", nargs="+", default=["parquet", "tfrecord"], choices=["parquet", "tfrecord"],
+                    help="output formats (default: both)")
+    ei.add_argument("--batch-size", type=int, default=1024, help="largest RunInference batch (default %(default)s)")
+    ei.add_argument("--workers", type=int, default=1,
+                    help="local runner processes (default %(default)s; each loads the model; ignored with --runner)")
     return parser
 
 
@@ -323,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"generate-data": lambda args, extra: _generate_data(args), "preprocess": _preprocess,
             "train": lambda args, extra: _train(args), "evaluate": lambda args, extra: _evaluate(args),
             "export": lambda args, extra: _export(args), "check-export": lambda args, extra: _check_export(args),
-            "score": _score, "run": _run, "demo": lambda args, extra: _demo(args),
+            "score": _score, "embed-items": _embed_items, "run": _run, "demo": lambda args, extra: _demo(args),
             "presets": lambda args, extra: _presets(args)}
 
 
@@ -338,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         # Local workers' logs, forwarded: their warnings are start-up notices; errors still show.
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-checkpoint INFO lines
-    if extra and args.command not in ("preprocess", "score", "run"):
+    if extra and args.command not in ("preprocess", "score", "embed-items", "run"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command](args, extra)
