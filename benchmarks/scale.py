@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py                       # single process, then chief + 2 workers + 2 ps
     python benchmarks/scale.py --steps 200 --workers 2 --ps 2 --batch-size 1024
+    python benchmarks/scale.py --catalog-sizes 100000 1000000 --skip-training    # memory against catalog size
 
 Both runs train MARN on the embedded dataset (generated and preprocessed once into /tmp/marn-bench/, or
 `--data DIR --config CFG`) for the same number of steps of `--batch-size` examples (per worker under
@@ -12,6 +13,12 @@ Printed per run: examples/s of training (the trainer's own figure: steps x batch
 (sampled from /proc every 0.2 s), named by its TF_CONFIG task; for the cluster, the bytes of variables each
 parameter server holds (from the chief's placement log). On one machine the cluster's processes share its
 cores, so the figure says what the engine costs here, not what it gains on separate hosts.
+
+`--catalog-sizes N ...` builds the MARN network (no training) of the same config for catalogs of N items, all
+with their own ID embedding, each size in a fresh process: once in one process (table mode: the item table
+and the embeddings are weights of the model), and once under ParameterServerStrategy with `--ps` in-process
+parameter servers. It prints the MB of variables each process holds (and the one process's peak resident
+memory). Optimizer slots come on top once training starts (Adam: two per trainable weight).
 """
 from __future__ import annotations
 
@@ -105,6 +112,70 @@ def ps_variable_bytes(chief_log: str) -> dict[str, float]:
                                                                  line)}
 
 
+def catalog_child(config_path: str, data: str, items: int, ps: int) -> dict:
+    """In this process: the network for a catalog of `items` items; MB of variables per device."""
+    import collections
+    import resource
+    import socket
+
+    import marn_tf  # noqa: F401  (Keras 2 before TensorFlow)
+    import tensorflow as tf
+
+    from marn_tf.config import Config
+    from marn_tf.models.network import build_core
+    from marn_tf.schema import ITEM_VOCABULARY, Schema
+
+    schema = Schema.load(data)
+    schema.vocabularies[ITEM_VOCABULARY].size = items
+    schema.item_table.num_with_id_embedding = items
+    config = Config.load(config_path, ["runtime.strategy=default"])
+    if ps:
+        sockets = [socket.socket() for _ in range(1 + ps)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        ports = [s.getsockname()[1] for s in sockets]
+        for s in sockets:
+            s.close()
+        spec = tf.train.ClusterSpec({"worker": [f"127.0.0.1:{ports[0]}"],
+                                     "ps": [f"127.0.0.1:{p}" for p in ports[1:]]})
+        threads = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=4)  # servers of one process share its pool
+        _servers = [tf.distribute.Server(spec, job_name=job, task_index=i, config=threads, start=True)
+                    for job, n in (("worker", 1), ("ps", ps)) for i in range(n)]
+        strategy = tf.distribute.ParameterServerStrategy(
+            tf.distribute.cluster_resolver.SimpleClusterResolver(spec, rpc_layer="grpc"),
+            variable_partitioner=tf.distribute.experimental.partitioners.MinSizePartitioner(
+                min_shard_bytes=config.runtime.min_shard_bytes, max_shards=ps))
+    else:
+        strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        core = build_core(schema, config.model)
+    held = collections.Counter()
+    for v in core.variables:
+        device = v.device if ps else "the process"
+        held[device] += v.shape.num_elements() * v.dtype.size / 2**20
+    return {"variables_mb": {k: round(v, 1) for k, v in sorted(held.items())},
+            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def catalog_sizes(args) -> dict:
+    results = {}
+    for items in args.catalog_sizes:
+        for ps in (0, args.ps):
+            done = subprocess.run([sys.executable, os.path.abspath(__file__), "--catalog-child", str(items), str(ps),
+                                   "--config", args.config, "--data", args.data], capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"catalog of {items:,} items, {ps} ps: failed\n{done.stderr[-3000:]}")
+            results[f"{items:,} items, " + (f"{ps} ps" if ps else "one process")] = json.loads(
+                done.stdout.strip().splitlines()[-1])
+    print("\n| catalog, mode | MB of variables per process | peak memory of the process (MB) |")
+    print("|---|---|---:|")
+    for name, r in results.items():
+        held = ", ".join(f"{k.replace('/replica:0', '').replace('/device:CPU:0', '')} {v}"
+                         for k, v in r["variables_mb"].items())
+        print(f"| {name} | {held} | {r['peak_memory_mb']} |")
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA, help="a `marn preprocess` output (default: %(default)s)")
@@ -116,16 +187,30 @@ def main() -> None:
     parser.add_argument("--ps", type=int, default=2)
     parser.add_argument("--output", default="/tmp/marn-bench/scale",
                         help="a new directory for this run's training directories is made under it")
+    parser.add_argument("--catalog-sizes", type=int, nargs="*", default=[],
+                        help="also measure the variables held for catalogs of these numbers of items")
+    parser.add_argument("--skip-training", action="store_true", help="only the --catalog-sizes figures")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--catalog-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.catalog_child:
+        print(json.dumps(catalog_child(args.config, args.data, *args.catalog_child)))
+        return
     args.config = ensure_embedded_data(args.data, DEFAULT_RAW, args.config)
+    results = {}
+    if args.catalog_sizes:
+        results["catalog"] = catalog_sizes(args)
+    if args.skip_training:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        return
     os.makedirs(args.output, exist_ok=True)
     output = tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=args.output)  # never reused or deleted
     settings = ["--set", f"train.steps_per_epoch={args.steps}", "--set", "train.epochs=1",
                 "--set", f"train.batch_size={args.batch_size}", "--set", f"train.validation_steps={args.validation_steps}",
                 "--set", "train.early_stopping_patience=0"]
     train = ["--config", args.config, "--data", args.data]
-    results = {}
     single = os.path.join(output, "single")
     os.makedirs(single)
     results["single process"] = run_measured(
