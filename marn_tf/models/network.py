@@ -9,7 +9,9 @@ Three parts, composed into the served network `lookup -> inference`:
 * `inference`: the same layers (the same weights) in the graph that predicts: each distinct behaviour
   sequence of a batch is encoded once (`DistinctSequences`, when `model.deduplicate_sequences`), which a
   ranking request, one user's sequence with many candidates, gains most from. `Network.frozen()` gives
-  the export's version, whose item tower is precomputed over the catalog (`PrecomputedItemTower`).
+  the export's version, whose item tower is precomputed over the catalog (`PrecomputedItemTower`), and
+  `Network.item_store()` the version without the item tower: the candidate's and behaviour items' tower
+  outputs come with the request, from an item store, in place of item ids (`ProvidedItemTower`).
 
 The two graphs are built by one function (`build_core`), so they differ only where said above;
 `tests/marn_tf/models/test_network.py` checks that they score alike.
@@ -40,6 +42,7 @@ from marn_tf.layers.feature_embedding import FeatureEmbeddings
 from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
 from marn_tf.layers.item_tower import ItemTower
 from marn_tf.layers.precomputed_item_tower import PrecomputedItemTower
+from marn_tf.layers.provided_item_tower import ProvidedItemTower
 from marn_tf.layers.rate_offset import RateOffset
 from marn_tf.layers.user_interest import UserInterest
 from marn_tf.model_config import ModelConfig
@@ -69,6 +72,25 @@ class Network:
         tower = PrecomputedItemTower.freeze(self.item_tower, name="precomputed_item_tower")
         inference = build_core(self.schema, self.config, trained=self.core, item_tower=tower)
         return dataclasses.replace(self, inference=inference, full=_full(self.lookup, inference, self.config))
+
+    def item_store(self) -> "Network":
+        """This network for serving from an item store: the same weights, with no item tower. `lookup` takes the
+        request features except the item keys; `inference` and `full` take those plus the candidate's and behaviour
+        items' tower outputs (`ProvidedItemTower.input_specs`), so the model holds nothing per item."""
+        width = self.item_tower.encode(tf.zeros([1], tf.int32), training=False)["representation"].shape[-1]
+        provided = ProvidedItemTower(int(width), len(self.modalities), name="provided_item_tower")
+        inference = build_core(self.schema, self.config, trained=self.core, provided_items=provided)
+        keys = {f.name for f in self.schema.features_with_tags(S.ITEM_KEY)}
+        # the lookup of the features left: the item vocabulary's table stays out unless another feature uses it
+        kept = [name for name in self.lookup.input if name not in keys]
+        lookup = tf.keras.Model({name: self.lookup.input[name] for name in kept},
+                                {name: self.lookup.output[name] for name in kept}, name="lookup_without_item_keys")
+        raw = {name: tf.keras.Input(shape=t.shape[1:], dtype=t.dtype, name=name) for name, t in lookup.input.items()}
+        given = {name: tf.keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=name)
+                 for name, spec in provided.input_specs(self.schema.sequence_length).items()}
+        full = tf.keras.Model({**raw, **given}, inference({**lookup(raw), **given}),
+                              name=f"{self.config.variant}_item_store")
+        return dataclasses.replace(self, lookup=lookup, inference=inference, full=full)
 
 
 def request_features(schema: S.Schema) -> list[S.FeatureSpec]:
@@ -187,33 +209,44 @@ def _full(lookup: tf.keras.Model, inference: tf.keras.Model, config: ModelConfig
 
 
 def build_core(schema: S.Schema, config: ModelConfig, trained: tf.keras.Model | None = None,
-               item_tower: tf.keras.layers.Layer | None = None) -> tf.keras.Model:
+               item_tower: tf.keras.layers.Layer | None = None,
+               provided_items: ProvidedItemTower | None = None) -> tf.keras.Model:
     """Indexed features -> outputs: the training graph, or with `trained` (a training graph) the inference graph
-    over its layers, with `item_tower` in place of its item tower when given."""
+    over its layers, with `item_tower` in place of its item tower when given. With `provided_items` (and
+    `trained`), the inference graph has no item tower and no item key inputs: the tower's outputs are inputs (named by
+    `provided_items.input_specs`), and the outputs have no "candidate_index"."""
     inference = trained is not None
 
     def layer(name: str, make):  # the inference graph reuses the trained layers, and so their weights
         return trained.get_layer(name) if inference else make(name=name)
 
+    item_keys = {f.name for f in schema.features_with_tags(S.ITEM_KEY)} if provided_items is not None else set()
     inputs = {f.name: tf.keras.Input(shape=f.shape, dtype=tf.int64 if f.dtype == "string" else S.tf_dtype(f.dtype),
-                                     name=f.name) for f in request_features(schema)}
+                                     name=f.name) for f in request_features(schema) if f.name not in item_keys}
     candidate = _single(schema.features_with_tags(S.CANDIDATE, S.ITEM_KEY), "candidate item key")
     behaviour = _single(schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY), "behaviour item key")
     length = _single(schema.features_with_tags(S.SEQUENCE_LENGTH), "sequence length")
     if candidate.vocabulary != behaviour.vocabulary:
         raise S.SchemaError(f"{candidate.name!r} and {behaviour.name!r} must share the item vocabulary")
-    candidate_index = inputs[candidate.name]
-    behaviour_names = [f.name for f in schema.features_with_tags(S.BEHAVIOUR)]
+    candidate_index = inputs.get(candidate.name)
+    behaviour_names = [f.name for f in schema.features_with_tags(S.BEHAVIOUR) if f.name in inputs]
     sequences, rows = {name: inputs[name] for name in behaviour_names}, []
-    if inference and config.deduplicate_sequences:
+    if inference and config.deduplicate_sequences and provided_items is None:
         # Everything computed from the behaviour sequence alone runs once per distinct sequence: `sequences`
         # holds one row per distinct sequence, `rows` says which one each batch row has.
         first, position = DistinctSequences(name="distinct_sequences")(list(sequences.values()))
         sequences, rows = {name: tf.gather(value, first) for name, value in sequences.items()}, [position]
     sequence_mask = tf.sequence_mask(sequences[length.name], schema.sequence_length, dtype=tf.float32)
 
-    tower = item_tower or layer("item_tower", lambda name: ItemTower(**item_tower_config(schema, config), name=name))
-    items = tower([candidate_index, sequences[behaviour.name], sequence_mask])
+    if provided_items is not None:
+        given = {name: tf.keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=name)
+                 for name, spec in provided_items.input_specs(schema.sequence_length).items()}
+        inputs.update(given)
+        items = provided_items(given)
+    else:
+        tower = item_tower or layer("item_tower",
+                                    lambda name: ItemTower(**item_tower_config(schema, config), name=name))
+        items = tower([candidate_index, sequences[behaviour.name], sequence_mask])
 
     def embed(features: list[S.FeatureSpec], name: str, dim: int, values=inputs):
         specs = {f.name: _feature_spec(schema, f, config) for f in features}
@@ -257,4 +290,6 @@ def build_core(schema: S.Schema, config: ModelConfig, trained: tf.keras.Model | 
         "candidate_index": candidate_index,
         **{key: items[key] for key in AUXILIARY_OUTPUTS},
     }
+    if provided_items is not None:  # a request from the item store names no item index
+        del outputs["candidate_index"]
     return tf.keras.Model(inputs, outputs, name=f"{config.variant}_{'inference' if inference else 'core'}")
