@@ -11,6 +11,11 @@ does, then
    `item_representations`), within a tolerance; and through `predict_raw`, given random raw counters and
    times for those examples, against the Keras model given the pipeline's Python buckets of the same values;
 4. prints `saved_model_cli show --all`.
+
+A store-mode export (`marn export --item-store`, `mode` in export_info.json) is checked the same way through its
+one signature: `predict` / `serving_default` against the schema (the request features but the item keys, and
+the representation inputs of the recorded width), and the store-mode model given the checkpoint's item
+representations for N validation examples against the checkpoint's model given their item ids.
 """
 from __future__ import annotations
 
@@ -28,11 +33,12 @@ from marn_tf import schema as S
 from marn_tf.models.network import request_features
 from marn_tf.storage import files
 from marn_tf.training.training_run import restore_run
+from marn_tf.export import item_store_serving as ISS
 from marn_tf.export import serving_module as SM
 from marn_tf.export.errors import short_reason
 from marn_tf.export.raw_features import raw_request_specs, raw_requests
 from marn_tf.export.request_features import serving_parse_spec
-from marn_tf.export.saved_model import INFO_FILE
+from marn_tf.export.saved_model import INFO_FILE, ITEM_IDS, ITEM_STORE
 from marn_tf.export.warmup import WARMUP_FILE, read_examples, read_warmup
 
 INFO_KEYS = ("model_name", "modalities", "run", "checkpoint", "data")
@@ -113,23 +119,54 @@ def expected_signatures(schema: S.Schema, modalities: int, representation_dim: O
             SM.ITEM_REPRESENTATIONS: ({SM.ITEM_INPUT: tf.TensorSpec([None], tf.string)}, items)}
 
 
-def check_signatures(loaded, schema: S.Schema, modalities: int) -> Check:
+def expected_item_store_signatures(schema: S.Schema, modalities: int, representation_dim: int) -> dict:
+    """{signature: (inputs, outputs)} of a store-mode export (`--item-store`) as TensorSpecs."""
+    outputs = {"probability": tf.TensorSpec([None], tf.float32),
+               "modality_weights": tf.TensorSpec([None, modalities], tf.float32)}
+    inputs = {f.name: tf.TensorSpec([None, *f.shape], S.tf_dtype(f.dtype)) for f in request_features(schema)
+              if S.ITEM_KEY not in f.tags}
+    inputs.update({ISS.CANDIDATE_REPRESENTATION: tf.TensorSpec([None, representation_dim], tf.float32),
+                   ISS.CANDIDATE_MODALITY_WEIGHTS: tf.TensorSpec([None, modalities], tf.float32),
+                   ISS.CANDIDATE_MODALITY_MASK: tf.TensorSpec([None, modalities], tf.float32),
+                   ISS.BEHAVIOUR_REPRESENTATION: tf.TensorSpec([None, schema.sequence_length, representation_dim],
+                                                               tf.float32)})
+    return {name: (inputs, outputs) for name in ISS.SIGNATURES}
+
+
+def _signature_problems(loaded, expected: dict) -> list[str]:
     problems = []
-    missing = [name for name in (SM.SERVING_DEFAULT, SM.PREDICT, SM.PREDICT_RAW, SM.ITEM_REPRESENTATIONS)
-               if name not in loaded.signatures]
-    if missing:
-        return Check("signatures match the schema", False, f"missing signatures {missing}")
-    items = loaded.signatures[SM.ITEM_REPRESENTATIONS].structured_outputs["representation"]
-    for name, (inputs, outputs) in expected_signatures(schema, modalities, items.shape[-1]).items():
+    for name, (inputs, outputs) in expected.items():
         function = loaded.signatures[name]
         got_inputs = dict(function.structured_input_signature[1])
         got_outputs = {key: tf.TensorSpec(t.shape, t.dtype) for key, t in function.structured_outputs.items()}
         problems += [f"{name}: {p}" for p in _compare_specs("inputs", got_inputs, inputs)]
         problems += [f"{name}: {p}" for p in _compare_specs("outputs", got_outputs, outputs)]
+    return problems
+
+
+def check_signatures(loaded, schema: S.Schema, modalities: int) -> Check:
+    missing = [name for name in (SM.SERVING_DEFAULT, SM.PREDICT, SM.PREDICT_RAW, SM.ITEM_REPRESENTATIONS)
+               if name not in loaded.signatures]
+    if missing:
+        return Check("signatures match the schema", False, f"missing signatures {missing}")
+    items = loaded.signatures[SM.ITEM_REPRESENTATIONS].structured_outputs["representation"]
+    problems = _signature_problems(loaded, expected_signatures(schema, modalities, items.shape[-1]))
     detail = "; ".join(problems) or (f"{SM.SERVING_DEFAULT}(examples string[-1]), {SM.PREDICT}("
                                      f"{len(request_features(schema))} request features), {SM.PREDICT_RAW}("
                                      f"{len(raw_request_specs(schema))} inputs), "
                                      f"{SM.ITEM_REPRESENTATIONS}({SM.ITEM_INPUT} string[-1])")
+    return Check("signatures match the schema", not problems, detail)
+
+
+def check_item_store_signatures(loaded, schema: S.Schema, modalities: int, representation_dim: int) -> Check:
+    """The signatures of a store-mode export against the schema and the recorded representation width."""
+    missing = [name for name in ISS.SIGNATURES if name not in loaded.signatures]
+    if missing:
+        return Check("signatures match the schema", False, f"missing signatures {missing}")
+    problems = _signature_problems(loaded, expected_item_store_signatures(schema, modalities, representation_dim))
+    inputs = len(loaded.signatures[SM.PREDICT].structured_input_signature[1])
+    detail = "; ".join(problems) or (f"{' and '.join(ISS.SIGNATURES)}({inputs} inputs: the request features but "
+                                     f"the item keys, item representations of width {representation_dim})")
     return Check("signatures match the schema", not problems, detail)
 
 
@@ -198,6 +235,23 @@ def compare_with_checkpoint(loaded, info: dict, run_dir: str, data_dir: str, exa
     return checks
 
 
+def compare_item_store_with_checkpoint(loaded, info: dict, run_dir: str, data_dir: str, examples: int,
+                                       tolerance: float) -> list[Check]:
+    """A store-mode export given the checkpoint's item representations against the checkpoint's model given the
+    item ids, on `examples` validation examples."""
+    _, schema, network, _ = restore_run(run_dir, data_dir, info["checkpoint"])
+    features = tf.io.parse_example(read_examples(data_dir, schema, "validation", examples), serving_parse_spec(schema))
+    want = tf.function(lambda features: network.full(features, training=False))(features)
+    request = ISS.item_store_request(schema, {name: value.numpy() for name, value in features.items()},
+                                     ISS.network_item_representations(network))
+    out = loaded.signatures[SM.PREDICT](**{name: tf.constant(value) for name, value in request.items()})
+    gap = max(float(np.max(np.abs(out[key].numpy() - want[key].numpy()))) for key in SM.OUTPUTS)
+    rows = len(request[ISS.CANDIDATE_REPRESENTATION])
+    return [Check(f"{SM.PREDICT} matches the checkpoint", gap <= tolerance,
+                  f"{rows} validation examples, the checkpoint's item representations in place of their ids: "
+                  f"max |difference| {gap:.2e} (tolerance {tolerance:g})")]
+
+
 def saved_model_cli_show(model_dir: str) -> tuple[bool, str]:
     """`saved_model_cli show --dir <model_dir> --all` (TensorFlow's own view of the signatures)."""
     run = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
@@ -234,11 +288,17 @@ def check_export(model_dir: str, run_dir: Optional[str] = None, data_dir: Option
         info = {**info, "checkpoint": files.join(run_dir, inside)}
     if info and loaded and schema:
         run_dir, data_dir = run_dir or info["run"], data_dir or info["data"]
-        signatures = attempt("signatures match the schema",
-                             lambda: check_signatures(loaded, schema, len(info["modalities"])))
+        item_store = info.get("mode", ITEM_IDS) == ITEM_STORE  # exports before the mode was recorded: item ids
+        if item_store:
+            signatures = attempt("signatures match the schema", lambda: check_item_store_signatures(
+                loaded, schema, len(info["modalities"]), int(info["representation_dim"])))
+        else:
+            signatures = attempt("signatures match the schema",
+                                 lambda: check_signatures(loaded, schema, len(info["modalities"])))
         checks += [c for c in (signatures, replay_warmup(loaded, model_dir, info["model_name"])) if c]
+        compare = compare_item_store_with_checkpoint if item_store else compare_with_checkpoint
         if signatures and signatures.passed:
-            checks += attempt("compare with the checkpoint", lambda: compare_with_checkpoint(
+            checks += attempt("compare with the checkpoint", lambda: compare(
                 loaded, info, run_dir, data_dir, examples, tolerance)) or []
     cli_ok, cli_text = saved_model_cli_show(model_dir)
     checks.append(Check("saved_model_cli show --all", cli_ok, "ran" if cli_ok else "failed (output below)"))

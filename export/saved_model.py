@@ -1,10 +1,12 @@
 """`marn export`: a training run's checkpoint -> a versioned SavedModel that TF Serving serves unchanged.
 
     <base>/<model_name>/<version>/        integer versions; TF Serving serves the highest
-        saved_model.pb, variables/        signatures: see export.serving_module
+        saved_model.pb, variables/        signatures: see export.serving_module (export.item_store_serving
+                                          with --item-store: item representations in requests, no item table)
         assets/schema.json                the schema the model was trained on (and the vocabulary files)
         assets.extra/tf_serving_warmup_requests   PredictionLog records from validation examples
-        assets.extra/export_info.json     where the model came from: run, checkpoint, data, variant, modalities
+        assets.extra/export_info.json     where the model came from: run, checkpoint, data, variant, modalities;
+                                          mode: item_ids, or item_store (with representation_dim)
     <base>/models.config                  a TF Serving model config listing every model under <base>
 
 A version is written under a temporary name and renamed into place when complete, so a server watching
@@ -25,9 +27,11 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from marn_tf.models.network import Network
 from marn_tf.schema import ITEM_VOCABULARY, SCHEMA_FILE, SchemaError, read_vocabulary
 from marn_tf.training.training_run import restore_run
 from marn_tf.storage import files, ownership
+from marn_tf.export import item_store_serving as ISS
 from marn_tf.export import serving_module as SM
 from marn_tf.export.raw_features import raw_requests
 from marn_tf.export.request_features import serving_parse_spec
@@ -38,6 +42,8 @@ INFO_FILE = "export_info.json"
 MODELS_CONFIG = "models.config"
 STAGING = ".staging-"  # a version being written: <base>/<model_name>/.staging-<version>-*
 SERVING_BASE = "/models"  # where the serving image (Dockerfile) and the README's docker run mount the base
+ITEM_IDS = "item_ids"  # export_info.json "mode": requests name items by id, the catalog is inside
+ITEM_STORE = "item_store"  # requests carry item representations from a feature store (`--item-store`)
 
 
 @dataclasses.dataclass
@@ -58,11 +64,13 @@ def versions(model_dir: str) -> list[int]:
 
 def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "marn", version: Optional[int] = None,
                  checkpoint: Optional[str] = None, warmup_batch_sizes: Sequence[int] = (1, 100),
-                 serving_base: str = SERVING_BASE) -> ExportResult:
+                 serving_base: str = SERVING_BASE, item_store: bool = False) -> ExportResult:
     """Exports `checkpoint` (default: the run's best) of `run_dir` as `<base_dir>/<model_name>/<version>`.
 
     `version` defaults to one more than the highest existing one. `serving_base` is where `base_dir` is
-    mounted for the server (the `base_path` prefix in models.config).
+    mounted for the server (the `base_path` prefix in models.config). `item_store`: the model without the
+    item table, taking item representations (`marn embed-items`' output) in requests
+    (`export.item_store_serving`), so that its size does not depend on the catalog.
     """
     start = time.time()
     model_dir = files.join(base_dir, model_name)
@@ -78,7 +86,9 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
         raise SchemaError(f"the checkpoint {checkpoint!r} is not inside the run {run_dir!r}: name one of its "
                           f"best/ckpt-N or checkpoints/ckpt-N, or pass that checkpoint's run as --run")
     config, schema, network, checkpoint = restore_run(run_dir, data_dir, checkpoint)
-    module = SM.ServingModule(network, schema, files.join(data_dir, SCHEMA_FILE))
+    schema_file = files.join(data_dir, SCHEMA_FILE)
+    module = (ISS.ItemStoreServingModule(network, schema, schema_file) if item_store
+              else SM.ServingModule(network, schema, schema_file))
     # Written under a new hidden name and renamed into place when complete; removed if anything fails first,
     # or by the next export when this process is killed first.
     ownership.remove_stale_temporaries(model_dir, STAGING)
@@ -86,7 +96,8 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
         signatures = module.signatures()
         tf.saved_model.save(module, staging, signatures=signatures)
 
-        logs = warmup_requests(data_dir, schema, model_name, warmup_batch_sizes)
+        logs = (item_store_warmup_requests(data_dir, schema, model_name, warmup_batch_sizes, network) if item_store
+                else warmup_requests(data_dir, schema, model_name, warmup_batch_sizes))
         write_warmup(files.join(files.join(staging, "assets.extra"), WARMUP_FILE), logs)
         info = {
             "model_name": model_name, "version": version, "variant": config.model.variant,
@@ -94,8 +105,10 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
             "data": files.normal_path(data_dir),
             "modalities": list(network.modalities), "signatures": sorted(signatures),
             "outputs": list(SM.OUTPUTS), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "tensorflow": tf.__version__,
+            "tensorflow": tf.__version__, "mode": ITEM_STORE if item_store else ITEM_IDS,
         }
+        if item_store:
+            info["representation_dim"] = module.representation_dim
         files.write_text(files.join(files.join(staging, "assets.extra"), INFO_FILE), json.dumps(info, indent=2))
         files.move_tree(staging, final, last=("saved_model.pb",))
     write_models_config(base_dir, serving_base)
@@ -120,6 +133,22 @@ def warmup_requests(data_dir: str, schema, model_name: str, batch_sizes: Sequenc
     items = read_vocabulary(files.join(data_dir, schema.vocabularies[ITEM_VOCABULARY].file))[:max(batch_sizes)]
     logs.append(predict_log(model_name, SM.ITEM_REPRESENTATIONS, {SM.ITEM_INPUT: np.array(items, dtype=object)}))
     return logs
+
+
+def item_store_warmup_requests(data_dir: str, schema, model_name: str, batch_sizes: Sequence[int],
+                                network: Network) -> list:
+    """One `predict` request per batch size for a store-mode export: validation examples with their items'
+    representations computed by `network` (the exported checkpoint), as the feature store would give them."""
+    if not batch_sizes:
+        return []
+    examples = read_examples(data_dir, schema, "validation", max(batch_sizes))
+    if not examples:
+        raise SchemaError(f"the validation split in {data_dir} has no examples for the warmup requests")
+    parsed = {name: value.numpy() for name, value in
+              tf.io.parse_example(examples, serving_parse_spec(schema)).items()}
+    request = ISS.item_store_request(schema, parsed, ISS.network_item_representations(network))
+    return [predict_log(model_name, SM.PREDICT, {name: value[:n] for name, value in request.items()})
+            for n in batch_sizes]
 
 
 def write_models_config(base_dir: str, serving_base: str = SERVING_BASE) -> str:

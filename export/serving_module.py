@@ -23,12 +23,16 @@ input index; TF Serving's REST API converts JSON to the signature's dtypes and n
   `request_time` or negative clicks of a counter with impressions.
 * `item_representations`: `item_id` string [n] -> `representation` float32 [n, d] (the item tower's
   output, to precompute the catalog offline), `modality_weights` and `modality_mask` float32 [n, M].
+
+An export without the item table (`marn export --item-store`), fed these representations from a feature
+store in place of item ids, has its own module: `export.item_store_serving`.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
 from marn_tf import schema as S
+from marn_tf.layers.provided_item_tower import CANDIDATE_REPRESENTATION
 from marn_tf.models.network import Network, request_features
 from marn_tf.export import raw_features as RF
 from marn_tf.export.request_features import required_features, serving_parse_spec
@@ -103,18 +107,25 @@ class ServingModule(tf.Module):
                 ITEM_REPRESENTATIONS: item_representations}
 
 
-def check_request(schema: S.Schema, features: dict) -> dict:
+def check_request(schema: S.Schema, features: dict, item_store: bool = False) -> dict:
     """`features` once every request value is one the model was trained on; else an assertion naming the feature
     (unquoted: TensorFlow escapes quotes in assertion messages).
 
     Rules from the schema, not per feature name: every feature has its schema shape and the candidate's
     batch size, an int64 bucket lies in [0, cardinality), a float is finite, and the sequence length lies
     in [0, number of behaviour items given] (a longer one would let padding into the model unnoticed).
+
+    With `item_store`, a request of an export without the item table (`export.item_store_serving`): it has
+    no item keys, its batch size is that of `candidate_representation` (in `features`), and the sequence length
+    lies in [0, the schema's sequence length] (the behaviours' representations have no padding marker). Only
+    the schema's features are returned.
     """
-    candidate = required_features(schema)[0]
+    candidate = CANDIDATE_REPRESENTATION if item_store else required_features(schema)[0]
     batch = tf.shape(features[candidate])[0]
     checks, checked = [], {}
     for f in request_features(schema):
+        if item_store and S.ITEM_KEY in f.tags:
+            continue
         # At run time, since the signature's shapes are not enforced on a call; the error names the input.
         value = checked[f.name] = tf.ensure_shape(features[f.name], [None, *f.shape])
         checks.append(tf.debugging.assert_equal(
@@ -131,7 +142,11 @@ def check_request(schema: S.Schema, features: dict) -> dict:
     for f in schema.features_with_tags(S.SEQUENCE_LENGTH):
         length = checked[f.name]
         checks.append(tf.debugging.assert_non_negative(length, message=f"request feature {f.name} must be >= 0"))
-        if behaviour:
+        if item_store:
+            checks.append(tf.debugging.assert_less_equal(
+                length, tf.constant(schema.sequence_length, tf.int64),
+                message=f"request feature {f.name} must not exceed the sequence length {schema.sequence_length}"))
+        elif behaviour:
             given = tf.reduce_sum(tf.cast(tf.not_equal(checked[behaviour[0].name], ""), tf.int64), axis=-1)
             checks.append(tf.debugging.assert_less_equal(
                 length, given, message=f"request feature {f.name} must not exceed the number of behaviour items "

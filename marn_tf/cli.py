@@ -88,7 +88,7 @@ def _export(args: argparse.Namespace) -> int:
     from marn_tf.export.saved_model import SERVING_BASE, export_model
 
     result = export_model(args.run, args.data, args.output, args.name, args.version, args.checkpoint,
-                          args.warmup_batch_sizes, args.serving_base or SERVING_BASE)
+                          args.warmup_batch_sizes, args.serving_base or SERVING_BASE, args.item_store)
     print(f"exported {result.checkpoint} as {result.path} ({result.warmup_requests} warmup requests, "
           f"{result.seconds:.0f} s); TF Serving config: {os.path.join(args.output, 'models.config')}")
     print(f"check it: marn check-export --model {result.path}")
@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="N,N", help="serving_default warmup request sizes (default 1,100; empty for none)")
     ex.add_argument("--serving-base", help="where --output is mounted on the server, for models.config "
                                            "(default /models, as in the Dockerfile's serve image)")
+    ex.add_argument("--item-store", action="store_true",
+                    help="export without the item table: the predict signature takes the candidate's and behaviour "
+                         "items' representations (what `marn embed-items` writes for a feature store) in place of "
+                         "item ids, so the SavedModel's size does not depend on the catalog")
 
     ck = sub.add_parser(
         "check-export", help="load an exported version in a fresh process and check it against the schema and "
