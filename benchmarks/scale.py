@@ -18,7 +18,10 @@ cores, so the figure says what the engine costs here, not what it gains on separ
 with their own ID embedding, each size in a fresh process: once in one process (table mode: the item table
 and the embeddings are weights of the model), and once under ParameterServerStrategy with `--ps` in-process
 parameter servers. It prints the MB of variables each process holds (and the one process's peak resident
-memory). Optimizer slots come on top once training starts (Adam: two per trainable weight).
+memory), and the MB of variables each export mode's SavedModel would hold: the regular export (the item
+tower precomputed over the catalog, beside the live tower for `item_representations`) and `--item-store`
+(no item tower, table or vocabulary). Optimizer slots come on top once training starts (Adam: two per
+trainable weight).
 """
 from __future__ import annotations
 
@@ -153,8 +156,19 @@ def catalog_child(config_path: str, data: str, items: int, ps: int) -> dict:
     for v in core.variables:
         device = v.device if ps else "the process"
         held[device] += v.shape.num_elements() * v.dtype.size / 2**20
-    return {"variables_mb": {k: round(v, 1) for k, v in sorted(held.items())},
-            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    result = {"variables_mb": {k: round(v, 1) for k, v in sorted(held.items())},
+              "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    if not ps:  # what each export mode's SavedModel holds as variables
+        from marn_tf.layers.precomputed_item_tower import PrecomputedItemTower
+
+        def mb(variables) -> float:
+            return sum(v.shape.num_elements() * v.dtype.size for v in variables) / 2**20
+
+        tower = core.get_layer("item_tower")
+        catalog = PrecomputedItemTower.freeze(tower)  # the regular export keeps the live tower too (item_representations)
+        result["export_variables_mb"] = {"item ids (regular)": round(mb(core.variables) + mb(catalog.variables), 1),
+                                         "item store": round(mb(core.variables) - mb(tower.variables), 1)}
+    return result
 
 
 def catalog_sizes(args) -> dict:
@@ -167,12 +181,14 @@ def catalog_sizes(args) -> dict:
                 sys.exit(f"catalog of {items:,} items, {ps} ps: failed\n{done.stderr[-3000:]}")
             results[f"{items:,} items, " + (f"{ps} ps" if ps else "one process")] = json.loads(
                 done.stdout.strip().splitlines()[-1])
-    print("\n| catalog, mode | MB of variables per process | peak memory of the process (MB) |")
-    print("|---|---|---:|")
+    print("\n| catalog, mode | MB of variables per process | peak memory of the process (MB) | "
+          "SavedModel variables (MB): regular / --item-store |")
+    print("|---|---|---:|---|")
     for name, r in results.items():
         held = ", ".join(f"{k.replace('/replica:0', '').replace('/device:CPU:0', '')} {v}"
                          for k, v in r["variables_mb"].items())
-        print(f"| {name} | {held} | {r['peak_memory_mb']} |")
+        export = " / ".join(str(v) for v in r.get("export_variables_mb", {}).values()) or "-"
+        print(f"| {name} | {held} | {r['peak_memory_mb']} | {export} |")
     return results
 
 
