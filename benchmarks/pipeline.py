@@ -19,31 +19,16 @@ import subprocess
 import sys
 import time
 
+from process_memory import process_tree  # benchmarks/, beside this script
+
 TARGET_EVENTS_PER_S = 20_000
 
 
 def tree_rss_mb(root: int) -> tuple[float, float, float]:
     """Resident MB of (`root` and all its descendants, `root` alone, the largest descendant)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(name))
-            rss[int(name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    total, largest_child, stack = 0, 0, [root]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        if pid != root:
-            largest_child = max(largest_child, rss.get(pid, 0))
-        stack.extend(children.get(pid, []))
-    return total / 2**20, rss.get(root, 0) / 2**20, largest_child / 2**20
+    tree = process_tree(root)
+    largest_child = max((rss for pid, rss in tree.items() if pid != root), default=0)
+    return sum(tree.values()) / 2**20, tree.get(root, 0) / 2**20, largest_child / 2**20
 
 
 def run_measured(cmd: list[str]) -> dict:

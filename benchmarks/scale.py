@@ -35,32 +35,11 @@ import tempfile
 import time
 
 from embedded_data import ensure_embedded_data  # benchmarks/, beside this script
+from process_memory import process_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = "/tmp/marn-bench/train-data"
 DEFAULT_RAW = "/tmp/marn-bench/train-raw"
-
-
-def processes_under(root: int) -> dict[int, int]:
-    """{pid: resident bytes} of `root` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(name))
-            rss[int(name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    found, stack = {}, [root]
-    while stack:
-        pid = stack.pop()
-        found[pid] = rss.get(pid, 0)
-        stack.extend(children.get(pid, []))
-    return found
 
 
 def task_of(pid: int) -> str | None:
@@ -88,7 +67,7 @@ def run_measured(command: list[str], output: str) -> dict:
     names: dict[int, str] = {}
     peaks: dict[str, float] = {}
     while process.poll() is None:
-        for pid, rss in processes_under(process.pid).items():
+        for pid, rss in process_tree(process.pid).items():
             if pid not in names:
                 name = task_of(pid)
                 if name is None:

@@ -112,15 +112,13 @@ class Count(beam.DoFn):
         yield element
 
 
-class ServingDefaultHandler(TFModelHandlerTensor):
-    """Beam's TensorFlow handler for a `marn export` SavedModel, run through its `serving_default` signature.
+class ExportedModelHandler(TFModelHandlerTensor):
+    """Beam's TensorFlow handler for a `marn export` SavedModel, run through the signature `inference_fn` calls.
 
     The SavedModel is a plain `tf.Module` (not a Keras model), so it is loaded with `tf.saved_model.load`;
-    a batch is a list of serialized tf.Examples.
+    a batch is a list of byte strings (serialized tf.Examples for `serving_default`, item ids for
+    `item_representations`).
     """
-
-    def __init__(self, model_uri: str, **kwargs):
-        super().__init__(model_uri, inference_fn=serving_default_inference, **kwargs)
 
     def load_model(self):
         import tensorflow as tf
@@ -208,7 +206,8 @@ def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: st
     if not FileSystems.match([input_pattern])[0].metadata_list:
         raise S.SchemaError(f"no input files match {input_pattern}")
     modalities = info["modalities"]
-    handler = KeyedModelHandler(ServingDefaultHandler(model_dir, min_batch_size=1, max_batch_size=batch_size))
+    handler = KeyedModelHandler(ExportedModelHandler(model_dir, inference_fn=serving_default_inference, min_batch_size=1,
+                                                     max_batch_size=batch_size))
 
     pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or [], num_workers))
     if input_format == "tfrecord":

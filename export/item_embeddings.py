@@ -21,10 +21,9 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
-from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 
 from marn_tf import schema as S
-from marn_tf.export.batch_scoring import Count, dead_letter, failed_batch_letters
+from marn_tf.export.batch_scoring import Count, ExportedModelHandler, dead_letter, failed_batch_letters
 from marn_tf.export.errors import short_reason
 from marn_tf.pipelines.beam_options import pipeline_options
 
@@ -62,22 +61,6 @@ class ToItemId(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.DEAD, dead_letter("invalid_item_id", "empty item id", line))
             return
         yield item, item.encode("utf-8")
-
-
-class ItemRepresentationsHandler(TFModelHandlerTensor):
-    """Beam's TensorFlow handler for a `marn export` SavedModel, run through its `item_representations` signature;
-    a batch is a list of item ids (bytes)."""
-
-    def __init__(self, model_uri: str, **kwargs):
-        super().__init__(model_uri, inference_fn=item_representations_inference, **kwargs)
-
-    def load_model(self):
-        import tensorflow as tf
-
-        return tf.saved_model.load(self._model_uri)
-
-    def get_num_bytes(self, batch: Sequence[bytes]) -> int:
-        return sum(len(b) for b in batch)
 
 
 def item_representations_inference(model, batch: Sequence[bytes], inference_args: dict,
@@ -123,7 +106,8 @@ def run(model_dir: str, output_prefix: str, items: Optional[str] = None,
     items = items or item_vocabulary(model_dir)
     if not FileSystems.match([items])[0].metadata_list:
         raise S.SchemaError(f"no item id files match {items}")
-    handler = KeyedModelHandler(ItemRepresentationsHandler(model_dir, min_batch_size=1, max_batch_size=batch_size))
+    handler = KeyedModelHandler(ExportedModelHandler(model_dir, inference_fn=item_representations_inference,
+                                                     min_batch_size=1, max_batch_size=batch_size))
 
     pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or [], num_workers))
     lines = pipeline | "Read item ids" >> beam.io.ReadFromText(items, coder=beam.coders.BytesCoder())

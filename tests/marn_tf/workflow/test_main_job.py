@@ -30,7 +30,7 @@ def test_the_flow_trains_evaluates_exports_and_summarises_every_model(flow_run):
     assert not os.path.exists(os.path.join(run_dir, "ladder", "marn-seed1"))
     assert sorted(os.listdir(os.path.join(run_dir, "ladder"))) == ["concat-seed1", "concat-seed2", "marn-seed2"]
     assert summary["ladder"]["concat"][0]["d1_accuracy"] is None  # concat has no discriminators
-    assert summary["export"]["passed"] and len(summary["export"]["checks"]) == 6
+    assert summary["export"]["passed"] and len(summary["export"]["checks"]) == 7
     assert os.path.exists(os.path.join(summary["export"]["path"], "saved_model.pb"))
     sources = summary["pipeline"]["sources"]
     assert all(s["balanced"] for s in sources.values()) and sources["events"]["dead_lettered"] > 0
