@@ -5,6 +5,7 @@ bucketed statistics as ints, behaviour sequences as lists (any length up to the 
 
     body = rest_body(schema, [instance, ...])                       # POST to /v1/models/<name>:predict
     body = raw_rest_body(schema, [raw_instance, ...])               # the same, for `predict_raw`
+    body = item_store_rest_body(schema, [instance, ...], store)      # for a `marn export --item-store` model
     request = grpc_request(schema, [instance, ...], "marn")         # PredictionService.Predict
     RestClient("http://host:8501", "marn", schema).predict([...])   # -> [{"probability": ..., ...}, ...]
     GrpcClient("host:8500", "marn", schema).predict([...])
@@ -12,6 +13,9 @@ bucketed statistics as ints, behaviour sequences as lists (any length up to the 
 REST sends named raw tensors to the `predict` signature (row format: one JSON object per instance);
 gRPC sends serialized tf.Examples to `serving_default`, the cheaper path for large batches. `raw_rest_body`
 is for front ends that have counters and times instead of the pipeline's buckets (`predict_raw`).
+`item_store_rest_body` is for a model exported with `--item-store`: it looks each distinct item of the
+request up once in `store` (item ids -> representation, modality weights and mask: the rows `marn embed-items`
+wrote, or a regular export's `item_representations`) and sends the vectors in place of the ids.
 """
 from __future__ import annotations
 
@@ -34,6 +38,32 @@ UNKNOWN_COUNT = -1  # what predict_raw reads as "no impressions"
 def rest_body(schema: S.Schema, instances: Sequence[Mapping[str, Any]], signature: str = PREDICT_SIGNATURE) -> dict:
     """The JSON body of a REST Predict call (row format) for the `predict` signature."""
     return {"signature_name": signature, "instances": [complete(schema, i) for i in instances]}
+
+
+def item_store_rest_body(schema: S.Schema, instances: Sequence[Mapping[str, Any]], store) -> dict:
+    """The JSON body of a REST Predict call (row format) for a `marn export --item-store` model.
+
+    Args:
+      schema: the model's schema.
+      instances: requests as for `rest_body` (with item ids).
+      store: item ids string [k] (numpy) -> {"representation" [k, d], "modality_weights", "modality_mask" [k, M]}.
+    """
+    from marn_tf.export.item_store_serving import item_store_request
+    from marn_tf.export.request_features import to_columns
+
+    columns = item_store_request(schema, to_columns(schema, list(instances)), store)
+    return {"signature_name": PREDICT_SIGNATURE,
+            "instances": [{name: json_value(np.asarray(value[i]).tolist()) for name, value in columns.items()}
+                          for i in range(len(instances))]}
+
+
+def json_value(value):
+    """A numpy `tolist()` value as JSON takes it: bytes as text, at any depth."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, list):
+        return [json_value(v) for v in value]
+    return value
 
 
 def raw_rest_body(schema: S.Schema, instances: Sequence[Mapping[str, Any]]) -> dict:

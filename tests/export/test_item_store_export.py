@@ -134,3 +134,20 @@ def test_records_the_mode_and_passes_check_export(store_exported):
     assert report.passed, [c for c in report.checks if not c.passed]
     assert [c.name for c in report.checks] == ["signatures match the schema", "warmup requests replay",
                                                "predict matches the checkpoint", "saved_model_cli show --all"]
+
+
+def test_the_rest_body_for_a_store_mode_model_scores_as_the_regular_predict(loaded, store_loaded, prepared):
+    from marn_tf.export.clients import item_store_rest_body, json_value, rest_body
+    from marn_tf.export.request_features import to_columns
+
+    _, data, schema = prepared
+    request = _validation_requests(data, schema, 8)
+    instances = [{name: json_value(np.asarray(value[i]).tolist()) for name, value in request.items()} for i in range(8)]
+    body = json.loads(json.dumps(item_store_rest_body(schema, instances, _regular_representations(loaded))))
+    assert body["signature_name"] == "predict" and "item_id" not in body["instances"][0]
+    columns = {name: [row[name] for row in body["instances"]] for name in body["instances"][0]}
+    specs = store_loaded.signatures["predict"].structured_input_signature[1]
+    got = store_loaded.signatures["predict"](**{name: tf.constant(v, specs[name].dtype) for name, v in columns.items()})
+    want = _call(loaded, "predict", to_columns(schema, rest_body(schema, instances)["instances"]))
+    np.testing.assert_allclose(got["probability"].numpy(), want["probability"], rtol=0, atol=1e-5)
+
