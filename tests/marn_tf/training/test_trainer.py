@@ -148,6 +148,26 @@ def make_dataset_for(prepared):
     return indexed(make_dataset(data, schema, "train", 16), load_network(config, schema, data)).take(1)
 
 
+def validation_log_loss(config, data, run) -> float:
+    """Mean click log loss on the validation split of the run's best checkpoint, or (run None) untrained."""
+    import tensorflow as tf
+
+    from marn_tf.data.input import make_dataset
+    from marn_tf.training.training_run import check_data, indexed, load_network, restore_run
+
+    if run is None:
+        tf.keras.utils.set_random_seed(config.train.seed)
+        schema = check_data(config, data)
+        network = load_network(config, schema, data)
+    else:
+        _, schema, network, _ = restore_run(str(run), data)
+    losses = [tf.keras.backend.binary_crossentropy(tf.cast(labels, tf.float32),
+                                                   network.inference(features, training=False)["probability"])
+              for features, labels in indexed(make_dataset(data, schema, "validation", 256, shuffle=False,
+                                                           drop_remainder=False), network)]
+    return float(tf.reduce_mean(tf.concat(losses, 0)))
+
+
 def test_a_local_parameter_server_cluster_trains_resumes_and_exports(prepared, tmp_path):
     """chief + 2 workers + 2 ps processes: the embeddings split over /job:ps, the loss falls, a run that lost its
     last checkpoint resumes from the one before, and the sharded checkpoint exports to the unsharded serving model."""
@@ -171,8 +191,10 @@ def test_a_local_parameter_server_cluster_trains_resumes_and_exports(prepared, t
     assert "/job:ps/replica:0/task:0" in placement and "/job:ps/replica:0/task:1" in placement
     assert "modality_embeddings/item_id/embeddings" in placement.split("split by rows")[1]
     assert summary["steps"] == 12 and summary["status"] == "completed"
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    assert history[1]["val_ctr_loss"] < history[0]["val_ctr_loss"]
+    # The loss falls: the trained weights against the same network untrained, on the whole validation split.
+    # (The epochs' own validation figures are inexact under parameter servers: workers share the batches.)
+    trained, untrained = validation_log_loss(config, data, run), validation_log_loss(config, data, None)
+    assert trained < untrained - 0.05
 
     for path in (run / "checkpoints").glob("ckpt-2.*"):  # as if the chief died before epoch 2's checkpoint
         path.unlink()
