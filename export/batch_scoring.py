@@ -229,15 +229,21 @@ def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: st
     _ = (requests[ToRequest.DEAD], rows[ToRow.DEAD], failed_letters) | beam.Flatten() | "Write dead letters" >> beam.io.WriteToText(
         f"{output_prefix}-dead_letter", file_name_suffix=".jsonl")
 
+    return run_and_count(pipeline, NAMESPACE, "scored", output_prefix)
+
+
+def run_and_count(pipeline: beam.Pipeline, namespace: str, done: str, output_prefix: str) -> dict[str, Any]:
+    """Runs `pipeline`, then its counters of `namespace`: read = `done` + dead-lettered (rejected records and
+    failed inferences), written to `<output_prefix>-counts.json`; raises when they do not balance."""
     result = pipeline.run()
     result.wait_until_finish()
-    counts = {name: 0 for name in ("read", "scored", "rejected_records", "failed_inference")}
-    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+    counts = {name: 0 for name in ("read", done, "rejected_records", "failed_inference")}
+    for counter in result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]:
         counts[counter.key.metric.name] += counter.committed or 0
     counts["dead_lettered"] = counts["rejected_records"] + counts["failed_inference"]
-    counts["balanced"] = counts["read"] == counts["scored"] + counts["dead_lettered"]
+    counts["balanced"] = counts["read"] == counts[done] + counts["dead_lettered"]
     with FileSystems.create(f"{output_prefix}-counts.json") as f:
         f.write(json.dumps(counts, indent=2).encode("utf-8"))
     if not counts["balanced"]:
-        raise RuntimeError(f"records read ({counts['read']}) != scored + dead-lettered: {counts}")
+        raise RuntimeError(f"records read ({counts['read']}) != {done} + dead-lettered: {counts}")
     return counts

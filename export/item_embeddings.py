@@ -13,17 +13,16 @@ checked) go to `<output>-counts.json`.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 from marn_tf import schema as S
-from marn_tf.export.batch_scoring import Count, ExportedModelHandler, dead_letter, failed_batch_letters
+from marn_tf.export.batch_scoring import (Count, ExportedModelHandler, dead_letter, failed_batch_letters,
+                                          run_and_count)
 from marn_tf.export.errors import short_reason
 from marn_tf.pipelines.beam_options import pipeline_options
 
@@ -125,15 +124,4 @@ def run(model_dir: str, output_prefix: str, items: Optional[str] = None,
     _ = (ids[ToItemId.DEAD], failed_letters) | beam.Flatten() | "Write dead letters" >> beam.io.WriteToText(
         f"{output_prefix}-dead_letter", file_name_suffix=".jsonl")
 
-    result = pipeline.run()
-    result.wait_until_finish()
-    counts = {name: 0 for name in ("read", "embedded", "rejected_records", "failed_inference")}
-    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-        counts[counter.key.metric.name] += counter.committed or 0
-    counts["dead_lettered"] = counts["rejected_records"] + counts["failed_inference"]
-    counts["balanced"] = counts["read"] == counts["embedded"] + counts["dead_lettered"]
-    with FileSystems.create(f"{output_prefix}-counts.json") as f:
-        f.write(json.dumps(counts, indent=2).encode("utf-8"))
-    if not counts["balanced"]:
-        raise RuntimeError(f"item ids read ({counts['read']}) != embedded + dead-lettered: {counts}")
-    return counts
+    return run_and_count(pipeline, NAMESPACE, "embedded", output_prefix)
