@@ -98,14 +98,18 @@ def placement_summary(variables) -> str:
             + f"; {len(split)} split by rows over the ps tasks: {', '.join(split)}")
 
 
+def _task() -> dict:
+    """This process's `task` in TF_CONFIG ({} without a cluster)."""
+    return json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+
+
 def task_type() -> str:
-    return json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("type", "chief")
+    return _task().get("type", "chief")
 
 
 def task_name() -> str:
     """"<type>-<index>" of this process in TF_CONFIG ("chief-0" without a cluster): stable across restarts."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return f"{task.get('type', 'chief')}-{task.get('index', 0)}"
+    return f"{task_type()}-{_task().get('index', 0)}"
 
 
 def is_chief() -> bool:
