@@ -3,6 +3,7 @@
     python benchmarks/scale.py                       # single process, then chief + 2 workers + 2 ps
     python benchmarks/scale.py --steps 200 --workers 2 --ps 2 --batch-size 1024
     python benchmarks/scale.py --catalog-sizes 100000 1000000 --skip-training    # memory against catalog size
+    python benchmarks/scale.py --content-in-examples   # also one process on examples carrying the item content
 
 Both runs train MARN on the embedded dataset (generated and preprocessed once into /tmp/marn-bench/, or
 `--data DIR --config CFG`) for the same number of steps of `--batch-size` examples (per worker under
@@ -14,10 +15,15 @@ Printed per run: examples/s of training (the trainer's own figure: steps x batch
 parameter server holds (from the chief's placement log). On one machine the cluster's processes share its
 cores, so the figure says what the engine costs here, not what it gains on separate hosts.
 
+`--content-in-examples` also preprocesses the same raw data with `pipeline.item_content: examples` (once, into
+`<data>-content-in-examples`) and trains one process on it: the cost of carrying the content in every example
+(TFRecord bytes per example, examples/s, memory) against the in-model table.
+
 `--catalog-sizes N ...` builds the MARN network (no training) of the same config for catalogs of N items, all
-with their own ID embedding, each size in a fresh process: once in one process (table mode: the item table
-and the embeddings are weights of the model), and once under ParameterServerStrategy with `--ps` in-process
-parameter servers. It prints the MB of variables each process holds (and the one process's peak resident
+with their own ID embedding, each size and mode in a fresh process: in one process in table mode (the item
+table and the embeddings are weights of the model), in one process in examples mode (`pipeline.item_content:
+examples`: the content comes with the examples, only the ID embeddings grow with the catalog), and under
+ParameterServerStrategy with `--ps` in-process parameter servers (table mode). It prints the MB of variables each process holds (and the one process's peak resident
 memory), and the MB of variables each export mode's SavedModel would hold: the regular export (the item
 tower precomputed over the catalog, beside the live tower for `item_representations`) and `--item-store`
 (no item tower, table or vocabulary). Optimizer slots come on top once training starts (Adam: two per
@@ -94,8 +100,12 @@ def ps_variable_bytes(chief_log: str) -> dict[str, float]:
                                                                  line)}
 
 
-def catalog_child(config_path: str, data: str, items: int, ps: int) -> dict:
-    """In this process: the network for a catalog of `items` items; MB of variables per device."""
+CATALOG_MODES = ("table", "examples", "ps")
+
+
+def catalog_child(config_path: str, data: str, items: int, mode: str, ps: int) -> dict:
+    """In this process: the network for a catalog of `items` items in `mode` (CATALOG_MODES); MB of variables per
+    device."""
     import collections
     import resource
     import socket
@@ -105,12 +115,16 @@ def catalog_child(config_path: str, data: str, items: int, ps: int) -> dict:
 
     from marn_tf.config import Config
     from marn_tf.models.network import build_core
+    from marn_tf.pipelines.example_schema import content_features
     from marn_tf.schema import ITEM_VOCABULARY, Schema
 
-    schema = Schema.load(data)
+    schema = Schema.load(data).without_content_features()
     schema.vocabularies[ITEM_VOCABULARY].size = items
     schema.item_table.num_with_id_embedding = items
     config = Config.load(config_path, ["runtime.strategy=default"])
+    if mode == "examples":  # the schema `pipeline.item_content: examples` writes
+        schema.features += content_features(config)
+    ps = ps if mode == "ps" else 0
     if ps:
         sockets = [socket.socket() for _ in range(1 + ps)]
         for s in sockets:
@@ -137,7 +151,7 @@ def catalog_child(config_path: str, data: str, items: int, ps: int) -> dict:
         held[device] += v.shape.num_elements() * v.dtype.size / 2**20
     result = {"variables_mb": {k: round(v, 1) for k, v in sorted(held.items())},
               "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
-    if not ps:  # what each export mode's SavedModel holds as variables
+    if mode == "table":  # what each export mode's SavedModel holds as variables (the same from any training mode)
         from marn_tf.layers.precomputed_item_tower import PrecomputedItemTower
 
         def mb(variables) -> float:
@@ -152,14 +166,16 @@ def catalog_child(config_path: str, data: str, items: int, ps: int) -> dict:
 
 def catalog_sizes(args) -> dict:
     results = {}
+    names = {"table": "one process, item table", "examples": "one process, content in the examples",
+             "ps": f"{args.ps} ps, item table"}
     for items in args.catalog_sizes:
-        for ps in (0, args.ps):
-            done = subprocess.run([sys.executable, os.path.abspath(__file__), "--catalog-child", str(items), str(ps),
-                                   "--config", args.config, "--data", args.data], capture_output=True, text=True)
+        for mode in CATALOG_MODES:
+            done = subprocess.run([sys.executable, os.path.abspath(__file__), "--catalog-child", str(items), mode,
+                                   "--config", args.config, "--data", args.data, "--ps", str(args.ps)],
+                                  capture_output=True, text=True)
             if done.returncode != 0:
-                sys.exit(f"catalog of {items:,} items, {ps} ps: failed\n{done.stderr[-3000:]}")
-            results[f"{items:,} items, " + (f"{ps} ps" if ps else "one process")] = json.loads(
-                done.stdout.strip().splitlines()[-1])
+                sys.exit(f"catalog of {items:,} items, {names[mode]}: failed\n{done.stderr[-3000:]}")
+            results[f"{items:,} items, {names[mode]}"] = json.loads(done.stdout.strip().splitlines()[-1])
     print("\n| catalog, mode | MB of variables per process | peak memory of the process (MB) | "
           "SavedModel variables (MB): regular / --item-store |")
     print("|---|---|---:|---|")
@@ -169,6 +185,28 @@ def catalog_sizes(args) -> dict:
         export = " / ".join(str(v) for v in r.get("export_variables_mb", {}).values()) or "-"
         print(f"| {name} | {held} | {r['peak_memory_mb']} | {export} |")
     return results
+
+
+def content_in_examples_data(args) -> str:
+    """The same raw data preprocessed with `pipeline.item_content: examples` (once; an existing output is reused)."""
+    data = args.data.rstrip("/") + "-content-in-examples"
+    if not os.path.exists(os.path.join(data, "schema.json")):
+        from marn_tf.config import Config
+        from marn_tf.pipelines import preprocess
+
+        started = time.perf_counter()
+        preprocess.run(Config.load(args.config, ["pipeline.item_content=examples"]), data, num_workers=2)
+        print(f"preprocessed with the item content in the examples into {data} in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+    return data
+
+
+def bytes_per_example(data: str, split: str = "train") -> float:
+    """Compressed TFRecord bytes per example of a split."""
+    with open(os.path.join(data, "schema.json")) as f:
+        examples = json.load(f)["split_examples"][split]
+    directory = os.path.join(data, split)
+    return sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory)) / examples
 
 
 def main() -> None:
@@ -185,11 +223,14 @@ def main() -> None:
     parser.add_argument("--catalog-sizes", type=int, nargs="*", default=[],
                         help="also measure the variables held for catalogs of these numbers of items")
     parser.add_argument("--skip-training", action="store_true", help="only the --catalog-sizes figures")
+    parser.add_argument("--content-in-examples", action="store_true",
+                        help="also train one process on the data preprocessed with pipeline.item_content: examples")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    parser.add_argument("--catalog-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--catalog-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.catalog_child:
-        print(json.dumps(catalog_child(args.config, args.data, *args.catalog_child)))
+        items, mode = args.catalog_child
+        print(json.dumps(catalog_child(args.config, args.data, int(items), mode, args.ps)))
         return
     args.config = ensure_embedded_data(args.data, DEFAULT_RAW, args.config)
     results = {}
@@ -210,6 +251,16 @@ def main() -> None:
     os.makedirs(single)
     results["single process"] = run_measured(
         [sys.executable, "-m", "marn_tf.cli", "train", *train, "--output", single, *settings, "--no-progress"], single)
+    results["single process"]["tfrecord_bytes_per_example"] = round(bytes_per_example(args.data))
+    if args.content_in_examples:
+        data = content_in_examples_data(args)
+        directory = os.path.join(output, "single_content_in_examples")
+        os.makedirs(directory)
+        name = "single process, content in the examples"
+        results[name] = run_measured(
+            [sys.executable, "-m", "marn_tf.cli", "train", "--config", args.config, "--data", data, "--output", directory,
+             *settings, "--set", "pipeline.item_content=examples", "--no-progress"], directory)
+        results[name]["tfrecord_bytes_per_example"] = round(bytes_per_example(data))
     cluster = os.path.join(output, "parameter_servers")
     os.makedirs(cluster)
     results[f"chief + {args.workers} workers + {args.ps} ps"] = run_measured(
@@ -220,12 +271,16 @@ def main() -> None:
 
     print(f"\nruns in {output}")
     print(f"MARN, {args.steps} steps of {args.batch_size} examples, validation {args.validation_steps} batches")
-    print("| run | examples/s | wall s | peak memory per process (MB) | variables per ps (MB) |")
-    print("|---|---:|---:|---|---|")
+    print("| run | examples/s | wall s | peak memory per process (MB) | variables per ps (MB) | TFRecord bytes "
+          "per example |")
+    print("|---|---:|---:|---|---|---:|")
     for name, r in results.items():
+        if name == "catalog":
+            continue
         memory = ", ".join(f"{k} {v}" for k, v in r["peak_memory_mb"].items())
         held = ", ".join(f"{k} {v}" for k, v in r.get("ps_variables_mb", {}).items()) or "-"
-        print(f"| {name} | {r['examples_per_second']:,.0f} | {r['wall_s']} | {memory} | {held} |")
+        print(f"| {name} | {r['examples_per_second']:,.0f} | {r['wall_s']} | {memory} | {held} | "
+              f"{r.get('tfrecord_bytes_per_example', '-')} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

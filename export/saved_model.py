@@ -21,6 +21,7 @@ import datetime
 import json
 import logging
 import os
+import tempfile
 import time
 from typing import Optional, Sequence
 
@@ -28,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from marn_tf.models.network import Network
-from marn_tf.schema import ITEM_VOCABULARY, SCHEMA_FILE, SchemaError, read_vocabulary
+from marn_tf.schema import ITEM_VOCABULARY, SchemaError, read_vocabulary
 from marn_tf.training.training_run import restore_run
 from marn_tf.storage import files, ownership
 from marn_tf.export import item_store_serving as ISS
@@ -86,15 +87,18 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
         raise SchemaError(f"the checkpoint {checkpoint!r} is not inside the run {run_dir!r}: name one of its "
                           f"best/ckpt-N or checkpoints/ckpt-N, or pass that checkpoint's run as --run")
     config, schema, network, checkpoint = restore_run(run_dir, data_dir, checkpoint)
-    schema_file = files.join(data_dir, SCHEMA_FILE)
-    module = (ISS.ItemStoreServingModule(network, schema, schema_file) if item_store
-              else SM.ServingModule(network, schema, schema_file))
     # Written under a new hidden name and renamed into place when complete; removed if anything fails first,
     # or by the next export when this process is killed first.
     ownership.remove_stale_temporaries(model_dir, STAGING)
     with ownership.temporary_directory(model_dir, f"{STAGING}{version}-", "marn export") as staging:
-        signatures = module.signatures()
-        tf.saved_model.save(module, staging, signatures=signatures)
+        # The schema asset is the schema the served network was built from: the pipeline's, less the item content
+        # features when the examples carried them (requests carry item ids; the model holds the table).
+        with tempfile.TemporaryDirectory(prefix="marn-export-schema-") as schema_dir:
+            schema_file = schema.save(schema_dir)
+            module = (ISS.ItemStoreServingModule(network, schema, schema_file) if item_store
+                      else SM.ServingModule(network, schema, schema_file))
+            signatures = module.signatures()
+            tf.saved_model.save(module, staging, signatures=signatures)
 
         logs = (item_store_warmup_requests(data_dir, schema, model_name, warmup_batch_sizes, network) if item_store
                 else warmup_requests(data_dir, schema, model_name, warmup_batch_sizes))

@@ -80,6 +80,9 @@ class ItemFields:
     image_dim: int = 64
     title: Optional[str] = "title"  # free text, may be null/empty
     max_title_tokens: int = 16
+    # > 0: the item table (and examples, with pipeline.item_content: examples) hold the image vectors reduced to
+    # this many dimensions by a PCA fitted in the job on the training window's items (image_pca.json says how)
+    image_pca_dim: int = 0
     statistics: list[str] = dataclasses.field(default_factory=lambda: ["sales_count", "review_count"])
 
     def __post_init__(self):
@@ -89,6 +92,14 @@ class ItemFields:
             raise ConfigError("image_dim must be positive when image is set")
         if self.max_title_tokens <= 0:
             raise ConfigError("max_title_tokens must be positive")
+        if self.image_pca_dim and (not self.image or not 0 < self.image_pca_dim < self.image_dim):
+            raise ConfigError(f"image_pca_dim is {self.image_pca_dim}: it must be between 1 and image_dim - 1 "
+                              f"({self.image_dim - 1}) and needs items.image set, or 0 to keep the image vectors whole")
+
+    @property
+    def stored_image_dim(self) -> int:
+        """The length of the image vectors the item table and examples hold: image_dim, or image_pca_dim."""
+        return self.image_pca_dim or self.image_dim
 
 
 @dataclasses.dataclass
@@ -153,18 +164,28 @@ class SplitConfig:
         return start, parse_utc_seconds(self.train_end, "train_end"), parse_utc_seconds(self.valid_end, "valid_end")
 
 
+ITEM_CONTENT_SOURCES = ("table", "examples")
+
+
 @dataclasses.dataclass
 class PipelineConfig:
     max_dead_letter_rate: float = 0.05  # fail the job when more of a table's records are rejected
     # TFRecord shards per split. 0 lets the runner decide (a file per bundle): a fixed number adds a
     # shuffle of every example, measured 1.4x slower with 3.7x the peak memory on the local runner.
     num_shards: int = 0
+    # Where training reads the item content (image, title, ID fields, catalog counters) from. "table": the item
+    # table, held in the model (examples carry item ids only). "examples": every example carries its candidate's
+    # and behaviour items' content (item_content_* and hist_content_* features), so training holds no per-item
+    # content and its memory does not grow with the catalog; examples grow by the content of 1 + max_length items.
+    item_content: str = "table"
 
     def __post_init__(self):
         if not 0.0 <= self.max_dead_letter_rate <= 1.0:
             raise ConfigError("max_dead_letter_rate must be between 0 and 1")
         if self.num_shards < 0:
             raise ConfigError("num_shards must be >= 0")
+        if self.item_content not in ITEM_CONTENT_SOURCES:
+            raise ConfigError(f"item_content is {self.item_content!r}: use one of {', '.join(ITEM_CONTENT_SOURCES)}")
 
 
 @dataclasses.dataclass

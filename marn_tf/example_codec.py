@@ -71,16 +71,26 @@ def example_class():
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
 
 
+def num_values(feature: FeatureSpec) -> int:
+    """How many values the feature holds in an Example: the product of its shape (a [50, 64] feature is 3,200
+    values, row after row, as `tf.io.parse_example` reads them)."""
+    n = 1
+    for d in feature.shape:
+        n *= d
+    return n
+
+
 class ExampleEncoder:
     """Serializes `values` as a tf.train.Example with exactly the features of `features`.
 
     Every feature must have a value (a KeyError names a missing one); a list must have the declared
-    length. Extra keys in `values` are ignored.
+    number of values (`num_values`: a feature of several dimensions is given flat). Extra keys in `values` are
+    ignored.
     """
 
     def __init__(self, features: list[FeatureSpec]):
         self.features = features
-        self._plan = [(f.name, f.dtype, f.shape[0] if f.shape else None) for f in features]
+        self._plan = [(f.name, f.dtype, num_values(f) if f.shape else None) for f in features]
 
     def encode(self, values: dict) -> bytes:
         example = example_class()()
@@ -123,7 +133,7 @@ def decode(serialized: bytes, features: Sequence[FeatureSpec], required: Sequenc
         if kind != KINDS[f.dtype]:
             raise ExampleError(f"feature {f.name!r} holds {kind}, the schema says {f.dtype}")
         value = list(getattr(feature_map[f.name], kind).value)
-        want = f.shape[0] if f.shape else 1
+        want = num_values(f)
         if len(value) != want:
             raise ExampleError(f"feature {f.name!r} has {len(value)} values, the schema says {want}")
         values[f.name] = value

@@ -50,7 +50,18 @@ STATISTIC = "statistic"
 RATE = "rate"  # a probability in [0, 1]: the model takes its logit; the no-model floor sums them
 PROPERTY = "behaviour_property"
 SEQUENCE_LENGTH = "sequence_length"
+ITEM_CONTENT = "item_content"  # an item table column's value carried by the example (`pipeline.item_content: examples`)
 METADATA = "metadata"  # carried for evaluation and debugging, never a model input
+
+
+def candidate_content_feature(column: str) -> str:
+    """The example feature holding item table column `column` of the candidate (with the ITEM_CONTENT tag)."""
+    return f"item_content_{column}"
+
+
+def behaviour_content_feature(column: str) -> str:
+    """The example feature holding item table column `column` of every behaviour item, [sequence_length, ...]."""
+    return f"hist_content_{column}"
 
 
 class SchemaError(ConfigError):
@@ -176,6 +187,18 @@ class Schema:
 
     def item_columns(self, modality: str) -> list[ItemColumn]:
         return [c for c in self.item_table.columns if c.modality == modality]
+
+    @property
+    def content_in_examples(self) -> bool:
+        """True when the examples carry their items' content (ITEM_CONTENT features) for training to read in
+        place of the item table (`pipeline.item_content: examples`)."""
+        return any(ITEM_CONTENT in f.tags for f in self.features)
+
+    def without_content_features(self) -> "Schema":
+        """This schema without the ITEM_CONTENT features: what a model reading the item table takes. The item
+        table holds the same values, so an export or evaluation of a model trained on the examples' content
+        builds this, fills the table and restores the same weights."""
+        return dataclasses.replace(self, features=[f for f in self.features if ITEM_CONTENT not in f.tags])
 
     # -- tf.data --------------------------------------------------------------------------------
     def parse_spec(self, with_label: bool = True) -> dict:

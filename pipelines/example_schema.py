@@ -83,12 +83,35 @@ def example_features(config: Config) -> list[S.FeatureSpec]:
     features += [F(hist_stat_feature(s), "int64", [seq], [S.BEHAVIOUR, S.STATISTIC], 0, cardinality=nb,
                    description=f"behaviour item's {s} before the day of that behaviour, bucketised")
                  for s in STATISTIC_NAMES]
+    if config.pipeline.item_content == "examples":
+        features += content_features(config)
     features += [
         F(HIST_LENGTH, "int64", [], [S.BEHAVIOUR, S.SEQUENCE_LENGTH], 0),
         F(TIMESTAMP, "int64", [], [S.METADATA], 0, description="impression time, epoch seconds"),
         F(REQUEST_ID, "string", [], [S.METADATA], ""),
     ]
     return features
+
+
+def content_columns(config: Config) -> list[S.ItemColumn]:
+    """The item table columns an example carries per item with `pipeline.item_content: examples`: all but the keys."""
+    return [c for c in item_columns(config) if c.name not in (ITEM_KEY_COLUMN, "item_id")]
+
+
+def content_features(config: Config) -> list[S.FeatureSpec]:
+    """The candidate's and the behaviour items' content: item table column values, as indices and vectors (not
+    strings), 0 for padding positions."""
+    seq = config.sequence.max_length
+    zero = {"int64": 0, "float32": 0.0}
+    candidate = [S.FeatureSpec(S.candidate_content_feature(c.name), c.dtype, list(c.shape),
+                               [S.CANDIDATE, S.ITEM_CONTENT], zero[c.dtype],
+                               description=f"the candidate's item table column {c.name!r}")
+                 for c in content_columns(config)]
+    behaviour = [S.FeatureSpec(S.behaviour_content_feature(c.name), c.dtype, [seq, *c.shape],
+                               [S.BEHAVIOUR, S.ITEM_CONTENT], zero[c.dtype],
+                               description=f"each behaviour item's item table column {c.name!r}; 0 for padding")
+                 for c in content_columns(config)]
+    return candidate + behaviour
 
 
 def split_by_sharing(features: list[S.FeatureSpec]) -> tuple[list[S.FeatureSpec], list[S.FeatureSpec]]:
@@ -104,7 +127,9 @@ def item_columns(config: Config) -> list[S.ItemColumn]:
                C("item_id", "string", [], None)]
     columns += [C(name, "int64", [], "id", vocabulary=name) for name in f.id_fields]
     if f.image:
-        columns += [C(S.IMAGE_COLUMN, "float32", [f.image_dim], "image"),
+        columns += [C(S.IMAGE_COLUMN, "float32", [f.stored_image_dim], "image",
+                      description="the catalog's image vector" + (", PCA-reduced (image_pca.json)" if f.image_pca_dim
+                                                                    else "")),
                     C(S.IMAGE_PRESENT_COLUMN, "int64", [], None, description="1 if the catalog had an image vector")]
     if f.title:
         columns += [C(S.TITLE_COLUMN, "int64", [f.max_title_tokens], "text", vocabulary=WORD_VOCAB,

@@ -63,14 +63,17 @@ class ImagePcaFn(beam.CombineFn):
     def create_accumulator(self) -> Accumulator:
         return 0, np.zeros(self.dim), np.zeros((self.dim, self.dim))
 
-    def add_input(self, accumulator: Accumulator, vector: Sequence[float]) -> Accumulator:
-        if len(vector) != self.dim:
-            raise ValueError(f"image vector has length {len(vector)}, the PCA expects {self.dim}")
+    def add_input(self, accumulator: Accumulator, vectors) -> Accumulator:
+        """Adds one vector, or a batch of them ([n, dim]: one BLAS product instead of n outer products, which at
+        4096-d is ~100x faster; the job batches with `beam.BatchElements`)."""
+        x = np.asarray(vectors, dtype=np.float64)
+        x = x[None] if x.ndim == 1 else x
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"image vector has length {x.shape[-1]}, the PCA expects {self.dim}")
         count, total, outer = accumulator  # updated in place, as Beam allows for add_input
-        x = np.asarray(vector, dtype=np.float64)
-        total += x
-        outer += np.outer(x, x)
-        return count + 1, total, outer
+        total += x.sum(axis=0)
+        outer += x.T @ x
+        return count + len(x), total, outer
 
     def merge_accumulators(self, accumulators: Iterable[Accumulator]) -> Accumulator:
         count, total, outer = self.create_accumulator()  # fresh: none of the inputs is modified

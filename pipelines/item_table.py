@@ -21,14 +21,18 @@ def arrow_schema(config: Config):
     return pa.schema(fields)
 
 
-def item_row(item: Item, indices: dict[str, dict[str, int]], config: Config) -> dict:
-    """Content of one item; `indices[vocabulary][token]` is the token's index (absent -> 0, OOV)."""
+def item_row(item: Item, indices: dict[str, dict[str, int]], config: Config, image_pca=None) -> dict:
+    """Content of one item; `indices[vocabulary][token]` is the token's index (absent -> 0, OOV); `image_pca` (an
+    `ImagePca`, with items.image_pca_dim) reduces the image vector."""
     f = config.items
     row = {ES.ITEM_KEY_COLUMN: indices[ES.ITEM_VOCAB][item.item_id], "item_id": item.item_id}
     for name, value in zip(f.id_fields, item.id_values):
         row[name] = indices[name].get(value, 0)
     if f.image:
-        row[S.IMAGE_COLUMN] = list(item.image) if item.image else [0.0] * f.image_dim
+        if not item.image:
+            row[S.IMAGE_COLUMN] = [0.0] * f.stored_image_dim
+        else:
+            row[S.IMAGE_COLUMN] = image_pca.project(item.image) if image_pca is not None else list(item.image)
         row[S.IMAGE_PRESENT_COLUMN] = int(item.image is not None)
     if f.title:
         words = indices[ES.WORD_VOCAB]

@@ -7,12 +7,15 @@ Stages (names as they appear in the Beam UI):
                                       attach the profile
   ItemDailyCounts                     impressions/clicks per (item, day) -> point-in-time statistics
   GlobalDailyCounts                   impressions/clicks per day, all items -> the prior of click rates
-  Examples                            one tf.train.Example per impression, split by time
-  Vocabularies, ItemTable             from the training window; item content indexed by vocabulary
+  Vocabularies, ItemTable             from the training window; item content indexed by vocabulary (image
+                                      vectors PCA-reduced first with items.image_pca_dim)
+  Examples                            one tf.train.Example per impression, split by time (with the items'
+                                      content, a side input, with pipeline.item_content: examples)
   Counts                              every count of the run report, exact on any runner
 
 Memory: a worker holds one user's timeline, the catalog's item ids, the per-(item, day) and per-day
-counts (side inputs: their size grows with the catalog and the number of days, not with the events).
+counts (side inputs: their size grows with the catalog and the number of days, not with the events), and
+with pipeline.item_content: examples every item's content.
 """
 from __future__ import annotations
 
@@ -30,11 +33,13 @@ from marn_tf.schema import SCHEMA_FILE, SPLITS
 from marn_tf.storage import files, ownership
 from marn_tf.pipelines import records as R
 from marn_tf.pipelines.beam_options import pipeline_options
+from marn_tf.pipelines.image_pca import ImagePcaFn
 from marn_tf.pipelines.input_checks import check_inputs
+from marn_tf.pipelines.item_content import ItemContent
 from marn_tf.pipelines.item_statistics import CumulativeCounts
 from marn_tf.pipelines.item_table import arrow_schema
 from marn_tf.pipelines.raw_io import InputFile, list_input_files
-from marn_tf.pipelines.run_report import COUNTS_FILE, finalize, write_json
+from marn_tf.pipelines.run_report import COUNTS_FILE, IMAGE_PCA_FILE, finalize, write_json
 from marn_tf.pipelines.transforms import (COUNTS, DEAD, ITEM_COUNT_KEY, ITEMS, BuildExamples, BuildTimeline, ItemRows,
                                  KeepFirstItem, ReadAndParse, TrainingWindowCounts, WriteVocabularies,
                                  build_vocabularies, catalog_value_counts, daily_item_counts, sum_pairs)
@@ -93,14 +98,6 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str, files: Optiona
         | "Global cumulative" >> beam.Map(lambda days: CumulativeCounts.from_daily(
             (day, impressions, clicks) for day, (impressions, clicks) in days)))
 
-    examples = timelines.ok | "Examples" >> beam.ParDo(
-        BuildExamples(config), beam.pvalue.AsDict(item_stats),
-        beam.pvalue.AsSingleton(global_totals)).with_outputs(*SPLITS, COUNTS)
-    counts.append(examples[COUNTS])
-    for split in SPLITS:
-        _ = examples[split] | f"Write {split}" >> beam.io.WriteToTFRecord(
-            join(split, "part"), file_name_suffix=".tfrecord.gz", num_shards=config.pipeline.num_shards)
-
     # Vocabularies from the training window; every catalog item is in the item vocabulary.
     window_counts = (timelines.ok | "Training window" >> beam.ParDo(TrainingWindowCounts(config))
                      | "Sum window counts" >> beam.CombinePerKey(sum))
@@ -123,11 +120,33 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str, files: Optiona
         | "Vocabularies" >> beam.Map(build_vocabularies, config))
     counts.append(vocabularies | "Write vocabularies" >> beam.ParDo(WriteVocabularies(output)))
 
+    image_pca = []
+    if config.items.image_pca_dim:  # fitted on the images of the items the training window saw
+        fitted = (items_with_counts
+                  | "Training window images" >> beam.FlatMap(lambda ic: [ic[0].image] if ic[1] and ic[0].image else [])
+                  | "Batch images" >> beam.BatchElements(min_batch_size=16, max_batch_size=1024)
+                  | "Fit image PCA" >> beam.CombineGlobally(ImagePcaFn(config.items.image_pca_dim,
+                                                                       config.items.image_dim)))
+        _ = fitted | "Write image PCA" >> beam.Map(lambda pca: write_json(join(IMAGE_PCA_FILE), pca.to_dict()))
+        image_pca = [beam.pvalue.AsSingleton(fitted)]
     rows = items_with_counts | "ItemTable" >> beam.ParDo(
-        ItemRows(config), beam.pvalue.AsSingleton(vocabularies)).with_outputs(COUNTS, main="ok")
+        ItemRows(config), beam.pvalue.AsSingleton(vocabularies), *image_pca).with_outputs(COUNTS, main="ok")
     counts.append(rows[COUNTS])
     _ = rows.ok | "Write item table" >> beam.io.WriteToParquet(
         join("item_table", "part"), arrow_schema(config), file_name_suffix=".parquet", codec="snappy")
+
+    # Examples, after the item table when they carry its content (pipeline.item_content: examples).
+    contents = []
+    if config.pipeline.item_content == "examples":
+        content = ItemContent(config)
+        contents = [beam.pvalue.AsDict(rows.ok | "Item content" >> beam.Map(content.entry))]
+    examples = timelines.ok | "Examples" >> beam.ParDo(
+        BuildExamples(config), beam.pvalue.AsDict(item_stats),
+        beam.pvalue.AsSingleton(global_totals), *contents).with_outputs(*SPLITS, COUNTS)
+    counts.append(examples[COUNTS])
+    for split in SPLITS:
+        _ = examples[split] | f"Write {split}" >> beam.io.WriteToTFRecord(
+            join(split, "part"), file_name_suffix=".tfrecord.gz", num_shards=config.pipeline.num_shards)
 
     # Dead letters and their counts.
     dead = dead_letters | "All dead letters" >> beam.Flatten()
@@ -143,7 +162,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str, files: Optiona
 
 # Every entry `marn preprocess` writes directly under its output: --overwrite deletes these and nothing else.
 OUTPUT_ENTRIES = (*SPLITS, "vocab", "item_table", "dead_letter", COUNTS_FILE, "report.json", "report.md",
-                  SCHEMA_FILE, "beam-temp-*")
+                  SCHEMA_FILE, IMAGE_PCA_FILE, "beam-temp-*")
 COMMAND = "marn preprocess"
 _OVERWRITE_HINT = " (--overwrite replaces only an output that marn preprocess wrote)"
 

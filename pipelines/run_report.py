@@ -17,6 +17,9 @@ SOURCES = ("events", "items", "users")
 _UNREADABLE = "unreadable_file\t"
 
 
+IMAGE_PCA_FILE = "image_pca.json"  # with items.image_pca_dim: the fitted mean, components and explained variance
+
+
 def unreadable_key(path: str, where: str) -> str:
     """The count key of a file that could not be read past `where` (tabs: paths hold colons)."""
     return f"{_UNREADABLE}{path}\t{where}"
@@ -128,8 +131,18 @@ def render_markdown(report: dict) -> str:
     lines += ["", "## Item table", "",
               f"{it['rows']:,} items; missing image {it['missing_image_rate']:.1%}, missing title "
               f"{it['missing_title_rate']:.1%}, cold (no training-window event) {it['cold_rate']:.1%}; "
-              f"{it['with_id_embedding']:,} items with their own ID embedding.", "",
-              "## Vocabularies (tokens, OOV index 0 not counted)", ""]
+              f"{it['with_id_embedding']:,} items with their own ID embedding."]
+    content = report.get("item_content", {})
+    if content.get("source") == "examples":
+        missing = content["without_content"]
+        lines += ["", f"Every example carries its items' content (pipeline.item_content: examples); items without a "
+                      f"table row: {missing['candidates']:,} candidates, {missing['behaviour_items']:,} behaviour items."]
+    if "image_pca" in content:
+        pca = content["image_pca"]
+        lines += ["", f"Image vectors reduced from {pca['from_dims']} to {pca['to_dims']} dimensions by a PCA fitted on "
+                      f"{pca['fitted_on_vectors']:,} training-window vectors ({pca['explained_variance']:.1%} of their "
+                      f"variance kept; {IMAGE_PCA_FILE})."]
+    lines += ["", "## Vocabularies (tokens, OOV index 0 not counted)", ""]
     lines += [f"- {k}: {v:,}" for k, v in report["vocabulary_sizes"].items()]
     if report["dead_letter_rate_exceeded"]:
         lines += ["", "**FAILED: dead-letter rate above pipeline.max_dead_letter_rate for "
@@ -137,10 +150,25 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _content_summary(counts: dict, config: Config, output: str) -> dict:
+    """Where the item content went and how the image vectors were reduced (report["item_content"])."""
+    summary = {"source": config.pipeline.item_content}
+    if config.pipeline.item_content == "examples":  # 0 unless an item of an example had no table row (a bug)
+        summary["without_content"] = {"candidates": counts.get("examples:candidates_without_content", 0),
+                                      "behaviour_items": counts.get("examples:behaviour_items_without_content", 0)}
+    if config.items.image_pca_dim:
+        pca = _read_json(FileSystems.join(output, IMAGE_PCA_FILE))
+        summary["image_pca"] = {"from_dims": config.items.image_dim, "to_dims": config.items.image_pca_dim,
+                                "fitted_on_vectors": pca["num_vectors"],
+                                "explained_variance": round(sum(pca["explained_variance_ratio"]), 4)}
+    return summary
+
+
 def finalize(config: Config, output: str) -> dict:
     """Reads the job's counts, writes schema.json, report.json and report.md; returns the report."""
     counts = _read_json(FileSystems.join(output, COUNTS_FILE))
     report = build_report(counts, config)
+    report["item_content"] = _content_summary(counts, config, output)
     unbalanced = [s for s, v in report["sources"].items() if not v["balanced"]]
     if unbalanced:  # a bug in the job, never a data problem: say so loudly
         raise RuntimeError(f"records lost in the pipeline (a bug, please report it) for {unbalanced}: {report['sources']}")

@@ -15,6 +15,7 @@ from apache_beam.transforms.window import GlobalWindows
 from marn_tf.config import Config
 from marn_tf.pipelines import example_schema as ES
 from marn_tf.pipelines import records as R
+from marn_tf.pipelines.item_content import ItemContent
 from marn_tf.pipelines.item_statistics import day_of
 from marn_tf.pipelines.item_table import item_row
 from marn_tf.pipelines.raw_io import InputFile, ReadFailure, read_records
@@ -156,14 +157,17 @@ class BuildExamples(_CountingDoFn):
 
     The user and sequence features, common to the impressions of one timestamp, are serialized once
     and prefixed to each impression's own features (see marn_tf/example_codec.py): 2x less CPU per example.
+    With `pipeline.item_content: examples`, `contents` (item id -> `ItemContent.entry` values) adds the items'
+    content to both parts.
     """
 
     def __init__(self, config: Config):
         self.config = config
         shared, own = ES.split_by_sharing(ES.example_features(config))
         self.shared_encoder, self.own_encoder = ExampleEncoder(shared), ExampleEncoder(own)
+        self.content = ItemContent(config) if config.pipeline.item_content == "examples" else None
 
-    def process(self, timeline, stats, totals):
+    def process(self, timeline, stats, totals, contents=None):
         user_id, events, profile = timeline_records(timeline)
         self.counts["accepted:events"] += len(events)
         last_shared, shared_bytes = None, b""
@@ -172,7 +176,15 @@ class BuildExamples(_CountingDoFn):
                 self.counts["impressions:history_only"] += 1
                 continue
             if shared is not last_shared:
+                if self.content is not None:
+                    content, missing = self.content.behaviour(shared[ES.HIST_ITEM_ID], contents)
+                    shared.update(content)
+                    self.counts["examples:behaviour_items_without_content"] += missing
                 last_shared, shared_bytes = shared, self.shared_encoder.encode(shared)
+            if self.content is not None:
+                content, found = self.content.candidate(own[ES.ITEM_ID], contents)
+                own.update(content)
+                self.counts["examples:candidates_without_content"] += not found
             self.counts[f"examples:{split}"] += 1
             self.counts[f"positives:{split}"] += own[ES.LABEL]
             self.counts[f"sequence_length:{split}:{shared[ES.HIST_LENGTH]}"] += 1
@@ -234,13 +246,14 @@ class WriteVocabularies(beam.DoFn):
 
 
 class ItemRows(_CountingDoFn):
-    """(item, count) -> item table row, using the vocabularies (a side input) for every index."""
+    """(item, count) -> item table row, using the vocabularies (a side input) for every index, and the image PCA
+    (`ImagePca`, a side input when items.image_pca_dim is set) for the image vector."""
 
     def __init__(self, config: Config):
         self.config = config
         self._vocabularies, self._indices = None, None
 
-    def process(self, item_and_count, vocabularies):
+    def process(self, item_and_count, vocabularies, image_pca=None):
         if vocabularies is not self._vocabularies:
             self._vocabularies = vocabularies
             self._indices = {name: {t: i + 1 for i, t in enumerate(tokens)}
@@ -250,7 +263,7 @@ class ItemRows(_CountingDoFn):
         self.counts["items:missing_image"] += self.config.items.image is not None and item.image is None
         self.counts["items:missing_title"] += self.config.items.title is not None and item.title is None
         self.counts["items:cold"] += count == 0
-        yield item_row(item, self._indices, self.config)
+        yield item_row(item, self._indices, self.config, image_pca)
 
 
 def sum_pairs(pairs):

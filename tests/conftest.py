@@ -23,3 +23,10 @@ def make_config(tmp_path):
 def prepared(tmp_path_factory):
     """A small pipeline output shared by the model and training tests (seconds to build)."""
     return prepare(tmp_path_factory.mktemp("prepared"), users=40, items=150, days=8, overrides=TINY_MODEL)
+
+
+@pytest.fixture(scope="session")
+def prepared_with_content(tmp_path_factory):
+    """`prepared`'s data with the items' content in the examples and image vectors PCA-reduced from 8 to 4 dims."""
+    return prepare(tmp_path_factory.mktemp("prepared_with_content"), users=40, items=150, days=8,
+                   overrides=TINY_MODEL + ["pipeline.item_content=examples", "items.image_pca_dim=4"])

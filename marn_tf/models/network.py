@@ -18,6 +18,8 @@ The two graphs are built by one function (`build_core`), so they differ only whe
 
     candidate item index, behaviour item indices
         --ItemTower (item table + item encoder, once per unique item)--> rep_candidate, rep_behaviour[L]
+        (with the schema's ITEM_CONTENT features, `pipeline.item_content: examples`, the tower reads the items'
+        content from them and holds no table; `Schema.without_content_features()` builds the table version)
     candidate vector  q   = [rep_candidate, E(candidate's point-in-time counters)]
     behaviour vectors x_t = [rep_t, e^p_t],  e^p = E(type, time gap, point-in-time counters)
     interest u = UserInterest(q, x, mask)                          GRU + target attention (AUGRU option)
@@ -141,7 +143,8 @@ def item_tower_config(schema: S.Schema, config: ModelConfig) -> dict:
                         "margin": config.adversarial_margin},
     }
     num_items = schema.vocabularies[S.ITEM_VOCABULARY].input_dim
-    return {"num_items": num_items, "columns": columns, "encoder": encoder, "deduplicate": config.deduplicate_items}
+    return {"num_items": num_items, "columns": columns, "encoder": encoder, "deduplicate": config.deduplicate_items,
+            "content_source": "examples" if schema.content_in_examples else "table"}
 
 
 def build_lookup(schema: S.Schema, data_dir: str, hash_buckets: dict[str, int] | None = None) -> tf.keras.Model:
@@ -246,7 +249,11 @@ def build_core(schema: S.Schema, config: ModelConfig, trained: tf.keras.Model | 
     else:
         tower = item_tower or layer("item_tower",
                                     lambda name: ItemTower(**item_tower_config(schema, config), name=name))
-        items = tower([candidate_index, sequences[behaviour.name], sequence_mask])
+        content = []
+        if schema.content_in_examples and item_tower is None:  # the items' content comes with the examples
+            content = [{column: inputs[S.candidate_content_feature(column)] for column in tower.columns},
+                       {column: sequences[S.behaviour_content_feature(column)] for column in tower.columns}]
+        items = tower([candidate_index, sequences[behaviour.name], sequence_mask, *content])
 
     def embed(features: list[S.FeatureSpec], name: str, dim: int, values=inputs):
         specs = {f.name: _feature_spec(schema, f, config) for f in features}
@@ -254,7 +261,8 @@ def build_core(schema: S.Schema, config: ModelConfig, trained: tf.keras.Model | 
             return None
         return layer(name, lambda name: FeatureEmbeddings(specs, dim, config.embedding_l2, name=name))(values)
 
-    candidate_extra = embed([f for f in schema.features_with_tags(S.CANDIDATE) if S.ITEM_KEY not in f.tags],
+    candidate_extra = embed([f for f in schema.features_with_tags(S.CANDIDATE)
+                             if S.ITEM_KEY not in f.tags and S.ITEM_CONTENT not in f.tags],
                             "candidate_occurrence", config.property_embedding_dim)
     behaviour_extra = embed([f for f in schema.features_with_tags(S.BEHAVIOUR)
                              if S.PROPERTY in f.tags or S.STATISTIC in f.tags], "behaviour_property",

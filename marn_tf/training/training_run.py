@@ -52,20 +52,25 @@ def read_split(config: Config, data_dir: str, schema: Schema, split: str, batch_
 
 
 def load_network(config: Config, schema: Schema, data_dir: str) -> Network:
-    """The network of `config`, its item table filled from `data_dir` (raises if they do not match)."""
+    """The network of `config`, its item table filled from `data_dir` (raises if they do not match). With a schema
+    whose examples carry the items' content, the network reads it from them and loads no table."""
     network = build_network(schema, config.model, data_dir)
-    network.item_tower.set_table(load_item_table(data_dir, schema))
+    if not schema.content_in_examples:
+        network.item_tower.set_table(load_item_table(data_dir, schema))
     return network
 
 
 def restore_run(run_dir: str, data_dir: str, checkpoint: Optional[str] = None):
     """(config, schema, network, checkpoint path) of a run, with the weights of `checkpoint` (default: the best,
-    or the latest when the run has no validation result yet). What evaluation and export load."""
+    or the latest when the run has no validation result yet). What evaluation and export load.
+
+    The network reads the item table, also for a run trained on examples that carry the items' content (the table
+    holds the same values): the schema returned is then `without_content_features()`, what requests carry."""
     run = TrainingDirectory(run_dir)
     if not files.exists(run.config_file):
         raise SchemaError(f"{run_dir} is not a training run (no {RUN_CONFIG}): run `marn train` first")
     config = Config.load(run.config_file)
-    schema = check_data(config, data_dir)
+    schema = check_data(config, data_dir).without_content_features()
     network = load_network(config, schema, data_dir)
     checkpoint = checkpoint or run.checkpoint_to_load()
     if checkpoint is None:

@@ -99,6 +99,18 @@ def test_a_beam_run_fits_what_the_in_memory_fit_does():
         assert_that(pca, equals_expected)
 
 
+def test_batches_of_vectors_add_as_their_vectors_do():
+    """What the job adds: `beam.BatchElements` batches, of any sizes, one vector among them."""
+    vectors, _ = planted(n=50, seed=6)
+    fn = ImagePcaFn(K, DIM)
+    accumulator = fn.create_accumulator()
+    for batch in (vectors[:1][0], vectors[1:20], vectors[20:]):
+        accumulator = fn.add_input(accumulator, batch)
+    assert_same_pca(fn.extract_output(accumulator), fit(vectors))
+    with pytest.raises(ValueError, match="length 15, the PCA expects 16"):
+        fn.add_input(fn.create_accumulator(), vectors[:3, :15])
+
+
 @pytest.mark.parametrize("count", [0, 1])
 def test_fewer_than_two_vectors_truncate_to_the_first_k_values(count):
     vectors, _ = planted(n=count)

@@ -1,5 +1,6 @@
 """The item tower: deduplication changes the cost, not the outputs; the item table lives in the model."""
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from marn_tf.data.item_table import ItemTable
@@ -35,3 +36,33 @@ def test_content_comes_from_the_table():
 def test_config_round_trip():
     layer = tower()
     assert_config_round_trip(layer, [CANDIDATE, BEHAVIOUR, MASK])
+
+
+def content_of(items, table: ItemTable) -> dict:
+    """What the pipeline writes into examples with `pipeline.item_content: examples`: each position's table row
+    ({column: [*items.shape, *column shape]}, int64 as the examples hold them)."""
+    out = {}
+    for name, values in table.columns.items():
+        rows = values[np.asarray(items)]
+        out[name] = tf.constant(rows, tf.float32 if values.dtype == np.float32 else tf.int64)
+    return out
+
+
+@pytest.mark.parametrize("deduplicate", [True, False])
+def test_content_from_the_examples_gives_the_tables_outputs(deduplicate):
+    from marn_tf.layers.item_tower import ItemTower
+    from tests.testing import ITEM_COLUMNS, ITEM_ENCODER, NUM_ITEMS
+
+    table = tower(deduplicate)
+    given = ItemTower(NUM_ITEMS, ITEM_COLUMNS, ITEM_ENCODER, deduplicate=deduplicate, content_source="examples")
+    inputs = [CANDIDATE, BEHAVIOUR, MASK, content_of(CANDIDATE, item_table()), content_of(BEHAVIOUR, item_table())]
+    given(inputs)
+    assert not [w.name for w in given.weights if "table" in w.name]  # nothing per item is held
+    given.encoder.set_weights(table.encoder.get_weights())
+    a, b = table([CANDIDATE, BEHAVIOUR, MASK]), given(inputs)
+    for key in a:
+        np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), rtol=1e-6, atol=1e-6, err_msg=key)
+    with pytest.raises(ValueError, match="holds no table"):
+        given.set_table(item_table())
+    assert_config_round_trip(given, inputs)
+

@@ -1,0 +1,45 @@
+"""Training on examples that carry their items' content (`pipeline.item_content: examples`): the network holds
+no item table, and the run evaluates and exports through the table with the same weights."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from marn_tf.training.trainer import train
+from marn_tf.training.training_run import indexed, load_network, read_split, restore_run
+from tests.testing import REPO, with_train
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_run_on_content_in_examples_holds_no_table_and_serves_from_the_table(prepared_with_content, tmp_path):
+    config, data, schema = prepared_with_content
+    config = with_train(config, steps_per_epoch=4, epochs=2, validation_steps=2, learning_rate=0.01)
+    run = tmp_path / "run"
+    result = train(config, data, str(run))
+    assert result.status == "completed" and result.steps == 8
+
+    trained = load_network(config, schema, data)  # what training built: the content comes with the examples
+    assert trained.item_tower.content_source == "examples"
+    assert not [v.name for v in trained.core.variables if "table_" in v.name]
+    _, served_schema, served, checkpoint = restore_run(str(run), data)  # what evaluation and export build
+    assert served.item_tower.content_source == "table" and not served_schema.content_in_examples
+    tf.train.Checkpoint(core=trained.core).restore(checkpoint).expect_partial()
+
+    features, _ = next(iter(indexed(read_split(config, data, schema, "validation", 64, shuffle=False), trained)))
+    given = trained.core(features, training=False)
+    from_table = served.core({name: features[name] for name in served.core.input}, training=False)
+    np.testing.assert_allclose(given["probability"].numpy(), from_table["probability"].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(given["modality_weights"].numpy(), from_table["modality_weights"].numpy(), atol=1e-6)
+
+    models = tmp_path / "models"
+    export = subprocess.run([sys.executable, "-m", "marn_tf.cli", "export", "--run", str(run), "--data", data,
+                             "--output", str(models)], cwd=REPO, capture_output=True, text=True)
+    assert export.returncode == 0, export.stdout + export.stderr[-3000:]
+    check = subprocess.run([sys.executable, "-m", "marn_tf.cli", "check-export", "--model",
+                            os.path.join(models, config.model.variant, "1"), "--run", str(run), "--data", data,
+                            "--quiet"], cwd=REPO, capture_output=True, text=True)
+    assert check.returncode == 0 and "all checks passed" in check.stdout, check.stdout + check.stderr[-3000:]
