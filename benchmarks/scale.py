@@ -203,8 +203,8 @@ def content_in_examples_data(args) -> str:
 
 def bytes_per_example(data: str, split: str = "train") -> float:
     """Compressed TFRecord bytes per example of a split."""
-    with open(os.path.join(data, "schema.json")) as f:
-        examples = json.load(f)["split_examples"][split]
+    with open(os.path.join(data, "report.json")) as f:  # the pipeline's counts (older schemas lack split_examples)
+        examples = json.load(f)["splits"][split]["examples"]
     directory = os.path.join(data, split)
     return sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory)) / examples
 

@@ -43,3 +43,27 @@ def test_a_run_on_content_in_examples_holds_no_table_and_serves_from_the_table(p
                             os.path.join(models, config.model.variant, "1"), "--run", str(run), "--data", data,
                             "--quiet"], cwd=REPO, capture_output=True, text=True)
     assert check.returncode == 0 and "all checks passed" in check.stdout, check.stdout + check.stderr[-3000:]
+
+
+def test_training_steps_on_the_examples_content_equal_those_on_the_table(prepared_with_content):
+    """The same batches give the same weights, whether the item tower reads the examples or the table."""
+    from marn_tf.training.task import CtrTask
+    from tests.testing import with_model
+
+    config, data, _ = prepared_with_content
+    config = with_model(config, dropout=0.0)  # no random masks: the two graphs draw differently
+    given, table = CtrTask(config, data), CtrTask(config, data)
+    table.schema = table.schema.without_content_features()
+    given_network, table_network = given.build_network(), table.build_network()
+    assert table_network.item_tower.content_source == "table"
+    given_model, table_model = given.build_model(given_network), table.build_model(table_network)
+    weights = {w.name: w for w in table_network.core.weights}
+    for w in given_network.core.weights:
+        weights[w.name].assign(w)
+    before = [w.numpy() for w in given_network.core.trainable_weights]
+    for features, label in given.build_inputs("train", given_network).take(5):
+        given_model.train_on_batch(features, label)
+        table_model.train_on_batch({name: features[name] for name in table_network.core.input}, label)
+    for w in given_network.core.weights:
+        np.testing.assert_allclose(w.numpy(), weights[w.name].numpy(), rtol=1e-6, atol=1e-7, err_msg=w.name)
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, given_network.core.trainable_weights))
