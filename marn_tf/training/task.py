@@ -7,16 +7,20 @@ there is one way to make a model from a config.
 """
 from __future__ import annotations
 
+import logging
+
 import tensorflow as tf
 
 from marn_tf.config import Config
 from marn_tf.models.marn_model import MarnModel
 from marn_tf.models.network import Network
 from marn_tf.schema import Schema
+from marn_tf.data.input import split_files
 from marn_tf.training.training_run import check_data, indexed, load_network, read_split
 from marn_tf.training.weight_average import WeightAverage
 
 SPLITS = ("train", "validation")
+log = logging.getLogger(__name__)
 
 
 class CtrTask:
@@ -57,6 +61,8 @@ class CtrTask:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         train = self.config.train
         if split == "train":
+            if self.schema.content_in_examples and train.source == "tfrecord":
+                self._log_shuffle_memory()
             data = read_split(self.config, self.data_dir, self.schema, split, train.batch_size, repeat=True,
                               shuffle_buffer=train.shuffle_buffer, deterministic=True, seed=train.seed)
         else:
@@ -68,3 +74,14 @@ class CtrTask:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return indexed(data, network).with_options(options)
+
+    def _log_shuffle_memory(self) -> None:
+        """Says what the shuffle buffer holds when the examples carry their items' content: `train.shuffle_buffer`
+        serialized examples, ~14x larger than with the item table on the embedded data (benchmarks/README.md,
+        "Scale-out"), so the default buffer can take GBs."""
+        first = next(iter(tf.data.TFRecordDataset(split_files(self.data_dir, self.schema, "train")[:1],
+                                                  compression_type="GZIP").take(1)))
+        size, buffer = len(first.numpy()), self.config.train.shuffle_buffer
+        log.info("the examples carry their items' content (%.1f KB each): the shuffle buffer of %d examples holds "
+                 "up to %.2f GB; lower train.shuffle_buffer if memory is short", size / 1024, buffer,
+                 size * buffer / 2**30)

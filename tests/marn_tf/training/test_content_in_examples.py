@@ -1,5 +1,6 @@
 """Training on examples that carry their items' content (`pipeline.item_content: examples`): the network holds
 no item table, and the run evaluates and exports through the table with the same weights."""
+import logging
 import os
 import subprocess
 import sys
@@ -15,12 +16,15 @@ from tests.testing import REPO, with_train
 pytestmark = pytest.mark.integration
 
 
-def test_a_run_on_content_in_examples_holds_no_table_and_serves_from_the_table(prepared_with_content, tmp_path):
+def test_a_run_on_content_in_examples_holds_no_table_and_serves_from_the_table(prepared_with_content, tmp_path,
+                                                                               caplog):
     config, data, schema = prepared_with_content
     config = with_train(config, steps_per_epoch=4, epochs=2, validation_steps=2, learning_rate=0.01)
     run = tmp_path / "run"
-    result = train(config, data, str(run))
+    with caplog.at_level(logging.INFO, logger="marn_tf.training.task"):
+        result = train(config, data, str(run))
     assert result.status == "completed" and result.steps == 8
+    assert "the examples carry their items' content" in caplog.text  # and what the shuffle buffer then holds
 
     trained = load_network(config, schema, data)  # what training built: the content comes with the examples
     assert trained.item_tower.content_source == "examples"
