@@ -91,7 +91,8 @@ def run_dir(args, config) -> str:
     # structure keys (fusion, discriminators, sequence_encoder: none): runs made since then stay reusable
     # runtime.min_shard_bytes (2026-11-30) only places a parameter-server run's variables: not in the digest
     runtime = {k: v for k, v in data["runtime"].items() if k != "min_shard_bytes"}
-    resolved = json.dumps({"model": config.model.digest_dict(), "train": {**data["train"], **runtime}}, sort_keys=True)
+    resolved = json.dumps({"model": config.model.digest_dict(), "train": {**config.train.digest_dict(), **runtime}},
+                          sort_keys=True)
     digest = hashlib.sha256(resolved.encode()).hexdigest()[:10]
     return os.path.join(args.runs, f"{config.model.variant}-seed{config.train.seed}-{digest}")
 

@@ -73,9 +73,14 @@ class MarnModel(tfrs.Model):
     def make_optimizer(self, train: TrainConfig) -> CompositeOptimizer:
         kind = {"adam": tf.keras.optimizers.legacy.Adam, "adagrad": tf.keras.optimizers.legacy.Adagrad,
                 "sgd": tf.keras.optimizers.legacy.SGD}[train.optimizer]
+        def rate(initial: float):
+            if not train.learning_rate_decay_steps:
+                return initial
+            return tf.keras.optimizers.schedules.CosineDecay(initial, train.learning_rate_decay_steps, alpha=0.0)
+
         return CompositeOptimizer([
-            (kind(train.learning_rate), lambda: self.model_variables),
-            (kind(train.discriminator_learning_rate), lambda: self.discriminator_variables),
+            (kind(rate(train.learning_rate)), lambda: self.model_variables),
+            (kind(rate(train.discriminator_learning_rate)), lambda: self.discriminator_variables),
         ])
 
     # -- loss ------------------------------------------------------------------------------------------------

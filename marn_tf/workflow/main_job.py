@@ -187,7 +187,7 @@ def _train_stage(stages: StageRunner, model: ModelRun, data_dir: str, data_diges
         f"train-{model.name}", f"{title} {model.variant} (seed {model.seed}, {budget.epochs} x "
                                f"{budget.steps_per_epoch} steps of {budget.batch_size})",
         # the model as written before its structure keys: runs trained since then are not trained again
-        {"data": data_digest, "model": model.config.model.digest_dict(), "train": to_dict(model.config.train)},
+        {"data": data_digest, "model": model.config.model.digest_dict(), "train": model.config.train.digest_dict()},
         [model.directory], action))
 
 

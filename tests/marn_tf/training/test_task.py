@@ -35,3 +35,22 @@ def test_the_model_carries_the_configured_optimizers_and_averaging(prepared):
     assert model.weight_average is not None
     with pytest.raises(ValueError, match="split must be one of"):
         task.build_inputs("test", None)
+
+
+def test_decayed_learning_rates_reach_zero_and_the_weights_stop(prepared):
+    """`train.learning_rate_decay_steps`: a cosine to 0 for both optimizers, after which no step moves a weight."""
+    config, data, _ = prepared
+    task = CtrTask(with_train(config, learning_rate=0.01, learning_rate_decay_steps=2, batch_size=32), data)
+    network = task.build_network()
+    model = task.build_model(network)
+    batches = list(task.build_inputs("train", network).take(4))
+    weights = lambda: [w.numpy() for w in network.core.trainable_weights]  # noqa: E731
+    start = weights()
+    for features, label in batches[:2]:
+        model.train_on_batch(features, label)
+    decayed = weights()
+    for features, label in batches[2:]:
+        model.train_on_batch(features, label)
+    assert any(not np.array_equal(a, b) for a, b in zip(start, decayed))  # the first steps move the weights
+    for a, b in zip(decayed, weights()):
+        np.testing.assert_array_equal(a, b)  # from step 2 on the rate is 0
