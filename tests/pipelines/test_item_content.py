@@ -33,6 +33,12 @@ def test_examples_carry_exactly_their_items_table_rows(prepared_with_content):
     assert checked == sum(schema.split_examples.values()) > 0
     padding = features["hist_item_id"].numpy() == b""
     assert padding.any() and not features[S.behaviour_content_feature("image")].numpy()[padding].any()
+    with open(os.path.join(data, "report.json")) as f:
+        content = json.load(f)["item_content"]
+    assert content["source"] == "examples"
+    assert content["without_content"] == {"candidates": 0, "behaviour_items": 0}
+    with open(os.path.join(data, "report.md")) as f:
+        assert "Every example carries its items' content" in f.read()
 
 
 def test_the_image_pca_reduces_the_tables_vectors_as_its_file_says(prepared_with_content):
@@ -41,6 +47,10 @@ def test_the_image_pca_reduces_the_tables_vectors_as_its_file_says(prepared_with
         pca = ImagePca.from_dict(json.load(f))
     assert (pca.dim, pca.k) == (8, 4) and schema.item_columns("image")[0].shape == [4]
     assert 0 < pca.num_vectors <= 150 and 0 < sum(pca.explained_variance_ratio) <= 1 + 1e-9
+    with open(os.path.join(data, "report.json")) as f:
+        reported = json.load(f)["item_content"]["image_pca"]
+    assert reported == {"from_dims": 8, "to_dims": 4, "fitted_on_vectors": pca.num_vectors,
+                        "explained_variance": round(sum(pca.explained_variance_ratio), 4)}
     table = load_item_table(data, schema)
     with gzip.open(config.inputs.items.path, "rt") as f:  # the generator's catalog: gzipped JSON lines
         raw = {item["item_id"]: item.get("image_embedding") for item in map(json.loads, f)}
