@@ -304,15 +304,15 @@ class TrainConfig:
     keep_checkpoints: int = 3
     weight_averaging: float = 0.0  # decay of a moving average of the weights that validation, the best checkpoint,
     # evaluation and export use (training/weight_average.py); 0: off
-    learning_rate_decay_steps: int = 0  # > 0: both learning rates decay along a cosine to 0 over this many steps of
-    # each optimizer, then stay there; 0: constant
+    learning_rate_decay_passes: float = 0.0  # > 0: both learning rates decay along a cosine to 0 over this many passes
+    # over the training split (the schema counts its examples), then stay there; 0: constant
 
     def digest_dict(self) -> dict:
         """The plain-data form for digests that name earlier runs (`marn run`'s stages, benchmarks/quality.py): keys
         added later are left out while they are off, so runs made before them stay reusable."""
         data = dataclasses.asdict(self)
-        if not self.learning_rate_decay_steps:  # added 2026-11-30
-            del data["learning_rate_decay_steps"]
+        if not self.learning_rate_decay_passes:  # added 2026-11-30
+            del data["learning_rate_decay_passes"]
         return data
 
     def __post_init__(self):
@@ -328,8 +328,8 @@ class TrainConfig:
             raise ConfigError("weight_averaging must be in [0, 1): the decay of the weights' moving average, 0 for off")
         if self.early_stopping_patience < 0:
             raise ConfigError("early_stopping_patience must be >= 0")
-        if self.learning_rate_decay_steps < 0:
-            raise ConfigError("learning_rate_decay_steps must be >= 0 (0: a constant learning rate)")
+        if self.learning_rate_decay_passes < 0:
+            raise ConfigError("learning_rate_decay_passes must be >= 0 (0: a constant learning rate)")
 
 
 @dataclasses.dataclass

@@ -70,13 +70,15 @@ class MarnModel(tfrs.Model):
         excluded = {v.ref() for v in self.discriminator_variables}
         return [v for v in self.trainable_variables if v.ref() not in excluded]
 
-    def make_optimizer(self, train: TrainConfig) -> CompositeOptimizer:
+    def make_optimizer(self, train: TrainConfig, decay_steps: int = 0) -> CompositeOptimizer:
+        """The model's and the discriminators' optimizers; with `decay_steps` > 0 both rates follow a cosine to 0
+        over that many of their steps."""
         kind = {"adam": tf.keras.optimizers.legacy.Adam, "adagrad": tf.keras.optimizers.legacy.Adagrad,
                 "sgd": tf.keras.optimizers.legacy.SGD}[train.optimizer]
         def rate(initial: float):
-            if not train.learning_rate_decay_steps:
+            if not decay_steps:
                 return initial
-            return tf.keras.optimizers.schedules.CosineDecay(initial, train.learning_rate_decay_steps, alpha=0.0)
+            return tf.keras.optimizers.schedules.CosineDecay(initial, decay_steps, alpha=0.0)
 
         return CompositeOptimizer([
             (kind(rate(train.learning_rate)), lambda: self.model_variables),

@@ -8,6 +8,7 @@ there is one way to make a model from a config.
 from __future__ import annotations
 
 import logging
+import math
 
 import tensorflow as tf
 
@@ -43,7 +44,7 @@ class CtrTask:
         compiled (with XLA when `runtime.xla`), and the weights' moving average when `train.weight_averaging`."""
         train, runtime = self.config.train, self.config.runtime
         model = MarnModel(network.core, self.config.model, train.update, network.modalities, network.inference)
-        optimizer = model.make_optimizer(train)
+        optimizer = model.make_optimizer(train, self.decay_steps())
         if runtime.mixed_precision == "mixed_float16":
             optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
         model.compile(optimizer=optimizer, jit_compile=runtime.xla)
@@ -53,6 +54,11 @@ class CtrTask:
         if train.weight_averaging:
             model.weight_average = WeightAverage(model.model_variables, train.weight_averaging)
         return model
+
+    def decay_steps(self) -> int:
+        """`train.learning_rate_decay_passes` in steps of `train.batch_size` over the training split (0: no decay)."""
+        passes = self.config.train.learning_rate_decay_passes
+        return math.ceil(passes * self.schema.split_examples["train"] / self.config.train.batch_size) if passes else 0
 
     def build_inputs(self, split: str, network: Network) -> tf.data.Dataset:
         """Indexed `(features, label)` batches: "train" repeats, shuffled in a seeded order (the same seed, the same

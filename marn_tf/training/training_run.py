@@ -40,6 +40,10 @@ def check_data(config: Config, data_dir: str) -> Schema:
             parquet_files(data_dir, split)
         else:
             split_files(data_dir, schema, split)
+    if config.train.learning_rate_decay_passes and not schema.split_examples.get("train"):
+        raise SchemaError(f"train.learning_rate_decay_passes needs the number of training examples, which the schema in "
+                          f"{data_dir} does not give (split_examples: made by an older `marn preprocess`): re-run "
+                          "`marn preprocess`, or set train.learning_rate_decay_passes=0")
     return schema
 
 

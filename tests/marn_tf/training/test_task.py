@@ -38,9 +38,13 @@ def test_the_model_carries_the_configured_optimizers_and_averaging(prepared):
 
 
 def test_decayed_learning_rates_reach_zero_and_the_weights_stop(prepared):
-    """`train.learning_rate_decay_steps`: a cosine to 0 for both optimizers, after which no step moves a weight."""
-    config, data, _ = prepared
-    task = CtrTask(with_train(config, learning_rate=0.01, learning_rate_decay_steps=2, batch_size=32), data)
+    """`train.learning_rate_decay_passes`: a cosine to 0 for both optimizers over that many passes over the training
+    split, after which no step moves a weight."""
+    config, data, schema = prepared
+    passes = 1.5 * 32 / schema.split_examples["train"]  # 1.5 batches of 32: 2 steps
+    task = CtrTask(with_train(config, learning_rate=0.01, learning_rate_decay_passes=passes, batch_size=32), data)
+    assert task.decay_steps() == 2
+    assert CtrTask(with_train(config, batch_size=32), data).decay_steps() == 0
     network = task.build_network()
     model = task.build_model(network)
     batches = list(task.build_inputs("train", network).take(4))

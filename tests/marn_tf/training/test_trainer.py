@@ -39,6 +39,15 @@ def test_mistakes_fail_before_training(prepared, tmp_path):
     vocabulary.write_text("\n".join([items[1], items[0]] + items[2:]) + "\n")
     with pytest.raises(SchemaError, match="come from different runs"):
         train(config, str(other), str(tmp_path / "c"))
+    older = tmp_path / "older"  # a schema from before split_examples: the decay cannot know a pass's length
+    shutil.copytree(data, older)
+    fields = json.loads((older / "schema.json").read_text())
+    del fields["split_examples"]
+    (older / "schema.json").write_text(json.dumps(fields))
+    decayed = with_train(config, learning_rate_decay_passes=2.0)
+    with pytest.raises(SchemaError, match="learning_rate_decay_passes needs the number of training examples"):
+        train(decayed, str(older), str(tmp_path / "d"))
+    train(quick(config), str(older), str(tmp_path / "e"))  # without the decay such data still trains
 
 
 def test_a_run_directory_resumes_only_its_own_config(prepared, tmp_path):
