@@ -116,7 +116,7 @@ def invariance_statistics(network, max_items: int = 2000) -> dict:
                               "dead_dimensions": float(np.mean(spread < 1e-3))}
     unit = c / np.maximum(np.linalg.norm(c, axis=-1, keepdims=True), 1e-9)
     rng = np.random.default_rng(0)
-    same, other = [], []
+    same, other, pair_gaps = [], [], {}
     for m in range(len(modalities)):
         for n in range(m + 1, len(modalities)):
             both = np.flatnonzero(mask[:, m] & mask[:, n])
@@ -125,9 +125,11 @@ def invariance_statistics(network, max_items: int = 2000) -> dict:
             shuffled = rng.permutation(both)
             same.append(float(np.mean(np.sum(unit[both, m] * unit[both, n], -1))))
             other.append(float(np.mean(np.sum(unit[both, m] * unit[shuffled, n], -1))))
+            pair_gaps[f"{modalities[m]}-{modalities[n]}"] = same[-1] - other[-1]
     gap = float(np.mean(same) - np.mean(other)) if same else None
     return {"per_modality": per_modality, "same_item_cosine": float(np.mean(same)) if same else None,
-            "random_pair_cosine": float(np.mean(other)) if other else None, "cosine_gap": gap}
+            "random_pair_cosine": float(np.mean(other)) if other else None, "cosine_gap": gap,
+            "cosine_gap_by_pair": pair_gaps}
 
 
 def weights_by_kind(evaluation: dict, world: dict) -> dict:
@@ -276,15 +278,18 @@ def report(args, results: dict, world: dict, seconds: float) -> dict:
     if adversarial:
         print("\n| variant, seed | D1 accuracy at each validation pass (chance "
               f"{results[adversarial[0]][0]['chance']:.2f}) | Ds (last) | same-item cosine | random cosine | "
-              "dead dims of c^m |\n|---|---|---:|---:|---:|---|")
+              "dead dims of c^m | cosine gap per modality pair |\n|---|---|---:|---:|---:|---|---|")
         for variant in adversarial:
             for r in results[variant]:
                 inv = r["invariance"]
                 dead = ", ".join(f"{m} {s['dead_dimensions']:.2f}" for m, s in inv.get("per_modality", {}).items())
                 d1 = " ".join(f"{v:.2f}" for v in r["d1_by_evaluation"] if v is not None)
                 ds = next((v for v in reversed(r["ds_by_evaluation"]) if v is not None), None)
+                # runs cached before 2026-11-30 (session 10) lack the breakdown: "–"
+                by_pair = ", ".join(f"{p} {g:+.3f}" for p, g in inv.get("cosine_gap_by_pair", {}).items()) or "–"
                 print(f"| {variant} {r['seed']} | {d1} | {ds if ds is None else round(ds, 3)} | "
-                      f"{inv.get('same_item_cosine') or 0:.3f} | {inv.get('random_pair_cosine') or 0:.3f} | {dead} |")
+                      f"{inv.get('same_item_cosine') or 0:.3f} | {inv.get('random_pair_cosine') or 0:.3f} | {dead} | "
+                      f"{by_pair} |")
     if world.get("category_kind"):
         print("\n| variant | mean modality weight per category kind (visual / popularity / mixed) |\n|---|---|")
         for variant in ("man", "maan", "marn"):
