@@ -278,14 +278,18 @@ def test_digests_of_earlier_runs_stay_the_same(tmp_path):
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(MINIMAL))
-    args = argparse.Namespace(config=str(path), batch_size=1024, steps_per_eval=40, max_evals=8, patience=2, set=[],
-                              runs="runs")
+    # those runs had a constant learning rate, the default until train.learning_rate_decay_passes
+    constant = ["train.learning_rate_decay_passes=0"]
+    args = argparse.Namespace(config=str(path), batch_size=1024, steps_per_eval=40, max_evals=8, patience=2,
+                              set=constant, runs="runs")
     names = [os.path.basename(quality.run_dir(args, quality.run_config(args, variant, 1))) for variant in
              ("din", "concat", "man", "maan", "marn")]
     assert names == ["din-seed1-f8c8c9f697", "concat-seed1-bec47570e5", "man-seed1-cb6020c62a",
                      "maan-seed1-6ade7a28a8", "marn-seed1-cdc8ee46e8"]
+    args.set = []  # the decay, on by default now, trains other runs
+    assert os.path.basename(quality.run_dir(args, quality.run_config(args, "din", 1))) != "din-seed1-f8c8c9f697"
     # --set model.sequence_encoder=augru: din reuses its runs (it reads no encoder), the GRU rungs hash the AUGRU.
-    args.set = ["model.sequence_encoder=augru"]
+    args.set = constant + ["model.sequence_encoder=augru"]
     assert os.path.basename(quality.run_dir(args, quality.run_config(args, "din", 1))) == "din-seed1-f8c8c9f697"
     assert os.path.basename(quality.run_dir(args, quality.run_config(args, "man", 1))) != "man-seed1-cb6020c62a"
     din = ModelConfig(variant="din").digest_dict()

@@ -1,4 +1,6 @@
 """The task builds the network, the compiled model and the inputs a run trains on, from the config alone."""
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -26,7 +28,7 @@ def test_the_training_order_is_seeded(prepared):
 def test_the_model_carries_the_configured_optimizers_and_averaging(prepared):
     config, data, _ = prepared
     task = CtrTask(with_train(config, optimizer="sgd", learning_rate=0.05, discriminator_learning_rate=0.002,
-                              weight_averaging=0.9), data)
+                              weight_averaging=0.9, learning_rate_decay_passes=0), data)
     model = task.build_model(task.build_network())
     model_optimizer, discriminator_optimizer = (o for o, _ in model.optimizer._optimizers_and_vars)
     assert isinstance(model_optimizer, tf.keras.optimizers.legacy.SGD)
@@ -44,7 +46,9 @@ def test_decayed_learning_rates_reach_zero_and_the_weights_stop(prepared):
     passes = 1.5 * 32 / schema.split_examples["train"]  # 1.5 batches of 32: 2 steps
     task = CtrTask(with_train(config, learning_rate=0.01, learning_rate_decay_passes=passes, batch_size=32), data)
     assert task.decay_steps() == 2
-    assert CtrTask(with_train(config, batch_size=32), data).decay_steps() == 0
+    n = schema.split_examples["train"]
+    assert CtrTask(with_train(config, batch_size=32), data).decay_steps() == math.ceil(2.5 * n / 32)  # the default
+    assert CtrTask(with_train(config, batch_size=32, learning_rate_decay_passes=0), data).decay_steps() == 0
     network = task.build_network()
     model = task.build_model(network)
     batches = list(task.build_inputs("train", network).take(4))
