@@ -20,6 +20,7 @@ Two more measured choices (`python benchmarks/pipeline.py --encoder-only`):
 from __future__ import annotations
 
 import functools
+import math
 from typing import Sequence
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -74,10 +75,7 @@ def example_class():
 def num_values(feature: FeatureSpec) -> int:
     """How many values the feature holds in an Example: the product of its shape (a [50, 64] feature is 3,200
     values, row after row, as `tf.io.parse_example` reads them)."""
-    n = 1
-    for d in feature.shape:
-        n *= d
-    return n
+    return math.prod(feature.shape)
 
 
 class ExampleEncoder:

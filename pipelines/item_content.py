@@ -8,6 +8,8 @@ table with the same weights (`Schema.without_content_features`).
 """
 from __future__ import annotations
 
+import math
+
 from marn_tf import schema as S
 from marn_tf.config import Config
 from marn_tf.pipelines import example_schema as ES
@@ -46,7 +48,4 @@ class ItemContent:
 
 def _zero(column: S.ItemColumn):
     zero = 0.0 if column.dtype == "float32" else 0
-    size = 1
-    for d in column.shape:
-        size *= d
-    return [zero] * size if column.shape else zero
+    return [zero] * math.prod(column.shape) if column.shape else zero
