@@ -175,8 +175,9 @@ def test_single_mode_has_d1_only():
     out = layer([INVARIANT, SPECIFIC, MASK])
     assert layer.d0 is None and out["d0_loss"].numpy() == 0.0
     np.testing.assert_array_equal(out["importance"].numpy(), MASK.numpy())  # w = 1 for present modalities
-    (to_specific,) = grads(layer, "ds_loss", [SPECIFIC])
-    assert to_specific is None or not np.any(to_specific.numpy())  # Ds only measures
+    to_specific, *to_ds = grads(layer, "ds_loss", [SPECIFIC] + layer.ds.trainable_variables)
+    assert to_specific is None or not np.any(to_specific.numpy())  # Ds only measures: it moves no s^m
+    assert all(np.any(g.numpy()) for g in to_ds)  # but learns, so that what it measures means something
 
 
 def test_two_replicas_return_shares_of_the_global_mean():

@@ -10,8 +10,9 @@ NONE = dict.fromkeys(("d0_loss", "d1_loss", "confusion_loss", "ds_loss", "alignm
 
 def test_loss_weights_follow_the_ladder():
     assert loss_weights(ModelConfig(variant="man")) == NONE
+    # maan: Ds is trained as a probe (its input is stop-gradient, test_double_discriminator), whatever lambda_s
     assert loss_weights(ModelConfig(variant="maan", lambda_adv=0.5)) == {**NONE, "d1_loss": 0.5,
-                                                                          "confusion_loss": 0.5}
+                                                                          "confusion_loss": 0.5, "ds_loss": 1.0}
     assert loss_weights(ModelConfig(variant="marn", lambda_d0=0.2, lambda_adv=0.5, lambda_align=0.3)) == {
         "d0_loss": 0.2, "d1_loss": 0.5, "confusion_loss": 0.5, "ds_loss": 0.1, "alignment_loss": 0.3}
 
