@@ -306,7 +306,7 @@ class TrainConfig:
     # evaluation and export use (training/weight_average.py); 0: off
     learning_rate_decay_passes: float = 2.5  # > 0: both learning rates decay along a cosine to 0 over this many passes
     # over the training split (the schema counts its examples), then stay there; 0: constant. 2.5 raised or held
-    # validation AUC for every rung and settles MARN's game; 1.5 cut MARN's (benchmarks/README.md)
+    # validation AUC for every rung and settles MARN's game; 1.5 cost MARN 0.006 (benchmarks/README.md)
 
     def digest_dict(self) -> dict:
         """The plain-data form for digests that name earlier runs (`marn run`'s stages, benchmarks/quality.py): keys
