@@ -5,6 +5,8 @@ floor and the oracle, with what MARN's mechanism is meant to do measured directl
     python benchmarks/quality.py --seeds 3 --variants man marn --json /tmp/q.json
     python benchmarks/quality.py --data DIR --config CFG   # any `marn preprocess` output and its config
     python benchmarks/quality.py --set model.lambda_align=0 --runs /tmp/q-noalign   # an ablation of a default
+    python benchmarks/quality.py --variants marn --set model.adversarial_margin=0.1 --against /tmp/q.json
+        # an override judged against the defaults' --json: each variant's AUC change, paired by seed
 
 Every run trains with a validation pass every `--steps-per-eval` steps, keeps its best-validation
 checkpoint and stops after `--patience` passes without a better validation AUC (at most `--max-evals`);
@@ -43,6 +45,7 @@ DEFAULT_DATA = "/tmp/marn-bench/quality-data"
 DEFAULT_RAW = "/tmp/marn-bench/quality-raw"
 LADDER = ["din", "concat", "man", "maan", "marn"]
 PAIRS = [("concat", "din"), ("man", "concat"), ("maan", "man"), ("marn", "maan"), ("marn", "man")]
+AUC_KEYS = ("validation_auc", "test_auc")
 CHANCE_TOLERANCE = 0.07
 # 0.975 quantiles of Student's t for 1..30 degrees of freedom (no scipy in the stack)
 T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -59,6 +62,19 @@ def paired_difference(a: list[float], b: list[float]) -> dict:
 
 
 # -- data --------------------------------------------------------------------------------------------------
+def paired_by_seed(runs: list[dict], others: list[dict], key: str) -> dict:
+    """`paired_difference` of `key` between `runs` and the runs of `others` with the same seeds."""
+    by_seed = {r["seed"]: r[key] for r in others}
+    matched = [(r[key], by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
+    return paired_difference([a for a, _ in matched], [b for _, b in matched])
+
+
+def interval_text(d: dict) -> str:
+    if d["mean"] is None:
+        return "–"
+    return f"{d['mean']:+.4f}" + (f" [{d['low']:+.4f}, {d['high']:+.4f}]" if d["low"] is not None else "")
+
+
 def ensure_data(args) -> None:
     """The embedded dataset, generated and preprocessed once, unless --data/--config name other data."""
     args.config = ensure_embedded_data(args.data, DEFAULT_RAW, args.config)
@@ -190,9 +206,15 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
 
 
 # -- the table ---------------------------------------------------------------------------------------------
+def sample_std(values) -> float:
+    """The spread over seeds: the sample std (ddof 1; 0 for one value). Tables before 2026-12-01 used numpy's
+    default, ddof 0, which reads 0.89x as large with 5 seeds."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def mean_std(values) -> str:
     v = [x for x in values if x is not None]
-    return f"{np.mean(v):.4f} ± {np.std(v):.4f}" if v else "–"
+    return f"{np.mean(v):.4f} ± {sample_std(v):.4f}" if v else "–"
 
 
 def target(name: str, measured, goal: str, met: bool) -> dict:
@@ -213,8 +235,8 @@ def targets_of(results: dict, pairs: dict, floor_auc, world: dict) -> list[dict]
         if floor_auc is not None:
             lift = float(np.mean(aucs)) - floor_auc
             found.append(target(f"{variant}: test AUC - no-model floor", round(lift, 4), ">= 0.02", lift >= 0.02))
-        found.append(target(f"{variant}: test AUC std over seeds", round(float(np.std(aucs)), 4), "<= 0.003",
-                            np.std(aucs) <= 0.003))
+        found.append(target(f"{variant}: test AUC std over seeds (ddof 1)", round(sample_std(aucs), 4), "<= 0.003",
+                            sample_std(aucs) <= 0.003))
     for run in results.get("marn", []):
         chance, d1 = run["chance"], [v for v in run["d1_by_evaluation"] if v is not None]
         second_half = d1[len(d1) // 2:]
@@ -264,15 +286,9 @@ def report(args, results: dict, world: dict, seconds: float) -> dict:
     print("\n| paired difference over seeds | validation AUC (95% interval) | test AUC (95% interval) |\n|---|---:|---:|")
     for better, worse in PAIRS:
         if better in results and worse in results:
-            by_seed = {r["seed"]: r for r in results[worse]}
-            matched = [(r, by_seed[r["seed"]]) for r in results[better] if r["seed"] in by_seed]
-            cells = []
-            for key in ("validation_auc", "test_auc"):
-                d = paired_difference([a[key] for a, _ in matched], [b[key] for _, b in matched])
-                cells.append(f"{d['mean']:+.4f}" + (f" [{d['low']:+.4f}, {d['high']:+.4f}]" if d["low"] is not None
-                                                     else ""))
-            pairs[f"{better} - {worse}"] = d
-            print(f"| {better} - {worse} | {cells[0]} | {cells[1]} |")
+            validation, test = (paired_by_seed(results[better], results[worse], key) for key in AUC_KEYS)
+            pairs[f"{better} - {worse}"] = {**test, "validation": validation}  # test at the top level, as targets read
+            print(f"| {better} - {worse} | {interval_text(validation)} | {interval_text(test)} |")
 
     adversarial = [v for v in ("maan", "marn") if v in results]
     if adversarial:
@@ -304,8 +320,40 @@ def report(args, results: dict, world: dict, seconds: float) -> dict:
     print("\n| target | measured | goal | met |\n|---|---|---|---|")
     for t in targets:
         print(f"| {t['name']} | {t['measured']} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
-    return {"command": command, "minutes": round(seconds / 60, 1), "floor_auc": floor_auc, "oracle_auc": oracle,
-            "runs": results, "pairs": pairs, "targets": targets}
+    figures = {"command": command, "minutes": round(seconds / 60, 1), "floor_auc": floor_auc, "oracle_auc": oracle,
+               "runs": results, "pairs": pairs, "targets": targets}
+    if args.against:
+        figures["against"] = against_baseline(results, load_baseline(args.against), args.against)
+    return figures
+
+
+def load_baseline(path: str) -> dict:
+    """An earlier `--json` output, checked before any training: exits with what is wrong."""
+    try:
+        with open(path) as f:
+            baseline = json.load(f)
+    except (OSError, ValueError) as err:
+        sys.exit(f"--against {path}: cannot be read as a quality.py --json output ({err})")
+    if not isinstance(baseline, dict) or not isinstance(baseline.get("runs"), dict):
+        sys.exit(f"--against {path}: not a quality.py --json output (no \"runs\")")
+    return baseline
+
+
+def against_baseline(results: dict, baseline: dict, path: str) -> dict:
+    """Each variant's validation and test AUC minus those of the same variant and seed in `baseline`, an earlier
+    `--json` (e.g. the defaults' run beside an override's): how every trial in benchmarks/README.md is judged."""
+    differences = {variant: {key: paired_by_seed(runs, baseline["runs"][variant], key) for key in AUC_KEYS}
+                   for variant, runs in results.items() if variant in baseline.get("runs", {})}
+    print(f"\nagainst {path} ({baseline.get('command', 'no command recorded')}), paired by seed:\n"
+          "| variant | seeds | validation AUC, this - that (95% interval) | test AUC, this - that (95% interval) |\n"
+          "|---|---:|---:|---:|")
+    for variant, d in differences.items():
+        print(f"| {variant} | {d['test_auc']['n']} | {interval_text(d['validation_auc'])} | "
+              f"{interval_text(d['test_auc'])} |")
+    missing = sorted(set(results) - set(differences))
+    if missing:
+        print(f"({', '.join(missing)}: not in {path})")
+    return {"path": path, "command": baseline.get("command"), "differences": differences}
 
 
 def main() -> None:
@@ -322,7 +370,12 @@ def main() -> None:
                         help="a config override for every run, e.g. model.lambda_align=0 (repeatable)")
     parser.add_argument("--runs", default="/tmp/marn-bench/quality-runs")
     parser.add_argument("--json", help="also write every figure and the targets to this JSON file")
+    parser.add_argument("--against", metavar="JSON",
+                        help="an earlier --json (e.g. the defaults): also print each variant's AUC minus that run's, "
+                             "paired by seed with a 95%% interval")
     args = parser.parse_args()
+    if args.against:
+        load_baseline(args.against)  # a wrong path fails now, not after the training
     ensure_data(args)
     world = world_of(args.config)
     start = time.time()

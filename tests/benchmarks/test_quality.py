@@ -1,0 +1,63 @@
+"""benchmarks/quality.py's comparison of a trial with an earlier run (`--against`), paired by seed."""
+import json
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+import quality  # noqa: E402  (benchmarks/ is not a package)
+
+
+def runs(aucs: dict[int, float], offset: float = 0.0) -> list[dict]:
+    return [{"seed": seed, "validation_auc": auc, "test_auc": auc + offset} for seed, auc in aucs.items()]
+
+
+def test_differences_pair_runs_by_seed_not_by_order():
+    this = runs({3: 0.76, 1: 0.75, 2: 0.77})
+    that = runs({1: 0.74, 2: 0.765, 3: 0.755, 4: 0.9})  # seed 4 has no partner: left out
+    d = quality.paired_by_seed(this, that, "validation_auc")
+    assert d["n"] == 3
+    assert d["mean"] == pytest.approx((0.01 + 0.005 + 0.005) / 3)
+    # the 95% t interval of three differences (t = 4.303 at 2 degrees of freedom)
+    half = 4.303 * 0.0028867513 / 3 ** 0.5
+    assert (d["low"], d["high"]) == (pytest.approx(d["mean"] - half, abs=1e-6), pytest.approx(d["mean"] + half, abs=1e-6))
+
+
+def test_against_compares_every_variant_both_have(tmp_path, capsys):
+    baseline = {"command": "python benchmarks/quality.py", "runs": {"man": runs({1: 0.75, 2: 0.76}),
+                                                                   "marn": runs({1: 0.76, 2: 0.77}, 0.01)}}
+    path = tmp_path / "defaults.json"
+    path.write_text(json.dumps(baseline))
+    results = {"marn": runs({1: 0.77, 2: 0.775}, 0.01), "concat": runs({1: 0.74, 2: 0.75})}
+    figures = quality.against_baseline(results, quality.load_baseline(str(path)), str(path))
+    assert set(figures["differences"]) == {"marn"}
+    assert figures["differences"]["marn"]["validation_auc"]["mean"] == pytest.approx(0.0075)
+    assert figures["differences"]["marn"]["test_auc"]["mean"] == pytest.approx(0.0075)
+    printed = capsys.readouterr().out
+    assert "| marn | 2 | +0.0075 [" in printed
+    assert "concat: not in" in printed
+
+
+def test_a_baseline_with_no_common_seed_reads_as_no_figure(tmp_path):
+    figures = quality.against_baseline({"man": runs({5: 0.75})}, {"runs": {"man": runs({1: 0.75})}}, "x.json")
+    assert figures["differences"]["man"]["test_auc"]["mean"] is None
+
+
+@pytest.mark.parametrize("content", ["not json", json.dumps([1, 2]), json.dumps({"targets": []})])
+def test_a_file_that_is_not_a_quality_json_stops_with_what_is_wrong(tmp_path, content):
+    path = tmp_path / "q.json"
+    path.write_text(content)
+    with pytest.raises(SystemExit, match="quality.py --json output"):
+        quality.load_baseline(str(path))
+
+
+def test_the_spread_over_seeds_is_the_sample_std():
+    aucs = [0.760, 0.764, 0.768, 0.772, 0.776]  # population std 0.00566, sample std 0.00632
+    assert quality.sample_std(aucs) == pytest.approx(0.0063246, abs=1e-6)
+    assert quality.mean_std(aucs) == "0.7680 ± 0.0063"
+    assert quality.sample_std([0.76]) == 0.0
+    std_targets = [t for t in quality.targets_of({"man": runs({s: a for s, a in enumerate(aucs, 1)}, 0.0)}, {}, None, {})
+                   if "std" in t["name"]]
+    assert std_targets == [quality.target("man: test AUC std over seeds (ddof 1)", 0.0063, "<= 0.003", False)]
