@@ -12,11 +12,13 @@ from marn_tf.evaluation.report import CHANCE_TOLERANCE, discriminator_reading
 
 
 def spread(values: list[Optional[float]]) -> Optional[tuple[float, float]]:
-    """(mean, standard deviation) over seeds, or None when nothing was measured (no discriminators)."""
+    """(mean, sample standard deviation) over seeds, or None when nothing was measured (no discriminators). The
+    sample std (ddof 1; 0 for one seed), as `benchmarks/quality.py` gives it: with the demo's 2 seeds numpy's
+    default (ddof 0) would read 0.71x as large."""
     numbers = [v for v in values if v is not None and not math.isnan(v)]
     if not numbers:
         return None
-    return float(np.mean(numbers)), float(np.std(numbers))
+    return float(np.mean(numbers)), float(np.std(numbers, ddof=1)) if len(numbers) > 1 else 0.0
 
 
 def ladder_rows(summary: dict) -> list[dict]:
