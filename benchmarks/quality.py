@@ -40,6 +40,7 @@ import numpy as np
 
 import marn_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from embedded_data import ensure_embedded_data  # benchmarks/, beside this script
+from marn_tf.workflow.summary import spread
 
 DEFAULT_DATA = "/tmp/marn-bench/quality-data"
 DEFAULT_RAW = "/tmp/marn-bench/quality-raw"
@@ -61,7 +62,6 @@ def paired_difference(a: list[float], b: list[float]) -> dict:
     return {"mean": float(d.mean()), "low": float(d.mean() - half), "high": float(d.mean() + half), "n": len(d)}
 
 
-# -- data --------------------------------------------------------------------------------------------------
 def paired_by_seed(runs: list[dict], others: list[dict], key: str) -> dict:
     """`paired_difference` of `key` between `runs` and the runs of `others` with the same seeds."""
     by_seed = {r["seed"]: r[key] for r in others}
@@ -75,6 +75,7 @@ def interval_text(d: dict) -> str:
     return f"{d['mean']:+.4f}" + (f" [{d['low']:+.4f}, {d['high']:+.4f}]" if d["low"] is not None else "")
 
 
+# -- data --------------------------------------------------------------------------------------------------
 def ensure_data(args) -> None:
     """The embedded dataset, generated and preprocessed once, unless --data/--config name other data."""
     args.config = ensure_embedded_data(args.data, DEFAULT_RAW, args.config)
@@ -206,15 +207,9 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
 
 
 # -- the table ---------------------------------------------------------------------------------------------
-def sample_std(values) -> float:
-    """The spread over seeds: the sample std (ddof 1; 0 for one value). Tables before 2026-12-01 used numpy's
-    default, ddof 0, which reads 0.89x as large with 5 seeds."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def mean_std(values) -> str:
-    v = [x for x in values if x is not None]
-    return f"{np.mean(v):.4f} ± {sample_std(v):.4f}" if v else "–"
+    measured = spread(values)  # the sample std (ddof 1); tables before 2026-12-01 gave numpy's default, ddof 0
+    return f"{measured[0]:.4f} ± {measured[1]:.4f}" if measured else "–"
 
 
 def target(name: str, measured, goal: str, met: bool) -> dict:
@@ -235,8 +230,8 @@ def targets_of(results: dict, pairs: dict, floor_auc, world: dict) -> list[dict]
         if floor_auc is not None:
             lift = float(np.mean(aucs)) - floor_auc
             found.append(target(f"{variant}: test AUC - no-model floor", round(lift, 4), ">= 0.02", lift >= 0.02))
-        found.append(target(f"{variant}: test AUC std over seeds (ddof 1)", round(sample_std(aucs), 4), "<= 0.003",
-                            sample_std(aucs) <= 0.003))
+        std = spread(aucs)[1]
+        found.append(target(f"{variant}: test AUC std over seeds (ddof 1)", round(std, 4), "<= 0.003", std <= 0.003))
     for run in results.get("marn", []):
         chance, d1 = run["chance"], [v for v in run["d1_by_evaluation"] if v is not None]
         second_half = d1[len(d1) // 2:]
@@ -263,7 +258,7 @@ def targets_of(results: dict, pairs: dict, floor_auc, world: dict) -> list[dict]
     return found
 
 
-def report(args, results: dict, world: dict, seconds: float) -> dict:
+def report(args, results: dict, world: dict, seconds: float, baseline: dict | None = None) -> dict:
     command = " ".join(["python benchmarks/quality.py"] + sys.argv[1:])
     floors = [r["floor"]["auc"] for runs in results.values() for r in runs if r.get("floor")]
     floor_auc = float(np.mean(floors)) if floors else None
@@ -322,8 +317,8 @@ def report(args, results: dict, world: dict, seconds: float) -> dict:
         print(f"| {t['name']} | {t['measured']} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
     figures = {"command": command, "minutes": round(seconds / 60, 1), "floor_auc": floor_auc, "oracle_auc": oracle,
                "runs": results, "pairs": pairs, "targets": targets}
-    if args.against:
-        figures["against"] = against_baseline(results, load_baseline(args.against), args.against)
+    if baseline is not None:
+        figures["against"] = against_baseline(results, baseline, args.against)
     return figures
 
 
@@ -374,13 +369,12 @@ def main() -> None:
                         help="an earlier --json (e.g. the defaults): also print each variant's AUC minus that run's, "
                              "paired by seed with a 95%% interval")
     args = parser.parse_args()
-    if args.against:
-        load_baseline(args.against)  # a wrong path fails now, not after the training
+    baseline = load_baseline(args.against) if args.against else None  # a wrong path fails now, not after training
     ensure_data(args)
     world = world_of(args.config)
     start = time.time()
     results = {v: [one_run(args, v, seed, world) for seed in range(1, args.seeds + 1)] for v in args.variants}
-    figures = report(args, results, world, time.time() - start)
+    figures = report(args, results, world, time.time() - start, baseline)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)
