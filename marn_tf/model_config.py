@@ -105,6 +105,8 @@ class ModelConfig:
     attention_normalize: str = "none"  # MAN: "none" (tanh, the paper) or "softmax" across modalities
     attention_context: str = "own"  # MAN gate input: "own" s^m (the paper) or "item" (+ the mean of the item's s^m)
     attention_bias: float = 0.0  # initial gate bias b_m; > 0 starts the gates open
+    attention_unit_scale: bool = False  # MAN: each s^m divided by its RMS first, so only a^m sets its share
+    attention_cost: float = 0.0  # MAN: L1 cost on the gates, so a gate stays open only where its modality helps
     normalize_modalities: bool = True  # layer-normalise each e^m before S_m and P_m (off: the paper)
     discriminator_hidden: list[int] = dataclasses.field(default_factory=lambda: [64])
     lambda_d0: float = 0.05
@@ -178,8 +180,9 @@ class ModelConfig:
         (`marn run`'s stages, benchmarks/quality.py): a rung's `fusion` and `discriminators` left out, and DIN's
         `sequence_encoder` as the "gru" it was written with. A custom structure keeps every key."""
         data = dataclasses.asdict(self)
-        if not self.hash_buckets:  # added 2026-11-30
-            del data["hash_buckets"]
+        for key, off in _LATER_KEYS.items():  # added after the runs they would rename
+            if getattr(self, key) == off:
+                del data[key]
         if self.variant in RUNGS:
             del data["fusion"], data["discriminators"]
             if self.sequence_encoder == "none":
@@ -247,8 +250,8 @@ class ModelConfig:
                     "property_embedding_dim", "context_embedding_dim", "common_units", "gru_units"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive")
-        if self.embedding_l2 < 0:
-            raise ConfigError("embedding_l2 must be >= 0")
+        if self.embedding_l2 < 0 or self.attention_cost < 0:
+            raise ConfigError("embedding_l2 and attention_cost must be >= 0")
         if min(self.lambda_d0, self.lambda_adv, self.lambda_s, self.lambda_align, self.grl_coefficient,
                self.adversarial_margin) < 0:
             raise ConfigError("lambda_*, adversarial_margin and grl_coefficient must be >= 0")
@@ -268,7 +271,10 @@ def _rung_of(structure: dict) -> str:
                 CUSTOM)
 
 
-_ATTENTION_KEYS = ("attention_gate", "attention_normalize", "attention_context", "attention_bias")
+# keys added after runs that benchmarks reuse, with their "off" value: left out of digest_dict while off
+_LATER_KEYS = {"hash_buckets": {}, "attention_unit_scale": False, "attention_cost": 0.0}
+_ATTENTION_KEYS = ("attention_gate", "attention_normalize", "attention_context", "attention_bias",
+                   "attention_unit_scale", "attention_cost")
 _ADVERSARIAL_KEYS = ("common_units", "discriminator_hidden", "lambda_adv", "adversarial_objective",
                      "adversarial_margin", "share_discriminator", "grl_coefficient", "grl_ramp",
                      "adversarial_ramp_steps", "invariant_residual")

@@ -44,7 +44,8 @@ class ItemEncoder(tf.keras.layers.Layer):
       discriminators: "none", "single" or "double" (with fusion "attention" only).
       units, common_units: widths of s^m / c^m and of P_m.
       normalize_modalities: `ModalityProjection`'s per-modality input normalisation.
-      attention_gate, attention_normalize, attention_context, attention_bias: `ModalityAttention` options.
+      attention_gate, attention_normalize, attention_context, attention_bias, attention_unit_scale, attention_cost:
+        `ModalityAttention` options (gate, normalize, context, bias_initializer, unit_scale, cost).
       discriminator_hidden, grl_coefficient, normalize_importance: `DoubleDiscriminator` options.
       adversarial: the other `DoubleDiscriminator` options (objective, share_discriminator, ...).
       modality_dropout: training-time rate of hiding a present modality.
@@ -63,7 +64,8 @@ class ItemEncoder(tf.keras.layers.Layer):
                  discriminator_hidden: Sequence[int] = (64,), grl_coefficient: float = 1.0,
                  normalize_importance: bool = True, modality_dropout: float = 0.0, normalize_modalities: bool = True,
                  attention_context: str = "own", attention_bias: float = 0.0, adversarial: Optional[dict] = None,
-                 invariant_residual: str = "add", **kwargs):
+                 invariant_residual: str = "add", attention_unit_scale: bool = False, attention_cost: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if fusion not in FUSIONS or discriminators not in DISCRIMINATORS:
             raise ValueError(f"fusion must be one of {FUSIONS} and discriminators one of {DISCRIMINATORS}")
@@ -87,6 +89,8 @@ class ItemEncoder(tf.keras.layers.Layer):
         self.attention_bias = attention_bias
         self.adversarial = dict(adversarial or {})
         self.invariant_residual = invariant_residual
+        self.attention_unit_scale = attention_unit_scale
+        self.attention_cost = attention_cost
 
         self.embeddings = ModalityEmbeddings(**self.embeddings_config, name="modality_embeddings")
         self.num_modalities = len(self.embeddings.modalities)
@@ -99,7 +103,8 @@ class ItemEncoder(tf.keras.layers.Layer):
         if fusion == "attention":
             slots = self.num_modalities + (discriminators != "none" and invariant_residual == "attended")
             self.attention = ModalityAttention(slots, attention_gate, attention_normalize,
-                                               attention_context, attention_bias, name="modality_attention")
+                                               attention_context, attention_bias, attention_unit_scale,
+                                               attention_cost, name="modality_attention")
         if discriminators != "none":
             self.discriminator = DoubleDiscriminator(self.num_modalities, self.discriminator_hidden, grl_coefficient,
                                                      normalize_importance, mode=discriminators,
@@ -178,4 +183,5 @@ class ItemEncoder(tf.keras.layers.Layer):
                 "normalize_importance": self.normalize_importance, "modality_dropout": self.modality_dropout,
                 "normalize_modalities": self.normalize_modalities, "attention_context": self.attention_context,
                 "attention_bias": self.attention_bias, "adversarial": self.adversarial,
-                "invariant_residual": self.invariant_residual}
+                "invariant_residual": self.invariant_residual, "attention_unit_scale": self.attention_unit_scale,
+                "attention_cost": self.attention_cost}

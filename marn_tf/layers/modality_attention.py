@@ -16,6 +16,16 @@ weight per modality. `normalize="softmax"`: the gate logits W_m s^m + b_m are no
 present modalities (per dimension for the vector gate) instead of passed through tanh. A missing
 modality (mask 0) is left out: its weight is 0 and it changes nothing, whatever its vector holds.
 The weights are an output: they are the per-item modality importances the product reports.
+
+The click loss alone does not pin the weights down [ours, measured in benchmarks/README.md]: S_m can
+scale s^m up as a^m shrinks, and the prediction head, which sees the item's category through its ID
+vector, can reweigh the sum itself, so a^m stays flat across categories. Two options make the weights
+measure use: `unit_scale` divides each s^m by its root mean square before the gate, so only a^m sets a
+modality's share of s_i, and `cost` adds
+
+    cost * mean_i sum_m mean_d |a_i^m|
+
+to the layer's losses: a gate stays open only where its modality lowers the click loss by more.
 """
 from __future__ import annotations
 
@@ -24,6 +34,7 @@ import tensorflow as tf
 GATES = ("vector", "scalar")
 NORMALIZATIONS = ("none", "softmax")
 CONTEXTS = ("own", "item")
+UNIT_SCALE_EPSILON = 1e-3  # as LayerNormalization's: a near-zero (dead ReLU) s^m is not blown up
 
 
 @tf.keras.utils.register_keras_serializable(package="marn_tf")
@@ -36,6 +47,8 @@ class ModalityAttention(tf.keras.layers.Layer):
       normalize: "none" (tanh gates, as the paper) or "softmax" across present modalities.
       context: "own" (a gate sees its modality's vector) or "item" (and the mean of the item's vectors).
       bias_initializer: the initial b_m.
+      unit_scale: divide each s^m by its root mean square over the dimensions first.
+      cost: weight of the L1 cost on the gates (0: none).
 
     Inputs: `specific` [batch, M, d] and `mask` [batch, M] (1 where the modality is present).
     Outputs: `fused` [batch, d] and `weights` [batch, M, d] ("vector") or [batch, M, 1] ("scalar"),
@@ -43,7 +56,7 @@ class ModalityAttention(tf.keras.layers.Layer):
     """
 
     def __init__(self, num_modalities: int, gate: str = "vector", normalize: str = "none", context: str = "own",
-                 bias_initializer: float = 0.0, **kwargs):
+                 bias_initializer: float = 0.0, unit_scale: bool = False, cost: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
@@ -56,6 +69,8 @@ class ModalityAttention(tf.keras.layers.Layer):
         self.normalize = normalize
         self.context = context
         self.bias_initializer = bias_initializer
+        self.unit_scale = unit_scale
+        self.cost = cost
 
     def build(self, input_shape):
         specific_shape = input_shape[0] if isinstance(input_shape, (list, tuple)) else input_shape
@@ -72,6 +87,8 @@ class ModalityAttention(tf.keras.layers.Layer):
 
     def call(self, inputs):
         specific, mask = inputs
+        if self.unit_scale:
+            specific *= tf.math.rsqrt(tf.reduce_mean(tf.square(specific), axis=-1, keepdims=True) + UNIT_SCALE_EPSILON)
         logits = tf.einsum("bmd,mdw->bmw", specific, self.kernel) + self.bias  # W_m s^m + b_m
         present = tf.cast(mask, logits.dtype)[:, :, tf.newaxis]
         if self.context == "item":
@@ -84,8 +101,11 @@ class ModalityAttention(tf.keras.layers.Layer):
         else:
             weights = tf.tanh(logits) * present
         fused = tf.reduce_sum(weights * specific, axis=1)
+        if self.cost:
+            self.add_loss(self.cost * tf.reduce_mean(tf.reduce_sum(tf.reduce_mean(tf.abs(weights), axis=-1), axis=1)))
         return fused, weights
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_modalities": self.num_modalities, "gate": self.gate,
-                "normalize": self.normalize, "context": self.context, "bias_initializer": self.bias_initializer}
+                "normalize": self.normalize, "context": self.context, "bias_initializer": self.bias_initializer,
+                "unit_scale": self.unit_scale, "cost": self.cost}

@@ -77,6 +77,7 @@ def test_exponent_floats_without_a_dot_are_floats(tmp_path):
     ({"model": {"variant": "dien"}}, r"model: variant 'dien' is not one of din, concat, man, maan, marn"),
     ({"model": {"units": 0}}, r"model: units must be positive"),
     ({"model": {"modality_dropout": 1.0}}, r"model: modality_dropout must be in \[0, 1\)"),
+    ({"model": {"attention_cost": -0.01}}, r"model: embedding_l2 and attention_cost must be >= 0"),
     ({"model": {"invariant_residual": "sum"}}, r"model: invariant_residual 'sum' is not one of add, gated"),
     ({"train": {"weight_averaging": 1.0}}, r"train: weight_averaging must be in \[0, 1\)"),
     ({"train": {"learning_rate_decay_passes": -1}}, r"train: learning_rate_decay_passes must be >= 0"),
@@ -291,6 +292,10 @@ def test_digests_of_earlier_runs_stay_the_same(tmp_path):
     # --set model.sequence_encoder=augru: din reuses its runs (it reads no encoder), the GRU rungs hash the AUGRU.
     args.set = constant + ["model.sequence_encoder=augru"]
     assert os.path.basename(quality.run_dir(args, quality.run_config(args, "din", 1))) == "din-seed1-f8c8c9f697"
+    assert os.path.basename(quality.run_dir(args, quality.run_config(args, "man", 1))) != "man-seed1-cb6020c62a"
+    # keys added later (attention_cost, ...) rename a run only when set; concat reads no attention key
+    args.set = constant + ["model.attention_cost=0.01"]
+    assert os.path.basename(quality.run_dir(args, quality.run_config(args, "concat", 1))) == "concat-seed1-bec47570e5"
     assert os.path.basename(quality.run_dir(args, quality.run_config(args, "man", 1))) != "man-seed1-cb6020c62a"
     din = ModelConfig(variant="din").digest_dict()
     assert "fusion" not in din and "discriminators" not in din and din["sequence_encoder"] == "gru"

@@ -20,6 +20,7 @@ SET_BY_CONFIG = {
     (ModalityProjection, "normalize_inputs"): "normalize_modalities",
     (ModalityAttention, "gate"): "attention_gate", (ModalityAttention, "normalize"): "attention_normalize",
     (ModalityAttention, "context"): "attention_context", (ModalityAttention, "bias_initializer"): "attention_bias",
+    (ModalityAttention, "unit_scale"): "attention_unit_scale", (ModalityAttention, "cost"): "attention_cost",
     (DoubleDiscriminator, "hidden_units"): "discriminator_hidden",
     (DoubleDiscriminator, "grl_coefficient"): "grl_coefficient",
     (DoubleDiscriminator, "normalize_weights"): "normalize_importance",
@@ -33,7 +34,7 @@ SET_BY_CONFIG = {
     **{(ItemEncoder, key): key for key in (
         "units", "common_units", "attention_gate", "attention_normalize", "discriminator_hidden", "grl_coefficient",
         "normalize_importance", "modality_dropout", "normalize_modalities", "attention_context", "attention_bias",
-        "invariant_residual")},
+        "invariant_residual", "attention_unit_scale", "attention_cost")},
     **{(ModalityEmbeddings, key): key for key in (
         "id_embedding_dim", "word_embedding_dim", "text_filters", "text_kernel_sizes", "statistic_embedding_dim",
         "embedding_l2")},

@@ -65,3 +65,37 @@ def test_config_round_trip_and_bad_options():
 @pytest.mark.parametrize("normalize", ["none", "softmax"])
 def test_every_modalitys_gate_trains(normalize):
     assert_gradients_reach(ModalityAttention(4, gate="vector", normalize=normalize), [SPECIFIC, MASK])
+
+
+def test_unit_scale_makes_the_fused_vector_blind_to_each_modalitys_scale():
+    layer = ModalityAttention(4, unit_scale=True)
+    fused, weights = layer([SPECIFIC, MASK])
+    rescaled = SPECIFIC * tf.constant([0.5, 3.0, 10.0, 2.0])[tf.newaxis, :, tf.newaxis]
+    fused_rescaled, weights_rescaled = layer([rescaled, MASK])
+    np.testing.assert_allclose(fused_rescaled.numpy(), fused.numpy(), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(weights_rescaled.numpy(), weights.numpy(), rtol=1e-2, atol=1e-2)
+    without = ModalityAttention(4)
+    without([SPECIFIC, MASK])
+    without.set_weights(layer.get_weights())
+    assert not np.allclose(without([rescaled, MASK])[0].numpy(), without([SPECIFIC, MASK])[0].numpy(), atol=1e-2)
+
+
+def test_the_gate_cost_is_the_mean_l1_of_the_present_gates_and_pulls_them_shut():
+    layer = ModalityAttention(4, cost=0.5)
+    _, weights = layer([SPECIFIC, MASK])
+    expected = 0.5 * np.abs(weights.numpy()).mean(axis=-1).sum(axis=1).mean()
+    assert len(layer.losses) == 1
+    np.testing.assert_allclose(layer.losses[0].numpy(), expected, rtol=1e-5)
+    assert ModalityAttention(4)([SPECIFIC, MASK]) is not None and not ModalityAttention(4).losses
+    optimizer = tf.keras.optimizers.SGD(0.5)
+    for _ in range(20):  # the cost alone: every present gate shrinks
+        with tf.GradientTape() as tape:
+            layer([SPECIFIC, MASK])
+            loss = tf.add_n(layer.losses)
+        optimizer.apply_gradients(zip(tape.gradient(loss, layer.trainable_variables), layer.trainable_variables))
+    shrunk = np.abs(layer([SPECIFIC, MASK])[1].numpy()).mean(axis=-1)
+    assert shrunk[MASK.numpy() == 1].mean() < 0.5 * np.abs(weights.numpy()).mean(axis=-1)[MASK.numpy() == 1].mean()
+
+
+def test_config_round_trip_with_unit_scale_and_cost():
+    assert_config_round_trip(ModalityAttention(4, context="item", unit_scale=True, cost=0.01), [SPECIFIC, MASK])

@@ -78,8 +78,9 @@ def test_the_step_ramps_the_adversarial_coefficient_from_the_step_counter(prepar
             0.8 * (2 / (1 + np.exp(-10)) - 1))
 
 
-def test_embedding_l2_is_part_of_the_loss(prepared):
-    model, network = make_model(prepared, tf.distribute.get_strategy(), embedding_l2=0.1)
+@pytest.mark.parametrize("option", [{"embedding_l2": 0.1}, {"attention_cost": 0.1, "attention_unit_scale": True}])
+def test_a_layer_penalty_is_part_of_the_loss(prepared, option):
+    model, network = make_model(prepared, tf.distribute.get_strategy(), **option)
     batch = next(iter(one_batch(prepared, network)))
     losses = model.compute_losses(batch, training=False)
     assert losses["regularization_loss"].numpy() > 0
