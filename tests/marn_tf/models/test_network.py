@@ -114,6 +114,7 @@ def test_rate_offset_adds_the_floors_logits_to_the_deep_part(prepared):
 NOT_DEFAULT = {
     "units": 16, "normalize_modalities": False, "gru_units": 16, "gru_unroll": False,
     "attention_gate": "scalar", "attention_normalize": "softmax", "attention_context": "item", "attention_bias": 1.0,
+    "attention_unit_scale": True, "attention_cost": 0.1,
     "common_units": 16, "discriminator_hidden": [4], "lambda_adv": 0.5, "adversarial_objective": "reversal",
     "adversarial_margin": 0.3, "share_discriminator": True, "grl_coefficient": 0.5, "grl_ramp": False,
     "adversarial_ramp_steps": 7, "invariant_residual": "gated", "lambda_d0": 0.5, "lambda_s": 0.5,
