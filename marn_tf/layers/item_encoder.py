@@ -102,9 +102,10 @@ class ItemEncoder(tf.keras.layers.Layer):
             self.concat_projection = tf.keras.layers.Dense(units, activation="relu", name="concat_projection")
         if fusion == "attention":
             slots = self.num_modalities + (discriminators != "none" and invariant_residual == "attended")
-            self.attention = ModalityAttention(slots, attention_gate, attention_normalize,
-                                               attention_context, attention_bias, attention_unit_scale,
-                                               attention_cost, name="modality_attention")
+            self.attention = ModalityAttention(slots, gate=attention_gate, normalize=attention_normalize,
+                                               context=attention_context, bias_initializer=attention_bias,
+                                               unit_scale=attention_unit_scale, cost=attention_cost,
+                                               name="modality_attention")
         if discriminators != "none":
             self.discriminator = DoubleDiscriminator(self.num_modalities, self.discriminator_hidden, grl_coefficient,
                                                      normalize_importance, mode=discriminators,
