@@ -61,12 +61,18 @@ class EventFields:
     context: list[str] = dataclasses.field(default_factory=lambda: ["query"])  # optional categoricals
     impression_type: str = "impression"
     behaviour_types: list[str] = dataclasses.field(default_factory=lambda: ["click", "cart", "purchase"])
+    # the behaviour type that logs a click: a clicked impression counts in `user_ctr` from its click event on
+    click_type: Optional[str] = "click"
 
     def __post_init__(self):
         if not self.behaviour_types:
             raise ConfigError("behaviour_types must name at least one event type")
         if self.impression_type in self.behaviour_types:
             raise ConfigError("impression_type must not also be a behaviour type")
+        if self.click_type is not None and self.click_type not in self.behaviour_types:
+            raise ConfigError(f"events.click_type {self.click_type!r} is not one of events.behaviour_types "
+                              f"{self.behaviour_types}: name the behaviour type that logs a click, or null when "
+                              "the log has none (then user_ctr counts no clicks)")
 
 
 @dataclasses.dataclass

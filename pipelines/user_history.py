@@ -2,14 +2,19 @@
 
 Rules, all of them tested in tests/pipelines/test_user_history.py:
 * Events are ordered by (timestamp, behaviour-type order, item id, the rest): deterministic.
-* An event equal to an earlier one in (item, timestamp, type, request, position) is a duplicate.
+* An event equal to an earlier one in (item, timestamp, type, request, position) is a duplicate; of duplicate
+  impressions that differ in `clicked`, the clicked one is kept.
 * An impression's sequence holds behaviour events *strictly earlier* than it: a click logged in the
   same second as the impression is not in it. The most recent `max_length` are kept, oldest first.
 * Each behaviour carries its property: event type and the time gap to the impression (bucketised),
   and the item's statistics as of the day of that behaviour.
 * Click rates, smoothed toward the global click rate before the impression's day: the candidate's
-  (`item_ctr`, from its daily snapshot) and the user's own (`user_ctr`, over the user's impressions
-  strictly earlier than this one, history-only ones included).
+  (`item_ctr`, from its daily snapshot) and the user's own (`user_ctr`: the user's impressions strictly
+  earlier than this one, history-only ones included, and the clicks among them whose click event is
+  strictly earlier). A clicked impression's click is credited when its click event (`events.click_type`
+  on the same item, at or after the impression, matched oldest impression first) is logged, not when the
+  impression is: the label is known only once the user has clicked. A clicked impression without a click
+  event is never credited.
 * Impressions split by time: before train_start history only, then train / validation / test.
 """
 from __future__ import annotations
@@ -32,7 +37,9 @@ StatsLookup = Callable[[str], Optional[CumulativeCounts]]
 def sort_and_deduplicate(events: Iterable[Event], behaviour_types: list[str]) -> tuple[list[Event], list[Event]]:
     """(kept events in order, duplicates)."""
     rank = {t: i for i, t in enumerate(behaviour_types)}  # impressions rank last among equal times
-    ordered = sorted(events, key=lambda e: (e.timestamp, rank.get(e.event_type, len(rank)), e))
+    # -clicked: of two impressions equal but for the label, the clicked one comes first and is kept
+    ordered = sorted(events, key=lambda e: (e.timestamp, rank.get(e.event_type, len(rank)), e.item_id, e.event_type,
+                                            e.request_id, e.position, -e.clicked, e))
     kept, duplicates, seen = [], [], set()
     for e in ordered:
         key = (e.item_id, e.timestamp, e.event_type, e.request_id, e.position)
@@ -72,6 +79,7 @@ def build_examples(user_id: str, events: list[Event], profile: Optional[UserProf
     user.update((ES.profile_feature(name), value) for name, value in zip(config.users.features, profile_values))
     history: collections.deque = collections.deque(maxlen=max_len)  # (timestamp, item, type index, stats)
     user_impressions = user_clicks = 0  # over the timestamps already processed
+    unclicked_yet: dict[str, collections.deque] = collections.defaultdict(collections.deque)  # item -> times
     i = 0
     while i < len(events):
         # All events of one timestamp: impressions see only behaviours from before it.
@@ -94,10 +102,15 @@ def build_examples(user_id: str, events: list[Event], profile: Optional[UserProf
                 shared = _sequence_features(user, history, t, max_len,
                                             smoothed_rate(user_impressions, user_clicks, prior))
             yield split, shared, _impression_features(e, stats, config, num_buckets, prior)
-        for e in same_time:
+        for e in same_time:  # impressions first, so a click logged in their second can match them
             if e.event_type == f.impression_type:
                 user_impressions += 1
-                user_clicks += e.clicked
+                if e.clicked:
+                    unclicked_yet[e.item_id].append(t)
+        for e in same_time:
+            if e.event_type == f.click_type and unclicked_yet.get(e.item_id):
+                unclicked_yet[e.item_id].popleft()
+                user_clicks += 1
             if e.event_type in type_index:
                 history.append((e.timestamp, e.item_id, type_index[e.event_type],
                                 statistic_buckets(stats(e.item_id), day, num_buckets)))

@@ -154,3 +154,36 @@ def test_user_rate_counts_history_only_impressions(make_config):
     config = make_config(split={"train_start": "2026-01-02", "train_end": "2026-01-03", "valid_end": "2026-01-04"})
     examples, _ = run(config)
     assert examples[2][1]["user_ctr"] == pytest.approx((1 + 20 * 2 / 5) / (2 + 20), rel=1e-12)  # C sees A and B
+
+
+def test_user_rate_credits_a_click_when_its_click_event_is_logged(make_config):
+    """A clicked at t, its click logged at t + 55 s: request B at t + 30 s has not seen the click, C at t + 60 s
+    has; a click logged in the impression's own second counts from the next second on."""
+    t = T0 + 1000
+    log = [imp(t, "i1", 1, request="a"), imp(t + 30, "i2", 0, request="b"), beh(t + 55, "i1", "click"),
+           imp(t + 60, "i3", 0, request="c")]
+    examples, _ = run(make_config(), log)
+    p0 = 1 / 2  # day 0
+    assert [v["user_ctr"] for _, v in examples] == pytest.approx([
+        p0,                             # A: nothing earlier
+        (0 + 20 * p0) / (1 + 20),       # B: A shown, its click not yet logged
+        (1 + 20 * p0) / (2 + 20),       # C: A's click logged at t + 55
+    ], rel=1e-12)
+
+
+def test_user_rate_ignores_clicked_impressions_without_click_events_and_unmatched_clicks(make_config):
+    """A click event with no clicked impression of its item before it, and a clicked impression never
+    followed by its click event, add no click: user_ctr counts only clicks that both happened and were shown."""
+    t = T0 + 1000
+    log = [beh(t, "i9", "click"), imp(t + 10, "i1", 1, request="a"), imp(t + 20, "i2", 0, request="b"),
+           beh(t + 25, "i2", "click"), imp(t + 30, "i3", 0, request="c")]
+    examples, _ = run(make_config(), log)
+    assert examples[-1][1]["user_ctr"] == pytest.approx((0 + 20 / 2) / (2 + 20), rel=1e-12)  # A and B, no click
+
+
+def test_duplicate_impressions_differing_only_in_the_label_keep_the_click(make_config):
+    """Two copies of one impression, one clicked and one not: the clicked copy is kept, in any input order."""
+    shown, clicked = imp(T0 + 100, "i1", 0), imp(T0 + 100, "i1", 1)
+    for log in ([shown, clicked], [clicked, shown]):
+        events, duplicates = sort_and_deduplicate(log, make_config().events.behaviour_types)
+        assert events == [clicked] and duplicates == [shown]
