@@ -90,8 +90,13 @@ class ItemFields:
     # this many dimensions by a PCA fitted in the job on the training window's items (image_pca.json says how)
     image_pca_dim: int = 0
     statistics: list[str] = dataclasses.field(default_factory=lambda: ["sales_count", "review_count"])
+    # ISO date the catalog counters in `statistics` were read at: it must be no later than split.train_start (the
+    # counters of a catalog exported later count sales the impressions had not seen yet)
+    statistics_as_of: Optional[str] = None
 
     def __post_init__(self):
+        if self.statistics_as_of is not None:
+            parse_utc_seconds(self.statistics_as_of, "items.statistics_as_of")
         if self.category_field not in self.id_fields:
             raise ConfigError(f"category_field {self.category_field!r} must be one of id_fields")
         if self.image and self.image_dim <= 0:
@@ -212,6 +217,22 @@ class Config:
 
     def __post_init__(self):
         check_compatible(self.model, self.train, self.runtime)
+        self._check_statistics_as_of()
+
+    def _check_statistics_as_of(self) -> None:
+        """Catalog counters read after the training window starts count the future of every impression."""
+        if not self.items.statistics or self.items.statistics_as_of is None:
+            return  # marn preprocess warns when counters carry no as-of date
+        as_of = parse_utc_seconds(self.items.statistics_as_of, "items.statistics_as_of")
+        start, train_end, _ = self.split.boundaries
+        limit, limit_key = (start, "split.train_start") if start is not None else (train_end, "split.train_end")
+        if as_of > limit:
+            raise ConfigError(
+                f"items.statistics_as_of {self.items.statistics_as_of} is later than {limit_key} "
+                f"{self.split.train_start if start is not None else self.split.train_end}: the catalog counters "
+                f"{self.items.statistics} would count sales and reviews the training impressions had not seen. "
+                "Export the catalog as of the start of the training window, move split.train_start to "
+                "statistics_as_of or later, or drop items.statistics")
 
     @classmethod
     def load(cls, path: str, overrides: Sequence[str] = (), presets: Sequence[str] = ()) -> "Config":

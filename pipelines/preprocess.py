@@ -201,6 +201,11 @@ def run(config: Config, output: str, pipeline_args: Optional[list[str]] = None, 
     """
     files = list_input_files(config)
     check_inputs(config, files)
+    if config.items.statistics and config.items.statistics_as_of is None:
+        log.warning("items.statistics (%s) carry no as-of date: a catalog exported after split.train_start "
+                    "leaks the future into every split. Set items.statistics_as_of to the date the counters were "
+                    "read (checked against the split), or drop items.statistics: the pipeline's own "
+                    "point-in-time impression and click counters leak nothing", ", ".join(config.items.statistics))
     options = pipeline_options(list(pipeline_args or []), num_workers)
     with ownership.owned_directory(output, ownership.PREPROCESS, COMMAND, input_paths(config, files, config_path),
                                    hint=_OVERWRITE_HINT):

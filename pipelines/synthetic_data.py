@@ -113,7 +113,8 @@ def dataset_config(opts: GeneratorOptions) -> dict:
                    "items": {"path": os.path.join(root, "items", "items" + ext)},
                    "users": {"path": os.path.join(root, "users", "users" + ext)}},
         "users": {"features": USER_COLUMNS[1:]},
-        "items": {"image_dim": opts.image_dim},
+        # the generated counters are drawn before the log starts
+        "items": {"image_dim": opts.image_dim, "statistics_as_of": day(0)},
         "split": {"train_start": day(train_start), "train_end": day(days_train), "valid_end": day(days_valid)},
     }
 

@@ -301,3 +301,25 @@ def test_digests_of_earlier_runs_stay_the_same(tmp_path):
     assert "fusion" not in din and "discriminators" not in din and din["sequence_encoder"] == "gru"
     custom = ModelConfig(sequence_encoder="none").digest_dict()  # no earlier run had it: every key hashed
     assert (custom["variant"], custom["fusion"], custom["sequence_encoder"]) == ("custom", "attention", "none")
+
+
+def test_catalog_counters_read_after_the_training_window_starts_are_refused(make_config):
+    """items.statistics_as_of later than split.train_start (or train_end without a start) names the key and the
+    fix; a date at or before the start, or no counters at all, is accepted."""
+    split = {"train_start": "2026-01-02", "train_end": "2026-01-05", "valid_end": "2026-01-06"}
+    with pytest.raises(ConfigError, match=r"items.statistics_as_of 2026-01-03 is later than split.train_start"):
+        make_config(split=split, items={"statistics_as_of": "2026-01-03"})
+    with pytest.raises(ConfigError, match=r"later than split.train_end"):
+        make_config(split={"train_end": "2026-01-05", "valid_end": "2026-01-06"},
+                    items={"statistics_as_of": "2026-01-07"})
+    assert make_config(split=split, items={"statistics_as_of": "2026-01-02"}).items.statistics_as_of == "2026-01-02"
+    assert make_config(split=split, items={"statistics_as_of": "2026-02-01", "statistics": []})
+    with pytest.raises(ConfigError, match=r"items.statistics_as_of: 'soon' is not an ISO-8601 date"):
+        make_config(split=split, items={"statistics_as_of": "soon"})
+
+
+def test_click_type_must_be_a_behaviour_type(make_config):
+    """events.click_type outside events.behaviour_types is refused naming both keys; null is accepted."""
+    with pytest.raises(ConfigError, match=r"events.click_type 'tap' is not one of events.behaviour_types"):
+        make_config(events={"click_type": "tap"})
+    assert make_config(events={"click_type": None}).events.click_type is None
