@@ -2,14 +2,47 @@
 `FileSystems`, which dispatches on the scheme to whatever file systems are installed (and to test ones).
 
 Nothing here knows about marn's directories; `ownership` builds on it.
+
+Missing and unreadable are told apart: a reader returns None (a listing: nothing) only when the file system
+says the path does not exist; any other failure (permissions, a network or service error, bytes that are not
+the text expected) raises `StorageError` naming the path, so that no caller mistakes an error for "not there".
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
+import uuid
 from typing import Optional
 
 _GLOB_CHARS = "*?["
+
+
+class StorageError(OSError):
+    """A path could not be read, listed or checked for another reason than not existing; the message names it."""
+
+
+def _absent(err: BaseException) -> bool:
+    """The error says the path does not exist (also when wrapped in a Beam error's per-path details)."""
+    if isinstance(err, (FileNotFoundError, NotADirectoryError)):
+        return True
+    details = getattr(err, "exception_details", None)
+    return isinstance(details, dict) and bool(details) and all(_absent(e) for e in details.values())
+
+
+def _reason(err: BaseException) -> str:
+    return err.strerror if isinstance(err, OSError) and err.strerror else str(err) or type(err).__name__
+
+
+def _remote_exists(path: str) -> bool:
+    """Whether the object (or, on a file system with directories, the directory) `path` exists."""
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        return FileSystems.exists(path)
+    except Exception as err:  # noqa: BLE001 -- whatever the file system raises: not an answer
+        raise StorageError(f"cannot check whether {path} exists: {_reason(err)}") from err
 
 
 def is_remote(path: str) -> bool:
@@ -59,75 +92,130 @@ def makedirs(directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
 
 
+def _missing_directory(directory: str) -> bool:
+    """An object store lists a missing prefix as empty; a file system with directories (hdfs://) may raise for a
+    missing directory instead, told apart by asking whether it exists."""
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        has_dirs = FileSystems.get_filesystem(directory).has_dirs()
+    except Exception:  # noqa: BLE001 -- no file system for the scheme: the listing's own error says so
+        return False
+    return has_dirs and not _remote_exists(directory)
+
+
 def list_tree(directory: str) -> list[str]:
-    """Every file under the URL `directory` (object stores have no directories, only names with slashes)."""
+    """Every file under the URL `directory` (object stores have no directories, only names with slashes); none
+    when nothing is there. Raises `StorageError` when the listing fails."""
     from apache_beam.io.filesystems import FileSystems
 
     try:
         (result,) = FileSystems.match([directory.rstrip("/") + "/**"])
-    except Exception:  # noqa: BLE001 -- nothing there: Beam raises rather than match nothing
-        return []
+    except Exception as err:  # noqa: BLE001 -- Beam wraps whatever the file system raised
+        if _absent(err) or _missing_directory(directory):
+            return []
+        raise StorageError(f"cannot list {directory}: {_reason(err)}") from err
     return [m.path for m in result.metadata_list]
 
 
 def exists(path: str) -> bool:
-    """A file, a link or a directory (for a URL: an object, or a prefix with objects under it)."""
+    """A file, a link or a directory (for a URL: an object, or a prefix with objects under it). Raises
+    `StorageError` when the file system cannot tell (e.g. a directory on the way that cannot be searched)."""
     if is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        return FileSystems.exists(path) or bool(list_tree(path))
-    return os.path.lexists(path)
+        return _remote_exists(path) or bool(list_tree(path))
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as err:
+        raise StorageError(f"cannot check whether {path} exists: {_reason(err)}") from err
+    return True
 
 
 def entries(directory: str) -> list[str]:
-    """The names directly inside `directory` (none when it does not exist)."""
+    """The names directly inside `directory` (none when it does not exist or is a file)."""
     if is_remote(directory):
         prefix = directory.rstrip("/") + "/"
         return sorted({p[len(prefix):].split("/", 1)[0] for p in list_tree(directory) if p.startswith(prefix)})
-    if not os.path.isdir(directory):
+    try:
+        return sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(os.listdir(directory))
+    except OSError as err:
+        raise StorageError(f"cannot list {directory}: {_reason(err)}") from err
 
 
 def read_bytes(path: str) -> Optional[bytes]:
-    """The file's bytes; None when it is missing."""
-    try:
-        if is_remote(path):
-            from apache_beam.io.filesystems import FileSystems
+    """The file's bytes; None when it does not exist. Raises `StorageError` naming the path for any other
+    failure (a file that exists but cannot be read is not missing)."""
+    if is_remote(path):
+        from apache_beam.io.filesystems import FileSystems
 
+        try:
             with FileSystems.open(path, compression_type="uncompressed") as f:
                 return f.read()
+        except Exception as err:  # noqa: BLE001 -- Beam and the file systems under it raise their own types
+            if _absent(err) or not _remote_exists(path):
+                return None
+            raise StorageError(f"cannot read {path}: {_reason(err)}") from err
+    try:
         with open(path, "rb") as f:
             return f.read()
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    except Exception:  # noqa: BLE001 -- Beam's errors for a missing remote file
-        return None
+    except OSError as err:
+        raise StorageError(f"cannot read {path}: {_reason(err)}") from err
 
 
 def read_text(path: str) -> Optional[str]:
-    """The file's text; None when it is missing or not UTF-8."""
+    """The file's UTF-8 text; None when it does not exist. Raises `StorageError` when it cannot be read or is
+    not UTF-8."""
     data = read_bytes(path)
     try:
         return None if data is None else data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    except UnicodeDecodeError as err:
+        raise StorageError(f"cannot read {path}: it is not UTF-8 text ({err})") from err
+
+
+def _fsync_directory(directory: str) -> None:
+    """Makes a rename inside `directory` durable; nothing where directories cannot be opened (not POSIX)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):  # no fsync for directories there
+            raise
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    """Writes the whole file at once (its directory made first): locally through a temporary file renamed into
-    place; an object store shows an object only once it is complete."""
+    """Writes the whole file at once (its directory made first): locally through a temporary file, flushed to
+    disk and then renamed into place (so a crash leaves the old file or the new one, never a part), under a
+    name of its own per call (concurrent writers never share one) that is removed when the write fails; an
+    object store shows an object only once it is complete."""
     if is_remote(path):
         from apache_beam.io.filesystems import FileSystems
 
         with FileSystems.create(path, compression_type="uncompressed") as f:
             f.write(data)
         return
-    makedirs(os.path.dirname(path) or ".")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    directory = os.path.dirname(path) or "."
+    makedirs(directory)
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    _fsync_directory(directory)
 
 
 def write_text(path: str, text: str) -> None:
@@ -136,7 +224,8 @@ def write_text(path: str, text: str) -> None:
 
 def append_text(path: str, text: str) -> None:
     """Adds `text` at the end of the file (made when missing). Object stores cannot append: there the file is
-    read and written again whole, which suits the small logs this is for."""
+    read and written again whole, which suits the small logs this is for (a failed read raises: the file is
+    never rewritten from a part)."""
     if is_remote(path):
         write_bytes(path, (read_bytes(path) or b"") + text.encode("utf-8"))
         return
@@ -149,7 +238,8 @@ def move_tree(source: str, target: str, last: tuple[str, ...] = ()) -> None:
     """Moves the directory `source` to `target` (which must not exist). Locally one rename; on an object store,
     which cannot rename, each object is copied, the files named in `last` after the others (so that a reader
     polling for them, as TF Serving polls for saved_model.pb, sees a complete tree), then `source` is deleted:
-    pass only a directory the command made itself (`ownership.temporary_directory`), as the export does."""
+    pass only a directory the command made itself (`ownership.temporary_directory`), as the export does.
+    On an object store nothing is copied when `target` has objects under it (or cannot be listed)."""
     if not is_remote(source):
         os.rename(source, target)
         return
@@ -159,6 +249,8 @@ def move_tree(source: str, target: str, last: tuple[str, ...] = ()) -> None:
     found = sorted(list_tree(source), key=lambda p: p.rsplit("/", 1)[-1] in last)
     if not found:
         raise FileNotFoundError(f"nothing to move: no file under {source}")
+    if list_tree(target):
+        raise FileExistsError(f"cannot move {source} to {target}: {target} already has files")
     for path in found:
         FileSystems.copy([path], [join(target, path[len(prefix):])])
     delete(source)
