@@ -103,8 +103,20 @@ class StageRunner:
         return files.join(self.run_dir, layout.STAGES_DIR, f"{name}.json")
 
     def _read(self, name: str) -> dict:
-        text = files.read_text(self._record_path(name))
-        return {} if text is None else json.loads(text)
+        """The stage's record; empty when it has none. A record that exists but cannot be read, or is not one,
+        stops the run before anything is removed: without it marn cannot tell finished outputs from stale ones."""
+        path = self._record_path(name)
+        try:
+            text = files.read_text(path)
+            record = {} if text is None else json.loads(text)
+            problem = None if isinstance(record, dict) else "it is not a JSON object"
+        except (files.StorageError, ValueError) as err:
+            problem = str(err)
+        if problem is not None:
+            raise StageError(f"the record of stage {name}, {path}, cannot be read ({problem}), so marn cannot tell "
+                             f"whether its outputs are current; nothing was removed. Make it readable, or delete it "
+                             f"to redo the stage (its outputs are then removed and written again).")
+        return record
 
     def _write(self, name: str, record: dict) -> None:
         files.write_text(self._record_path(name), json.dumps(record, indent=2, default=str))

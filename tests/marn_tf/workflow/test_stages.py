@@ -1,4 +1,5 @@
 """StageRunner: skip what is done, redo what changed, resume what stopped (on local disk and under a URL)."""
+import builtins
 import io
 import json
 import os
@@ -6,10 +7,11 @@ import shutil
 import uuid
 
 import pytest
+from apache_beam.io.filesystem import BeamIOError
 
 from marn_tf.storage import files
-from marn_tf.workflow.stages import Stage, StageRunner, files_digest
-from tests.marn_tf.storage import ram_filesystem  # noqa: F401 -- registers ram:// with Beam
+from marn_tf.workflow.stages import Stage, StageError, StageRunner, files_digest
+from tests.marn_tf.storage import ram_filesystem
 
 
 @pytest.fixture(params=["local", "url"])
@@ -105,3 +107,44 @@ def test_files_digest_sees_names_and_sizes(tmp_path):
     (tmp_path / "a" / "g").write_text("y")
     assert files_digest([str(tmp_path / "a")]) != before
     assert files_digest([str(tmp_path / "missing")]) is None
+
+
+def tree(path):
+    """Every file under `path` (local or ram://) with its bytes."""
+    found = {}
+    for directory, _, names in ram_filesystem.gfile.walk(path):
+        for name in names:
+            with ram_filesystem.gfile.GFile(files.join(directory, name), "rb") as f:
+                found[files.join(directory, name)] = f.read()
+    return found
+
+
+@pytest.mark.parametrize("damage", ["unreadable", "not JSON", "not an object"])
+def test_a_stage_record_that_cannot_be_read_stops_the_run_and_removes_nothing(root, monkeypatch, damage):
+    """A record that exists but cannot be read (a denied permission, a storage error) or is damaged is not
+    "never run": `marn run` stops naming it and leaves the finished outputs in place."""
+    run_dir, recorder = files.join(root, "run"), Recorder(files.join(root, "run", "out"))
+    run_once(run_dir, recorder, {"x": 1})
+    record = files.join(run_dir, "stages", "step.json")
+    if damage == "unreadable":
+        if files.is_remote(root):
+            def open_file(fs, name, *args, **kwargs):
+                if name == record:
+                    raise BeamIOError(f"403 Forbidden reading {name}")
+                return real_open(fs, name, *args, **kwargs)
+
+            real_open = ram_filesystem.RamFileSystem.open
+            monkeypatch.setattr(ram_filesystem.RamFileSystem, "open", open_file)
+        else:
+            def open_file(name, *args, **kwargs):
+                if name == record:
+                    raise PermissionError(13, "Permission denied", name)
+                return builtins.open(name, *args, **kwargs)
+
+            monkeypatch.setattr(files, "open", open_file, raising=False)
+    else:
+        files.write_text(record, "{\"status\": \"do" if damage == "not JSON" else "[]")
+    before = tree(run_dir)
+    with pytest.raises(StageError, match=f"record of stage step, {record}, cannot be read .*nothing was removed"):
+        run_once(run_dir, recorder, {"x": 1})
+    assert recorder.calls == 1 and tree(run_dir) == before
