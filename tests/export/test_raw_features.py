@@ -1,5 +1,9 @@
-"""Issue 14, `predict_raw`: the in-graph bucketisation equals the pipeline's Python functions, and the exported
-signature scores raw requests as `predict` scores the pipeline's buckets of them."""
+"""`predict_raw`: the in-graph bucketisation equals the pipeline's Python functions, the exported signature scores
+raw requests as `predict` scores the pipeline's buckets of them, and a raw request counted from the log by the data
+contract (docs/raw_data.md) scores as the example the pipeline wrote for it."""
+import collections
+import glob
+import gzip
 import json
 
 import numpy as np
@@ -8,6 +12,7 @@ import tensorflow as tf
 
 from marn_tf.export import raw_features as RF
 from marn_tf.export.request_features import serving_parse_spec
+from marn_tf.data.input import split_files
 from marn_tf.export.warmup import read_examples
 from marn_tf.pipelines import example_schema as ES
 from marn_tf.pipelines import item_statistics as IS
@@ -66,10 +71,10 @@ def test_time_gap_bucket_equals_the_pipelines_from_0_seconds_to_decades():
     assert got[:, 0].max() == ES.TIME_GAP_BUCKETS - 1 and got[0, 0] == 1  # decades hit the cap; 0 s is bucket 1
 
 
-def test_derived_features_equal_the_pipelines_code_path(prepared):
-    """Every feature `predict_raw` derives, through the pipeline's own functions (user_history included),
-    with unknown counters, padding holding garbage, gaps of 0 s and huge counts."""
-    _, _, schema = prepared
+def test_derived_features_equal_the_pipelines_code_path(make_config):
+    """Every feature `predict_raw` derives equals what the pipeline's own functions (user_history included) compute
+    from the same values, with unknown counters, padding holding garbage, gaps of 0 s and huge counts."""
+    schema = ES.build_schema(make_config(sequence={"max_length": 8}), {}, 0, {})  # the cardinalities the job writes
     length = schema.sequence_length
     hist_length = np.array([0, 1, 2, length, length - 1, 3] * 40, np.int64)
     raw = RF.random_raw_values(hist_length, length, seed=3)
@@ -99,6 +104,118 @@ def test_predict_raw_scores_as_predict_scores_the_pipelines_buckets(loaded, prep
     assert got["probability"].shape == [64]
     np.testing.assert_allclose(got["probability"].numpy(), want["probability"].numpy(), atol=1e-5, rtol=0)
     np.testing.assert_allclose(got["modality_weights"].numpy(), want["modality_weights"].numpy(), atol=1e-5, rtol=0)
+
+
+def logged_events(config) -> list[dict]:
+    """The events of the generated log (gzip JSON lines), less those equal to an earlier one in (user, item, time,
+    type, request, position): the data contract's duplicates."""
+    f = config.events
+    columns = (f.user_id, f.item_id, f.timestamp, f.event_type, f.request_id, f.position)
+    seen, events = set(), []
+    for path in sorted(glob.glob(config.inputs.events.path)):
+        with gzip.open(path, "rt") as lines:
+            for event in map(json.loads, lines):
+                key = tuple(event.get(c) for c in columns)
+                if key not in seen:
+                    seen.add(key)
+                    events.append(event)
+    return events
+
+
+def counted_from_the_log(config, events: list[dict], users, items, times, length: int) -> tuple[dict, dict, np.ndarray]:
+    """What a front end counts for each request (user id, candidate item id, unix time), by the data contract
+    (docs/raw_data.md), from the log alone:
+
+    * the behaviours: the user's events of a behaviour type strictly before the request, ordered by time, type
+      (config order) and item, the most recent `length`;
+    * an item's counters (the candidate's as of the request's day, a behaviour item's as of its behaviour's day): its
+      impressions and clicked impressions over the days before that day; all items' the same as of the request's day;
+    * the user's: impressions shown strictly before the request, and clicks *logged* strictly before it (in the
+      generated log every click event follows one clicked impression of its user).
+
+    Args:
+        users, items: bytes [n]; times: int64 [n].
+        length: the schema's sequence length.
+    Returns:
+        (`predict_raw`'s raw inputs, the sequence features `hist_item_id`, `hist_event_type`, `hist_length`,
+         the number of clicked impressions strictly before each request [n], logged or not).
+    """
+    f = config.events
+    rank = {kind: k for k, kind in enumerate(f.behaviour_types)}
+    shown, clicked = collections.Counter(), collections.Counter()  # (item, day) -> impressions, clicks; None: all
+    by_user = collections.defaultdict(list)
+    for e in events:
+        by_user[e[f.user_id]].append(e)
+        if e[f.event_type] == f.impression_type:
+            day = e[f.timestamp] // IS.SECONDS_PER_DAY
+            for key in ((e[f.item_id], day), (None, day)):
+                shown[key] += 1
+                clicked[key] += int(e[f.clicked])
+    days = sorted({day for _, day in shown})
+
+    def counters(item, time: int) -> tuple[int, int]:
+        before = [day for day in days if day < time // IS.SECONDS_PER_DAY]
+        return sum(shown[item, day] for day in before), sum(clicked[item, day] for day in before)
+
+    raw, sequence = collections.defaultdict(list), collections.defaultdict(list)
+    labels_before = []
+    for user, item, t in zip(users, items, times.tolist()):
+        earlier = [e for e in by_user[user.decode()] if e[f.timestamp] < t]
+        behaviours = sorted((e for e in earlier if e[f.event_type] in rank),
+                            key=lambda e: (e[f.timestamp], rank[e[f.event_type]], e[f.item_id]))[-length:]
+        pad = [0] * (length - len(behaviours))
+        stats = [counters(e[f.item_id], e[f.timestamp]) for e in behaviours]
+        sequence[ES.HIST_ITEM_ID].append([e[f.item_id].encode() for e in behaviours] + [b""] * len(pad))
+        sequence[ES.HIST_EVENT_TYPE].append([1 + rank[e[f.event_type]] for e in behaviours] + pad)
+        sequence[ES.HIST_LENGTH].append(len(behaviours))
+        raw[RF.HIST_TIMESTAMP].append([e[f.timestamp] for e in behaviours] + pad)
+        raw[RF.HIST_IMPRESSIONS].append([s[0] for s in stats] + pad)
+        raw[RF.HIST_CLICKS].append([s[1] for s in stats] + pad)
+        raw[RF.REQUEST_TIME].append(t)
+        for names, owner in (((RF.ITEM_IMPRESSIONS, RF.ITEM_CLICKS), item.decode()),
+                             ((RF.ALL_IMPRESSIONS, RF.ALL_CLICKS), None)):
+            for name, count in zip(names, counters(owner, t)):
+                raw[name].append(count)
+        impressions = [e for e in earlier if e[f.event_type] == f.impression_type]
+        raw[RF.USER_IMPRESSIONS].append(len(impressions))
+        raw[RF.USER_CLICKS].append(sum(e[f.event_type] == f.click_type for e in earlier))
+        labels_before.append(sum(int(e[f.clicked]) for e in impressions))
+    as_arrays = lambda values: {name: np.array(v, dtype=object if name == ES.HIST_ITEM_ID else np.int64)  # noqa: E731
+                                for name, v in values.items()}
+    return as_arrays(raw), as_arrays(sequence), np.array(labels_before)
+
+
+@pytest.mark.integration
+def test_a_raw_request_counted_from_the_log_scores_as_its_example(loaded, prepared):
+    """Every example the pipeline wrote, against the raw request a front end would send for it, counted from the raw
+    log by the data contract (`counted_from_the_log`): the log's events give the example's behaviour sequence,
+    `predict_raw`'s derivation gives the example's bucket and rate features exactly (`user_ctr` included, for
+    requests that follow a clicked impression whose click was not logged yet), and `predict_raw` scores the request
+    as `predict` scores the example."""
+    config, data, schema = prepared
+    serialized = [record.numpy() for split in ("train", "validation", "test")
+                  for record in tf.data.TFRecordDataset(split_files(data, schema, split), compression_type="GZIP")]
+    example = {k: v.numpy() for k, v in tf.io.parse_example(serialized, schema.parse_spec()).items()}
+    raw, sequence, labels_before = counted_from_the_log(config, logged_events(config), example[ES.USER_ID],
+                                                        example[ES.ITEM_ID], example[ES.TIMESTAMP],
+                                                        schema.sequence_length)
+    for name, values in sequence.items():  # the right events: the sequence the pipeline wrote
+        np.testing.assert_array_equal(values.astype(example[name].dtype), example[name], err_msg=name)
+    # the case a label-counting front end (or pipeline) gets wrong is among them
+    assert (labels_before > raw[RF.USER_CLICKS]).sum() > 0
+
+    derived = tf.function(lambda raw, length: RF.derived_features(schema, raw, length))(
+        {k: tf.constant(v) for k, v in raw.items()}, tf.constant(sequence[ES.HIST_LENGTH]))
+    for name in RF.DERIVED_FEATURES:
+        np.testing.assert_array_equal(derived[name].numpy(), example[name], err_msg=name)
+
+    request = {k: v.numpy() for k, v in tf.io.parse_example(serialized, serving_parse_spec(schema)).items()}
+    raw_request = {**{k: v for k, v in request.items() if k not in RF.DERIVED_FEATURES}, **raw}
+    got = loaded.signatures["predict_raw"](**{k: tf.constant(v) for k, v in raw_request.items()})
+    want = loaded.signatures["predict"](**{k: tf.constant(v) for k, v in request.items()})
+    assert got["probability"].shape == [len(serialized)]
+    for key in ("probability", "modality_weights"):
+        np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=1e-5, rtol=0, err_msg=key)
 
 
 @pytest.mark.integration
