@@ -34,7 +34,9 @@ def test_the_model_carries_the_configured_optimizers_and_averaging(prepared):
     assert isinstance(model_optimizer, tf.keras.optimizers.legacy.SGD)
     assert model_optimizer.learning_rate.numpy() == pytest.approx(0.05)
     assert discriminator_optimizer.learning_rate.numpy() == pytest.approx(0.002)
-    assert model.weight_average is not None
+    # the configured decay, over the weights the model trains (the discriminators' are not averaged)
+    assert model.weight_average.decay == 0.9
+    assert [v.ref() for v in model.weight_average.variables_to_average] == [v.ref() for v in model.model_variables]
     with pytest.raises(ValueError, match="split must be one of"):
         task.build_inputs("test", None)
 
