@@ -298,9 +298,9 @@ def test_lock_rules(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock = directory / locks.LOCK
-    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "command": "marn run",
-                                "started": "then", "token": "t"}))
-    with locks.lock(str(directory), "marn run"):  # a dead pid on this host: stale, taken over
+    lock.write_text(json.dumps({**locks.process_identity(), "pid": dead.pid, "process_start": None,
+                                "command": "marn run", "started": "then", "token": "t", "lock": locks.RECORD}))
+    with locks.lock(str(directory), "marn run"):  # a dead pid on this machine, in this pid namespace: taken over
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     lock.write_text(json.dumps({"pid": os.getpid(), "host": "another-host", "command": "marn run",
                                 "started": "2026-01-01T00:00:00+00:00", "token": "t"}))

@@ -32,7 +32,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 from marn_tf.storage import files
 from marn_tf.storage.errors import OwnershipError
-from marn_tf.storage.locks import LOCK, describe_holder, is_stale, lock, process_start, utc_now
+from marn_tf.storage.locks import LOCK, describe_holder, is_stale, lock, process_identity, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,9 @@ def temporary_directory(parent: str, prefix: str, command: str = "marn") -> Iter
     """A new directory under `parent` that only this process made; removed on the way out (an exception
     included) unless the body renamed it away.
 
-    Its marker (kind `temporary`, host, pid, process start) is written first and travels with it when renamed:
-    one left by a killed process is recognised and removed by `remove_stale_temporaries`. Under a URL (an
-    object store) the directory is a new random prefix.
+    Its marker (kind `temporary`, host, boot id, pid namespace, pid, process start) is written first and travels
+    with it when renamed: one left by a killed process is recognised and removed by `remove_stale_temporaries`.
+    Under a URL (an object store) the directory is a new random prefix.
     """
     if files.is_remote(parent):
         path = files.join(parent, f"{prefix}{uuid.uuid4().hex[:12]}")
@@ -180,7 +180,7 @@ def temporary_directory(parent: str, prefix: str, command: str = "marn") -> Iter
     try:
         files.write_text(files.join(path, MARKER), json.dumps(
             {"written_by": "marn-tf", "kind": TEMPORARY, "command": command, "started": utc_now(),
-             "host": socket.gethostname(), "pid": os.getpid(), "process_start": process_start(os.getpid())},
+             **process_identity()},
             indent=2) + "\n")
         yield path
     finally:
@@ -204,7 +204,7 @@ def remove_stale_temporaries(parent: str, prefix: str) -> list[str]:
             continue
         try:
             marker = read_marker(path)
-        except OwnershipError:
+        except (OwnershipError, files.StorageError):  # nothing readable proves marn made it: left alone
             continue
         if marker is not None and marker["kind"] == TEMPORARY and is_stale(marker, files.normal_path(path),
                                                                            _TEMPORARY):
