@@ -2,7 +2,6 @@
 import builtins
 import io
 import json
-import os
 import shutil
 import uuid
 
@@ -11,7 +10,7 @@ from apache_beam.io.filesystem import BeamIOError
 
 from marn_tf.storage import files
 from marn_tf.workflow.stages import Stage, StageError, StageRunner, files_digest
-from tests.marn_tf.storage import ram_filesystem
+from tests.marn_tf.storage import ram_filesystem  # importing it registers ram:// with Beam
 
 
 @pytest.fixture(params=["local", "url"])
