@@ -32,12 +32,28 @@ def run(prepared, tmp_path_factory):
     return directory
 
 
+def ordered_pairs_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The share of (clicked, not clicked) pairs the scores order correctly, ties counting half: AUC by its
+    definition, not by the rank formula `metrics.auc` uses."""
+    difference = scores[labels == 1][:, None] - scores[labels == 0][None, :]
+    return float(((difference > 0).sum() + 0.5 * (difference == 0).sum()) / difference.size)
+
+
 def test_evaluate_writes_json_and_report(prepared, run, capsys):
-    _, data, _ = prepared
+    """`marn evaluate`'s JSON holds the AUC and log loss of the whole split as the restored model scores it, and the
+    report's sections and plots."""
+    _, data, schema = prepared
     assert cli.main(["evaluate", "--run", str(run), "--data", data, "--split", "validation"]) == 0
     assert "AUC" in capsys.readouterr().out
     out = run / "evaluation_validation"
     result = json.loads((out / "evaluation.json").read_text())
+    scored = model_outputs(run, data, "validation")
+    labels, probabilities = scored["label"], scored["probability"].astype(np.float64)
+    assert result["examples"] == len(labels) == schema.split_examples["validation"]
+    assert 0 < labels.sum() < len(labels)
+    assert result["auc"] == pytest.approx(ordered_pairs_auc(labels, probabilities), abs=1e-6)
+    log_likelihood = np.where(labels == 1, np.log(probabilities), np.log(1 - probabilities))
+    assert result["logloss"] == pytest.approx(-log_likelihood.mean(), abs=1e-6)
     assert result["modalities"] == ["id", "image", "text", "statistic"] and result["chance_accuracy"] == 0.25
     assert 0 <= result["d1_accuracy"] <= 1 and 0 <= result["ds_accuracy"] <= 1
     slices = result["slices"]
