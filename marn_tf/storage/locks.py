@@ -164,7 +164,14 @@ def _acquire_kernel(directory: str, key: str, path: str, record: dict) -> Option
     if fcntl is None:
         return None
     for _ in range(5):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:  # never through a link: the record is written into the file opened
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0),
+                         0o644)
+        except OSError as err:
+            if err.errno not in (errno.ELOOP, errno.EISDIR):
+                raise
+            raise LockedError(f"{path} is a link or a directory, not a lock file marn writes: it will not lock "
+                              f"{directory} through it. Remove it.") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -169,3 +169,16 @@ def test_a_staging_directory_is_removed_only_when_its_process_provably_ended(tmp
     (left / ownership.MARKER).write_text(json.dumps(marker))
     removed = ownership.remove_stale_temporaries(str(parent), ".staging-")
     assert (removed == [str(left)]) == (not other) and left.exists() == bool(other)
+
+
+def test_a_link_in_place_of_the_lock_file_is_refused_and_its_target_left_alone(tmp_path):
+    """The owner record is written into the lock file itself, so a link there (to a file of the user's) is
+    refused rather than followed and overwritten."""
+    directory = tmp_path / "run"
+    directory.mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    (directory / locks.LOCK).symlink_to(tmp_path / "notes.txt")
+    with pytest.raises(LockedError, match="is a link or a directory"):
+        with locks.lock(str(directory), "marn run"):
+            pass
+    assert (tmp_path / "notes.txt").read_text() == "mine"
