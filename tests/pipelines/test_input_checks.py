@@ -117,8 +117,11 @@ def test_a_default_column_no_file_has_and_a_column_some_files_lack_are_warnings(
 
 
 def test_split_windows_are_not_judged_from_a_sample_of_the_files(tmp_path):
-    # 17 files: the 16 sampled (the first by path) end before split.train_end, the last holds the later events.
+    """17 events files: the 16 sampled (the first by path) end before split.train_end, the last holds the later
+    events. The same records as the only files are refused ("no event on or after split.train_end"); as a sample of
+    more files they are not, since a file left out may hold the missing times (here it does)."""
     from marn_tf.config import Config
+    from marn_tf.config_loader import ConfigError
     from marn_tf.pipelines.input_checks import SAMPLE_FILES, check_inputs
     from marn_tf.pipelines.raw_io import list_input_files
 
@@ -133,4 +136,10 @@ def test_split_windows_are_not_judged_from_a_sample_of_the_files(tmp_path):
     config["inputs"]["events"]["path"] = str(tmp_path / "events" / "*.jsonl")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     loaded = Config.load(str(tmp_path / "config.yaml"))
-    check_inputs(loaded, list_input_files(loaded))  # no "no event on or after split.train_end"
+    files = list_input_files(loaded)
+    events_files = [f for f in files if f.source == "events"]
+    assert [f.path for f in events_files[:SAMPLE_FILES]] == [str(tmp_path / "events" / f"part-{i:02d}.jsonl")
+                                                             for i in range(SAMPLE_FILES)]
+    with pytest.raises(ConfigError, match="no event on or after split.train_end"):
+        check_inputs(loaded, [f for f in files if f not in events_files[SAMPLE_FILES:]])  # the sample, all there is
+    check_inputs(loaded, files)  # the same sample, one file more: not refused
