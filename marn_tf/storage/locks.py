@@ -164,14 +164,10 @@ def _acquire_kernel(directory: str, key: str, path: str, record: dict) -> Option
     if fcntl is None:
         return None
     for _ in range(5):
-        try:  # never through a link: the record is written into the file opened
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0),
-                         0o644)
-        except OSError as err:
-            if err.errno not in (errno.ELOOP, errno.EISDIR):
-                raise
-            raise LockedError(f"{path} is a link or a directory, not a lock file marn writes: it will not lock "
-                              f"{directory} through it. Remove it.") from err
+        opened = _open_lock_file(directory, path)
+        if opened is None:  # removed between two looks: look again
+            continue
+        fd, created = opened
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -183,9 +179,11 @@ def _acquire_kernel(directory: str, key: str, path: str, record: dict) -> Option
             raise _locked_error(directory, path, holder, kernel=True) from None
         except OSError as err:
             os.close(fd)
-            if err.errno in _NO_KERNEL_LOCKS:
-                return None
-            raise
+            if err.errno not in _NO_KERNEL_LOCKS:
+                raise
+            if created:  # the owner record is made by exclusive create instead
+                os.remove(path)
+            return None
         try:
             current = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:
@@ -207,6 +205,24 @@ def _acquire_kernel(directory: str, key: str, path: str, record: dict) -> Option
         os.pwrite(fd, data, 0)
         return fd
     raise _locked_error(directory, path, _read_lock(path), kernel=True)
+
+
+def _open_lock_file(directory: str, path: str) -> Optional[tuple[int, bool]]:
+    """(descriptor, whether this call created the file); None when it vanished between two looks. Never through
+    a link: the record is written into the file opened."""
+    flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            return os.open(path, flags), False
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno not in (errno.ELOOP, errno.EISDIR):
+            raise
+        raise LockedError(f"{path} is a link or a directory, not a lock file marn writes: it will not lock "
+                          f"{directory} through it. Remove it.") from err
 
 
 def _parse(data: bytes) -> Optional[dict]:

@@ -65,6 +65,16 @@ def test_a_container_with_the_same_host_name_and_pid_never_takes_over_a_live_loc
         os.close(fd)
 
 
+def test_a_new_directory_is_locked_for_the_body_and_released_after(tmp_path, kernel):
+    """The lock file holds this command's record while it runs and is gone after, with kernel locks or without
+    (where there are none, nothing of the kernel attempt is left in the way of the exclusive create)."""
+    directory = tmp_path / "run"
+    with locks.lock(str(directory), "marn run"):
+        mine = json.loads((directory / locks.LOCK).read_text())
+        assert mine["pid"] == os.getpid() and mine["lock"] == (locks.KERNEL if kernel else locks.RECORD)
+    assert os.listdir(directory) == []
+
+
 def test_the_kernel_holds_the_lock_while_the_command_runs_and_it_is_removed_after(tmp_path):
     """Held by the kernel during the body (another open file cannot take it), with the owner record inside; the
     file is gone after."""
