@@ -138,7 +138,20 @@ def test_a_vector_of_the_wrong_length_is_refused_naming_both_lengths():
 def test_k_outside_one_to_dim_is_refused(k):
     with pytest.raises(ValueError, match=f"k={k}.*dim={DIM}"):
         ImagePcaFn(k, DIM)
-    assert ImagePcaFn(DIM, DIM).k == DIM
+
+
+@pytest.mark.parametrize("k", [1, DIM])
+def test_k_at_the_ends_of_one_to_dim_fits_k_components(k):
+    """k = 1 and k = dim are accepted and fit that many orthonormal components; at k = dim they explain all the
+    variance and the projection keeps every distance (a rotation)."""
+    vectors, _ = planted(seed=3)
+    pca = fit(vectors, k=k)
+    assert pca.k == k and pca.components.shape == (k, DIM) and len(pca.explained_variance_ratio) == k
+    np.testing.assert_allclose(pca.components @ pca.components.T, np.eye(k), atol=1e-9)
+    if k == DIM:
+        assert sum(pca.explained_variance_ratio) == pytest.approx(1.0)
+        projected = np.array([pca.project(list(v)) for v in vectors[:2]])
+        assert np.linalg.norm(projected[0] - projected[1]) == pytest.approx(np.linalg.norm(vectors[0] - vectors[1]))
 
 
 def test_the_dict_round_trips_through_json():
