@@ -5,23 +5,34 @@
       -> RunInference(TensorFlow handler, serving_default)       a record the model refuses -> dead letter, with
                                                                  its reason (a batch that fails is scored again
                                                                  record by record, so the others are scored)
-      -> one output row per record: its ids (request id, user id, candidate item id, label when present),
-         probability and modality weights                        JSON lines or Parquet
+      -> one output row per record: its ids (request id, user id, candidate item id, position, timestamp,
+         label; null when the record has none), probability and modality weights      JSON lines or Parquet
 
 It runs where the preprocessing job runs: locally on Beam's FnApiRunner, or on Dataflow / Flink / Spark
 with the same pipeline options (the model directory must then be readable by the workers, e.g. gs://).
-Counts (read = scored + dead-lettered, checked) go to `<output>-counts.json`.
+
+Counts are data: the job counts records read, rows written and dead letters by reason with a combiner and
+writes them to `<output>-counts.json`, which is read back and checked (read = scored + dead-lettered), so the
+check is exact on any runner, whatever metrics it reports.
+
+The output prefix's directory belongs to the command (`marn_tf/storage/ownership.py`): a new or empty
+directory is claimed, one that holds anything else without the command's marker is refused. Before the job, the
+files an earlier run wrote under the same prefix are deleted, so `<output>-*` never mixes two runs' shards.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import os
-from typing import Any, Iterable, Optional, Sequence
+import re
+import reprlib
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
 
@@ -31,25 +42,29 @@ from marn_tf.models.network import request_features
 from marn_tf.export.errors import short_reason
 from marn_tf.export.request_features import RequestError, required_features, serialize_request
 from marn_tf.pipelines.beam_options import pipeline_options
+from marn_tf.pipelines.example_schema import POSITION
+from marn_tf.storage import files, ownership
+from marn_tf.storage.errors import OwnershipError
 
 log = logging.getLogger(__name__)
 # What bad record bytes or values make the checks raise; anything else is logged once per type as well.
 _RECORD_ERRORS = (RequestError, ValueError, TypeError, KeyError, ArithmeticError, UnicodeError)
 _LOGGED: set = set()
-NAMESPACE = "marn_score"
+COMMAND = "marn score"
 ERROR = "error"  # in a PredictionResult's inference: why the model refused that record
 INPUT_FORMATS = ("tfrecord", "parquet")
 OUTPUT_FORMATS = ("jsonl", "parquet")
+# Dead-letter reasons: a record that cannot be read or validated; one the model refused or could not score.
+INVALID_RECORD, INFERENCE_FAILED = "invalid_record", "inference_failed"
+DEAD_LETTER = "dead_letter:"  # a data count's key: dead letters of the reason that follows
 
 
 def id_features(schema: S.Schema) -> list[S.FeatureSpec]:
-    """What identifies a scored record in the output: metadata ids, the user and candidate item ids, the label."""
-    wanted = []
-    for f in schema.features:
-        if (S.METADATA in f.tags and f.dtype == "string") or f.vocabulary == S.USER_VOCABULARY \
-                or (S.CANDIDATE in f.tags and S.ITEM_KEY in f.tags) or f.name == schema.label:
-            wanted.append(f)
-    return wanted
+    """What identifies a scored record in the output: metadata (request id, timestamp), the user and candidate
+    item ids, the position (two impressions of one item in one request differ there), the label."""
+    return [f for f in schema.features
+            if S.METADATA in f.tags or f.vocabulary == S.USER_VOCABULARY or f.name == POSITION
+            or (S.CANDIDATE in f.tags and S.ITEM_KEY in f.tags) or f.name == schema.label]
 
 
 def check_example(serialized: bytes, schema: S.Schema):
@@ -66,6 +81,26 @@ def check_example(serialized: bytes, schema: S.Schema):
     return serialized, ids
 
 
+def parquet_ids(schema: S.Schema, row: Mapping[str, Any]) -> dict:
+    """The ids of a Parquet row (its own columns, null ones left out); raises RequestError for a column that
+    holds no single value of the schema's type."""
+    ids = {}
+    for f in id_features(schema):
+        value = row.get(f.name)
+        if value is None:
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if f.dtype == "string" and isinstance(value, bytes):
+            value = value.decode("utf-8")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (isinstance(value, str) if f.dtype == "string" else
+                number and isinstance(value, int) if f.dtype == "int64" else number):
+            raise RequestError(f"column {f.name!r} must hold one {f.dtype} value, got {reprlib.repr(value)}")
+        ids[f.name] = float(value) if f.dtype == "float32" else value
+    return ids
+
+
 class ToRequest(beam.DoFn):
     """A record -> (ids, serialized tf.Example), or a dead letter {reason, detail, record}."""
 
@@ -73,43 +108,31 @@ class ToRequest(beam.DoFn):
 
     def __init__(self, schema_dict: dict, input_format: str):
         self.schema_dict, self.input_format = schema_dict, input_format
-        self.read = beam.metrics.Metrics.counter(NAMESPACE, "read")
-        self.rejected = beam.metrics.Metrics.counter(NAMESPACE, "rejected_records")
 
     def setup(self):
         self.schema = S.Schema.from_dict(self.schema_dict)
 
     def process(self, record):
-        self.read.inc()
         try:
-            if self.input_format == "parquet":
-                record = serialize_request(self.schema, {k: v for k, v in record.items() if v is not None})
-            serialized, ids = check_example(record, self.schema)
+            if self.input_format == "parquet":  # the ids from the row itself: the request leaves metadata out
+                ids = parquet_ids(self.schema, record)
+                serialized, _ = check_example(
+                    serialize_request(self.schema, {k: v for k, v in record.items() if v is not None}), self.schema)
+            else:
+                serialized, ids = check_example(record, self.schema)
             yield ids, serialized
         except Exception as err:  # noqa: BLE001 -- whatever a record holds, it is dead-lettered, never the job
-            self.rejected.inc()
             if not isinstance(err, _RECORD_ERRORS) and type(err) not in _LOGGED:  # likely a bug of ours: say so
                 _LOGGED.add(type(err))
                 log.exception("unexpected %s checking a record to score (a bug in marn?)", type(err).__name__)
             detail = str(err) if isinstance(err, RequestError) else short_reason(err)
-            yield beam.pvalue.TaggedOutput(self.DEAD, dead_letter("invalid_record", detail, record))
+            yield beam.pvalue.TaggedOutput(self.DEAD, dead_letter(INVALID_RECORD, detail, record))
 
 
-def dead_letter(reason: str, detail: str, record) -> str:
-    """A dead-letter line: the reason, a short detail, and the record (hex of bytes, or JSON) cut to 2,000 characters."""
+def dead_letter(reason: str, detail: str, record) -> dict:
+    """A dead letter: the reason, a short detail, and the record (hex of bytes, or JSON) cut to 2,000 characters."""
     text = record.hex()[:2000] if isinstance(record, bytes) else json.dumps(record, default=str)[:2000]
-    return json.dumps({"reason": reason, "detail": detail[:500], "record": text})
-
-
-class Count(beam.DoFn):
-    """Passes elements through, counting them under `name` (the counter is made once, not per element)."""
-
-    def __init__(self, name: str, namespace: str = NAMESPACE):
-        self.counter = beam.metrics.Metrics.counter(namespace, name)
-
-    def process(self, element):
-        self.counter.inc()
-        yield element
+    return {"reason": reason, "detail": detail[:500], "record": text}
 
 
 class ExportedModelHandler(TFModelHandlerTensor):
@@ -159,28 +182,34 @@ class ToRow(beam.DoFn):
 
     DEAD = "dead_letter"
 
-    def __init__(self, modalities: Sequence[str]):
-        self.modalities = list(modalities)
-        self.scored = beam.metrics.Metrics.counter(NAMESPACE, "scored")
-        self.failed = beam.metrics.Metrics.counter(NAMESPACE, "failed_inference")
+    def __init__(self, modalities: Sequence[str], id_names: Sequence[str]):
+        self.modalities, self.id_names = list(modalities), list(id_names)
 
     def process(self, keyed: tuple):
         ids, result = keyed
         if ERROR in result.inference:
-            self.failed.inc()
-            yield beam.pvalue.TaggedOutput(self.DEAD, dead_letter("inference_failed", result.inference[ERROR],
+            yield beam.pvalue.TaggedOutput(self.DEAD, dead_letter(INFERENCE_FAILED, result.inference[ERROR],
                                                                   result.example))
             return
-        self.scored.inc()
         weights = result.inference["modality_weights"]
-        yield {**ids, "probability": float(result.inference["probability"]),
+        yield {**{name: ids.get(name) for name in self.id_names}, "probability": float(result.inference["probability"]),
                **{f"weight_{m}": float(w) for m, w in zip(self.modalities, weights)}}
 
 
-def failed_batch_letters(failed: tuple) -> list[str]:
+def failure_reason(error: tuple) -> str:
+    """`Type: message` of an exception that Beam's exception handling caught, from what it passes on:
+    (type, repr, formatted traceback lines), whose last line is `module.Type: message`."""
+    kind, _, lines = error
+    last = "".join(lines[-1:]).strip()
+    message = last.split(": ", 1)[1] if ": " in last else ""
+    return short_reason(type(getattr(kind, "__name__", "Error"), (Exception,), {})(message))
+
+
+def failed_batch_letters(failed: tuple) -> list[dict]:
     """A batch that failed outside the model's request checks (the model could not be run): every record of it."""
     batch, error = failed
-    return [dead_letter("inference_failed", short_reason(error), ids) for ids, _ in batch]
+    reason = failure_reason(error)
+    return [dead_letter(INFERENCE_FAILED, reason, ids) for ids, _ in batch]
 
 
 def _parquet_schema(schema: S.Schema, modalities: Sequence[str]):
@@ -193,57 +222,186 @@ def _parquet_schema(schema: S.Schema, modalities: Sequence[str]):
 
 def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: str = "tfrecord",
         output_format: str = "jsonl", batch_size: int = 512, pipeline_args: Optional[list[str]] = None,
-        num_workers: int = 1) -> dict[str, Any]:
-    """Scores every record matching `input_pattern`; returns the counts (also written to <output>-counts.json)."""
+        num_workers: int = 1, num_shards: int = 0) -> dict[str, Any]:
+    """Scores every record matching `input_pattern`; returns the counts (also written to <output>-counts.json).
+
+    `num_shards`: files of predictions (0: as the runner chooses). An output prefix whose directory holds files
+    `marn score` did not write is refused before any work (`owned_prefix`).
+    """
     from marn_tf.export.check import read_info
 
     if input_format not in INPUT_FORMATS:
         raise S.SchemaError(f"--input-format must be one of {INPUT_FORMATS}, got {input_format!r}")
     if output_format not in OUTPUT_FORMATS:
         raise S.SchemaError(f"--output-format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+    check_num_shards(num_shards)
     info = read_info(model_dir)
     schema = S.Schema.load(os.path.join(model_dir, "assets", S.SCHEMA_FILE))
-    if not FileSystems.match([input_pattern])[0].metadata_list:
+    matched = FileSystems.match([input_pattern])[0].metadata_list
+    if not matched:
         raise S.SchemaError(f"no input files match {input_pattern}")
     modalities = info["modalities"]
     handler = KeyedModelHandler(ExportedModelHandler(model_dir, inference_fn=serving_default_inference, min_batch_size=1,
                                                      max_batch_size=batch_size))
+    inputs = [("--model", model_dir), ("--input", input_pattern)] + [("input file", m.path) for m in matched]
 
-    pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or [], num_workers))
-    if input_format == "tfrecord":
-        records = pipeline | "Read TFRecords" >> beam.io.ReadFromTFRecord(input_pattern)
-    else:
-        records = pipeline | "Read Parquet" >> beam.io.ReadFromParquet(input_pattern)
-    requests = records | "Validate" >> beam.ParDo(ToRequest(schema.to_dict(), input_format)).with_outputs(
-        ToRequest.DEAD, main="ok")
-    scored, failed = requests.ok | "Score" >> RunInference(handler).with_exception_handling()
-    rows = scored | "To rows" >> beam.ParDo(ToRow(modalities)).with_outputs(ToRow.DEAD, main="ok")
-    if output_format == "jsonl":
-        _ = rows.ok | beam.Map(json.dumps) | "Write predictions" >> beam.io.WriteToText(
-            output_prefix, file_name_suffix=".jsonl")
-    else:
-        _ = rows.ok | "Write predictions" >> beam.io.WriteToParquet(
-            output_prefix, _parquet_schema(schema, modalities), file_name_suffix=".parquet")
-    failed_letters = failed.failed_inferences | "Failed batches" >> beam.FlatMap(failed_batch_letters) \
-        | "Count failed" >> beam.ParDo(Count("failed_inference"))
-    _ = (requests[ToRequest.DEAD], rows[ToRow.DEAD], failed_letters) | beam.Flatten() | "Write dead letters" >> beam.io.WriteToText(
+    with owned_prefix(output_prefix, ownership.SCORE, COMMAND, (".jsonl", ".parquet"), inputs,
+                      example="runs/scores/test"):
+        pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or [], num_workers))
+        if input_format == "tfrecord":
+            records = pipeline | "Read TFRecords" >> beam.io.ReadFromTFRecord(input_pattern)
+        else:
+            records = pipeline | "Read Parquet" >> beam.io.ReadFromParquet(input_pattern)
+        requests = records | "Validate" >> beam.ParDo(ToRequest(schema.to_dict(), input_format)).with_outputs(
+            ToRequest.DEAD, main="ok")
+        scored, failed = requests.ok | "Score" >> RunInference(handler).with_exception_handling()
+        rows = scored | "To rows" >> beam.ParDo(ToRow(modalities, [f.name for f in id_features(schema)])).with_outputs(
+            ToRow.DEAD, main="ok")
+        if output_format == "jsonl":
+            _ = rows.ok | beam.Map(json.dumps) | "Write predictions" >> beam.io.WriteToText(
+                output_prefix, file_name_suffix=".jsonl", num_shards=num_shards)
+        else:
+            _ = rows.ok | "Write predictions" >> beam.io.WriteToParquet(
+                output_prefix, _parquet_schema(schema, modalities), file_name_suffix=".parquet", num_shards=num_shards)
+        failed_letters = failed.failed_inferences | "Failed batches" >> beam.FlatMap(failed_batch_letters)
+        dead = write_dead_letters((requests[ToRequest.DEAD], rows[ToRow.DEAD], failed_letters), output_prefix)
+        write_counts([count(records, "read", "Count read"), count(rows.ok, "scored", "Count scored"), dead],
+                     output_prefix, functools.partial(tally, done="scored", reasons=(INVALID_RECORD, INFERENCE_FAILED)))
+        return run_and_check(pipeline, output_prefix, "scored")
+
+
+# ------------------------------------------------------------------------------- counts, as data, on any runner
+
+def count(pcoll: beam.PCollection, key: str, label: str) -> beam.PCollection:
+    """(key, 1) per element of `pcoll`: one of the data counts `write_counts` sums."""
+    return pcoll | label >> beam.Map(lambda _, k=key: (k, 1))
+
+
+def write_dead_letters(letters: Sequence[beam.PCollection], output_prefix: str) -> beam.PCollection:
+    """Writes every dead letter to `<output>-dead_letter-*.jsonl`; returns (`dead_letter:<reason>`, 1) per letter."""
+    dead = tuple(letters) | "All dead letters" >> beam.Flatten()
+    _ = dead | "Dead letter lines" >> beam.Map(json.dumps) | "Write dead letters" >> beam.io.WriteToText(
         f"{output_prefix}-dead_letter", file_name_suffix=".jsonl")
+    return dead | "Dead letter reasons" >> beam.Map(lambda letter: (DEAD_LETTER + letter["reason"], 1))
 
-    return run_and_count(pipeline, NAMESPACE, "scored", output_prefix)
+
+def counts_path(output_prefix: str) -> str:
+    return f"{output_prefix}-counts.json"
 
 
-def run_and_count(pipeline: beam.Pipeline, namespace: str, done: str, output_prefix: str) -> dict[str, Any]:
-    """Runs `pipeline`, then its counters of `namespace`: read = `done` + dead-lettered (rejected records and
-    failed inferences), written to `<output_prefix>-counts.json`; raises when they do not balance."""
-    result = pipeline.run()
-    result.wait_until_finish()
-    counts = {name: 0 for name in ("read", done, "rejected_records", "failed_inference")}
-    for counter in result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]:
-        counts[counter.key.metric.name] += counter.committed or 0
-    counts["dead_lettered"] = counts["rejected_records"] + counts["failed_inference"]
-    counts["balanced"] = counts["read"] == counts[done] + counts["dead_lettered"]
-    with FileSystems.create(f"{output_prefix}-counts.json") as f:
-        f.write(json.dumps(counts, indent=2).encode("utf-8"))
-    if not counts["balanced"]:
-        raise RuntimeError(f"records read ({counts['read']}) != {done} + dead-lettered: {counts}")
+def write_counts(counts: Sequence[beam.PCollection], output_prefix: str, summary) -> None:
+    """Sums the (key, n) data counts with a combiner and writes `summary(sums)` to `<output>-counts.json`:
+    exact on any runner, unlike metrics, which some runners report as attempted only (or not at all)."""
+    _ = (tuple(counts) | "All counts" >> beam.Flatten()
+         | "Sum counts" >> beam.CombinePerKey(sum)
+         | "Counts dict" >> beam.combiners.ToDict()
+         | "Write counts" >> beam.Map(_write_summary, counts_path(output_prefix), summary))
+
+
+def _write_summary(data: dict, path: str, summary) -> None:
+    with FileSystems.create(path) as f:
+        f.write(json.dumps(summary(data), indent=2).encode("utf-8"))
+
+
+def _accounted(counts: Mapping[str, Any], done: str, folded: Sequence[str]) -> int:
+    return counts[done] + sum(counts[k] for k in folded) + sum(counts["dead_letters"].values())
+
+
+def tally(data: Mapping[str, int], done: str, reasons: Sequence[str], folded: Sequence[str] = ()) -> dict:
+    """A job's counts from its data counts (keys `read`, `done`, each of `folded`, `dead_letter:<reason>`).
+
+    Args:
+      done: the count of rows written.
+      reasons: the dead-letter reasons shown even when 0 (any other one found is shown too).
+      folded: records that are neither written nor dead-lettered, e.g. repeated ids written once.
+    Returns: read, done, folded, dead_letters {reason: n}, dead_lettered (their sum) and balanced (read = done +
+    folded + dead-lettered).
+    """
+    dead = {reason: data.get(DEAD_LETTER + reason, 0) for reason in reasons}
+    dead.update({k[len(DEAD_LETTER):]: n for k, n in data.items() if k.startswith(DEAD_LETTER)})
+    counts = {"read": data.get("read", 0), done: data.get(done, 0), **{k: data.get(k, 0) for k in folded},
+              "dead_lettered": sum(dead.values()), "dead_letters": dead}
+    counts["balanced"] = counts["read"] == _accounted(counts, done, folded)
     return counts
+
+
+def check_counts(counts: Mapping[str, Any], done: str, folded: Sequence[str] = ()) -> None:
+    """Raises when the records read are not the rows written + `folded` + the dead letters (a bug, never the data)."""
+    accounted = _accounted(counts, done, folded)
+    if counts["read"] != accounted:
+        raise RuntimeError(f"records lost or counted twice (a bug in marn): {counts['read']} read, but {accounted} = "
+                           f"{done} + {' + '.join([*folded, 'dead-lettered'])}: {dict(counts)}")
+
+
+def run_and_check(pipeline: beam.Pipeline, output_prefix: str, done: str, folded: Sequence[str] = ()) -> dict:
+    """Runs `pipeline` to its end, reads back the counts it wrote (`write_counts`) and checks them."""
+    pipeline.run().wait_until_finish()
+    path = counts_path(output_prefix)
+    text = files.read_text(path)
+    if text is None:
+        raise RuntimeError(f"the job finished without writing its counts {path} (a bug in marn or the runner)")
+    counts = json.loads(text)
+    check_counts(counts, done, folded)
+    return counts
+
+
+def check_num_shards(num_shards: int) -> None:
+    if not isinstance(num_shards, int) or num_shards < 0:
+        raise S.SchemaError(f"--num-shards must be 0 (the runner chooses) or more, got {num_shards!r}")
+
+
+# ------------------------------------------------------------------------------------------ the output prefix
+
+def split_prefix(output_prefix: str) -> tuple[str, str]:
+    """(directory, file name prefix) of `--output`; raises when it names no file name prefix."""
+    if files.is_remote(output_prefix):
+        directory, _, base = output_prefix.rpartition("/")
+    else:
+        directory, base = os.path.split(output_prefix)
+    if base in ("", ".", ".."):
+        raise S.SchemaError(f"--output {output_prefix!r} must end in a file name prefix, e.g. runs/scores/test "
+                            "for runs/scores/test-*")
+    return directory or ".", base
+
+
+def own_names(base: str, suffixes: Sequence[str]) -> re.Pattern:
+    """The names a run writes under the prefix `base`: shards of each of `suffixes`, dead letters, the counts,
+    and Beam's temporary directories (which a killed run leaves)."""
+    b, shard = re.escape(base), r"-\d+-of-\d+"
+    return re.compile(rf"{b}{shard}(?:{'|'.join(map(re.escape, suffixes))})|{b}-dead_letter{shard}\.jsonl"
+                      rf"|{b}-counts\.json|beam-temp-{b}(?:-dead_letter)?-[0-9a-f]{{32}}")
+
+
+@contextlib.contextmanager
+def owned_prefix(output_prefix: str, kind: str, command: str, suffixes: Sequence[str],
+                 inputs: Sequence[tuple[str, str]] = (), example: str = "") -> Iterator[None]:
+    """Makes `output_prefix` the command's to write, with the ownership rules of every marn command.
+
+    Its directory must be new, empty, or marked by `command` (`ownership.check_claimable`: anything else is refused,
+    naming what is there); a file there that `<output_prefix>-*` matches but that `command` does not write is
+    refused; no input may be among what is deleted. Then, under the directory's lock, what an earlier run wrote
+    under the prefix (`own_names`) is deleted, so `<output_prefix>-*` holds this run's files only. Nothing is
+    written or deleted when a check fails.
+    """
+    directory, base = split_prefix(output_prefix)
+    own = own_names(base, suffixes)
+    hint = f" for --output (its last part is a file name prefix, e.g. {example})" if example else ""
+
+    def earlier_files() -> list[str]:
+        names = [n for n in files.entries(directory) if n.startswith(f"{base}-") or own.fullmatch(n)]
+        foreign = [n for n in names if not own.fullmatch(n)]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            them = "it" if len(foreign) == 1 else "them"
+            raise OwnershipError(
+                f"{directory} holds {shown}, which {output_prefix}-* matches but `{command}` does not write: it "
+                f"refuses to write there, since readers of {output_prefix}-* would take {them} for part of its "
+                f"output. Choose another --output prefix, or move {them} away.")
+        return [files.join(directory, n) for n in names]
+
+    ownership.check_claimable(directory, kind, command, hint)
+    earlier = earlier_files()
+    with ownership.owned_directory(directory, kind, command, inputs, written=earlier, hint=hint):
+        for path in earlier_files():  # again under the lock: what it found may have changed
+            ownership.remove(path, directory)
+        yield

@@ -44,6 +44,8 @@ RUN = "run"                # `marn run`, `marn demo`: a run directory
 PREPROCESS = "preprocess"  # `marn preprocess`: a pipeline output (also <run>/preprocessed)
 GENERATE = "generate-data"  # `marn generate-data`: a generated raw dataset (also <demo>/raw)
 TEMPORARY = "temporary"    # `temporary_directory`: a directory written, then renamed into place (an export version)
+SCORE = "score"            # `marn score`: the directory of its --output prefix (several prefixes may share it)
+EMBED_ITEMS = "embed-items"  # `marn embed-items`: likewise
 _TEMPORARY: set = set()    # this process's temporary directories still being written
 
 
