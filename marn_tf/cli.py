@@ -154,11 +154,12 @@ def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
     from marn_tf.export import batch_scoring
 
     counts = batch_scoring.run(args.model, args.input, args.output, args.input_format, args.output_format,
-                               args.batch_size, beam_args, args.workers)
+                               args.batch_size, beam_args, args.workers, args.num_shards)
+    dead = counts["dead_letters"]
     print(f"read {counts['read']:,} records: {counts['scored']:,} scored, {counts['dead_lettered']:,} dead-lettered "
-          f"({counts['rejected_records']:,} invalid, {counts['failed_inference']:,} in failed batches)")
-    print(f"predictions: {args.output}-*.{args.output_format}; dead letters: {args.output}-dead_letter-*.jsonl; "
-          f"counts: {args.output}-counts.json")
+          f"({dead['invalid_record']:,} invalid, {dead['inference_failed']:,} failed in the model)")
+    print(f"predictions: {args.output}-?????-of-?????.{args.output_format}; dead letters: "
+          f"{args.output}-dead_letter-*.jsonl; counts: {args.output}-counts.json")
     return 0
 
 
@@ -166,10 +167,14 @@ def _embed_items(args: argparse.Namespace, beam_args: list[str]) -> int:
     from marn_tf.export import item_embeddings
 
     counts = item_embeddings.run(args.model, args.output, args.items, args.format, args.batch_size, beam_args,
-                                 args.workers)
-    print(f"read {counts['read']:,} item ids: {counts['embedded']:,} embedded, {counts['dead_lettered']:,} "
-          f"dead-lettered ({counts['rejected_records']:,} invalid, {counts['failed_inference']:,} in failed batches)")
-    print(f"representations: {args.output}-*.{{{','.join(args.format)}}}; dead letters: "
+                                 args.workers, args.num_shards)
+    dead = counts["dead_letters"]
+    print(f"read {counts['read']:,} item ids: {counts['embedded']:,} embedded, {counts['duplicate_item_ids']:,} "
+          f"repeated (written once), {counts['dead_lettered']:,} dead-lettered ({dead['invalid_item_id']:,} "
+          f"invalid, {dead['unknown_item_id']:,} not in the model's vocabulary, {dead['inference_failed']:,} failed "
+          "in the model)")
+    suffixes = ",".join(item_embeddings.SUFFIXES[f].lstrip(".") for f in args.format)
+    print(f"representations: {args.output}-?????-of-?????.{{{suffixes}}}; dead letters: "
           f"{args.output}-dead_letter-*.jsonl; counts: {args.output}-counts.json")
     return 0
 
@@ -325,13 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
                "--output runs/scores/test")
     sc.add_argument("--model", required=True, help="the version directory, <output>/<name>/<version>")
     sc.add_argument("--input", required=True, help="file pattern of the records to score (local or gs://)")
-    sc.add_argument("--output", required=True, help="output prefix: <output>-NNNNN-of-NNNNN.<format>")
+    sc.add_argument("--output", required=True,
+                    help="output prefix: <output>-NNNNN-of-NNNNN.<format>; its directory is marn score's (a new or "
+                         "empty one is claimed), and a run replaces the files an earlier run wrote under the prefix")
     sc.add_argument("--input-format", default="tfrecord", choices=["tfrecord", "parquet"],
                     help="tf.Example TFRecords (gzip by extension) or Parquet with one column per schema feature")
     sc.add_argument("--output-format", default="jsonl", choices=["jsonl", "parquet"], help="default: %(default)s")
     sc.add_argument("--batch-size", type=int, default=512, help="largest RunInference batch (default %(default)s)")
     sc.add_argument("--workers", type=int, default=1,
                     help="local runner processes (default %(default)s; each loads the model; ignored with --runner)")
+    sc.add_argument("--num-shards", type=int, default=0,
+                    help="files of predictions (default 0: as the runner chooses)")
 
     ei = sub.add_parser(
         "embed-items", help="write every item's representation with an exported model, for a feature store "
@@ -339,12 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an exported SavedModel version's item_representations signature over item ids in a Beam "
                     "job and write one row per item, keyed by item_id: its representation, modality weights and "
                     "modality mask, as Parquet and/or tf.Example TFRecords: what a feature store or key-value "
-                    "cache loads. Empty or undecodable ids go to a dead-letter output with the reason. Unknown "
+                    "cache loads. Each id is written once; empty or undecodable ids and ids the model's item "
+                    "vocabulary does not hold go to a dead-letter output with the reason. Unknown "
                     "arguments are Beam pipeline options, as for preprocess.",
         epilog="example: marn embed-items --model runs/export/marn/1 --output runs/items/marn-1")
     ei.add_argument("--model", required=True, help="the version directory, <output>/<name>/<version>")
     ei.add_argument("--output", required=True,
-                    help="output prefix: <output>-NNNNN-of-NNNNN.parquet and .tfrecord.gz")
+                    help="output prefix: <output>-NNNNN-of-NNNNN.parquet and .tfrecord.gz; its directory is marn "
+                         "embed-items' (as for marn score)")
     ei.add_argument("--items", help="file pattern of item id files, one id a line (default: every item of the "
                                     "model's own item vocabulary)")
     ei.add_argument("--format", nargs="+", default=["parquet", "tfrecord"], choices=["parquet", "tfrecord"],
@@ -352,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     ei.add_argument("--batch-size", type=int, default=1024, help="largest RunInference batch (default %(default)s)")
     ei.add_argument("--workers", type=int, default=1,
                     help="local runner processes (default %(default)s; each loads the model; ignored with --runner)")
+    ei.add_argument("--num-shards", type=int, default=0,
+                    help="files of each format (default 0: as the runner chooses)")
     return parser
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 from apache_beam.metrics.execution import MetricResult
 from apache_beam.testing.util import assert_that, equal_to
 
+from marn_tf.cli import main
 from marn_tf.config_loader import ConfigError
 from marn_tf.data.input import make_dataset, split_files
 from marn_tf.data.parquet_input import write_parquet_split
@@ -205,17 +206,19 @@ def test_files_marn_score_did_not_write_are_refused_and_left_alone(exported, pre
 
 
 @integration
-def test_a_rerun_with_fewer_shards_leaves_no_stale_shard(exported, prepared, tmp_path):
-    """Run again on the same prefix with fewer shards: `<output>-*` holds that run's files only; the files of
-    another prefix in the same directory stay."""
+def test_a_rerun_with_fewer_shards_leaves_no_stale_shard(exported, prepared, tmp_path, capsys):
+    """Run again on the same prefix with fewer shards (from the command line): `<output>-*` holds that run's files
+    only; the files of another prefix in the same directory stay."""
     _, data, schema = prepared
     _write(tmp_path / "in.tfrecord", _records(data, schema)[:6])
     out = tmp_path / "out"
-    batch_scoring.run(exported[0].path, str(tmp_path / "in.tfrecord"), str(out / "other"))
-    others = sorted(glob.glob(str(out / "other-*")))
     first = batch_scoring.run(exported[0].path, str(tmp_path / "in.tfrecord"), str(out / "scores"), num_shards=3)
     assert len(glob.glob(str(out / "scores-0*.jsonl"))) == 3 and first["scored"] == 6
-    batch_scoring.run(exported[0].path, str(tmp_path / "in.tfrecord"), str(out / "scores"), num_shards=1)
+    (out / "other-00000-of-00001.jsonl").write_text("{}\n")  # another prefix's scores
+    others = sorted(glob.glob(str(out / "other-*")))
+    assert main(["score", "--model", exported[0].path, "--input", str(tmp_path / "in.tfrecord"), "--output",
+                 str(out / "scores"), "--num-shards", "1"]) == 0
+    assert "read 6 records: 6 scored, 0 dead-lettered" in capsys.readouterr().out
     assert sorted(os.path.basename(p) for p in glob.glob(str(out / "scores-*"))) == [
         "scores-00000-of-00001.jsonl", "scores-counts.json", "scores-dead_letter-00000-of-00001.jsonl"]
     assert len(_jsonl(str(out / "scores-0*.jsonl"))) == 6

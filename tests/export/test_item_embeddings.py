@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
+from marn_tf.cli import main
 from marn_tf.export import item_embeddings
 from marn_tf.storage.errors import OwnershipError
 
@@ -69,16 +70,18 @@ def test_unknown_output_formats_fail_before_any_work(exported, tmp_path, formats
     assert not list(tmp_path.iterdir())
 
 
-def test_a_rerun_with_fewer_shards_leaves_no_stale_shard_and_foreign_files_are_refused(exported, tmp_path):
-    """A re-run on the same prefix with fewer shards deletes the earlier run's shards; a file under the prefix
-    that marn embed-items did not write is refused, named, and left as it was."""
+def test_a_rerun_with_fewer_shards_leaves_no_stale_shard_and_foreign_files_are_refused(exported, tmp_path, capsys):
+    """A re-run on the same prefix with fewer shards (from the command line) deletes the earlier run's shards; a
+    file under the prefix that marn embed-items did not write is refused, named, and left as it was."""
     result, _ = exported
     items = tmp_path / "items.txt"
     items.write_text("\n".join(open(item_embeddings.item_vocabulary(result.path), encoding="utf-8").read().split()[:4]))
     prefix = str(tmp_path / "out" / "items")
     item_embeddings.run(result.path, prefix, str(items), num_shards=2)
     assert len(glob.glob(f"{prefix}-*.parquet")) == len(glob.glob(f"{prefix}-*.tfrecord.gz")) == 2
-    item_embeddings.run(result.path, prefix, str(items), output_formats=["parquet"], num_shards=1)
+    assert main(["embed-items", "--model", result.path, "--output", prefix, "--items", str(items), "--format",
+                 "parquet", "--num-shards", "1"]) == 0
+    assert "read 4 item ids: 4 embedded, 0 repeated" in capsys.readouterr().out
     assert sorted(os.path.basename(p) for p in glob.glob(f"{prefix}-*")) == [
         "items-00000-of-00001.parquet", "items-counts.json", "items-dead_letter-00000-of-00001.jsonl"]
     assert pq.read_table(glob.glob(f"{prefix}-*.parquet")).num_rows == 4
