@@ -22,9 +22,15 @@ def stages_that(printed: str, outcome: str) -> list[str]:
 def test_the_flow_trains_evaluates_exports_and_summarises_every_model(flow_run):
     summary, run_dir, _, printed = flow_run
     assert list(summary["ladder"]) == ["concat", "marn"]
+    evaluated = {}  # model directory -> log loss
     for variant, results in summary["ladder"].items():
         assert [r["seed"] for r in results] == [1, 2] and all(r["variant"] == variant for r in results)
-        assert all(0.0 <= r["auc"] <= 1.0 for r in results)
+        for r in results:  # each rung's figures are its own evaluation's
+            with open(r["evaluation"]) as f:
+                evaluation = json.load(f)
+            assert (evaluation["variant"], evaluation["auc"], evaluation["logloss"]) == (variant, r["auc"], r["logloss"])
+            evaluated[evaluation["run"]] = evaluation["logloss"]
+    assert len(evaluated) == 4 and len(set(evaluated.values())) == 4  # four models, each trained and evaluated
     # The main model (marn, seed 1, the same budget) is the ladder's marn seed-1 rung, trained once.
     assert summary["ladder"]["marn"][0] == summary["main"]
     assert not os.path.exists(os.path.join(run_dir, "ladder", "marn-seed1"))
