@@ -233,6 +233,7 @@ def hold_lock(directory, command):
     return holder
 
 
+@pytest.mark.integration
 def test_a_second_command_on_a_locked_directory_fails_at_once_naming_the_holder(tmp_path, capsys):
     config = tiny_dataset(tmp_path / "raw")
     holders = [hold_lock(tmp_path / "run", "marn run"), hold_lock(tmp_path / "out", "marn preprocess")]
@@ -282,6 +283,7 @@ def test_the_lock_is_released_when_the_job_fails(tmp_path, capsys):
     assert not os.path.exists(out / locks.LOCK) and os.path.exists(out / ownership.MARKER)
 
 
+@pytest.mark.integration
 def test_lock_rules(tmp_path):
     directory = tmp_path / "d"
     with locks.lock(str(directory), "marn run"):
