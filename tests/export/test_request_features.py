@@ -5,10 +5,17 @@ import tensorflow as tf
 
 from marn_tf.export.request_features import (RequestError, complete, serialize_request, serving_parse_spec,
                                              to_columns)
+from marn_tf.pipelines import example_schema as ES
 
 
-def test_defaults_padding_and_sequence_length(prepared):
-    _, _, schema = prepared
+@pytest.fixture
+def schema(make_config):
+    """The schema `marn preprocess` writes for a config with sequences of 8 and the default behaviour types, built
+    from the config alone (no job runs)."""
+    return ES.build_schema(make_config(sequence={"max_length": 8}), {}, 0, {})
+
+
+def test_defaults_padding_and_sequence_length(schema):
     values = complete(schema, {"item_id": "i1", "hist_item_id": ["a", "b"], "hist_event_type": [1, 2]})
     length = schema.sequence_length
     assert values["hist_item_id"] == ["a", "b"] + [""] * (length - 2)
@@ -20,8 +27,7 @@ def test_defaults_padding_and_sequence_length(prepared):
     assert "label" not in values and "request_id" not in values
 
 
-def test_long_sequences_keep_the_most_recent(prepared):
-    _, _, schema = prepared
+def test_long_sequences_keep_the_most_recent(schema):
     items = [f"i{k}" for k in range(schema.sequence_length + 3)]
     values = complete(schema, {"item_id": "x", "hist_item_id": items})
     assert values["hist_item_id"] == items[3:] and values["hist_length"] == schema.sequence_length
@@ -41,14 +47,12 @@ def test_long_sequences_keep_the_most_recent(prepared):
     ({"item_id": "x", "user_ctr": 1e39}, "'user_ctr' must be finite in float32"),
     ({"item_id": "x", "user_ctr": float("nan")}, "'user_ctr' must be finite in float32"),
 ])
-def test_bad_requests_name_the_feature(prepared, features, message):
-    _, _, schema = prepared
+def test_bad_requests_name_the_feature(schema, features, message):
     with pytest.raises(RequestError, match=message):
         complete(schema, features)
 
 
-def test_example_parses_back_with_the_serving_spec(prepared):
-    _, _, schema = prepared
+def test_example_parses_back_with_the_serving_spec(schema):
     example = serialize_request(schema, {"item_id": "i1", "user_id": "u1", "hist_item_id": ["a"], "position": 3})
     parsed = tf.io.parse_example([example], serving_parse_spec(schema))
     assert parsed["item_id"].numpy().tolist() == [b"i1"] and parsed["position"].numpy().tolist() == [3]
