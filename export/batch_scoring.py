@@ -81,6 +81,9 @@ def check_example(serialized: bytes, schema: S.Schema):
     return serialized, ids
 
 
+_ID_TYPES = {"string": str, "int64": int, "float32": (int, float)}
+
+
 def parquet_ids(schema: S.Schema, row: Mapping[str, Any]) -> dict:
     """The ids of a Parquet row (its own columns, null ones left out); raises RequestError for a column that
     holds no single value of the schema's type."""
@@ -93,9 +96,7 @@ def parquet_ids(schema: S.Schema, row: Mapping[str, Any]) -> dict:
             value = value.item()
         if f.dtype == "string" and isinstance(value, bytes):
             value = value.decode("utf-8")
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not (isinstance(value, str) if f.dtype == "string" else
-                number and isinstance(value, int) if f.dtype == "int64" else number):
+        if not isinstance(value, _ID_TYPES[f.dtype]) or isinstance(value, bool):
             raise RequestError(f"column {f.name!r} must hold one {f.dtype} value, got {reprlib.repr(value)}")
         ids[f.name] = float(value) if f.dtype == "float32" else value
     return ids
