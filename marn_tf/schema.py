@@ -257,6 +257,23 @@ def read_vocabulary(path: str) -> list[str]:
         return f.read().decode("utf-8").splitlines()
 
 
+def data_digests(directory: str, schema: Schema) -> dict[str, str]:
+    """Digests (SHA-256, 16 hex digits) of the contract of the pipeline output in `directory`: "schema", of its
+    schema's fields, and "vocabularies", of every vocabulary's name and tokens in index order. Two outputs with
+    the same "vocabularies" digest map every id to the same index, so a model trained on one reads the other."""
+    import hashlib
+
+    from apache_beam.io.filesystems import FileSystems
+
+    vocabularies = hashlib.sha256()
+    for name, spec in sorted(schema.vocabularies.items()):
+        vocabularies.update(json.dumps([name, spec.num_oov]).encode("utf-8") + b"\n")
+        for token in read_vocabulary(FileSystems.join(directory, spec.file)):  # one a line: no token holds "\n"
+            vocabularies.update(token.encode("utf-8") + b"\n")
+    fields = json.dumps(schema.to_dict(), sort_keys=True).encode("utf-8")
+    return {"schema": hashlib.sha256(fields).hexdigest()[:16], "vocabularies": vocabularies.hexdigest()[:16]}
+
+
 _GLOB_CHARS = "*?["
 
 

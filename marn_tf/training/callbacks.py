@@ -63,8 +63,9 @@ class AveragedWeightsForValidation(tf.keras.callbacks.Callback):
 
 
 class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
-    """Saves a checkpoint after every epoch (`train.steps_per_epoch` steps) and the best one by validation AUC,
-    and stops early after `patience` epochs without a better one (0: never).
+    """Saves a checkpoint after every epoch (`train.steps_per_epoch` steps) and the best one by validation AUC
+    (before the periodic checkpoint of its epoch), and stops early after `patience` epochs without a better one
+    (0: never).
 
     A non-finite loss, or a NaN or infinity in any variable of the model or the optimizer (the loss can stay finite
     while kernels are NaN), stops training at once and nothing more is saved, so the last checkpoint on disk is
@@ -120,11 +121,13 @@ class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
             self.state.wait.assign(0)
         elif value is not None:
             self.state.wait.assign_add(1)
-        path = self.manager.save(checkpoint_number=epoch + 1)  # with the state just updated
+        # The best checkpoint first, then the periodic one that records it as the best (the state just updated):
+        # a kill between the two resumes from the epoch before, which still names the best before this one.
         if improved:
             with self.weight_average.swapped() if self.weight_average else contextlib.nullcontext():
-                self.best.save(checkpoint_number=epoch + 1)
-            log.info("epoch %d: %s %.4f, the best so far (saved with %s)", epoch + 1, self.monitor, value, path)
+                path = self.best.save(checkpoint_number=epoch + 1)
+            log.info("epoch %d: %s %.4f, the best so far (saved as %s)", epoch + 1, self.monitor, value, path)
+        self.manager.save(checkpoint_number=epoch + 1)
         if self.patience_exhausted:
             log.info("epoch %d: no better %s for %d epochs (the best: %.4f at epoch %d): stopping early", epoch + 1,
                      self.monitor, self.patience, self.best_value, int(self.state.best_epoch.numpy()))

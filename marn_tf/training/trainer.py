@@ -2,12 +2,15 @@
 `training_directory.py` (local or on any file system: gs://, ...); how a run is read back, `training_run.py`.
 
 Re-running with the same output directory resumes from the last checkpoint (after a crash or a kill),
-at the epoch it had reached, with the early-stopping state saved in that checkpoint. The checkpoint to resume
-is the newest `ckpt-N` on disk that reads back whole: a damaged or outdated `checkpoints/checkpoint` state file
-is rewritten to name it (TensorFlow alone would start again from step 0 over the newer checkpoints); a newest
-checkpoint that cannot be read, or holds NaN or infinite values, stops the run with what to do. Everything that
-can be checked before training is: the schema against the config, the splits' files, the item table against
-the vocabulary.
+at the epoch it had reached, with the early-stopping state saved in that checkpoint, and at the same place in the
+seeded data stream: the batches trained before are skipped, so a resumed run trains on the batches an
+uninterrupted one would. The checkpoint to resume is the newest `ckpt-N` on disk that reads back whole: a damaged
+or outdated `checkpoints/checkpoint` state file is rewritten to name it (TensorFlow alone would start again from
+step 0 over the newer checkpoints); a newest checkpoint that cannot be read, holds NaN or infinite values, or
+lacks a variable of the network, stops the run with what to do. Every worker of a multi-worker run restores the
+chief's checkpoint, and they check that they resumed at the same step. Everything that can be checked before
+training is: the schema against the config, the splits' files, the item table against the vocabulary, and on
+resume the config and the data against those the run was trained with.
 """
 from __future__ import annotations
 
@@ -20,13 +23,14 @@ from typing import Optional
 import tensorflow as tf
 
 from marn_tf.config import Config
+from marn_tf.schema import SchemaError
 from marn_tf.training import callbacks as C
 from marn_tf.training.strategy import (is_chief, make_strategy, placement_summary, serve_cluster_task, serves_only,
                                        task_name)
 from marn_tf.training.task import CtrTask
 from marn_tf.training.training_directory import BEST, CHECKPOINTS, TrainingDirectory
-from marn_tf.training.training_run import (check_resume, recover_checkpoint_state, refuse_non_finite,
-                                           refuse_non_finite_slots)
+from marn_tf.training.training_run import (check_all_restored, check_readable, check_resume, keep_best_until,
+                                           recover_checkpoint_state, refuse_non_finite, refuse_non_finite_slots)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     task = CtrTask(config, data_dir)
     chief = is_chief()
     if chief:
-        check_resume(config, output_dir)
+        check_resume(config, output_dir, data_dir, task.schema)
     tf.keras.utils.set_random_seed(train_config.seed)
     if train_config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -79,32 +83,47 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
         log.info(placement_summary(network.core.variables))
 
     run = TrainingDirectory(output_dir)
-    # Non-chief workers of a multi-worker run save too (collectively), into their own scratch directory.
+    # Non-chief workers of a multi-worker run save too (collectively), into their own scratch directory; they
+    # resume from the chief's checkpoints, as every worker must start from the same weights.
     saving = run if chief else run.worker(task_name())
     state = C.TrainingState()
     checkpoint = tf.train.Checkpoint(core=network.core, optimizer=optimizer, training_state=state,
                                      **({"weight_average": model.weight_average} if model.weight_average else {}))
-    for kind in (CHECKPOINTS, BEST):
-        recover_checkpoint_state(saving.checkpoints(kind))
-    manager = tf.train.CheckpointManager(checkpoint, saving.checkpoints(CHECKPOINTS),
-                                         max_to_keep=train_config.keep_checkpoints)
-    best = tf.train.CheckpointManager(tf.train.Checkpoint(core=network.core), saving.checkpoints(BEST), max_to_keep=1)
+    recover_checkpoint_state(saving.checkpoints(CHECKPOINTS))  # the chief's: the newest reads back whole
+    resume = run.newest_checkpoint(CHECKPOINTS)
     initial_epoch = 0
     history_path = run.history
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint)
-        refuse_non_finite(network, manager.latest_checkpoint)
-        refuse_non_finite_slots(manager.latest_checkpoint)
-        initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[1])
+    if resume:
+        if not chief:
+            check_readable(resume)
+        status = checkpoint.restore(resume)
+        if not isinstance(strategy, tf.distribute.ParameterServerStrategy):  # there core.variables lists the shards
+            check_all_restored(status, network, resume)
+        refuse_non_finite(network, resume)
+        refuse_non_finite_slots(resume)
+        initial_epoch = int(resume.rsplit("-", 1)[1])
         if chief:
             C.keep_history_until(history_path, initial_epoch)
         if not int(state.best_epoch.numpy()):  # a checkpoint from before the state was saved with it
             state.set_from_history(C.read_history(history_path), initial_epoch, "val_auc")
-        log.info("resuming from %s (epoch %d, step %d)", manager.latest_checkpoint, initial_epoch,
-                 initial_epoch * train_config.steps_per_epoch)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        check_same_step(strategy, optimizer.iterations)
+    resumed_step = int(optimizer.iterations.numpy())
+    keep_best_until(saving.checkpoints(BEST), initial_epoch)
+    recover_checkpoint_state(saving.checkpoints(BEST))
+    manager = tf.train.CheckpointManager(checkpoint, saving.checkpoints(CHECKPOINTS),
+                                         max_to_keep=train_config.keep_checkpoints)
+    # The best and the best before it: a kill after saving a new best, before the periodic checkpoint of its epoch,
+    # sends the resumed run back to the one before (`keep_best_until`).
+    best = tf.train.CheckpointManager(tf.train.Checkpoint(core=network.core), saving.checkpoints(BEST), max_to_keep=2)
 
     # The data order is seeded (`CtrTask.build_inputs`); `train.deterministic` adds op determinism on top.
     train_data, validation_data = (task.build_inputs(split, network) for split in ("train", "validation"))
+    if resumed_step:
+        skipped = batches_trained(strategy, resumed_step)
+        train_data = skip_batches(train_data, skipped)
+        log.info("resuming from %s (epoch %d, step %d): skipping the %d batches trained before", resume,
+                 initial_epoch, resumed_step, skipped)
 
     guard = C.CheckpointsWithNanGuard(manager, best, state=state, patience=train_config.early_stopping_patience,
                                       weight_average=model.weight_average)
@@ -131,10 +150,41 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     steps = int(optimizer.iterations.numpy())
     status = "nan" if guard.stopped_on_nan else (
         "early_stopped" if initial_epoch + epochs_run < train_config.epochs else "completed")
-    new_steps = steps - initial_epoch * train_config.steps_per_epoch
+    new_steps = steps - resumed_step
     result = TrainResult(status, steps, initial_epoch + epochs_run, guard.best_value, best.latest_checkpoint,
                          round(seconds, 2), round(new_steps * train_config.batch_size / max(seconds, 1e-9), 1),
-                         initial_epoch * train_config.steps_per_epoch, guard.non_finite_variables)
+                         resumed_step, guard.non_finite_variables)
     if chief:
         run.write_summary(dataclasses.asdict(result))
     return result
+
+
+def check_same_step(strategy: tf.distribute.Strategy, iterations: tf.Variable) -> None:
+    """Before the first step of a multi-worker run: every replica restored the same step counter (`iterations`,
+    read on each replica), else every worker stops with the same error, rather than train replicas that diverge or
+    wait on each other for ever."""
+    steps = strategy.gather(strategy.run(lambda: tf.reshape(tf.identity(iterations), [1])), axis=0)
+    steps = [int(s) for s in steps.numpy()]
+    if len(set(steps)) > 1:
+        raise SchemaError(f"the workers resumed at different steps ({', '.join(map(str, steps))}, one per replica): "
+                          "every worker restores the newest checkpoint in <output>/checkpoints, so --output must name "
+                          "the same directory, readable by every worker (a shared file system, gs://...)")
+
+
+def batches_trained(strategy: tf.distribute.Strategy, steps: int) -> int:
+    """Batches of the training dataset that `steps` steps consumed, skipped by a resumed run. Under
+    ParameterServerStrategy every worker reads its own part and the coordinator gives the steps to whichever
+    worker is free: each skips an equal share, which is close to, not exactly, what it read before."""
+    if isinstance(strategy, tf.distribute.ParameterServerStrategy):
+        workers = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec().num_tasks("worker")
+        return steps // max(workers, 1)
+    return steps
+
+
+def skip_batches(data, count: int):
+    """`data` (a dataset, or the `DatasetCreator` of a parameter-server run's per-worker datasets) without its first
+    `count` batches. With the fixed shuffle seed the rest of the stream is what an uninterrupted run reads next."""
+    if isinstance(data, tf.keras.utils.experimental.DatasetCreator):
+        return tf.keras.utils.experimental.DatasetCreator(lambda context: data(context).skip(count),
+                                                          data.input_options)
+    return data.skip(count)

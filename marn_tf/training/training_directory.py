@@ -2,8 +2,11 @@
 every path in it, its saved config and its checkpoints, in one place.
 
     run_config.yaml          the config the run used (a resumed run must match it)
+    training_data.json       the data directory and its schema and vocabulary digests (resume, evaluate and
+                             export refuse data with other vocabularies)
     checkpoints/ckpt-N       after every epoch: model, optimizers, step (TensorFlow writes them)
-    best/ckpt-N              the epoch with the best validation AUC (what evaluate and export load)
+    best/ckpt-N              the epoch with the best validation AUC (the newest: what evaluate and export load),
+                             and the best before it (what a resumed run goes back to when a kill lost the epoch)
     history.jsonl            one line of metrics per epoch
     tensorboard/             losses, AUC, D1/Ds accuracy, mean modality weights, lambda_grl
     training_summary.json    how the run ended
@@ -26,6 +29,7 @@ import yaml
 from marn_tf.storage import files
 
 RUN_CONFIG = "run_config.yaml"
+DATA_RECORD = "training_data.json"
 CHECKPOINTS = "checkpoints"
 BEST = "best"
 
@@ -40,6 +44,10 @@ class TrainingDirectory:
     @property
     def config_file(self) -> str:
         return self.file(RUN_CONFIG)
+
+    @property
+    def data_record(self) -> str:
+        return self.file(DATA_RECORD)
 
     @property
     def history(self) -> str:

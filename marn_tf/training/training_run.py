@@ -2,18 +2,22 @@
 directory `marn train` writes (`training_directory.py` names its files), with the checks that come before either.
 
 A checkpoint is read back whole before it is used (`check_readable`), one with NaN or infinite values is
-refused, and a damaged or outdated `checkpoints/checkpoint` state file is rewritten to name the newest
-checkpoint that reads back (`recover_checkpoint_state`). The network of a config is built here
-(`load_network`), so every caller builds it the same way.
+refused, one that leaves a network variable without its value is refused (`check_all_restored`), and a damaged
+or outdated `checkpoints/checkpoint` state file is rewritten to name the newest checkpoint that reads back
+(`recover_checkpoint_state`). The data a run was trained on is recorded (`training_data.json`: the directory,
+its schema and vocabulary digests); a resume refuses other data, evaluation and export other vocabularies. The
+network of a config is built here (`load_network`), so every caller builds it the same way.
 """
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
+import yaml
 
 from marn_tf.config import Config, move_runtime_keys
 from marn_tf.config_loader import ConfigError
@@ -21,10 +25,10 @@ from marn_tf.data.input import make_dataset, split_files
 from marn_tf.data.item_table import load_item_table
 from marn_tf.data.parquet_input import make_parquet_dataset, parquet_files
 from marn_tf.models.network import Network, build_network
-from marn_tf.schema import Schema, SchemaError
+from marn_tf.schema import Schema, SchemaError, data_digests
 from marn_tf.storage import files
 from marn_tf.training.callbacks import non_finite
-from marn_tf.training.training_directory import RUN_CONFIG, TrainingDirectory, checkpoint_numbers
+from marn_tf.training.training_directory import BEST, CHECKPOINTS, RUN_CONFIG, TrainingDirectory, checkpoint_numbers
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,9 @@ def restore_run(run_dir: str, data_dir: str, checkpoint: Optional[str] = None):
     if not files.exists(run.config_file):
         raise SchemaError(f"{run_dir} is not a training run (no {RUN_CONFIG}): run `marn train` first")
     config = Config.load(run.config_file)
-    schema = check_data(config, data_dir).without_content_features()
+    schema = check_data(config, data_dir)
+    check_vocabularies(run, data_dir, schema)
+    schema = schema.without_content_features()
     network = load_network(config, schema, data_dir)
     checkpoint = checkpoint or run.checkpoint_to_load()
     if checkpoint is None:
@@ -83,7 +89,9 @@ def restore_run(run_dir: str, data_dir: str, checkpoint: Optional[str] = None):
         raise SchemaError(f"no checkpoint {checkpoint} (expected {checkpoint}.index): name one of "
                           f"{run_dir}/best/ckpt-N or {run_dir}/checkpoints/ckpt-N")
     check_readable(checkpoint)
-    tf.train.Checkpoint(core=network.core).restore(checkpoint).expect_partial()
+    # expect_partial: the optimizers and the training state in the file are not read here
+    status = tf.train.Checkpoint(core=network.core).restore(checkpoint).expect_partial()
+    check_all_restored(status, network, checkpoint)
     refuse_non_finite(network, checkpoint)
     log.info("restored %s", checkpoint)
     return config, schema, network, checkpoint
@@ -158,12 +166,24 @@ def recover_checkpoint_state(directory: str) -> None:
                                                   [f"ckpt-{n}" for n in sorted(numbers)], save_relative_paths=True)
 
 
-def check_resume(config: Config, output_dir: str) -> None:
+def check_resume(config: Config, output_dir: str, data_dir: str, schema: Schema) -> None:
+    """Before training writes anything: a new run records its config and its data (`training_data.json`); a run
+    directory that holds one is resumed only with the same config and data of the same schema and vocabularies.
+    A config file that is missing beside checkpoints, or cannot be read, stops the run: rewriting it with the new
+    config would resume those checkpoints under settings nobody checked."""
     run = TrainingDirectory(output_dir)
     sections = ("model", "train", "runtime")
     wanted = {k: config.to_dict()[k] for k in sections}
-    saved = run.read_config()
+    saved = _read_run_file(run.config_file, output_dir, run.read_config)
+    checkpoints = run.checkpoint_numbers(CHECKPOINTS) or run.checkpoint_numbers(BEST)
+    if saved is None and checkpoints:
+        raise ConfigError(f"{run.config_file} is missing but {output_dir} holds checkpoints: marn does not resume "
+                          "them under a config it cannot compare: put back the run_config.yaml this run was trained "
+                          "with, or train into another --output")
     if saved is not None:
+        if not isinstance(saved, dict):
+            raise ConfigError(f"{run.config_file} is not a config (YAML {type(saved).__name__}): put back the "
+                              "run_config.yaml this run was trained with, or train into another --output")
         previous = move_runtime_keys(saved)
         had = {k: previous.get(k) or {} for k in sections}
         if had != wanted:
@@ -171,8 +191,101 @@ def check_resume(config: Config, output_dir: str) -> None:
                        if (had[s] or {}).get(k) != wanted[s].get(k)]
             raise ConfigError(f"{output_dir} holds a run with a different config ({', '.join(sorted(changed))}): "
                               "use another --output, or the same settings to resume it")
+    digests = data_digests(data_dir, schema)
+    recorded = read_data_record(run)
+    if recorded is not None:
+        for key in ("schema", "vocabularies"):
+            if recorded[key] != digests[key]:
+                raise ConfigError(
+                    f"{output_dir} was trained on data with {key} digest {recorded[key]} ({recorded['data']}); "
+                    f"--data {data_dir} has {key} digest {digests[key]}: resume it with the data it was trained on, "
+                    "or train into another --output")
+        if files.normal_path(data_dir) != recorded["data"]:
+            log.info("resuming %s on %s: the data it was trained on (%s) with the same schema and vocabularies",
+                     output_dir, data_dir, recorded["data"])
     else:
+        if saved is not None:  # a run from before the record: from now on its data is checked
+            log.warning("%s has no %s: recording %s as its data", output_dir, posixpath.basename(run.data_record),
+                        data_dir)
+        files.makedirs(output_dir)
+        files.write_text(run.data_record, json.dumps({"data": files.normal_path(data_dir), **digests}, indent=2))
+    if saved is None:
         run.write_config(config.to_dict())
+
+
+def read_data_record(run: TrainingDirectory) -> Optional[dict]:
+    """The run's `training_data.json` ({"data", "schema", "vocabularies"}); None when the run has none (one trained
+    before the record was written). Raises ConfigError when it cannot be read."""
+    def read():
+        text = files.read_text(run.data_record)
+        return None if text is None else json.loads(text)
+
+    record = _read_run_file(run.data_record, run.path, read)
+    if record is not None and not (isinstance(record, dict) and {"data", "schema", "vocabularies"} <= set(record)):
+        raise ConfigError(f"{run.data_record} is damaged (no data, schema and vocabularies entries): put back the file "
+                          "this run wrote, or train into another --output")
+    return record
+
+
+def _read_run_file(path: str, run_dir: str, read):
+    """`read()`, or a ConfigError naming `path` and what to do when the file is there but cannot be read."""
+    try:
+        return read()
+    except (OSError, ValueError, yaml.YAMLError) as err:  # JSON's and YAML's parse errors, a failed read
+        raise ConfigError(f"{path} cannot be read ({str(err).strip().splitlines()[0]}): marn does not resume or "
+                          f"load {run_dir} without it: put back the file this run wrote, or train into another "
+                          "--output") from err
+
+
+def check_vocabularies(run: TrainingDirectory, data_dir: str, schema: Schema) -> None:
+    """Evaluating or exporting with `data_dir`: its vocabularies must be those the run was trained with, else every
+    id would be read as another item or user. A run trained before the record was written is not checked."""
+    recorded = read_data_record(run)
+    if recorded is None:
+        log.warning("%s has no %s: the vocabularies of %s are not checked against the training data", run.path,
+                    posixpath.basename(run.data_record), data_dir)
+        return
+    digest = data_digests(data_dir, schema)["vocabularies"]
+    if digest != recorded["vocabularies"]:
+        raise SchemaError(f"--data {data_dir} has other vocabularies (digest {digest}) than the data {run.path} was "
+                          f"trained on ({recorded['data']}, digest {recorded['vocabularies']}): its ids would map to "
+                          "other rows of the model. Pass the data the run was trained on as --data")
+
+
+def check_all_restored(status, network: Network, checkpoint: str) -> None:
+    """After restoring `checkpoint` into `network.core`: every variable got its value from the file, else a layer
+    renamed or added since training would silently keep its fresh initial weights. The item table is filled from
+    the data, not the checkpoint (a run trained on examples that carried the items' content saved none)."""
+    # TensorFlow keeps the objects it matched to the file in the status (its own assert_existing_objects_matched
+    # reads the same map, but names no variable usefully).
+    matched = {id(obj) for obj in status._checkpoint.object_by_proto_id.values()}  # noqa: SLF001
+    table = {id(v) for v in getattr(network.item_tower, "table", {}).values()}
+    missing = sorted(v.name for v in network.core.variables if id(v) not in matched and id(v) not in table)
+    if missing:
+        raise SchemaError(f"checkpoint {checkpoint} has no value for {', '.join(missing[:10])}"
+                          f"{f' and {len(missing) - 10} more' if len(missing) > 10 else ''}: the network built from "
+                          "the run's config is not the one that was trained (a layer renamed or added since). Use the "
+                          "marn version that trained the run, or train it again")
+
+
+def keep_best_until(directory: str, epochs: int) -> None:
+    """On resume from the checkpoint of epoch `epochs`: removes the best checkpoints (`directory`, best/) of later
+    epochs. The best checkpoint is saved before the periodic one of its epoch, so a kill between them leaves one
+    that the resumed run trains again; what stays is the best up to `epochs`, what the resumed state records."""
+    later = [n for n in checkpoint_numbers(directory) if n > epochs]
+    if not later:
+        return
+    log.warning("%s: removing ckpt-%s, saved for epoch(s) that the resumed checkpoint does not hold; they are "
+                "trained again", directory, ", ckpt-".join(str(n) for n in sorted(later)))
+    for number in later:
+        for path in tf.io.gfile.glob(files.join(directory, f"ckpt-{number}.*")):
+            tf.io.gfile.remove(path)
+    kept = checkpoint_numbers(directory)
+    if kept:
+        tf.__internal__.train.update_checkpoint_state(directory, f"ckpt-{kept[0]}",
+                                                      [f"ckpt-{n}" for n in sorted(kept)], save_relative_paths=True)
+    elif tf.io.gfile.exists(files.join(directory, "checkpoint")):
+        tf.io.gfile.remove(files.join(directory, "checkpoint"))
 
 
 def indexed(dataset: tf.data.Dataset, network: Network) -> tf.data.Dataset:
