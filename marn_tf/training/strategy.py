@@ -9,7 +9,8 @@
                   ParameterServerStrategy: the "chief", "worker" and "ps" tasks of TF_CONFIG. The chief runs
                   `model.fit` through a ClusterCoordinator, the workers run its steps asynchronously, and every
                   variable larger than `runtime.min_shard_bytes` is split by rows over the "ps" tasks. Worker
-                  and ps processes only serve (`serve_cluster_task`).
+                  and ps processes only serve (`serve_cluster_task`). Each worker reads its own part of the data
+                  (`CtrTask.build_inputs`).
 """
 from __future__ import annotations
 
@@ -66,6 +67,11 @@ def tf_config(strategy: str) -> dict:
         return json.loads(os.environ["TF_CONFIG"])
     except json.JSONDecodeError as err:
         raise ConfigError(f"TF_CONFIG is not valid JSON: {err}") from err
+
+
+def worker_count(strategy: str) -> int:
+    """The number of "worker" tasks of TF_CONFIG's cluster: the parts a parameter-server run divides its data into."""
+    return len(tf_config(strategy).get("cluster", {}).get("worker", []))
 
 
 def serves_only(strategy: str) -> bool:

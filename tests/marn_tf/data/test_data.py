@@ -1,4 +1,5 @@
 """The training side of the contract: tf.data batches and the item table, on a real pipeline output."""
+import collections
 import dataclasses
 import gzip
 import json
@@ -6,9 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from marn_tf.config import Config
-from marn_tf.data.input import make_dataset
+from marn_tf.data.input import make_dataset, split_files
 from marn_tf.data.item_table import load_item_table
 from marn_tf.schema import Schema, SchemaError, read_vocabulary
 from marn_tf.pipelines import preprocess
@@ -46,6 +48,41 @@ def test_deterministic_order_with_a_seed(pipeline_output):
         return [features["item_id"].numpy().tolist() for features, _ in ds.take(3)]
 
     assert first_ids() == first_ids()
+
+
+def _examples(dataset) -> collections.Counter:
+    """The examples of `dataset`'s batches, each as (request id, item id, position), counted."""
+    seen = collections.Counter()
+    for features, _ in dataset:
+        seen.update(zip(*(features[k].numpy().tolist() for k in ("request_id", "item_id", "position"))))
+    return seen
+
+
+def _split_into_files(source: str, schema, directory, files: int) -> str:
+    """`source`'s training records dealt out over `files` files of the split's layout under `directory`."""
+    files = split_files(source, schema, "train")
+    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    (directory / "train").mkdir()
+    for i in range(files):
+        with tf.io.TFRecordWriter(str(directory / "train" / f"part-{i:05d}-of-{files:05d}.tfrecord.gz"), "GZIP") as out:
+            for record in records[i::files]:
+                out.write(record)
+    return str(directory)
+
+
+@pytest.mark.parametrize("files", [1, 4])
+def test_the_parts_of_a_split_hold_each_record_once(pipeline_output, tmp_path, files):
+    """`shard=(3, i)`: the three parts share no record and together hold every record of the split once, whether the
+    split has fewer files than parts (each file's records are divided) or more (the files are)."""
+    base, schema = pipeline_output
+    directory = str(base / "out") if files == 1 else _split_into_files(str(base / "out"), schema, tmp_path, files)
+    assert len(split_files(directory, schema, "train")) == files
+    whole = _examples(make_dataset(directory, schema, "train", batch_size=16, drop_remainder=False))
+    assert sum(whole.values()) == schema.split_examples["train"]
+    parts = [_examples(make_dataset(directory, schema, "train", batch_size=16, drop_remainder=False, seed=3,
+                                    shard=(3, i))) for i in range(3)]
+    assert all(parts)
+    assert sum(parts, collections.Counter()) == whole
 
 
 def test_missing_or_empty_splits_fail_clearly(pipeline_output, tmp_path):
