@@ -60,8 +60,8 @@ def _examples(dataset) -> collections.Counter:
 
 def _split_into_files(source: str, schema, directory, files: int) -> str:
     """`source`'s training records dealt out over `files` files of the split's layout under `directory`."""
-    files = split_files(source, schema, "train")
-    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    sources = split_files(source, schema, "train")
+    records = [r.numpy() for r in tf.data.TFRecordDataset(sources, compression_type="GZIP")]
     (directory / "train").mkdir()
     for i in range(files):
         with tf.io.TFRecordWriter(str(directory / "train" / f"part-{i:05d}-of-{files:05d}.tfrecord.gz"), "GZIP") as out:
