@@ -6,7 +6,7 @@ For candidate representation q and behaviour states k_1..k_T (the GRU outputs ov
     u   = sum_t w_t k_t,   w_t = a_t (DIN, unnormalised) or softmax_t(a_t) ("softmax")
 
 Positions beyond the sequence length (mask 0) get weight 0 and change nothing; an empty sequence
-gives u = 0.
+gives u = 0 (also under mixed_float16: the softmax runs in float32).
 
 The MLP's first layer is linear in its four inputs, so it is computed without building the [batch, T, 4d]
 concatenation, from the same kernel W = [W_q; W_k; W_d; W_p]:
@@ -22,6 +22,7 @@ from typing import Sequence
 import tensorflow as tf
 
 NORMALIZATIONS = ("none", "softmax")
+MASKED_LOGIT = -1e9  # a masked position's softmax logit: no weight, and finite in float32
 
 
 @tf.keras.utils.register_keras_serializable(package="marn_tf")
@@ -58,8 +59,10 @@ class TargetAttention(tf.keras.layers.Layer):
         scores, keys = self._score(query, keys, key_rows)
         scores = tf.squeeze(scores, -1)  # [batch, T]
         if self.normalize == "softmax":
-            scores += (1.0 - mask) * scores.dtype.min
-            weights = tf.nn.softmax(scores, axis=-1) * mask  # an empty sequence: all zero
+            # In float32 with a finite floor: under mixed_float16 a score plus float16's lowest value rounds to -inf,
+            # and a row of -inf (an empty sequence) makes the softmax NaN.
+            logits = tf.where(mask > 0, tf.cast(scores, tf.float32), MASKED_LOGIT)
+            weights = tf.cast(tf.nn.softmax(logits, axis=-1), scores.dtype) * mask  # an empty sequence: all zero
         else:
             weights = scores * mask
         return tf.reduce_sum(weights[:, :, tf.newaxis] * keys, axis=1), weights

@@ -35,14 +35,22 @@ def test_scores_depend_on_the_candidate():
     assert not np.allclose(weights.numpy()[:3], other.numpy()[:3])
 
 
+NUMPY_ACTIVATIONS = {"sigmoid": lambda x: 1 / (1 + np.exp(-x)), "relu": lambda x: np.maximum(x, 0)}
+
+
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])
 def test_scores_are_the_activation_unit_over_the_concatenation(activation):
+    """DIN's formula in numpy, from the layer's weights: a_t = MLP([q, k_t, q - k_t, q * k_t]) with the named
+    activation on every hidden layer and a linear score."""
     layer = TargetAttention(hidden_units=[8, 3], activation=activation)
     _, weights = layer([QUERY, KEYS, MASK])
-    q = np.broadcast_to(QUERY.numpy()[:, None, :], KEYS.shape)
-    k = KEYS.numpy()
-    concat = tf.constant(np.concatenate([q, k, q - k, q * k], axis=-1))
-    want = tf.squeeze(layer.scorer(concat), -1).numpy() * MASK.numpy()  # DIN's formula, the same weights
+    q = np.broadcast_to(QUERY.numpy()[:, None, :], KEYS.shape).astype(np.float64)
+    k = KEYS.numpy().astype(np.float64)
+    hidden = np.concatenate([q, k, q - k, q * k], axis=-1)
+    *dense, score = layer.scorer.layers
+    for unit in dense:
+        hidden = NUMPY_ACTIVATIONS[activation](hidden @ unit.kernel.numpy() + unit.bias.numpy())
+    want = (hidden @ score.kernel.numpy() + score.bias.numpy())[..., 0] * MASK.numpy()
     np.testing.assert_allclose(weights.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
@@ -75,3 +83,44 @@ def test_every_scorer_weight_trains(normalize):
     layer = TargetAttention(hidden_units=[8, 4], normalize=normalize)
     # a softmax over the positions cancels the score's constant: its last bias gets no gradient, by design
     assert weights_without_gradient(layer, [QUERY, KEYS, MASK]) == ([] if normalize == "none" else ["score/bias:0"])
+
+
+@pytest.fixture
+def mixed_float16():
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def finite(*tensors) -> bool:
+    return all(np.isfinite(tf.cast(t, tf.float32).numpy()).all() for t in tensors)
+
+
+def test_an_empty_sequence_gives_zero_under_mixed_float16(mixed_float16):
+    """Softmax attention in float16: masked positions whose score is far below 0 (so that the score plus float16's
+    lowest value would overflow to -inf) still give an empty sequence a zero output and finite gradients."""
+    layer = TargetAttention(hidden_units=[8], normalize="softmax")
+    layer([QUERY, KEYS, MASK])
+    layer.scorer.layers[-1].bias.assign([-20.0])
+    with tf.GradientTape() as tape:
+        pooled, weights = layer([QUERY, KEYS, MASK])
+        loss = tf.reduce_sum(tf.cast(pooled, tf.float32))
+    assert pooled.dtype == tf.float16 and finite(pooled, weights)
+    np.testing.assert_array_equal(pooled[3].numpy(), 0.0)
+    np.testing.assert_allclose(tf.reduce_sum(tf.cast(weights, tf.float32), -1).numpy(), [1, 1, 1, 0], atol=2e-3)
+    assert finite(*tape.gradient(loss, layer.trainable_weights))
+
+
+def test_augru_interest_of_an_empty_history_is_finite_under_mixed_float16(mixed_float16):
+    """AUGRU takes the softmax attention's weights as its update gates: an empty history gives the zero state."""
+    from marn_tf.layers.user_interest import UserInterest
+
+    layer = UserInterest("augru", units=6, attention_hidden=[8])
+    layer([QUERY, KEYS, MASK])
+    layer.attention.scorer.layers[-1].bias.assign([-20.0])
+    with tf.GradientTape() as tape:
+        interest, weights = layer([QUERY, KEYS, MASK])
+        loss = tf.reduce_sum(tf.cast(interest, tf.float32))
+    assert finite(interest, weights)
+    np.testing.assert_array_equal(interest[3].numpy(), 0.0)
+    assert finite(*tape.gradient(loss, layer.trainable_weights))
