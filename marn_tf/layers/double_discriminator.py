@@ -44,7 +44,11 @@ the gradient-reversal layer's variable, so `AdversarialRamp` can ramp it without
 Missing modalities (mask 0) take no part: no weight, no classifier loss, no share of c. An optional
 per-item `sample_weight` (how many times the item occurs in the batch, when the encoder runs once per
 unique item) weighs the losses and accuracies as if every occurrence had been encoded. The scalars
-are this replica's share of the global batch mean (see `replica_statistics`).
+are this replica's share of the global batch mean (see `replica_statistics`), so N replicas train what one
+would on the same global batch, with one exception: the alignment term's negatives are the other items of
+this replica's part of the batch, not gathered across replicas. N replicas compare each item with about 1/N
+of the items one replica on the whole batch would (a smaller, easier InfoNCE), so that term and its gradient
+differ from the single-replica ones.
 """
 from __future__ import annotations
 
@@ -225,7 +229,7 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
         }
 
     def _alignment(self, invariant, mask):
-        """InfoNCE between each pair of an item's invariant vectors, the batch's other items as negatives."""
+        """InfoNCE between each pair of an item's invariant vectors, this replica's other items as negatives."""
         if not self.alignment_items or self.num_modalities < 2:  # nothing to align
             return tf.constant(0.0)
         z = tf.math.l2_normalize(invariant[:self.alignment_items], axis=-1)

@@ -23,9 +23,19 @@ def rate_logit(rate: tf.Tensor) -> tf.Tensor:
     return tf.math.log(p) - tf.math.log1p(-p)
 
 
-def mean_squared_norm(rows: tf.Tensor) -> tf.Tensor:
-    """Mean over looked-up rows [..., dim] of their squared L2 norm, in float32."""
-    return tf.reduce_mean(tf.reduce_sum(tf.square(tf.cast(rows, tf.float32)), axis=-1))
+def mean_squared_norm(rows: tf.Tensor, weights=None) -> tf.Tensor:
+    """Mean over looked-up rows [..., dim] of their squared L2 norm, in float32. With `weights` [n], the rows
+    [n, ..., dim] of n items: the weighted mean over the items of each item's mean."""
+    squared = tf.reduce_sum(tf.square(tf.cast(rows, tf.float32)), axis=-1)
+    if weights is None:
+        return tf.reduce_mean(squared)
+    return weighted_mean(tf.reduce_mean(tf.reshape(squared, [tf.shape(squared)[0], -1]), axis=1), weights)
+
+
+def weighted_mean(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """sum(values * weights) / sum(weights) over [n] values, in float32 (0 when no weight)."""
+    weights = tf.cast(weights, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(tf.cast(values, tf.float32) * weights), tf.reduce_sum(weights))
 
 
 @tf.keras.utils.register_keras_serializable(package="marn_tf")

@@ -53,7 +53,8 @@ class ItemEncoder(tf.keras.layers.Layer):
         "attended" (c one more slot of the attention).
 
     Inputs: `content` (a dict: "item_index" [items] and the item table columns) and `occurrences` [items],
-      how often each item occurs in the batch (weighs the discriminators).
+      how often each item occurs in the batch (weighs the discriminators, the embeddings' L2 and the attention
+      cost, so that encoding each distinct item once changes no loss).
     Output: a dict with "representation" [items, width], "modality_weights" [items, M] (mean |a^m| over
       the dimensions; 1 for fixed-weight fusion), "importance" [items, M] (D0's w; 1 without it),
       "modality_mask" [items, M], and the scalars of AUXILIARY_OUTPUTS (0 without discriminators).
@@ -127,10 +128,10 @@ class ItemEncoder(tf.keras.layers.Layer):
         one = tf.one_hot(tf.argmax(tf.where(mask > 0, draw, -1.0), axis=1), self.num_modalities, dtype=mask.dtype)
         return tf.where(tf.reduce_sum(kept, axis=1, keepdims=True) > 0, kept, one * mask)
 
-    def modality_vectors(self, content, training=None) -> dict:
+    def modality_vectors(self, content, training=None, occurrences=None) -> dict:
         """The embeddings e^m (list), "specific" s^m and "invariant" c^m [items, M, d] (None where the fusion has
         none) and "mask" [items, M]: what the quality benchmark inspects (spread, cross-modal agreement)."""
-        embeddings, mask = self.embeddings(content)
+        embeddings, mask = self.embeddings(content, occurrences=occurrences)
         if training and self.modality_dropout > 0:
             mask = self._drop_modalities(mask)
         specific = invariant = None
@@ -141,7 +142,7 @@ class ItemEncoder(tf.keras.layers.Layer):
 
     def call(self, inputs, training=None):
         content, occurrences = inputs
-        vectors = self.modality_vectors(content, training)
+        vectors = self.modality_vectors(content, training, occurrences)
         embeddings, specific, invariant, mask = (vectors[k] for k in ("embeddings", "specific", "invariant", "mask"))
         scalars = {key: tf.constant(0.0) for key in AUXILIARY_OUTPUTS}
         fixed_weights = mask
@@ -158,12 +159,12 @@ class ItemEncoder(tf.keras.layers.Layer):
             invariant_part = tf.cast(adversarial["invariant"], specific.dtype)[:, tf.newaxis]
             has_any = tf.cast(tf.reduce_sum(mask, axis=1, keepdims=True) > 0, mask.dtype)
             representation, weights = self.attention([tf.concat([specific, invariant_part], axis=1),
-                                                      tf.concat([mask, has_any], axis=1)])
+                                                      tf.concat([mask, has_any], axis=1)], occurrences=occurrences)
             fixed_weights = tf.reduce_mean(tf.abs(weights[:, :self.num_modalities]), axis=-1)
             importance = tf.cast(adversarial["importance"], mask.dtype)
             scalars = {key: adversarial[key] for key in AUXILIARY_OUTPUTS}
         else:
-            representation, weights = self.attention([specific, mask])
+            representation, weights = self.attention([specific, mask], occurrences=occurrences)
             fixed_weights = tf.reduce_mean(tf.abs(weights), axis=-1)  # tanh gates may be negative: magnitude
             if self.discriminators != "none":
                 adversarial = self.discriminator([invariant, specific, mask, occurrences])

@@ -3,8 +3,11 @@
 A batch of B impressions with sequences of length L names B * (L + 1) items, most of them repeats
 (popular items, padding). The tower gathers the distinct ones, looks up their content in the item
 feature table (held in the model as non-trainable weights, so a request carries only ids), encodes
-each once and scatters the representations back to every occurrence. The discriminators weigh each
-unique item by its number of valid occurrences, so deduplication changes the cost, not the math.
+each once and scatters the representations back to every occurrence. The discriminators, the embeddings' L2
+and the modality attention's cost weigh each unique item by its number of valid occurrences, so
+deduplication changes the cost, not the math, of every term but the alignment's: it compares the first
+`alignment_items` items, distinct ones with deduplication, positions without (where an item that occurs twice
+is its own negative).
 
 With `content_source="examples"` (`pipeline.item_content: examples`) the tower holds no table: the content
 comes with the batch, one value per occurrence (the pipeline copies it from the table, so an item's

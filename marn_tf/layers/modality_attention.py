@@ -25,11 +25,15 @@ modality's share of s_i, and `cost` adds
 
     cost * mean_i sum_m mean_d |a_i^m|
 
-to the layer's losses: a gate stays open only where its modality lowers the click loss by more.
+to the layer's losses: a gate stays open only where its modality lowers the click loss by more. The mean over
+items i is weighted by `occurrences` when given (how often the batch uses each item, from the item tower, which
+encodes each distinct item once): the same cost with and without that deduplication.
 """
 from __future__ import annotations
 
 import tensorflow as tf
+
+from marn_tf.layers.feature_embedding import weighted_mean
 
 GATES = ("vector", "scalar")
 NORMALIZATIONS = ("none", "softmax")
@@ -50,7 +54,8 @@ class ModalityAttention(tf.keras.layers.Layer):
       unit_scale: divide each s^m by its root mean square over the dimensions first.
       cost: weight of the L1 cost on the gates (0: none).
 
-    Inputs: `specific` [batch, M, d] and `mask` [batch, M] (1 where the modality is present).
+    Inputs: `specific` [batch, M, d] and `mask` [batch, M] (1 where the modality is present); the call's
+      `occurrences` [batch] weighs each item in the cost (default 1).
     Outputs: `fused` [batch, d] and `weights` [batch, M, d] ("vector") or [batch, M, 1] ("scalar"),
       0 for missing modalities.
     """
@@ -85,7 +90,7 @@ class ModalityAttention(tf.keras.layers.Layer):
                                                   initializer="glorot_uniform")
         super().build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, occurrences=None):
         specific, mask = inputs
         if self.unit_scale:
             specific *= tf.math.rsqrt(tf.reduce_mean(tf.square(specific), axis=-1, keepdims=True) + UNIT_SCALE_EPSILON)
@@ -102,7 +107,9 @@ class ModalityAttention(tf.keras.layers.Layer):
             weights = tf.tanh(logits) * present
         fused = tf.reduce_sum(weights * specific, axis=1)
         if self.cost:
-            self.add_loss(self.cost * tf.reduce_mean(tf.reduce_sum(tf.reduce_mean(tf.abs(weights), axis=-1), axis=1)))
+            per_item = tf.reduce_sum(tf.reduce_mean(tf.abs(weights), axis=-1), axis=1)
+            self.add_loss(self.cost * (tf.reduce_mean(tf.cast(per_item, tf.float32)) if occurrences is None
+                                       else weighted_mean(per_item, occurrences)))
         return fused, weights
 
     def get_config(self) -> dict:

@@ -11,8 +11,10 @@ modalities an item has: ID always; image if the catalog had a vector; text if th
 statistic if any counter is known (bucket > 0).
 
 With `embedding_l2` > 0 every looked-up row e adds embedding_l2 * mean ||e||^2 to the layer's losses: L2 on
-the rows a batch uses, weighted by how often it uses them (DIN's mini-batch aware regularisation), which
-costs no dense update of the whole table.
+the rows a batch uses (as DIN's mini-batch aware regularisation, it costs no dense update of the whole table),
+each item's rows weighted by `occurrences`, how often the batch uses the item. The item tower encodes each
+distinct item of a batch once and gives its number of valid occurrences, so the penalty is the same with and
+without that deduplication, and padding positions add nothing.
 """
 from __future__ import annotations
 
@@ -71,7 +73,9 @@ class ModalityEmbeddings(tf.keras.layers.Layer):
         self.statistic_embeddings = {name: tf.keras.layers.Embedding(buckets, statistic_embedding_dim, name=name)
                                      for name, buckets in self.statistics.items()}
 
-    def call(self, content):
+    def call(self, content, occurrences=None):
+        """`content`: {"item_index": [n], the item table columns: [n, ...]}; `occurrences` [n]: each item's weight in
+        the L2 penalty (default 1)."""
         index = content["item_index"]
         own_id = tf.where(index < self.num_item_ids, index, tf.zeros_like(index))
         ids = [self.item_embedding(own_id)] + [emb(content[name]) for name, emb in self.field_embeddings.items()]
@@ -94,7 +98,7 @@ class ModalityEmbeddings(tf.keras.layers.Layer):
             embeddings.append(tf.concat(rows, -1))
             masks.append(tf.cast(tf.reduce_any(tf.stack(buckets, -1) > 0, axis=-1), self.compute_dtype))
         if self.embedding_l2:
-            self.add_loss(self.embedding_l2 * tf.add_n([mean_squared_norm(e) for e in looked_up]))
+            self.add_loss(self.embedding_l2 * tf.add_n([mean_squared_norm(e, occurrences) for e in looked_up]))
         return embeddings, tf.stack(masks, axis=1)
 
     def get_config(self) -> dict:

@@ -66,3 +66,30 @@ def test_content_from_the_examples_gives_the_tables_outputs(deduplicate):
         given.set_table(item_table())
     assert_config_round_trip(given, inputs)
 
+
+
+def test_the_embeddings_l2_and_the_attention_cost_weigh_items_by_use():
+    """`embedding_l2` and `attention_cost` average over the items' valid occurrences: encoding each distinct item
+    once gives the same penalties as encoding every position, and padding positions add nothing."""
+    from marn_tf.layers.item_tower import ItemTower
+    from tests.testing import EMBEDDING_CONFIG, ITEM_COLUMNS, ITEM_ENCODER, NUM_ITEMS
+
+    encoder = dict(ITEM_ENCODER, attention_cost=0.3, embeddings=dict(EMBEDDING_CONFIG, embedding_l2=0.2))
+    layers = {deduplicate: ItemTower(NUM_ITEMS, ITEM_COLUMNS, encoder, deduplicate=deduplicate)
+              for deduplicate in (True, False)}
+    for layer in layers.values():
+        layer([CANDIDATE, BEHAVIOUR, MASK])
+        layer.set_table(item_table())
+    layers[False].set_weights(layers[True].get_weights())
+
+    def penalties(deduplicate, behaviour=BEHAVIOUR):
+        layer = layers[deduplicate]
+        layer([CANDIDATE, behaviour, MASK])
+        return [float(loss) for loss in layer.encoder.losses]
+
+    once = penalties(True)
+    assert len(once) == 2 and min(once) > 0  # the L2 and the cost
+    np.testing.assert_allclose(penalties(False), once, rtol=1e-5)
+    padding_changed = tf.where(tf.cast(MASK, tf.bool), BEHAVIOUR, tf.fill(tf.shape(BEHAVIOUR), 5))
+    for deduplicate in (True, False):
+        np.testing.assert_allclose(penalties(deduplicate, padding_changed), once, rtol=1e-5)
