@@ -166,9 +166,9 @@ def check_same_step(strategy: tf.distribute.Strategy, iterations: tf.Variable) -
     steps = strategy.gather(strategy.run(lambda: tf.reshape(tf.identity(iterations), [1])), axis=0)
     steps = [int(s) for s in steps.numpy()]
     if len(set(steps)) > 1:
-        raise SchemaError(f"the workers resumed at different steps ({', '.join(map(str, steps))}, one per replica): "
-                          "every worker restores the newest checkpoint in <output>/checkpoints, so --output must name "
-                          "the same directory, readable by every worker (a shared file system, gs://...)")
+        raise SchemaError(f"the replicas resumed at different steps ({', '.join(map(str, steps))}): every worker "
+                          "restores the newest checkpoint in <output>/checkpoints, so --output must name the same "
+                          "directory, readable by every worker (a shared file system, gs://...)")
 
 
 def batches_trained(strategy: tf.distribute.Strategy, steps: int) -> int:

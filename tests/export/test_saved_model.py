@@ -69,11 +69,43 @@ def test_check_export_fails_against_another_checkpoint(exported, trained_run, tm
     assert not report.passed and "serving_default matches the checkpoint" in failed
 
 
-def test_check_export_finds_the_checkpoint_in_a_moved_run(exported, trained_run, tmp_path):
+def test_check_export_finds_the_checkpoint_in_a_moved_run(prepared, trained_run, tmp_path):
+    """An export records where its run was; once the run has moved (another machine, another mount), check-export
+    given the new place finds the same checkpoint there, and without it cannot find the run."""
+    _, data, _ = prepared
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)  # the shared run stays where the other tests read it
+    result = export_model(str(run), data, str(tmp_path / "base"), warmup_batch_sizes=(1,))
     moved = tmp_path / "moved_run"
-    shutil.copytree(trained_run, moved)
-    report = check_export(exported[0].path, run_dir=str(moved), examples=16)
+    shutil.move(str(run), str(moved))
+    assert not run.exists()
+    report = check_export(result.path, run_dir=str(moved), examples=16)
     assert report.passed, [c for c in report.checks if not c.passed]
+    assert not check_export(result.path, examples=16).passed  # the recorded place is gone
+
+
+def test_export_and_evaluate_refuse_data_with_other_vocabularies(prepared, trained_run, tmp_path):
+    """--data whose vocabularies differ from the training data's maps ids to other rows of the model: export and
+    evaluate refuse it, naming both digests, before writing anything; a copy of the training data is taken."""
+    from marn_tf.evaluation.evaluate import evaluate
+    from marn_tf.schema import Schema, SchemaError, data_digests
+
+    _, data, _ = prepared
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    vocabulary = other / "vocab" / "user_id.txt"
+    users = vocabulary.read_text().splitlines()
+    vocabulary.write_text("\n".join([users[1], users[0]] + users[2:]) + "\n")  # two users swap their rows
+    trained, given = (data_digests(d, Schema.load(d))["vocabularies"] for d in (data, str(other)))
+    assert trained != given
+    for command in (lambda: export_model(str(trained_run), str(other), str(tmp_path / "base"), warmup_batch_sizes=()),
+                    lambda: evaluate(str(trained_run), str(other), "validation", str(tmp_path / "evaluation"))):
+        with pytest.raises(SchemaError, match=rf"has other vocabularies \(digest {given}\).*digest {trained}\)"):
+            command()
+    assert not (tmp_path / "base").exists() and not (tmp_path / "evaluation").exists()
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    assert export_model(str(trained_run), str(copy), str(tmp_path / "base"), warmup_batch_sizes=()).version == 1
 
 
 def test_check_export_names_a_wrong_directory(tmp_path):

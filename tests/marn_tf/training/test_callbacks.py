@@ -73,3 +73,26 @@ def test_a_resumed_run_drops_the_history_of_epochs_its_checkpoint_does_not_hold(
     assert [h["epoch"] for h in read_history(path)] == [1, 2]
     keep_history_until(path, 2)  # nothing beyond: unchanged
     assert [h["epoch"] for h in read_history(path)] == [1, 2]
+
+
+def test_a_resumed_run_removes_the_best_checkpoints_of_epochs_it_trains_again(tmp_path):
+    """Killed after saving epoch 3's best checkpoint, before its periodic one, a run resumes from epoch 2: best/ goes
+    back to the best up to epoch 2 (what that checkpoint's state names), not epoch 3's, which the retrained epoch
+    may not match."""
+    from marn_tf.training.training_run import keep_best_until
+
+    value = tf.Variable(0.0)
+    best = tf.train.CheckpointManager(tf.train.Checkpoint(value=value), str(tmp_path), max_to_keep=2)
+    for epoch in (1, 3):
+        value.assign(float(epoch))
+        best.save(checkpoint_number=epoch)
+
+    keep_best_until(str(tmp_path), 2)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+    reopened = tf.train.CheckpointManager(tf.train.Checkpoint(value=value), str(tmp_path), max_to_keep=2)
+    assert reopened.latest_checkpoint == str(tmp_path / "ckpt-1")
+    tf.train.Checkpoint(value=value).restore(reopened.latest_checkpoint)
+    assert float(value.numpy()) == 1.0
+    keep_best_until(str(tmp_path), 0)  # resumed from no checkpoint: no best is left, nor a state file naming one
+    assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,7 @@ from marn_tf.config_loader import ConfigError
 from marn_tf.schema import SchemaError
 from marn_tf.training.trainer import train
 from marn_tf.training.training_directory import TrainingDirectory
-from tests.marn_tf.training.test_trainer import quick
+from tests.marn_tf.training.test_trainer import assert_same_weights, quick, weights
 from tests.testing import with_model
 
 pytestmark = pytest.mark.integration
@@ -49,21 +49,6 @@ def trained(prepared, tmp_path_factory):
     result = train(steady(config), data, str(run))
     assert result.status == "completed" and result.steps == 9
     return run
-
-
-def weights(prefix) -> dict:
-    """The network's variables in checkpoint `prefix`, by checkpoint key."""
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(str(prefix))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_dtype_map() if name.startswith("core/")}
-
-
-def assert_same_weights(a, b):
-    first, second = weights(a), weights(b)
-    assert first.keys() == second.keys()
-    for name in first:
-        np.testing.assert_allclose(first[name], second[name], rtol=0, atol=1e-6, err_msg=name)
 
 
 def as_if_killed_after(run, epoch: int) -> None:

@@ -22,6 +22,24 @@ def quick(config, **train):
     return with_train(config, **{"steps_per_epoch": 3, "epochs": 2, "validation_steps": 1, **train})
 
 
+def weights(prefix) -> dict:
+    """The network's variables in checkpoint `prefix`, by checkpoint key."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_dtype_map() if name.startswith("core/")}
+
+
+def assert_same_weights(a, b):
+    """Checkpoints `a` and `b` hold the same network weights."""
+    import numpy as np
+
+    first, second = weights(a), weights(b)
+    assert first.keys() == second.keys()
+    for name in first:
+        np.testing.assert_allclose(first[name], second[name], rtol=0, atol=1e-6, err_msg=name)
+
+
 def test_mistakes_fail_before_training(prepared, tmp_path):
     config, data, schema = prepared
     longer = dataclasses.replace(config, sequence=dataclasses.replace(config.sequence, max_length=5))
@@ -66,11 +84,17 @@ def marn(*args, **kwargs):
 
 
 def test_killed_run_resumes_to_completion(prepared, tmp_path):
+    """`marn train` killed (SIGKILL) after its first checkpoint and run again ends with the weights of an
+    uninterrupted run: it resumed the restored state at the same place in the data."""
+    from marn_tf.config import Config
+
     config, data, _ = prepared
     run = tmp_path / "run"
+    # reproducible to the bit: op determinism, and no dropout, whose masks a resumed run draws afresh
+    settings = ["train.steps_per_epoch=4", "train.epochs=3", "train.validation_steps=1", "train.deterministic=true",
+                "model.dropout=0.0"]
     args = ["train", "--config", str(tmp_path / "config.yaml"), "--data", data, "--output", str(run),
-            "--set", "train.steps_per_epoch=4", "--set", "train.epochs=3", "--set", "train.validation_steps=1",
-            "--no-progress"]
+            *[a for setting in settings for a in ("--set", setting)], "--no-progress"]
     import yaml
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
     first = marn(*args)
@@ -89,23 +113,60 @@ def test_killed_run_resumes_to_completion(prepared, tmp_path):
     assert summary["steps"] == 12 and summary["status"] == "completed"
     assert summary["resumed_from_step"] in (4, 8)
     epochs = [json.loads(line)["epoch"] for line in (run / "history.jsonl").read_text().splitlines()]
-    assert epochs[-1] == 3 and set(epochs) >= {2, 3}
+    assert epochs == [1, 2, 3]
+
+    whole = tmp_path / "whole"
+    train(Config.load(str(tmp_path / "config.yaml"), settings), data, str(whole))
+    assert_same_weights(run / "checkpoints" / "ckpt-3", whole / "checkpoints" / "ckpt-3")
 
 
-def test_two_local_workers_train_together(prepared, tmp_path):
+def test_two_local_workers_train_together_and_resume_from_the_chiefs_checkpoint(prepared, tmp_path):
+    """Two MultiWorkerMirrored workers make one cluster. When the chief lost its last checkpoint (killed before
+    saving it) while the other worker kept its own copy, both resume from the chief's checkpoint and end with the
+    same weights (each had restored its own: they diverged, or waited on each other for ever)."""
     config, data, _ = prepared
     import yaml
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
     run = tmp_path / "run"
-    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "multi_worker_local.py"), "--workers", "2",
-                             "--timeout", "400", "--", "--config", str(tmp_path / "config.yaml"), "--data", data,
-                             "--output", str(run), "--set", "train.steps_per_epoch=3", "--set", "train.epochs=1",
-                             "--set", "train.validation_steps=1"], cwd=REPO, capture_output=True, text=True)
-    logs = [(run / f"worker-{i}.log").read_text() for i in range(2)]
-    assert result.returncode == 0, result.stdout + "\n".join(log[-3000:] for log in logs)
+    command = [sys.executable, os.path.join(REPO, "scripts", "multi_worker_local.py"), "--workers", "2", "--timeout",
+               "300", "--", "--config", str(tmp_path / "config.yaml"), "--data", data, "--output", str(run),
+               "--set", "train.steps_per_epoch=3", "--set", "train.epochs=2", "--set", "train.validation_steps=1"]
+
+    def cluster_run():
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        logs = [(run / f"worker-{i}.log").read_text() for i in range(2)]
+        assert result.returncode == 0, result.stdout + "\n".join(log[-3000:] for log in logs)
+        return logs, json.loads((run / "training_summary.json").read_text())
+
+    logs, summary = cluster_run()
     assert all("with 2 replica(s)" in log for log in logs)  # one cluster, not two single-worker runs
-    summary = json.loads((run / "training_summary.json").read_text())
-    assert summary["steps"] == 3 and summary["status"] == "completed"
+    assert summary["steps"] == 6 and summary["status"] == "completed"
+    scratch = run / "workers" / "worker-1" / "checkpoints"
+    assert_same_weights(run / "checkpoints" / "ckpt-2", scratch / "ckpt-2")
+
+    for path in (run / "checkpoints").glob("ckpt-2.*"):
+        path.unlink()
+    assert (scratch / "ckpt-2.index").exists()
+    logs, summary = cluster_run()
+    assert all("resuming from" in log and "/run/checkpoints/ckpt-1" in log for log in logs)
+    assert summary["resumed_from_step"] == 3 and summary["steps"] == 6
+    assert_same_weights(run / "checkpoints" / "ckpt-2", scratch / "ckpt-2")
+
+
+def test_replicas_that_resumed_at_different_steps_stop_with_the_same_error():
+    """The step check of a multi-worker resume: replicas that restored the same step go on; replicas that restored
+    different ones raise, naming the steps, instead of training apart."""
+    import tensorflow as tf
+
+    from marn_tf.training.trainer import check_same_step
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # the test session's two CPU devices
+    with strategy.scope():
+        step = tf.Variable(6, dtype=tf.int64)
+    check_same_step(strategy, step)
+    step.values[1].assign(3)  # as a worker that restored an older checkpoint
+    with pytest.raises(SchemaError, match=r"the replicas resumed at different steps \(6, 3\): every worker restores"):
+        check_same_step(strategy, step)
 
 
 def test_trains_from_parquet(prepared, tmp_path):
