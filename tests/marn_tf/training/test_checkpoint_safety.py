@@ -91,6 +91,44 @@ def test_a_resumed_run_trains_on_the_batches_an_uninterrupted_one_would(prepared
 STATE = "checkpoints/checkpoint"
 
 
+def train_mirrored(config, data: str, output) -> dict:
+    """`train` under MirroredStrategy over two CPU devices, in a process of its own (a process's collective ops keep
+    state that a second MirroredStrategy in it trips over); returns the summary."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.testing import REPO
+
+    config_file = output.parent / f"{output.name}.yaml"
+    config_file.write_text(yaml.safe_dump(config.to_dict()))
+    code = ("import sys, marn_tf, tensorflow as tf\n"
+            "tf.config.set_logical_device_configuration(tf.config.list_physical_devices('CPU')[0],\n"
+            "                                           [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+            "from marn_tf.config import Config\n"
+            "from marn_tf.training.trainer import train\n"
+            "train(Config.load(sys.argv[1]), sys.argv[2], sys.argv[3], progress=False,\n"
+            "      strategy=tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))\n")
+    run = subprocess.run([sys.executable, "-c", code, str(config_file), data, str(output)], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads((output / "training_summary.json").read_text())
+
+
+def test_a_mirrored_run_resumes_to_the_uninterrupted_weights(prepared, tmp_path):
+    """Under MirroredStrategy (two replicas) a run killed after epoch 1 and resumed ends with the uninterrupted run's
+    weights: each replica goes on with its share of the same batches."""
+    config, data, _ = prepared
+    whole, run = tmp_path / "whole", tmp_path / "run"
+    train_mirrored(steady(config, epochs=2), data, whole)
+    shutil.copytree(whole, run)
+    as_if_killed_after(run, 1)
+    resumed = train_mirrored(steady(config, epochs=2), data, run)
+    assert (resumed["resumed_from_step"], resumed["steps"]) == (3, 6)
+    assert_same_weights(run / "checkpoints" / "ckpt-2", whole / "checkpoints" / "ckpt-2")
+
+
 @pytest.mark.parametrize("damage", [
     lambda text: b"\xff\xfe\x00\x81 not a checkpoint state \x00",  # garbage bytes
     lambda text: text[:20],  # truncated mid-line
