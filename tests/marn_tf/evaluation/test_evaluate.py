@@ -77,7 +77,8 @@ def test_wrong_run_directory_is_a_clear_error(prepared, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def data_with_new_users(prepared, tmp_path_factory):
     """(data directory, its user vocabulary): a copy of the pipeline output in which, besides the test period's new
-    users, half of the test split's users with clicks and non-clicks are unknown, so several unknown users count."""
+    users, half of the test split's users with clicks and non-clicks are unknown, so several unknown users count.
+    The vocabularies stay those the run was trained with (evaluation refuses others): the examples name new users."""
     _, data, schema = prepared
     labels, users = [], []
     for features, label in make_dataset(data, schema, "test", 256, shuffle=False, drop_remainder=False):
@@ -89,11 +90,16 @@ def data_with_new_users(prepared, tmp_path_factory):
     dropped = sorted(u for u, c in classes.items() if len(c) == 2)[::2]
     copy = tmp_path_factory.mktemp("new_users") / "data"
     shutil.copytree(data, copy)
-    path = copy / schema.vocabularies[USER_VOCABULARY].file
-    # Same size (so the trained embedding still fits), but the dropped users' tokens are gone.
-    vocabulary = [f"~gone{i}" if t in dropped else t for i, t in enumerate(path.read_text().splitlines())]
-    path.write_text("\n".join(vocabulary) + "\n")
-    return str(copy), vocabulary
+    for path in split_files(str(copy), schema, "test"):  # the dropped users' examples under ids never seen
+        examples = [tf.train.Example.FromString(record.numpy())
+                    for record in tf.data.TFRecordDataset(path, compression_type="GZIP")]
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for example in examples:
+                ids = example.features.feature["user_id"].bytes_list.value
+                if ids[0].decode() in dropped:
+                    ids[0] = f"~gone-{ids[0].decode()}".encode()
+                writer.write(example.SerializeToString())
+    return str(copy), (copy / schema.vocabularies[USER_VOCABULARY].file).read_text().splitlines()
 
 
 def model_outputs(run, data: str, split: str) -> dict:
