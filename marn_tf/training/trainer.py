@@ -3,7 +3,7 @@
 
 Re-running with the same output directory resumes from the last checkpoint (after a crash or a kill),
 at the epoch it had reached, with the early-stopping state saved in that checkpoint, and at the same place in the
-seeded data stream: the batches trained before are skipped, so a resumed run trains on the batches an
+seeded data stream: the batches trained before are read and skipped, so a resumed run trains on the batches an
 uninterrupted one would. The checkpoint to resume is the newest `ckpt-N` on disk that reads back whole: a damaged
 or outdated `checkpoints/checkpoint` state file is rewritten to name it (TensorFlow alone would start again from
 step 0 over the newer checkpoints); a newest checkpoint that cannot be read, holds NaN or infinite values, or
@@ -89,7 +89,9 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
     state = C.TrainingState()
     checkpoint = tf.train.Checkpoint(core=network.core, optimizer=optimizer, training_state=state,
                                      **({"weight_average": model.weight_average} if model.weight_average else {}))
-    recover_checkpoint_state(saving.checkpoints(CHECKPOINTS))  # the chief's: the newest reads back whole
+    # The state file of the directory this worker saves into names its newest checkpoint (the chief's: the one that
+    # every worker resumes from, read back whole).
+    recover_checkpoint_state(saving.checkpoints(CHECKPOINTS))
     resume = run.newest_checkpoint(CHECKPOINTS)
     initial_epoch = 0
     history_path = run.history

@@ -58,8 +58,8 @@ def test_check_export_passes_in_a_fresh_process(exported):
 
 def test_check_export_fails_against_another_checkpoint(exported, trained_run, tmp_path):
     result, _ = exported
-    other = [c for c in (str(trained_run / "checkpoints" / "ckpt-1"), str(trained_run / "checkpoints" / "ckpt-2"))
-             if os.path.abspath(c) != os.path.abspath(result.checkpoint) and os.path.exists(c + ".index")][0]
+    exported_epoch = int(result.checkpoint.rsplit("-", 1)[1])  # best/ckpt-N: the weights of epoch N
+    other = next(str(trained_run / "checkpoints" / f"ckpt-{n}") for n in (1, 2) if n != exported_epoch)
     copy = tmp_path / "1"
     shutil.copytree(result.path, copy)
     info_path = copy / "assets.extra" / "export_info.json"
