@@ -39,6 +39,7 @@ GATES = ("vector", "scalar")
 NORMALIZATIONS = ("none", "softmax")
 CONTEXTS = ("own", "item")
 UNIT_SCALE_EPSILON = 1e-3  # as LayerNormalization's: a near-zero (dead ReLU) s^m is not blown up
+MASKED_LOGIT = -1e9  # a missing modality's softmax logit: no share, and finite in float32
 
 
 @tf.keras.utils.register_keras_serializable(package="marn_tf")
@@ -101,8 +102,10 @@ class ModalityAttention(tf.keras.layers.Layer):
                                          tf.reduce_sum(present, axis=1))  # s̄ over the present modalities
             logits += tf.einsum("bd,mdw->bmw", mean, self.context_kernel)
         if self.normalize == "softmax":
-            logits += (1.0 - present) * logits.dtype.min  # missing modalities get no share
-            weights = tf.nn.softmax(logits, axis=1) * present  # all missing: all zero
+            # in float32 with a finite floor: logits plus float16's lowest value overflow to -inf, and an item with
+            # every modality missing would then divide 0 by 0
+            floored = tf.where(present > 0, tf.cast(logits, tf.float32), MASKED_LOGIT)
+            weights = tf.cast(tf.nn.softmax(floored, axis=1), logits.dtype) * present  # all missing: all zero
         else:
             weights = tf.tanh(logits) * present
         fused = tf.reduce_sum(weights * specific, axis=1)

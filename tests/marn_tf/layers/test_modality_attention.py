@@ -101,3 +101,24 @@ def test_the_gate_cost_is_the_mean_l1_of_the_present_gates_and_pulls_them_shut()
 
 def test_config_round_trip_with_unit_scale_and_cost():
     assert_config_round_trip(ModalityAttention(4, context="item", unit_scale=True, cost=0.01), [SPECIFIC, MASK])
+
+
+def test_softmax_gates_of_an_item_with_every_modality_missing_are_zero_under_mixed_float16():
+    """In float16, gate logits far below 0 plus the dtype's lowest value would overflow to -inf: an item with no
+    modality must still get zero weights, a zero fused vector and finite gradients."""
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = ModalityAttention(4, normalize="softmax")
+        layer([SPECIFIC, MASK])
+        layer.bias.assign(-20.0 * tf.ones_like(layer.bias))
+        with tf.GradientTape() as tape:
+            fused, weights = layer([SPECIFIC, MASK])
+            loss = tf.reduce_sum(tf.cast(fused, tf.float32))
+        gradients = tape.gradient(loss, layer.trainable_weights)
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    assert fused.dtype == tf.float16
+    assert all(np.isfinite(tf.cast(t, tf.float32).numpy()).all() for t in [fused, weights, *gradients])
+    np.testing.assert_array_equal(fused[4].numpy(), 0.0)
+    sums = tf.reduce_sum(tf.cast(weights, tf.float32), axis=1).numpy()
+    np.testing.assert_allclose(sums[:4], 1.0, atol=2e-3)
