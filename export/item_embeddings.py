@@ -13,22 +13,22 @@ This is the file a feature store or key-value cache loads, so that a ranking ser
 apart from the model (`docs/scale_out.md`, section 4). It runs locally on Beam's FnApiRunner or on Dataflow /
 Flink / Spark with the same pipeline options as `marn score`. Counts, computed as data (read = embedded +
 repeated ids + dead-lettered, checked), go to `<output>-counts.json`; the output prefix is owned and cleared
-as for `marn score` (`batch_scoring.owned_prefix`).
+as for `marn score` (`job_outputs.owned_prefix`).
 """
 from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 from marn_tf import schema as S
-from marn_tf.export.batch_scoring import (INFERENCE_FAILED, ExportedModelHandler, check_num_shards, count,
-                                          dead_letter, failed_batch_letters, owned_prefix, run_and_check, tally,
-                                          write_counts, write_dead_letters)
+from marn_tf.export.batch_scoring import INFERENCE_FAILED, ExportedModelHandler, dead_letter, failed_batch_letters
+from marn_tf.export.job_outputs import (check_num_shards, count, owned_prefix, run_and_check, tally, write_counts,
+                                        write_dead_letters)
 from marn_tf.export.errors import short_reason
 from marn_tf.pipelines.beam_options import pipeline_options
 from marn_tf.storage import ownership
@@ -125,7 +125,7 @@ def run(model_dir: str, output_prefix: str, items: Optional[str] = None,
     """Writes the representation of every item id in `items` (a file pattern; default: the export's own item
     vocabulary) to `<output_prefix>-NNNNN-of-NNNNN.parquet` / `.tfrecord.gz` (`num_shards` files of each, 0: as
     the runner chooses), each id once; returns the counts. An output prefix whose directory holds files
-    `marn embed-items` did not write is refused before any work (`batch_scoring.owned_prefix`)."""
+    `marn embed-items` did not write is refused before any work (`job_outputs.owned_prefix`)."""
     unknown = [f for f in output_formats if f not in OUTPUT_FORMATS]
     if unknown or not output_formats:
         raise S.SchemaError(f"--format must be among {', '.join(OUTPUT_FORMATS)}, got {', '.join(unknown) or 'none'}")
@@ -172,3 +172,14 @@ def run(model_dir: str, output_prefix: str, items: Optional[str] = None,
         write_counts([count(lines, "read", "Count read"), count(rows, "embedded", "Count embedded"),
                       once[OncePerKnownId.COUNTS], dead], output_prefix, summary)
         return run_and_check(pipeline, output_prefix, "embedded", (DUPLICATES,))
+
+
+def summary(counts: Mapping[str, Any], output_prefix: str, formats: Sequence[str]) -> str:
+    """What `marn embed-items` prints when it is done: the counts and where each output is."""
+    dead = counts["dead_letters"]
+    suffixes = ",".join(SUFFIXES[f].lstrip(".") for f in formats)
+    return (f"read {counts['read']:,} item ids: {counts['embedded']:,} embedded, {counts['duplicate_item_ids']:,} "
+            f"repeated (written once), {counts['dead_lettered']:,} dead-lettered ({dead['invalid_item_id']:,} "
+            f"invalid, {dead['unknown_item_id']:,} not in the model's vocabulary, {dead[INFERENCE_FAILED]:,} failed "
+            f"in the model)\nrepresentations: {output_prefix}-?????-of-?????.{{{suffixes}}}; dead letters: "
+            f"{output_prefix}-dead_letter-*.jsonl; counts: {output_prefix}-counts.json")

@@ -155,11 +155,7 @@ def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     counts = batch_scoring.run(args.model, args.input, args.output, args.input_format, args.output_format,
                                args.batch_size, beam_args, args.workers, args.num_shards)
-    dead = counts["dead_letters"]
-    print(f"read {counts['read']:,} records: {counts['scored']:,} scored, {counts['dead_lettered']:,} dead-lettered "
-          f"({dead['invalid_record']:,} invalid, {dead['inference_failed']:,} failed in the model)")
-    print(f"predictions: {args.output}-?????-of-?????.{args.output_format}; dead letters: "
-          f"{args.output}-dead_letter-*.jsonl; counts: {args.output}-counts.json")
+    print(batch_scoring.summary(counts, args.output, args.output_format))
     return 0
 
 
@@ -168,14 +164,7 @@ def _embed_items(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     counts = item_embeddings.run(args.model, args.output, args.items, args.format, args.batch_size, beam_args,
                                  args.workers, args.num_shards)
-    dead = counts["dead_letters"]
-    print(f"read {counts['read']:,} item ids: {counts['embedded']:,} embedded, {counts['duplicate_item_ids']:,} "
-          f"repeated (written once), {counts['dead_lettered']:,} dead-lettered ({dead['invalid_item_id']:,} "
-          f"invalid, {dead['unknown_item_id']:,} not in the model's vocabulary, {dead['inference_failed']:,} failed "
-          "in the model)")
-    suffixes = ",".join(item_embeddings.SUFFIXES[f].lstrip(".") for f in args.format)
-    print(f"representations: {args.output}-?????-of-?????.{{{suffixes}}}; dead letters: "
-          f"{args.output}-dead_letter-*.jsonl; counts: {args.output}-counts.json")
+    print(item_embeddings.summary(counts, args.output, args.format))
     return 0
 
 

@@ -17,7 +17,7 @@ from marn_tf.cli import main
 from marn_tf.config_loader import ConfigError
 from marn_tf.data.input import make_dataset, split_files
 from marn_tf.data.parquet_input import write_parquet_split
-from marn_tf.export import batch_scoring
+from marn_tf.export import batch_scoring, job_outputs
 from marn_tf.export.check import read_info
 from marn_tf.pipelines.beam_options import pipeline_options
 from marn_tf.storage import ownership
@@ -153,21 +153,21 @@ def test_a_record_the_model_refuses_is_dead_lettered_alone_with_a_short_reason(e
 def test_the_count_check_fails_when_the_counts_do_not_add_up():
     """read = written + dead-lettered (+ folded): counts that disagree fail the check, counts that agree pass."""
     reasons = (batch_scoring.INVALID_RECORD, batch_scoring.INFERENCE_FAILED)
-    agree = batch_scoring.tally({"read": 10, "scored": 7, "dead_letter:invalid_record": 3}, "scored", reasons)
+    agree = job_outputs.tally({"read": 10, "scored": 7, "dead_letter:invalid_record": 3}, "scored", reasons)
     assert agree["balanced"] and agree["dead_letters"] == {"invalid_record": 3, "inference_failed": 0}
-    batch_scoring.check_counts(agree, "scored")
+    job_outputs.check_counts(agree, "scored")
     for data in ({"read": 10, "scored": 7, "dead_letter:invalid_record": 2},  # a record lost
                  {"read": 10, "scored": 8, "dead_letter:inference_failed": 3},  # one counted twice
                  {"scored": 1}):  # nothing counted as read
-        disagree = batch_scoring.tally(data, "scored", reasons)
+        disagree = job_outputs.tally(data, "scored", reasons)
         assert not disagree["balanced"]
         with pytest.raises(RuntimeError, match="records lost or counted twice"):
-            batch_scoring.check_counts(disagree, "scored")
+            job_outputs.check_counts(disagree, "scored")
     folded = {"read": 5, "embedded": 3, "duplicate_item_ids": 1, "dead_letter:unknown_item_id": 1}
-    batch_scoring.check_counts(batch_scoring.tally(folded, "embedded", (), ("duplicate_item_ids",)), "embedded",
+    job_outputs.check_counts(job_outputs.tally(folded, "embedded", (), ("duplicate_item_ids",)), "embedded",
                                ("duplicate_item_ids",))
     with pytest.raises(RuntimeError):
-        batch_scoring.check_counts(batch_scoring.tally(folded, "embedded", ()), "embedded")
+        job_outputs.check_counts(job_outputs.tally(folded, "embedded", ()), "embedded")
 
 
 @integration
