@@ -56,9 +56,12 @@ def load_yaml(cls: type[T], path: str, overrides: Sequence[str] = (),
               migrate: Callable[[dict], dict] = lambda data: data) -> T:
     """Reads a YAML file into `cls`, then applies `key.path=value` overrides; `migrate` moves keys of an older
     layout to where they live now before the keys are checked."""
-    text = files.read_text(path)  # local, gs://, any Beam file system
+    try:
+        text = files.read_text(path)  # local, gs://, any Beam file system
+    except files.StorageError as err:  # there, but unreadable or not UTF-8 text
+        raise ConfigError(f"config file {path} cannot be read: {err}") from err
     if text is None:
-        raise ConfigError(f"config file not found (or not UTF-8 text): {path}")
+        raise ConfigError(f"config file not found: {path}")
     try:
         data = safe_load_unique(text, path) or {}
     except yaml.YAMLError as err:

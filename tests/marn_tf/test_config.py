@@ -323,3 +323,12 @@ def test_click_type_must_be_a_behaviour_type(make_config):
     with pytest.raises(ConfigError, match=r"events.click_type 'tap' is not one of events.behaviour_types"):
         make_config(events={"click_type": "tap"})
     assert make_config(events={"click_type": None}).events.click_type is None
+
+
+def test_a_config_file_that_is_not_utf8_text_is_a_config_error_naming_it(tmp_path):
+    """A config file that exists but is not UTF-8 text fails as a config mistake (before any work), naming the
+    file, not as a missing file."""
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"split:\n  train_end: \xff\xfe2026\n")
+    with pytest.raises(ConfigError, match=r"config file .*config.yaml cannot be read"):
+        Config.load(str(path))
