@@ -249,5 +249,6 @@ def test_a_read_error_reaches_the_user_as_one_error_line(tmp_path, capsys):
     (tmp_path / "config.yaml").mkdir()
     code = cli.main(["preprocess", "--config", str(tmp_path / "config.yaml"), "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert code == 1 and err == f"error: cannot read {tmp_path / 'config.yaml'}: Is a directory\n"
+    path = tmp_path / "config.yaml"
+    assert code == 2 and err == f"error: config file {path} cannot be read: cannot read {path}: Is a directory\n"
     assert not (tmp_path / "out").exists()
