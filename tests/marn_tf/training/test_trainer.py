@@ -256,7 +256,7 @@ def test_a_local_parameter_server_cluster_trains_resumes_and_exports(prepared, t
     command = [sys.executable, os.path.join(REPO, "scripts", "multi_worker_local.py"), "--workers", "2", "--ps", "2",
                "--timeout", "300", "--", "--config", str(tmp_path / "config.yaml"), "--data", data, "--output", str(run),
                "--set", "train.steps_per_epoch=6", "--set", "train.epochs=2", "--set", "train.validation_steps=4",
-               "--set", "train.learning_rate=0.01", "--set", "runtime.min_shard_bytes=1024"]
+               "--set", "train.learning_rate=0.003", "--set", "runtime.min_shard_bytes=1024"]
 
     def cluster_run():
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
