@@ -83,16 +83,16 @@ def test_glob_base_is_the_directory_a_glob_reads(pattern, base):
 
 # ------------------------------------------------------------------------------- an error is not "missing"
 
-def fail_reading(monkeypatch, root, path):
-    """Reading `path` fails as a denied permission (local) or a service error (object store) would."""
+def fail_reading(monkeypatch, root, path, filesystem=memory_filesystem.MemoryFileSystem):
+    """Reading `path` fails as a denied permission (local) or a service error (object store `filesystem`) would."""
     if files.is_remote(root):
         def open_object(fs, name, *args, **kwargs):
             if name == path:
                 raise BeamIOError(f"503 Service Unavailable reading {name}")
             return real_open(fs, name, *args, **kwargs)
 
-        real_open = memory_filesystem.MemoryFileSystem.open
-        monkeypatch.setattr(memory_filesystem.MemoryFileSystem, "open", open_object)
+        real_open = filesystem.open
+        monkeypatch.setattr(filesystem, "open", open_object)
     else:
         def open_file(name, *args, **kwargs):
             if name == path:

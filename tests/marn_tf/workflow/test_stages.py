@@ -1,12 +1,12 @@
 """StageRunner: skip what is done, redo what changed, resume what stopped (on local disk and under a URL)."""
-import builtins
 import io
 import json
 import shutil
 import uuid
 
 import pytest
-from apache_beam.io.filesystem import BeamIOError
+
+from tests.marn_tf.storage.test_files import fail_reading
 
 from marn_tf.storage import files
 from marn_tf.workflow.stages import Stage, StageError, StageRunner, files_digest
@@ -126,21 +126,7 @@ def test_a_stage_record_that_cannot_be_read_stops_the_run_and_removes_nothing(ro
     run_once(run_dir, recorder, {"x": 1})
     record = files.join(run_dir, "stages", "step.json")
     if damage == "unreadable":
-        if files.is_remote(root):
-            def open_file(fs, name, *args, **kwargs):
-                if name == record:
-                    raise BeamIOError(f"403 Forbidden reading {name}")
-                return real_open(fs, name, *args, **kwargs)
-
-            real_open = ram_filesystem.RamFileSystem.open
-            monkeypatch.setattr(ram_filesystem.RamFileSystem, "open", open_file)
-        else:
-            def open_file(name, *args, **kwargs):
-                if name == record:
-                    raise PermissionError(13, "Permission denied", name)
-                return builtins.open(name, *args, **kwargs)
-
-            monkeypatch.setattr(files, "open", open_file, raising=False)
+        fail_reading(monkeypatch, root, record, ram_filesystem.RamFileSystem)
     else:
         files.write_text(record, "{\"status\": \"do" if damage == "not JSON" else "[]")
     before = tree(run_dir)
