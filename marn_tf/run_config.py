@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 from marn_tf.config_loader import ConfigError
 from marn_tf.model_config import VARIANTS
 from marn_tf.schema import EVALUATION_SPLITS
+
+
+EXPORT_CHOICES = (True, False, "best")
 
 
 @dataclasses.dataclass
@@ -25,7 +28,8 @@ class RunConfig:
         seeds: `train.seed` of each ladder run; more seeds give the spread of each variant's AUC.
         ladder_overrides: `key=value` overrides (as `--set` takes) applied to every ladder run.
         evaluation_split: where every model is evaluated.
-        export: export the main model for TF Serving and check the export in a fresh process.
+        export: what to export for TF Serving, then check in a fresh process: `true` the main model, `false`
+            nothing, `best` the ladder's rung that is best on validation AUC (`marn_tf/workflow/selection.py`).
     """
 
     output: Optional[str] = None
@@ -34,7 +38,8 @@ class RunConfig:
     seeds: list[int] = dataclasses.field(default_factory=lambda: [1, 2])
     ladder_overrides: list[str] = dataclasses.field(default_factory=list)
     evaluation_split: str = "test"
-    export: bool = True
+    # true, false or "best" (EXPORT_CHOICES); typed Any because the loader converts a key to one type only.
+    export: Any = True
 
     def __post_init__(self):
         unknown = [v for v in self.ladder if v not in VARIANTS]
@@ -44,6 +49,13 @@ class RunConfig:
             raise ConfigError("ladder and seeds must not repeat a value")
         if self.ladder and not self.seeds:
             raise ConfigError("seeds must name at least one seed when ladder names variants")
+        # `is`: 1 and 0 equal True and False but are not what a user means by them
+        if not any(self.export is c if isinstance(c, bool) else self.export == c for c in EXPORT_CHOICES):
+            raise ConfigError(f"config key 'run.export' must be true (export the main model), false (export "
+                              f"nothing) or best (the ladder's rung best on validation AUC), got {self.export!r}")
+        if self.export == "best" and not self.ladder:
+            raise ConfigError("config key 'run.export' is best, which picks a rung of run.ladder, but run.ladder is "
+                              "empty: name variants in run.ladder or set run.export to true")
         if self.workers <= 0:
             raise ConfigError("workers must be positive")
         if self.evaluation_split not in EVALUATION_SPLITS:
