@@ -4,7 +4,8 @@ Parquet; gzip), with its marn-tf config and `world.json`.
 Deterministic by seed, written user by user (memory holds the catalog, one user's events and 7 bytes
 per impression for the oracle figure, never the log), so it scales to 10M+ events. What is planted in it
 (category kinds, a shared colour factor with per-modality noise, complementary missingness, cold items,
-drifting users, the oracle) is `synthetic_world.py`.
+drifting users, the oracle) is `synthetic_world.py`; `--world realistic` writes the same files from
+`realistic_world.py` instead (heavy tails, cold users and items, weak content, drift).
 """
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from typing import IO
 import numpy as np
 import yaml
 
-from marn_tf.pipelines.synthetic_world import (CATEGORY_WORDS, GeneratorOptions, ImpressionTruth, bad_event, build_catalog,
-                                      generate_user, item_id, planted, split_days)
+from marn_tf.pipelines import realistic_world, synthetic_world
+from marn_tf.pipelines.synthetic_world import GeneratorOptions, ImpressionTruth, bad_event, item_id, split_days
 
 log = logging.getLogger(__name__)
 
+WORLDS = {"planted": synthetic_world, "realistic": realistic_world}
 EVENT_COLUMNS = ["user_id", "item_id", "timestamp", "event_type", "clicked", "request_id", "position", "query"]
 ITEM_COLUMNS = ["item_id", "shop_id", "brand_id", "category_id", "image_embedding", "title", "sales_count",
                 "review_count"]
@@ -128,13 +130,16 @@ def generate(opts: GeneratorOptions, progress: bool = True) -> dict:
 
     if opts.format not in ("jsonl", "csv", "parquet"):
         raise ValueError(f"--format must be jsonl, csv or parquet, not {opts.format!r}")
+    if opts.world not in WORLDS:
+        raise ValueError(f"--world must be one of {', '.join(WORLDS)}, not {opts.world!r}")
     with ownership.owned_directory(opts.output, ownership.GENERATE, "marn generate-data"):
         return _write_dataset(opts, progress)
 
 
 def _write_dataset(opts: GeneratorOptions, progress: bool) -> dict:
+    world = WORLDS[opts.world]
     rng = np.random.default_rng(opts.seed)
-    cat = build_catalog(opts, rng)
+    cat = world.build_catalog(opts, rng)
     start = int(dt.datetime.fromisoformat(opts.start_date).replace(tzinfo=dt.timezone.utc).timestamp())
     ext = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}[opts.format]
     compress = opts.gzip and opts.format != "parquet"
@@ -147,11 +152,13 @@ def _write_dataset(opts: GeneratorOptions, progress: bool) -> dict:
     items_out = _ShardWriter(os.path.join(opts.output, "items", "items" + ext), opts.format, ITEM_COLUMNS, compress,
                              item_schema)
     for i in range(opts.items):
+        counted = cat.has_statistics is None or cat.has_statistics[i]
         items_out.write(dict(
             item_id=item_id(i), shop_id=f"s{cat.shop[i]:05d}", brand_id=f"b{cat.brand[i]:05d}",
-            category_id=f"c{cat.category[i]:02d}_{CATEGORY_WORDS[cat.category[i]]}",
+            category_id=f"c{cat.category[i]:02d}_{world.CATEGORY_WORDS[cat.category[i]]}",
             image_embedding=[round(float(x), 5) for x in cat.image[i]] if cat.has_image[i] else None,
-            title=cat.title[i], sales_count=int(cat.sales[i]), review_count=int(cat.reviews[i])))
+            title=cat.title[i], sales_count=int(cat.sales[i]) if counted else None,
+            review_count=int(cat.reviews[i]) if counted else None))
     items_out.close()
 
     users_out = _ShardWriter(os.path.join(opts.output, "users", "users" + ext), opts.format, USER_COLUMNS, compress,
@@ -171,7 +178,7 @@ def _write_dataset(opts: GeneratorOptions, progress: bool) -> dict:
             users_out.write(dict(user_id=f"u{u:07d}", age_bucket=f"a{int(urng.integers(1, 7))}",
                                  gender=str(urng.choice(["f", "m", "n"])), city_tier=f"t{int(urng.integers(1, 5))}"))
         out = shards[u % opts.shards]
-        for event in generate_user(u, cat, opts, urng, start, truth):
+        for event in world.generate_user(u, cat, opts, urng, start, truth):
             out.write(event)
             counts["events"] += 1
             counts["impressions"] += event["event_type"] == "impression"
@@ -197,11 +204,12 @@ def _write_dataset(opts: GeneratorOptions, progress: bool) -> dict:
     oracle = truth.oracle_auc(opts)
     log.info("oracle AUC (the true click probability): %s",
              ", ".join(f"{k} {'-' if v is None else f'{v:.4f}'}" for k, v in oracle.items()))
-    world = {"options": dataclasses.asdict(opts), "counts": counts,
-             "category_kind": {f"c{c:02d}_{w}": cat.kinds[c] for c, w in enumerate(CATEGORY_WORDS)},
-             "planted": planted(), "oracle": oracle}
+    description = {"options": dataclasses.asdict(opts), "counts": counts, "planted": world.planted(),
+                   "oracle": oracle}
+    if world is synthetic_world:  # the realistic world's categories have no planted kinds
+        description["category_kind"] = {f"c{c:02d}_{w}": cat.kinds[c] for c, w in enumerate(world.CATEGORY_WORDS)}
     with open(os.path.join(opts.output, "world.json"), "w") as f:
-        json.dump(world, f, indent=2)
+        json.dump(description, f, indent=2)
     return counts
 
 
@@ -224,6 +232,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of extra broken event records, to exercise dead-lettering "
                              "(default %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
+    parser.add_argument("--world", choices=sorted(WORLDS), default=d.world,
+                        help="planted: categories whose kinds say which modality matters (the embedded data); "
+                             "realistic: heavy-tailed users and items, cold users and items, drifting tastes and "
+                             "weak content, where the IDs carry most of the signal (default %(default)s)")
 
 
 def options_from_args(args: argparse.Namespace) -> GeneratorOptions:

@@ -94,6 +94,7 @@ class GeneratorOptions:
     shards: int = 4
     bad_record_rate: float = 0.0005
     seed: int = 7
+    world: str = "planted"  # or "realistic" (realistic_world.py)
 
 
 @dataclasses.dataclass
@@ -115,6 +116,7 @@ class Catalog:
     zipf_weight: np.ndarray
     kinds: list  # category index -> kind
     by_category: list  # category index -> its items in order of release day
+    has_statistics: Optional[np.ndarray] = None  # None: every item's counters are known
 
     def released(self, c: int, day: int) -> np.ndarray:
         """Items of category c on sale on `day`."""
