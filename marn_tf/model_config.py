@@ -127,6 +127,9 @@ class ModelConfig:
     normalize_importance: bool = True  # D0 weights w scaled to mean 1 over the batch
     invariant_residual: str = "add"  # rep = s + c ("add", the paper), s + γ ⊙ c with γ learned from 0 ("gated"),
     # or c as one more slot of the modality attention ("attended"); chosen on validation AUC (benchmarks/README.md)
+    raw_path: bool = False  # concat/attention fusion: DIN's raw concatenation stays as the base of the item
+    # representation and the rung's own enters through a gate learned from 0; the game's gradients stop at the
+    # embeddings (layers/item_encoder.py)
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
     gru_units: int = 64
     gru_unroll: bool = True  # unrolled over the sequence length: ~2x faster interest layer on CPU (training)
@@ -272,7 +275,7 @@ def _rung_of(structure: dict) -> str:
 
 
 # keys added after runs that benchmarks reuse, with their "off" value: left out of digest_dict while off
-_LATER_KEYS = {"hash_buckets": {}, "attention_unit_scale": False, "attention_cost": 0.0}
+_LATER_KEYS = {"hash_buckets": {}, "attention_unit_scale": False, "attention_cost": 0.0, "raw_path": False}
 _ATTENTION_KEYS = ("attention_gate", "attention_normalize", "attention_context", "attention_bias",
                    "attention_unit_scale", "attention_cost")
 _ADVERSARIAL_KEYS = ("common_units", "discriminator_hidden", "lambda_adv", "adversarial_objective",
@@ -282,7 +285,7 @@ _DOUBLE_KEYS = ("lambda_d0", "lambda_s", "lambda_align", "alignment_items", "ali
                 "importance_weighting", "importance_floor", "normalize_importance")
 # (keys, the structure key, its values that do not read them, why): what `unused_keys` reports.
 _UNUSED_BY_STRUCTURE = [
-    (("units", "normalize_modalities"), "fusion", ("raw_concat",),
+    (("units", "normalize_modalities", "raw_path"), "fusion", ("raw_concat",),
      "the raw modality embeddings concatenated, no projections"),
     (("gru_units", "gru_unroll"), "sequence_encoder", ("none",), "target attention straight over the behaviour items"),
     (_ATTENTION_KEYS, "fusion", ("raw_concat", "concat"), "no modality attention"),

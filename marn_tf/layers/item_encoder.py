@@ -14,6 +14,12 @@ the first step. With a plain sum (the paper) c enters at full strength while the
 sum_m a^m ⊙ s^m + a^c ⊙ c, so with a softmax gate c competes with the s^m for the item's shares
 instead of being added beside their convex combination.
 
+`raw_path=True` [ours] keeps DIN's representation as the base and adds the rung's own through a gate that
+starts closed, rep = [e^1, ..., e^M, g ⊙ r] with r the rung's representation above and g = 0 at the start:
+an untrained encoder is DIN's, and training opens g only where the click loss gains. The invariant branch
+then reads the embeddings through a stop-gradient, so the adversarial game and the alignment shape P_m and
+I but never the e^m that the raw path and the specific projections share.
+
 The same encoder (same variables) serves candidate and behaviour items. `modality_dropout` (training
 only) hides each present modality of an item with that probability, never all of them.
 """
@@ -51,6 +57,7 @@ class ItemEncoder(tf.keras.layers.Layer):
       modality_dropout: training-time rate of hiding a present modality.
       invariant_residual: "add" (rep = s + c, the paper), "gated" (rep = s + γ ⊙ c, γ learned from 0) or
         "attended" (c one more slot of the attention).
+      raw_path: with fusion "concat" or "attention", rep = [raw concatenation, g ⊙ rep] with g learned from 0.
 
     Inputs: `content` (a dict: "item_index" [items] and the item table columns) and `occurrences` [items],
       how often each item occurs in the batch (weighs the discriminators, the embeddings' L2 and the attention
@@ -66,7 +73,7 @@ class ItemEncoder(tf.keras.layers.Layer):
                  normalize_importance: bool = True, modality_dropout: float = 0.0, normalize_modalities: bool = True,
                  attention_context: str = "own", attention_bias: float = 0.0, adversarial: Optional[dict] = None,
                  invariant_residual: str = "add", attention_unit_scale: bool = False, attention_cost: float = 0.0,
-                 **kwargs):
+                 raw_path: bool = False, **kwargs):
         super().__init__(**kwargs)
         if fusion not in FUSIONS or discriminators not in DISCRIMINATORS:
             raise ValueError(f"fusion must be one of {FUSIONS} and discriminators one of {DISCRIMINATORS}")
@@ -92,13 +99,15 @@ class ItemEncoder(tf.keras.layers.Layer):
         self.invariant_residual = invariant_residual
         self.attention_unit_scale = attention_unit_scale
         self.attention_cost = attention_cost
+        self.raw_path = raw_path and fusion != "raw_concat"
 
         self.embeddings = ModalityEmbeddings(**self.embeddings_config, name="modality_embeddings")
         self.num_modalities = len(self.embeddings.modalities)
         if fusion != "raw_concat":
             self.projection = ModalityProjection(self.num_modalities, units, common_units,
                                                  with_invariant=discriminators != "none",
-                                                 normalize_inputs=normalize_modalities, name="projection")
+                                                 normalize_inputs=normalize_modalities,
+                                                 isolate_invariant=self.raw_path, name="projection")
         if fusion == "concat":
             self.concat_projection = tf.keras.layers.Dense(units, activation="relu", name="concat_projection")
         if fusion == "attention":
@@ -115,6 +124,8 @@ class ItemEncoder(tf.keras.layers.Layer):
     def build(self, input_shape):
         if self.discriminators != "none" and self.invariant_residual == "gated":
             self.invariant_gate = self.add_weight(name="invariant_gate", shape=(self.units,), initializer="zeros")
+        if self.raw_path:
+            self.path_gate = self.add_weight(name="path_gate", shape=(self.units,), initializer="zeros")
         super().build(input_shape)
 
     @property
@@ -147,8 +158,9 @@ class ItemEncoder(tf.keras.layers.Layer):
         scalars = {key: tf.constant(0.0) for key in AUXILIARY_OUTPUTS}
         fixed_weights = mask
         importance = mask
+        raw = tf.concat([e * mask[:, m:m + 1] for m, e in enumerate(embeddings)], axis=-1)
         if self.fusion == "raw_concat":
-            representation = tf.concat([e * mask[:, m:m + 1] for m, e in enumerate(embeddings)], axis=-1)
+            representation = raw
         elif self.fusion == "concat":
             specific = specific * mask[:, :, tf.newaxis]
             representation = self.concat_projection(tf.reshape(specific, [-1, self.num_modalities * self.units]))
@@ -174,6 +186,9 @@ class ItemEncoder(tf.keras.layers.Layer):
                 representation += invariant_part
                 importance = tf.cast(adversarial["importance"], mask.dtype)
                 scalars = {key: adversarial[key] for key in AUXILIARY_OUTPUTS}
+        if self.raw_path:
+            gate = tf.cast(self.path_gate, representation.dtype)
+            representation = tf.concat([tf.cast(raw, representation.dtype), gate * representation], axis=-1)
         return {"representation": representation, "modality_weights": fixed_weights, "importance": importance,
                 "modality_mask": mask, **scalars}
 
@@ -186,4 +201,4 @@ class ItemEncoder(tf.keras.layers.Layer):
                 "normalize_modalities": self.normalize_modalities, "attention_context": self.attention_context,
                 "attention_bias": self.attention_bias, "adversarial": self.adversarial,
                 "invariant_residual": self.invariant_residual, "attention_unit_scale": self.attention_unit_scale,
-                "attention_cost": self.attention_cost}
+                "attention_cost": self.attention_cost, "raw_path": self.raw_path}

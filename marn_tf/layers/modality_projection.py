@@ -28,13 +28,16 @@ class ModalityProjection(tf.keras.layers.Layer):
       activation: of every projection.
       with_invariant: False for the variants without an invariant part (no P_m, no I).
       normalize_inputs: layer-normalise each modality's embedding first.
+      isolate_invariant: the invariant branch reads the embeddings through a stop-gradient, so the losses on c^m
+        (the adversarial game, the alignment) train P_m and I but never move the embeddings e^m.
 
     Inputs: a list of M tensors [batch, width_m].
     Outputs: `specific` [batch, M, d] and `invariant` [batch, M, d]; `specific` alone without invariant.
     """
 
     def __init__(self, num_modalities: int, units: int = 64, common_units: int = 64, activation: str = "relu",
-                 with_invariant: bool = True, normalize_inputs: bool = True, **kwargs):
+                 with_invariant: bool = True, normalize_inputs: bool = True, isolate_invariant: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_modalities = num_modalities
         self.units = units
@@ -42,6 +45,7 @@ class ModalityProjection(tf.keras.layers.Layer):
         self.activation = activation
         self.with_invariant = with_invariant
         self.normalize_inputs = normalize_inputs
+        self.isolate_invariant = isolate_invariant
         self.normalizers = [tf.keras.layers.LayerNormalization(name=f"normalize_{m}")
                             for m in range(num_modalities)] if normalize_inputs else []
         self.specific = [tf.keras.layers.Dense(units, activation=activation, name=f"specific_{m}")
@@ -60,10 +64,13 @@ class ModalityProjection(tf.keras.layers.Layer):
         specific = tf.stack([s(e) for s, e in zip(self.specific, embeddings)], axis=1)
         if not self.with_invariant:
             return specific
+        if self.isolate_invariant:
+            embeddings = [tf.stop_gradient(e) for e in embeddings]
         invariant = tf.stack([self.invariant(p(e)) for p, e in zip(self.to_common, embeddings)], axis=1)
         return specific, invariant
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_modalities": self.num_modalities, "units": self.units,
                 "common_units": self.common_units, "activation": self.activation,
-                "with_invariant": self.with_invariant, "normalize_inputs": self.normalize_inputs}
+                "with_invariant": self.with_invariant, "normalize_inputs": self.normalize_inputs,
+                "isolate_invariant": self.isolate_invariant}

@@ -92,3 +92,35 @@ def test_every_weight_of_every_rung_trains(fusion, discriminators):
     wide_cnn = dict(EMBEDDING_CONFIG, text_filters=16)  # (2 ReLU filters can all be dead on the two titles)
     layer = ItemEncoder(wide_cnn, fusion, discriminators, units=8, common_units=6, discriminator_hidden=[5])
     assert_gradients_reach(layer, [item_content([1, 2, 3]), OCCURRENCES])
+
+
+
+@pytest.mark.parametrize("fusion,discriminators", LADDER[1:])
+def test_raw_path_starts_as_dins_representation_and_opens(fusion, discriminators):
+    items = item_content([1, 2, 3])
+    layer = encoder(fusion, discriminators, raw_path=True)
+    out = layer([items, OCCURRENCES])["representation"].numpy()
+    vectors = layer.modality_vectors(items)
+    raw = tf.concat([e * vectors["mask"][:, m:m + 1] for m, e in enumerate(vectors["embeddings"])], -1).numpy()
+    assert out.shape == (3, raw.shape[1] + 8) and raw.shape[1] == 3 * 4 + 6 + 6 + 5
+    np.testing.assert_allclose(out[:, :raw.shape[1]], raw, rtol=1e-6)  # DIN's raw concatenation as the base
+    np.testing.assert_allclose(out[:, raw.shape[1]:], 0.0)  # the gate starts closed: the rung adds nothing yet
+    layer.path_gate.assign(tf.ones_like(layer.path_gate))
+    assert np.abs(layer([items, OCCURRENCES])["representation"].numpy()[:, raw.shape[1]:]).max() > 0
+    assert_config_round_trip(encoder(fusion, discriminators, raw_path=True), [items, OCCURRENCES])
+
+
+def test_with_the_raw_path_the_games_losses_move_the_projections_but_not_the_embeddings():
+    items = item_content([1, 2, 3])
+    for raw_path, reach_embeddings in ((False, True), (True, False)):
+        layer = encoder("attention", "double", raw_path=raw_path)
+        layer([items, OCCURRENCES])
+        with tf.GradientTape() as tape:
+            out = layer([items, OCCURRENCES], training=True)
+            game = out["confusion_loss"] + out["d1_loss"] + out["alignment_loss"]
+        embedding_weights = layer.embeddings.trainable_weights
+        projection_weights = [w for w in layer.projection.trainable_weights if "invariant" in w.name]
+        grads = tape.gradient(game, embedding_weights + projection_weights)
+        reached = [g is not None and float(tf.reduce_max(tf.abs(tf.convert_to_tensor(g)))) > 0 for g in grads]
+        assert any(reached[:len(embedding_weights)]) == reach_embeddings
+        assert any(reached[len(embedding_weights):])
