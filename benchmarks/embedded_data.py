@@ -32,3 +32,23 @@ def ensure_embedded_data(data: str, raw: str, config: str | None) -> str:
     print(f"preprocessing it into {data} ...", flush=True)
     preprocess.run(Config.load(config), data, num_workers=2, overwrite=True)
     return config
+
+
+REALISTIC_USERS = 1500  # about 150,000 impressions, as many as the embedded data's
+
+
+def ensure_realistic_data(data: str, raw: str, config: str | None) -> str:
+    """`ensure_embedded_data` for `marn generate-data --world realistic --users 1500`."""
+    if config or _preprocessed_by_current_code(data):
+        return config or os.path.join(raw, "config.yaml")
+    from marn_tf.config import Config
+    from marn_tf.pipelines import preprocess
+    from marn_tf.pipelines.synthetic_data import GeneratorOptions, generate
+
+    config = os.path.join(raw, "config.yaml")
+    if not os.path.exists(config):
+        print(f"generating the realistic world into {raw} ...", flush=True)
+        generate(GeneratorOptions(output=raw, world="realistic", users=REALISTIC_USERS), progress=False)
+    print(f"preprocessing it into {data} ...", flush=True)
+    preprocess.run(Config.load(config), data, num_workers=2, overwrite=True)
+    return config

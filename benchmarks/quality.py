@@ -1,26 +1,30 @@
-"""Quality benchmark: the ablation ladder trained to its best validation AUC over seeds, beside the no-model
-floor and the oracle, with what MARN's mechanism is meant to do measured directly.
+"""Quality benchmark: the ablation ladder trained to its best validation AUC over seeds, on two worlds, beside the
+no-model floor and the oracle, with what MARN's mechanism is meant to do measured directly.
 
-    python benchmarks/quality.py                           # 5 variants x 5 seeds on the embedded data (~45 min, 2 cores)
-    python benchmarks/quality.py --seeds 3 --variants man marn --json /tmp/q.json
-    python benchmarks/quality.py --data DIR --config CFG   # any `marn preprocess` output and its config
+    python benchmarks/quality.py                           # both worlds, 5 rungs x 5 seeds
+    python benchmarks/quality.py --world default --seeds 3 --variants man marn --json /tmp/q.json
+    python benchmarks/quality.py --data DIR --config CFG --world realistic   # any `marn preprocess` output
     python benchmarks/quality.py --set model.lambda_align=0 --runs /tmp/q-noalign   # an ablation of a default
     python benchmarks/quality.py --variants marn --set model.adversarial_margin=0.1 --against /tmp/q.json
         # an override judged against the defaults' --json: each variant's AUC change, paired by seed
 
+The worlds: `default` is the embedded data (`marn generate-data`, the planted world whose category kinds say
+which modality matters); `realistic` is `marn generate-data --world realistic --users 1500` (heavy tails,
+cold users and items, drift, weak content: the IDs carry most of the signal). Defaults are chosen on
+validation AUC over both, never on test and never on one world alone.
+
 Every run trains with a validation pass every `--steps-per-eval` steps, keeps its best-validation
 checkpoint and stops after `--patience` passes without a better validation AUC (at most `--max-evals`);
-the test figures are of that checkpoint. Defaults are chosen on validation AUC, never on test: the table
-shows both. Printed (and with `--json PATH` written, `targets` holding every target of issue 11 as
-{"name", "measured", "target", "met"}):
+the test figures are of that checkpoint. Printed per world (and with `--json PATH` written, `targets`
+holding every target of `quality_targets.py` as {"name", "measured", "target", "met"}):
 
-* per variant: validation and test AUC/GAUC, mean ± std over seeds; steps to the best point;
+* per variant: validation and test AUC/GAUC, mean ± sample std over seeds; steps to the best point;
 * paired per-seed differences of the ladder's rungs (marn - man, man - concat, ...) with a 95% t interval;
 * the no-model floor (point-in-time smoothed item + user click rates, a logit sum) and the oracle (the
   generator's true click probability), on the same test split;
 * D1 accuracy at every validation pass (chance 1/M) and Ds accuracy; invariant-collapse statistics: the
   spread of c^m across items (dead dimensions) and the same item's cross-modal cosine against random pairs;
-* mean modality weights per category kind (`world.json` of the generated data) against the planted truth.
+* mean modality weights and the AUC cost of hiding each modality, per category kind of the planted world.
 
 Finished runs are reused (a run directory is named by a digest of its resolved model/train config);
 delete `--runs` to redo them.
@@ -39,15 +43,15 @@ import time
 import numpy as np
 
 import marn_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from embedded_data import ensure_embedded_data  # benchmarks/, beside this script
+from embedded_data import ensure_embedded_data, ensure_realistic_data  # benchmarks/, beside this script
 from marn_tf.workflow.summary import spread
+from quality_targets import targets_of
 
-DEFAULT_DATA = "/tmp/marn-bench/quality-data"
-DEFAULT_RAW = "/tmp/marn-bench/quality-raw"
+BENCH = "/tmp/marn-bench"
+WORLDS = ("default", "realistic")
 LADDER = ["din", "concat", "man", "maan", "marn"]
 PAIRS = [("concat", "din"), ("man", "concat"), ("maan", "man"), ("marn", "maan"), ("marn", "man")]
 AUC_KEYS = ("validation_auc", "test_auc")
-CHANCE_TOLERANCE = 0.07
 # 0.975 quantiles of Student's t for 1..30 degrees of freedom (no scipy in the stack)
 T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
@@ -76,9 +80,19 @@ def interval_text(d: dict) -> str:
 
 
 # -- data --------------------------------------------------------------------------------------------------
-def ensure_data(args) -> None:
-    """The embedded dataset, generated and preprocessed once, unless --data/--config name other data."""
-    args.config = ensure_embedded_data(args.data, DEFAULT_RAW, args.config)
+def world_data(args) -> dict[str, tuple[str, str]]:
+    """world -> (preprocessed data, config): --data/--config as the one world --world names, else each world's
+    dataset, generated and preprocessed once under /tmp/marn-bench."""
+    if args.data:
+        return {args.world: (args.data, args.config)}
+    worlds = WORLDS if args.world == "both" else (args.world,)
+    found = {}
+    for world in worlds:
+        data, raw = (f"{BENCH}/quality-data", f"{BENCH}/quality-raw") if world == "default" else (
+            f"{BENCH}/quality-{world}-data", f"{BENCH}/quality-{world}-raw")
+        ensure = ensure_embedded_data if world == "default" else ensure_realistic_data
+        found[world] = (data, ensure(data, raw, args.config))
+    return found
 
 
 def world_of(config_path: str) -> dict:
@@ -169,6 +183,7 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
     import tensorflow as tf
 
     from marn_tf.evaluation.evaluate import evaluate
+    from marn_tf.evaluation.modality_use import importance_by_kind
     from marn_tf.training.callbacks import read_history
     from marn_tf.training.training_directory import TrainingDirectory
     from marn_tf.training.trainer import train
@@ -198,6 +213,7 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
         "d1_by_evaluation": [h.get("val_d1_accuracy") for h in history],
         "ds_by_evaluation": [h.get("val_ds_accuracy") for h in history],
         "weights_by_kind": weights_by_kind(test, world),
+        "importance_by_kind": importance_by_kind(test, world) if world.get("category_kind") else {},
         "invariance": invariance_statistics(network),
     }
     with open(done, "w") as f:
@@ -212,53 +228,8 @@ def mean_std(values) -> str:
     return f"{measured[0]:.4f} ± {measured[1]:.4f}" if measured else "–"
 
 
-def target(name: str, measured, goal: str, met: bool) -> dict:
-    return {"name": name, "measured": measured, "target": goal, "met": bool(met)}
-
-
-def targets_of(results: dict, pairs: dict, floor_auc, world: dict) -> list[dict]:
-    found = []
-    for better, worse in (("marn", "man"), ("man", "concat")):
-        pair = pairs.get(f"{better} - {worse}")
-        if pair:
-            found.append(target(f"test AUC {better} - {worse} (paired: [mean, low end of the 95% interval])",
-                                [round(pair["mean"], 4), pair["low"] and round(pair["low"], 4)],
-                                ">= +0.003 with the interval above 0",
-                                pair["mean"] >= 0.003 and pair["low"] is not None and pair["low"] > 0))
-    for variant, runs in results.items():
-        aucs = [r["test_auc"] for r in runs]
-        if floor_auc is not None:
-            lift = float(np.mean(aucs)) - floor_auc
-            found.append(target(f"{variant}: test AUC - no-model floor", round(lift, 4), ">= 0.02", lift >= 0.02))
-        std = spread(aucs)[1]
-        found.append(target(f"{variant}: test AUC std over seeds (ddof 1)", round(std, 4), "<= 0.003", std <= 0.003))
-    for run in results.get("marn", []):
-        chance, d1 = run["chance"], [v for v in run["d1_by_evaluation"] if v is not None]
-        second_half = d1[len(d1) // 2:]
-        found.append(target(f"marn seed {run['seed']}: D1 accuracy at the end and over the second half of training",
-                            [round(v, 3) for v in second_half], f"{chance:.2f} ± {CHANCE_TOLERANCE}",
-                            bool(second_half) and all(abs(v - chance) <= CHANCE_TOLERANCE for v in second_half)))
-        found.append(target(f"marn seed {run['seed']}: Ds accuracy", run["ds_accuracy"] and round(run["ds_accuracy"], 3),
-                            ">= 0.9", (run["ds_accuracy"] or 0) >= 0.9))
-        gap = run["invariance"].get("cosine_gap")
-        found.append(target(f"marn seed {run['seed']}: same-item cross-modal cosine - random pairs",
-                            gap and round(gap, 3), ">= 0.3", (gap or 0) >= 0.3))
-    if world.get("category_kind") and results.get("marn"):
-        kinds = [r["weights_by_kind"] for r in results["marn"]]
-
-        def ratio(modality, high, low):
-            values = [k[high][modality] / k[low][modality] for k in kinds
-                      if modality in k.get(high, {}) and k.get(low, {}).get(modality)]
-            return float(np.mean(values)) if values else None
-
-        for modality, high, low in (("image", "visual", "popularity"), ("statistic", "popularity", "visual")):
-            r = ratio(modality, high, low)
-            found.append(target(f"marn: {modality} weight in {high} / in {low} categories", r and round(r, 3),
-                                ">= 1.3", (r or 0) >= 1.3))
-    return found
-
-
-def report(args, results: dict, world: dict, seconds: float, baseline: dict | None = None) -> dict:
+def report(args, results: dict, world: dict, seconds: float, baseline: dict | None = None,
+           world_name: str = "default") -> dict:
     command = " ".join(["python benchmarks/quality.py"] + sys.argv[1:])
     floors = [r["floor"]["auc"] for runs in results.values() for r in runs if r.get("floor")]
     floor_auc = float(np.mean(floors)) if floors else None
@@ -310,15 +281,19 @@ def report(args, results: dict, world: dict, seconds: float, baseline: dict | No
                 cells = "; ".join(f"{m} " + " / ".join(f"{kinds.get(k, {}).get(m, float('nan')):.3f}"
                                                       for k in ("visual", "popularity", "mixed")) for m in modalities)
                 print(f"| {variant} (seed {results[variant][0]['seed']}) | {cells} |")
+        print("\n| variant | AUC cost of hiding each modality, mean over seeds (visual / popularity / mixed) |\n|---|---|")
+        for variant in ("din", "man", "marn"):
+            costs = [r.get("importance_by_kind", {}) for r in results.get(variant, [])]
+            modalities = sorted({m for kinds in costs for row in kinds.values() for m in row})
+            cells = "; ".join(f"{m} " + " / ".join(f"{np.mean([c[k][m] for c in costs if m in c.get(k, {})] or [np.nan]):.4f}"
+                                                  for k in ("visual", "popularity", "mixed")) for m in modalities)
+            if cells:
+                print(f"| {variant} | {cells} |")
 
-    targets = targets_of(results, pairs, floor_auc, world)
-    print("\n| target | measured | goal | met |\n|---|---|---|---|")
-    for t in targets:
-        print(f"| {t['name']} | {t['measured']} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
     figures = {"command": command, "minutes": round(seconds / 60, 1), "floor_auc": floor_auc, "oracle_auc": oracle,
-               "runs": results, "pairs": pairs, "targets": targets}
+               "runs": results, "pairs": pairs}
     if baseline is not None:
-        figures["against"] = against_baseline(results, baseline, args.against)
+        figures["against"] = against_baseline(results, baseline, args.against, world_name)
     return figures
 
 
@@ -329,16 +304,17 @@ def load_baseline(path: str) -> dict:
             baseline = json.load(f)
     except (OSError, ValueError) as err:
         sys.exit(f"--against {path}: cannot be read as a quality.py --json output ({err})")
-    if not isinstance(baseline, dict) or not isinstance(baseline.get("runs"), dict):
+    if not isinstance(baseline, dict) or not isinstance(baseline.get("runs", baseline.get("worlds")), dict):
         sys.exit(f"--against {path}: not a quality.py --json output (no \"runs\")")
     return baseline
 
 
-def against_baseline(results: dict, baseline: dict, path: str) -> dict:
+def against_baseline(results: dict, baseline: dict, path: str, world: str = "default") -> dict:
     """Each variant's validation and test AUC minus those of the same variant and seed in `baseline`, an earlier
-    `--json` (e.g. the defaults' run beside an override's): how every trial in benchmarks/README.md is judged."""
-    differences = {variant: {key: paired_by_seed(runs, baseline["runs"][variant], key) for key in AUC_KEYS}
-                   for variant, runs in results.items() if variant in baseline.get("runs", {})}
+    `--json` (e.g. the defaults' run beside an override's), in the same world: how every trial is judged."""
+    earlier = baseline.get("worlds", {}).get(world, {}).get("runs") or baseline.get("runs", {})
+    differences = {variant: {key: paired_by_seed(runs, earlier[variant], key) for key in AUC_KEYS}
+                   for variant, runs in results.items() if variant in earlier}
     print(f"\nagainst {path} ({baseline.get('command', 'no command recorded')}), paired by seed:\n"
           "| variant | seeds | validation AUC, this - that (95% interval) | test AUC, this - that (95% interval) |\n"
           "|---|---:|---:|---:|")
@@ -353,8 +329,10 @@ def against_baseline(results: dict, baseline: dict, path: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=DEFAULT_DATA, help="a `marn preprocess` output (default: %(default)s)")
-    parser.add_argument("--config", help="its YAML config (default: the embedded data's)")
+    parser.add_argument("--world", choices=WORLDS + ("both",), default="both",
+                        help="the generated world(s) to run on, or the name --data's targets go by (default both)")
+    parser.add_argument("--data", help="a `marn preprocess` output instead of a generated world (with --config)")
+    parser.add_argument("--config", help="its YAML config")
     parser.add_argument("--variants", nargs="+", default=LADDER, choices=LADDER)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -363,21 +341,35 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=2, help="passes without a better validation AUC before stopping")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every run, e.g. model.lambda_align=0 (repeatable)")
-    parser.add_argument("--runs", default="/tmp/marn-bench/quality-runs")
+    parser.add_argument("--runs", default=f"{BENCH}/quality-runs", help="finished runs, one folder per world")
     parser.add_argument("--json", help="also write every figure and the targets to this JSON file")
     parser.add_argument("--against", metavar="JSON",
                         help="an earlier --json (e.g. the defaults): also print each variant's AUC minus that run's, "
                              "paired by seed with a 95%% interval")
     args = parser.parse_args()
+    if bool(args.data) != bool(args.config) or (args.data and args.world == "both"):
+        parser.error("--data and --config go together, with --world naming the world whose targets they meet")
     baseline = load_baseline(args.against) if args.against else None  # a wrong path fails now, not after training
-    ensure_data(args)
-    world = world_of(args.config)
     start = time.time()
-    results = {v: [one_run(args, v, seed, world) for seed in range(1, args.seeds + 1)] for v in args.variants}
-    figures = report(args, results, world, time.time() - start, baseline)
+    worlds = {}
+    for name, (data, config) in world_data(args).items():
+        world_args = argparse.Namespace(**{**vars(args), "data": data, "config": config,
+                                           "runs": os.path.join(args.runs, name)})
+        world = world_of(config)
+        began = time.time()
+        print(f"\n== {name} world: {data}", flush=True)
+        results = {v: [one_run(world_args, v, seed, world) for seed in range(1, args.seeds + 1)] for v in args.variants}
+        worlds[name] = report(world_args, results, world, time.time() - began, baseline, name)
+    targets = targets_of({name: {"results": w["runs"], "floor_auc": w["floor_auc"]} for name, w in worlds.items()})
+    print(f"\n{len(worlds)} world(s), {(time.time() - start) / 60:.1f} min\n| target | measured | goal | met |\n"
+          "|---|---|---|---|")
+    for t in targets:
+        print(f"| {t['name']} | {t['measured']} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
     if args.json:
+        command = " ".join(["python benchmarks/quality.py"] + sys.argv[1:])
         with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+            json.dump({"command": command, "minutes": round((time.time() - start) / 60, 1), "worlds": worlds,
+                       "targets": targets}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,13 @@ def test_the_spread_over_seeds_is_the_sample_std():
     aucs = [0.760, 0.764, 0.768, 0.772, 0.776]  # population std 0.00566, sample std 0.00632
     assert quality.mean_std(aucs) == "0.7680 ± 0.0063"
     assert quality.mean_std([0.76, None]) == "0.7600 ± 0.0000"
-    std_targets = [t for t in quality.targets_of({"man": runs({s: a for s, a in enumerate(aucs, 1)}, 0.0)}, {}, None, {})
-                   if "std" in t["name"]]
-    assert std_targets == [quality.target("man: test AUC std over seeds (ddof 1)", 0.0063, "<= 0.003", False)]
+
+
+def test_an_earlier_json_of_both_worlds_is_compared_world_by_world(tmp_path):
+    baseline = {"worlds": {"default": {"runs": {"man": runs({1: 0.75})}},
+                           "realistic": {"runs": {"man": runs({1: 0.70})}}}}
+    path = tmp_path / "both.json"
+    path.write_text(json.dumps(baseline))
+    loaded = quality.load_baseline(str(path))
+    realistic = quality.against_baseline({"man": runs({1: 0.71})}, loaded, str(path), "realistic")
+    assert realistic["differences"]["man"]["test_auc"]["mean"] == pytest.approx(0.01)
