@@ -64,7 +64,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from marn_tf.evaluation.evaluate import evaluate
     from marn_tf.training.training_directory import TrainingDirectory
 
-    result = evaluate(args.run, args.data, args.split, args.output, max_batches=args.max_batches)
+    result = evaluate(args.run, args.data, args.split, args.output, max_batches=args.max_batches,
+                      modality_importance=not args.no_modality_importance, world_file=args.world)
     print(f"{result['variant']} on {result['split']} ({result['examples']:,} examples): AUC {result['auc']:.4f}, "
           f"GAUC {result['gauc']:.4f}, log loss {result['logloss']:.4f}")
     floor = result["floor"]
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=SPLITS, help="default: %(default)s")
     ev.add_argument("--output", help="report directory (default: <run>/evaluation_<split>)")
     ev.add_argument("--max-batches", type=int, help="evaluate only this many batches of 1024 (a quick look)")
+    ev.add_argument("--no-modality-importance", action="store_true", help="skip the AUC drop per hidden modality")
+    ev.add_argument("--world", help="the generated data's world.json: the AUC drop per category kind too")
 
     ex = sub.add_parser(
         "export", help="write a training run's checkpoint as a versioned SavedModel for TF Serving",

@@ -8,6 +8,9 @@ Reports (evaluation.json, evaluation.html and PNG plots in the output directory)
 * D1 accuracy (near 1/M: the invariant vectors are modality-invariant) and Ds accuracy (high: the
   specific vectors are modality-specific), weighted by item occurrences;
 * mean modality weights (mean |a^m| of the attention) and D0 importance weights per item category;
+* modality importance by use (`marn_tf.evaluation.modality_use`, on by default): the AUC drop when a modality is
+  hidden from every item, overall, per item category and, given the generator's world.json, per category kind
+  (one more pass over the split per modality an item can lack);
 * slices: cold candidates (no own ID embedding: seen fewer than `vocabulary.min_count` times in the
   training window), candidates missing a modality (image, title, statistics) and candidates with only one of
   image and title (image_only, title_only); and, of those, impressions whose behaviour sequence (its
@@ -27,6 +30,7 @@ import tensorflow as tf
 
 from marn_tf.evaluation import floor as F
 from marn_tf.evaluation import metrics as M
+from marn_tf.evaluation import modality_use
 from marn_tf.evaluation.report import write_report
 from marn_tf import schema as S
 from marn_tf.models.network import Network
@@ -59,12 +63,18 @@ def with_raw_features(dataset: tf.data.Dataset, network: Network, raw: list[str]
 
 
 def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optional[str] = None,
-             batch_size: int = 1024, max_batches: Optional[int] = None) -> dict:
+             batch_size: int = 1024, max_batches: Optional[int] = None, modality_importance: bool = True,
+             world_file: Optional[str] = None) -> dict:
+    """Scores `split` with the run's checkpoint and writes the reports; returns what evaluation.json holds.
+    `modality_importance`: also score the split once per hideable modality with it hidden; `world_file`: a
+    generated dataset's world.json, whose category kinds group that measure too."""
     config, schema, network, checkpoint = restore_run(run_dir, data_dir)
+    kinds = modality_use.read_world(world_file) if world_file and modality_importance else None
     output_dir = output_dir or TrainingDirectory(run_dir).evaluation(split)
     user, rates = _user_id_feature(schema), F.rate_features(schema)
+    # deterministic: the modality importance passes read the examples again, in the same order
     dataset = with_raw_features(read_split(config, data_dir, schema, split, batch_size, shuffle=False,
-                                           drop_remainder=False), network, [user, *rates])
+                                           drop_remainder=False, deterministic=True), network, [user, *rates])
     if max_batches:
         dataset = dataset.take(max_batches)
     core = network.inference
@@ -99,12 +109,12 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
     category_field = schema.item_table.category_column or config.items.category_field
     category_index = item_table.table[category_field].numpy()[cat["candidate_index"]]
     category_names = [""] + read_vocabulary(files.join(data_dir, schema.vocabularies[category_field].file))
+    categories = _example_categories(category_index, category_names)
     mask, weights, importance = cat["modality_mask"], cat["modality_weights"], cat["importance"]
     per_category = {}
-    for c in np.unique(category_index):
-        rows = category_index == c
-        name = category_names[c] if c < len(category_names) else str(c)
-        per_category[name or "(oov)"] = {
+    for name in np.unique(categories):
+        rows = categories == name
+        per_category[str(name)] = {
             "examples": int(rows.sum()),
             "modality_weights": {m: _masked_mean(weights[rows, i], mask[rows, i]) for i, m in enumerate(modalities)},
             "importance": {m: _masked_mean(importance[rows, i], mask[rows, i]) for i, m in enumerate(modalities)},
@@ -134,6 +144,11 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
         log.warning("no no-model floor: the schema has no features tagged %r (the item's and the user's click "
                     "rates): floor is null", S.RATE)
 
+    by_use = None
+    if modality_importance:
+        scores = modality_use.hidden_scores(step, dataset, item_table.table, schema, modalities, labels)
+        by_use = modality_use.importance(labels, probabilities, scores, categories, kinds)
+
     overall = slices["all"]
     adversarial = config.model.discriminators != "none"  # without discriminators there is nothing to measure
     result = {
@@ -147,11 +162,20 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
         "modality_weights": {m: _masked_mean(weights[:, i], mask[:, i]) for i, m in enumerate(modalities)},
         "modality_weights_by_category": per_category,
         "slices": slices,
+        "modality_importance": by_use,
     }
     files.makedirs(output_dir)
     files.write_text(files.join(output_dir, "evaluation.json"), json.dumps(result, indent=2))
     write_report(result, output_dir)
     return result
+
+
+def _example_categories(category_index: np.ndarray, category_names: list[str]) -> np.ndarray:
+    """Each example's category name from its category vocabulary index ("(oov)" for index 0, the index itself
+    beyond the vocabulary)."""
+    values, position = np.unique(category_index, return_inverse=True)
+    names = [category_names[c] if c < len(category_names) else str(c) for c in values]
+    return np.array([name or "(oov)" for name in names])[position.reshape(-1)]
 
 
 def _user_id_feature(schema) -> str:

@@ -88,6 +88,50 @@ def plot_modality_weights(result: dict, path: str) -> None:
     save_figure(fig, path)
 
 
+def plot_modality_importance(importance: dict, title: str, path: str) -> None:
+    """The AUC drop with each modality hidden (`modality_importance` of an evaluation): one bar group per modality,
+    a bar for all examples and one per category kind when measured."""
+    plt = pyplot()
+    modalities = importance["modalities"]
+    groups = {"all": importance["overall"]} | {k: v["drop"] for k, v in (importance["by_kind"] or {}).items()}
+    fig, ax = plt.subplots(figsize=(max(5, 1.5 * len(modalities) + 2), 3.4))
+    width = 0.8 / len(groups)
+    for i, (name, drops) in enumerate(groups.items()):
+        values = [np.nan if drops.get(m) is None else drops[m] for m in modalities]
+        ax.bar(np.arange(len(modalities)) + i * width - 0.4 + width / 2, values, width, label=name)
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set_xticks(np.arange(len(modalities)), modalities)
+    ax.set_ylabel("AUC(all) - AUC(hidden)")
+    ax.set_title(title)
+    if len(groups) > 1:
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def importance_section(importance: Optional[dict]) -> str:
+    """The report's section on modality importance by use: tables per kind and per category, and the plot."""
+    if not importance or not importance["modalities"]:
+        return ""
+    modalities = importance["modalities"]
+    headers = ["examples"] + [f"drop {m}" for m in modalities]
+    rows = [["all", sum(v["examples"] for v in importance["by_category"].values())] + [importance["overall"][m] for m in modalities]]
+    kinds = ""
+    if importance["by_kind"] is not None:
+        kinds = html_table(["kind", "categories"] + headers,
+                           [[k, len(v["categories"]), v["examples"]] + [v["drop"][m] for m in modalities]
+                            for k, v in sorted(importance["by_kind"].items())])
+    rows += [[c, v["examples"]] + [v["drop"][m] for m in modalities]
+             for c, v in sorted(importance["by_category"].items())]
+    return f"""
+<section id="modality-importance"><h2>Modality importance by use</h2>
+<p>AUC(all) &minus; AUC with the modality hidden from every item (candidate and behaviour items), per candidate
+category; recomputed on each category kind's examples where the data's world.json gives kinds. The ID modality is
+always present and is not hidden.</p>
+<img src="modality_importance.png" alt="AUC drop with each modality hidden">
+{kinds}{html_table(["category"] + headers, rows)}
+</section>"""
+
+
 def plot_slices(slices_by_model: dict[str, dict], path: str) -> None:
     """AUC of every slice with examples, one bar per model (`{model: {slice: metrics}}`)."""
     plt = pyplot()
@@ -114,6 +158,10 @@ def plot_slices(slices_by_model: dict[str, dict], path: str) -> None:
 def write_report(result: dict, output_dir: str) -> str:
     plot_modality_weights(result, files.join(output_dir, "modality_weights_by_category.png"))
     plot_slices({result["variant"]: result["slices"]}, files.join(output_dir, "slices.png"))
+    importance = result.get("modality_importance")
+    if importance and importance["modalities"]:
+        plot_modality_importance(importance, f"AUC drop with a modality hidden ({result['variant']}, "
+                                             f"{result['split']})", files.join(output_dir, "modality_importance.png"))
     modalities = result["modalities"]
     floor = result["floor"] or {}
     summary = html_table(["", "examples", "AUC", "GAUC", "GAUC users", "log loss", "D1 accuracy", "Ds accuracy",
@@ -143,7 +191,8 @@ def write_report(result: dict, output_dir: str) -> str:
 <section id="slices"><h2>Slices</h2>{slices}<img src="slices.png" alt="AUC by slice"></section>
 <section id="modality-weights"><h2>Modality weights by category</h2>
 <p>Mean |a<sup>m</sup>| of the multimodal attention over candidates that have the modality; w is D0's importance weight.</p>
-<img src="modality_weights_by_category.png" alt="modality weights by category">{by_category}</section>""")
+<img src="modality_weights_by_category.png" alt="modality weights by category">{by_category}</section>
+{importance_section(importance)}""")
     path = files.join(output_dir, "evaluation.html")
     files.write_text(path, page)
     return path

@@ -61,7 +61,7 @@ def test_evaluate_writes_json_and_report(prepared, run, capsys):
     assert sum(c["examples"] for c in result["modality_weights_by_category"].values()) == result["examples"]
     assert {"missing_image", "missing_text", "missing_statistic"} <= set(slices)
     page = (out / "evaluation.html").read_text()
-    for section in ("metrics", "slices", "modality-weights"):
+    for section in ("metrics", "slices", "modality-weights", "modality-importance"):
         assert re.search(f'<section id="{section}">', page)
     for image in re.findall(r'<img src="([^"]+)"', page):
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
