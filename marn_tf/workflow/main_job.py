@@ -27,6 +27,7 @@ from marn_tf.config_loader import apply_overrides, to_dict
 from marn_tf.storage import files, ownership
 from marn_tf.workflow import run_directory as layout
 from marn_tf.workflow import summary as summary_table
+from marn_tf.workflow.selection import choose, exported_model
 from marn_tf.workflow.stages import Stage, StageError, StageRunner
 
 COMMAND = "marn run"
@@ -145,18 +146,21 @@ def _run(config: Config, run_dir: str, beam_args: Sequence[str], progress: Optio
         evaluations[model.name] = _evaluate_stage(stages, model, data_dir, split, trained[model.name],
                                                   files.join(run_dir, layout.EVALUATIONS, model.name))
 
-    main = runs[0]
+    ladder = {v: [evaluations[n] for n in names] for v, names in ladder_members(config, runs).items()}
+    validation = {name: t.result["best_val_auc"] for name, t in trained.items()}
+    selection = choose(ladder, validation, evaluations[layout.MODEL])
+    chosen = exported_model(config.run.export, selection, evaluations[layout.MODEL], validation[layout.MODEL])
     export = None
-    if config.run.export:
-        export = _export_stages(stages, run_dir, main, data_dir, trained[main.name])
+    if chosen is not None:
+        model = next(r for r in runs if r.name == chosen["name"])
+        export = _export_stages(stages, run_dir, model, chosen, config.run.export, data_dir, trained[model.name])
 
     summary = {
         "run": files.normal_path(run_dir), "split": split, "main": evaluations[layout.MODEL],
         # The floor every model's AUC is read against: the main model's split and examples (None before it existed).
         "floor": evaluations[layout.MODEL].get("floor"),
         "training": {name: t.result for name, t in trained.items()},
-        "ladder": {v: [evaluations[n] for n in names] for v, names in ladder_members(config, runs).items()},
-        "export": export, "pipeline": prep.result,
+        "ladder": ladder, "selection": selection, "export": export, "pipeline": prep.result,
     }
     files.write_text(files.join(run_dir, layout.SUMMARY), json.dumps(summary, indent=2))
 
@@ -207,7 +211,10 @@ def _evaluate_stage(stages: StageRunner, model: ModelRun, data_dir: str, split: 
     return {**result, "evaluation": files.join(output, "evaluation.json")}
 
 
-def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: str, trained) -> dict:
+def _export_stages(stages: StageRunner, run_dir: str, model: ModelRun, chosen: dict, choice, data_dir: str,
+                   trained) -> dict:
+    """Exports `model` (`chosen`: `selection.exported_model`'s answer to `run.export`, `choice`) and checks it;
+    `export_check.json` and the result name the model and why it was exported."""
     from marn_tf.export.saved_model import export_model
 
     base = files.join(run_dir, layout.EXPORT_DIR)
@@ -217,11 +224,14 @@ def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: 
         # Export again from scratch: a run stopped after the rename left version 1 complete but the stage
         # unfinished, and `export_model` never overwrites a version.
         ownership.remove(base, run_dir)
-        result = export_model(main.directory, data_dir, base, model_name=layout.EXPORT_MODEL, version=1)
+        result = export_model(model.directory, data_dir, base, model_name=layout.EXPORT_MODEL, version=1)
         return {"path": result.path, "checkpoint": result.checkpoint, "warmup_requests": result.warmup_requests}
 
-    exported = stages.run(Stage("export", "export the main model for TF Serving",
-                                {"model": trained.outputs_digest}, [base], export_action))
+    # Which model and the choice that named it: another choice or another best rung exports again.
+    title = "export the main model" if model.main else f"export {model.name}"
+    exported = stages.run(Stage("export", f"{title} for TF Serving",
+                                {"model": trained.outputs_digest, "name": model.name, "choice": choice}, [base],
+                                export_action))
     checks = files.join(run_dir, layout.EXPORT_CHECK)
 
     def check_action():
@@ -234,11 +244,14 @@ def _export_stages(stages: StageRunner, run_dir: str, main: ModelRun, data_dir: 
         report = json.loads(files.read_text(checks) or "null")
         if not isinstance(report, dict):
             raise StageError(f"marn check-export wrote no readable report to {checks}:\n{done.stderr[-3000:]}")
+        report["exported"] = chosen  # which model it is and why: the check itself reads only the export
+        files.write_text(checks, json.dumps(report, indent=2))
         if not report["passed"]:
             failed = [c["name"] for c in report["checks"] if not c["passed"]]
             raise StageError(f"the export {path} failed these checks: {', '.join(failed)} (details: {checks})")
         return report
 
     checked = stages.run(Stage("check-export", "check the export in a fresh process",
-                               {"export": exported.outputs_digest}, [checks], check_action))
-    return {**exported.result, "path": path, "checks": checked.result["checks"], "passed": checked.result["passed"]}
+                               {"export": exported.outputs_digest, "exported": chosen}, [checks], check_action))
+    return {**exported.result, "path": path, "model": chosen, "checks": checked.result["checks"],
+            "passed": checked.result["passed"]}

@@ -2,8 +2,9 @@
 
 Sections (each a `<section id=...>`, in this order): the run's overview (the main model against the no-model
 floor), the pipeline's counts and dead-letter reasons, the main model's training curves, the ablation ladder's
-AUC/GAUC with their spread over seeds against the floor, the modality weights per item category, D1/Ds accuracy
-over training and what it says, the slices (cold items, missing and single modalities) and the export checks.
+AUC/GAUC with their spread over seeds against the floor and the rung best on validation AUC, the modality weights
+per item category, D1/Ds accuracy over training and what it says, the slices (cold items, missing and single
+modalities) and the exported model (which one and why) with its checks.
 The PNGs are plain files beside the page, so the page works from disk, from a static file server or as a CI
 artifact.
 """
@@ -128,6 +129,37 @@ def ladder_table(rows: list[dict], floor: Optional[dict]) -> str:
                           lift(r["auc"], floor), *(r["gauc"] or (None, None))] for r in rows])
 
 
+def selection_html(selection: Optional[dict], split: str) -> str:
+    """The rungs chosen between by validation AUC, with each rung's difference to marn, and the best of them."""
+    if not selection or not selection["rungs"]:
+        return ""
+    reference, best = selection["reference"] or "marn", selection["best"]
+    verdict = ("No rung has a validation AUC to choose by." if best is None else
+               f"Best rung on validation AUC: <b>{html.escape(best['variant'])}</b> ({best['validation_auc']:.4f}; its "
+               f"best seed {best['seed']}: {best['model_validation_auc']:.4f}).")
+    return (f"<h3>Chosen by validation AUC</h3><p>{verdict} Validation AUC: each model's best checkpoint, measured "
+            f"while it trained (the checkpoint evaluated and exported); a rung's is the mean over its seeds. "
+            f"- {html.escape(reference)}: the mean over the seeds both rungs have of the difference (same data, "
+            f"same seed). The {html.escape(split)} AUC is shown, never used to choose.</p>"
+            + html_table(["rung", "seeds with validation", "validation AUC", f"validation AUC - {reference}",
+                          f"{split} AUC", f"{split} AUC - {reference}"],
+                         [[r["variant"], ", ".join(map(str, r["validated_seeds"])) or None, r["validation_auc"],
+                           r["validation_auc_difference"], r["auc"], r["auc_difference"]]
+                          for r in selection["rungs"]]))
+
+
+def exported_html(export: Optional[dict]) -> str:
+    """Which model was exported and why, where, and its checks."""
+    if not export:
+        return "<p>Not exported (<code>run.export: false</code>).</p>"
+    chosen = export.get("model")  # none in a summary written before the export could be chosen
+    which = (f"<p>Exported: <b>{html.escape(chosen['name'])}</b> ({html.escape(chosen['variant'])}, seed "
+             f"{chosen['seed']}): {html.escape(chosen['reason'])}.</p>" if chosen else "")
+    return (which + f"<p><code>{html.escape(export['path'])}</code></p>"
+            + html_table(["check", "result", "detail"],
+                         [[c["name"], "PASS" if c["passed"] else "FAIL", c["detail"]] for c in export["checks"]]))
+
+
 def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs: dict[str, str]) -> dict:
     """Writes the page and its plots; returns {"report": path, "plots": [names]}."""
     plots = files.join(run_dir, layout.REPORT_DIR)
@@ -155,7 +187,6 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
         slices[variant] = _read_json(results[0]["evaluation"])["slices"]
     plot_slices(slices, files.join(plots, "slices.png"))
 
-    export = summary.get("export")
     sections = {
         "overview": (
             "Overview",
@@ -194,7 +225,8 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
             ((_image("ladder.png", "ablation ladder AUC and GAUC")
               + ladder_table(rows, floor)
               + "<p>din: DIN-style baseline; concat: specific projections concatenated; man: with modality "
-                "attention; maan: + invariant part with D1; marn: the full model. Same data and budget.</p>")
+                "attention; maan: + invariant part with D1; marn: the full model. Same data and budget.</p>"
+              + selection_html(summary.get("selection"), summary["split"]))
              if rows else "<p>No ladder in this run (<code>run.ladder: []</code>).</p>")),
         "modality-weights": (
             "Modality weights by item category",
@@ -215,12 +247,7 @@ def write_results_report(run_dir: str, data_dir: str, summary: dict, model_dirs:
             + html_table(["slice", "examples", "positive rate", "AUC", "GAUC", "log loss"],
                          [[n, s.get("examples"), s.get("positive_rate"), s.get("auc"), s.get("gauc"), s.get("logloss")]
                           for n, s in main_eval["slices"].items()])),
-        "export": (
-            "Export for TF Serving",
-            (f"<p><code>{html.escape(export['path'])}</code></p>"
-             + html_table(["check", "result", "detail"],
-                          [[c["name"], "PASS" if c["passed"] else "FAIL", c["detail"]] for c in export["checks"]]))
-            if export else "<p>Not exported (<code>run.export: false</code>).</p>"),
+        "export": ("Export for TF Serving", exported_html(summary.get("export"))),
     }
     body = "\n".join(f'<section id="{key}"><h2>{html.escape(title)}</h2>{content}</section>'
                      for key, (title, content) in sections.items())

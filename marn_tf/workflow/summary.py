@@ -1,5 +1,6 @@
 """The table `marn run` and `marn demo` print at the end: the no-model floor, every model's metrics and its AUC
-over the floor, what the discriminators' accuracies say, the export, the report."""
+over the floor, what the discriminators' accuracies say, the best rung on validation AUC with each rung's
+difference to marn, the export (which model and why), the report."""
 from __future__ import annotations
 
 import math
@@ -68,6 +69,30 @@ def _signed(value: Optional[float]) -> str:
     return "–" if value is None else f"{value:+.4f}"
 
 
+def selection_lines(summary: dict) -> list[str]:
+    """The rungs chosen between by validation AUC: a row per rung with its difference to marn, then the best;
+    nothing without a ladder (or in a summary written before the choice was made)."""
+    selection = summary.get("selection")
+    if not selection or not selection["rungs"]:
+        return []
+    split, reference = summary["split"], selection["reference"] or "marn"
+    lines = ["", "Chosen by validation AUC (each model's best checkpoint, measured while it trained; a rung: mean over "
+                 f"its seeds; - {reference}: mean over the seeds both have of the difference, same data and seed)", "",
+             f"| rung | seeds with validation | validation AUC | validation AUC - {reference} | {split} AUC | "
+             f"{split} AUC - {reference} |", "|---|---|---:|---:|---:|---:|"]
+    for row in selection["rungs"]:
+        lines.append(f"| {row['variant']} | {','.join(map(str, row['validated_seeds'])) or '–'} | "
+                     f"{_cell(row['validation_auc'])} | {_signed(row['validation_auc_difference'])} | "
+                     f"{_cell(row['auc'])} | {_signed(row['auc_difference'])} |")
+    best = selection["best"]
+    if best is None:
+        lines.append("\nbest rung on validation AUC: none, no rung has a validation AUC")
+    else:
+        lines.append(f"\nbest rung on validation AUC: {best['variant']} ({best['validation_auc']:.4f}; its best seed "
+                     f"{best['seed']}: {best['model_validation_auc']:.4f})")
+    return lines
+
+
 def render(summary: dict) -> str:
     main, floor = summary["main"], summary.get("floor")  # no floor in a summary written before it was measured
     base = floor or {}
@@ -90,9 +115,13 @@ def render(summary: dict) -> str:
     if notes:
         lines.append(f"\nDiscriminators (near chance: within ±{CHANCE_TOLERANCE} of 1/M):")
         lines += [f"- {note}" for note in notes]
+    lines += selection_lines(summary)
     export = summary.get("export")
     if export:
         passed = sum(c["passed"] for c in export["checks"])
-        lines.append(f"export: {export['path']} ({passed}/{len(export['checks'])} checks passed)")
+        chosen = export.get("model")  # none in a summary written before the export could be chosen
+        lines.append(f"export: {export['path']} ({passed}/{len(export['checks'])} checks passed)"
+                     + (f": {chosen['name']} ({chosen['variant']}, seed {chosen['seed']}), {chosen['reason']}"
+                        if chosen else ""))
     lines.append(f"report: {os.path.join(summary['run'], 'report.html')}")
     return "\n".join(lines)

@@ -37,6 +37,14 @@ def test_the_flow_trains_evaluates_exports_and_summarises_every_model(flow_run):
     assert sorted(os.listdir(os.path.join(run_dir, "ladder"))) == ["concat-seed1", "concat-seed2", "marn-seed2"]
     assert summary["ladder"]["concat"][0]["d1_accuracy"] is None  # concat has no discriminators
     assert summary["export"]["passed"] and len(summary["export"]["checks"]) == 7
+    assert summary["export"]["model"] == {"name": "model", "variant": "marn", "seed": 1, "reason": "main model"}
+    with open(os.path.join(run_dir, "export_check.json")) as f:
+        assert json.load(f)["exported"] == summary["export"]["model"]
+    validation = {name: t["best_val_auc"] for name, t in summary["training"].items()}
+    best = summary["selection"]["best"]  # the rung with the highest mean validation AUC over its seeds
+    assert best["validation_auc"] == max(sum(validation[r["name"]] for r in results) / 2
+                                         for results in summary["ladder"].values())
+    assert f"best rung on validation AUC: {best['variant']} ({best['validation_auc']:.4f}" in printed
     assert os.path.exists(os.path.join(summary["export"]["path"], "saved_model.pb"))
     sources = summary["pipeline"]["sources"]
     assert all(s["balanced"] for s in sources.values()) and sources["events"]["dead_lettered"] > 0
@@ -180,3 +188,54 @@ def test_a_run_stopped_after_the_export_rename_resumes(flow_run, tmp_path, capsy
     with open(os.path.join(copy, "summary.json")) as f:
         summary = json.load(f)
     assert summary["export"]["passed"] and summary["export"]["path"] == os.path.join(copy, "export", "marn", "1")
+
+
+def test_export_best_exports_the_rung_best_on_validation_and_names_it(flow_run, tmp_path):
+    """`run.export: best` exports the rung with the highest validation AUC (its best seed) instead of the main
+    model, and the summary, the printed lines, the report and export_check.json name it and say why. A changed
+    run.export or another best rung exports again; nothing else runs again."""
+    import shutil
+
+    _, run_dir, config, _ = flow_run
+    copy = str(tmp_path / "run")
+    shutil.copytree(run_dir, copy)
+
+    def set_validation_auc(name: str, value: float) -> None:
+        """What the rung's training recorded (its stage stays done): concat becomes the best rung."""
+        path = os.path.join(copy, "stages", f"train-{name}.json")
+        with open(path) as f:
+            record = json.load(f)
+        record["result"]["best_val_auc"] = value
+        with open(path, "w") as f:
+            json.dump(record, f)
+
+    set_validation_auc("concat-seed1", 0.98)
+    set_validation_auc("concat-seed2", 0.99)
+    printed = io.StringIO()
+    summary = run(config, ["run.export=best"], output=copy, progress=False, stream=printed)
+    assert stages_that(printed.getvalue(), "done in") == [
+        "export concat-seed2 for TF Serving", "check the export in a fresh process",
+        "results report: report.html and its plots"]
+    exported = summary["export"]["model"]
+    assert exported == {"name": "concat-seed2", "variant": "concat", "seed": 2, "reason": (
+        "best on validation AUC 0.9850 (rung concat, mean over 2 seeds); its seed 2: 0.9900 (main model marn "
+        f"{summary['training']['model']['best_val_auc']:.4f})")}
+    assert summary["export"]["passed"] and summary["export"]["path"] == os.path.join(copy, "export", "marn", "1")
+    with open(os.path.join(summary["export"]["path"], "assets.extra", "export_info.json")) as f:
+        assert json.load(f)["run"] == os.path.join(copy, "ladder", "concat-seed2")  # the rung's own checkpoint
+    with open(os.path.join(copy, "export_check.json")) as f:
+        check = json.load(f)
+    assert check["passed"] and check["exported"] == exported
+    assert f"(7/7 checks passed): concat-seed2 (concat, seed 2), {exported['reason']}" in printed.getvalue()
+    with open(os.path.join(copy, "report.html")) as f:
+        page = f.read()
+    assert "Exported: <b>concat-seed2</b> (concat, seed 2): best on validation AUC 0.9850" in page
+    assert "Best rung on validation AUC: <b>concat</b> (0.9850; its best seed 2: 0.9900)" in page
+
+    set_validation_auc("concat-seed1", 0.995)  # the same rung, another seed
+    printed = io.StringIO()
+    summary = run(config, ["run.export=best"], output=copy, progress=False, stream=printed)
+    assert stages_that(printed.getvalue(), "done in")[:2] == [
+        "export concat-seed1 for TF Serving", "check the export in a fresh process"]
+    with open(os.path.join(copy, "export_check.json")) as f:
+        assert json.load(f)["exported"]["name"] == summary["export"]["model"]["name"] == "concat-seed1"

@@ -63,3 +63,26 @@ def test_without_discriminators_or_floor_the_table_says_nothing_it_did_not_measu
     rows = table_rows(text)
     assert rows[0] == ["no-model floor", "–", "–", "–", "–", "–", "–", "–"] and rows[1][3] == "–"
     assert "no-model floor: not measured" in text
+
+
+def test_the_rungs_chosen_between_by_validation_and_the_exported_model_are_printed():
+    from marn_tf.workflow.selection import choose, exported_model
+
+    main = {**result("marn", 1, 0.74), "name": "model"}
+    ladder = {"concat": [{**result("concat", s, a), "name": f"concat-seed{s}"} for s, a in ((1, 0.71), (2, 0.73))],
+              "marn": [main, {**result("marn", 2, 0.76), "name": "marn-seed2"}]}
+    validation = {"concat-seed1": 0.70, "concat-seed2": 0.80, "model": 0.72, "marn-seed2": 0.73}
+    data = summary(main, ladder)
+    data["selection"] = choose(ladder, validation, main)
+    data["export"] = {"path": "/runs/x/export/marn/1", "checks": [{"passed": True}],
+                      "model": exported_model("best", data["selection"], main, 0.72)}
+    text = render(data)
+    assert "| rung | seeds with validation | validation AUC | validation AUC - marn | test AUC | test AUC - marn |" \
+        in text
+    rows = table_rows(text.split("Chosen by validation AUC")[1])[1:]  # under its header row
+    # concat - marn, paired by seed: validation (0.70 - 0.72 + 0.80 - 0.73) / 2, test (0.71 - 0.74 + 0.73 - 0.76) / 2
+    assert rows[0] == ["concat", "1,2", "0.7500", "+0.0250", "0.7200", "-0.0300"]
+    assert rows[1] == ["marn", "1,2", "0.7250", "+0.0000", "0.7500", "+0.0000"]
+    assert "best rung on validation AUC: concat (0.7500; its best seed 2: 0.8000)" in text
+    assert ("export: /runs/x/export/marn/1 (1/1 checks passed): concat-seed2 (concat, seed 2), best on validation "
+            "AUC 0.7500 (rung concat, mean over 2 seeds); its seed 2: 0.8000 (main model marn 0.7200)") in text
