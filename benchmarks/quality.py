@@ -199,8 +199,10 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
     print(f"training {variant} seed {seed} -> {out}", flush=True)
     start = time.time()
     summary = train(config, args.data, out, progress=False)
-    validation = evaluate(out, args.data, "validation", output_dir=os.path.join(out, "evaluation_validation"))
-    test = evaluate(out, args.data, "test")
+    validation = evaluate(out, args.data, "validation", output_dir=os.path.join(out, "evaluation_validation"),
+                          modality_importance=False)
+    world_file = os.path.join(os.path.dirname(os.path.abspath(args.config)), "world.json")
+    test = evaluate(out, args.data, "test", world_file=world_file if world.get("category_kind") else None)
     _, _, network, _ = restore_run(out, args.data)
     history = read_history(TrainingDirectory(out).history)
     result = {
