@@ -86,7 +86,8 @@ def importance(labels: np.ndarray, probabilities: np.ndarray, scores: dict[str, 
                    for c in np.unique(categories)}
     by_kind = None
     if category_kind is not None:
-        kinds = np.array([category_kind.get(str(c), "") for c in categories], dtype=object)
+        names, position = np.unique(categories, return_inverse=True)
+        kinds = np.array([category_kind.get(str(c), "") for c in names], dtype=object)[position.reshape(-1)]
         by_kind = {}
         for kind in sorted(set(kinds) - {""}):
             rows = kinds == kind
