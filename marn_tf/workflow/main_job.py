@@ -18,7 +18,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import yaml
 
@@ -211,8 +211,8 @@ def _evaluate_stage(stages: StageRunner, model: ModelRun, data_dir: str, split: 
     return {**result, "evaluation": files.join(output, "evaluation.json")}
 
 
-def _export_stages(stages: StageRunner, run_dir: str, model: ModelRun, chosen: dict, choice, data_dir: str,
-                   trained) -> dict:
+def _export_stages(stages: StageRunner, run_dir: str, model: ModelRun, chosen: dict, choice: Union[bool, str],
+                   data_dir: str, trained) -> dict:
     """Exports `model` (`chosen`: `selection.exported_model`'s answer to `run.export`, `choice`) and checks it;
     `export_check.json` and the result name the model and why it was exported."""
     from marn_tf.export.saved_model import export_model
