@@ -143,6 +143,7 @@ def test_a_ladder_rung_has_its_structure_and_keeps_the_main_models_sequence_enco
     ("run.ladder_overrides=['model.sequence_encoder= none']", "must not set model.variant, model.fusion"),
     ("run.ladder_overrides=[epochs=3]", "must look like train.key=value"),
     ("run.evaluation_split=train", "evaluation_split must be one of validation, test"),
+    ("run.export=bst", "run: config key 'run.export' must be true"),
 ])
 def test_run_section_mistakes_fail_before_any_work(raw_dataset, tmp_path, override, message):
     config = write_config(tmp_path / "c.yaml", raw_dataset[0], TINY_RUN)
