@@ -15,7 +15,7 @@ import functools
 import logging
 from typing import Optional, Sequence
 
-from marn_tf.config_loader import ConfigError, from_dict, load_yaml, to_dict
+from marn_tf.config_loader import ConfigError, check_range, from_dict, load_yaml, to_dict
 from marn_tf.model_config import RUNTIME_KEYS, ModelConfig, RuntimeConfig, TrainConfig, check_compatible
 from marn_tf.presets import overrides_of
 from marn_tf.run_config import RunConfig
@@ -99,10 +99,10 @@ class ItemFields:
             parse_utc_seconds(self.statistics_as_of, "items.statistics_as_of")
         if self.category_field not in self.id_fields:
             raise ConfigError(f"category_field {self.category_field!r} must be one of id_fields")
-        if self.image and self.image_dim <= 0:
-            raise ConfigError("image_dim must be positive when image is set")
-        if self.max_title_tokens <= 0:
-            raise ConfigError("max_title_tokens must be positive")
+        if self.image:
+            check_range(self, ["image_dim"], 1, integer=True, meaning="the length of the image vectors")
+        check_range(self, ["max_title_tokens"], 1, integer=True, meaning="the words of a title kept")
+        check_range(self, ["image_pca_dim"], 0, integer=True, meaning="0 keeps the image vectors whole")
         if self.image_pca_dim and (not self.image or not 0 < self.image_pca_dim < self.image_dim):
             raise ConfigError(f"image_pca_dim is {self.image_pca_dim}: it must be between 1 and image_dim - 1 "
                               f"({self.image_dim - 1}) and needs items.image set, or 0 to keep the image vectors whole")
@@ -126,8 +126,7 @@ class SequenceConfig:
     max_length: int = 50  # behaviour items kept per impression, the most recent ones
 
     def __post_init__(self):
-        if self.max_length <= 0:
-            raise ConfigError("max_length must be positive")
+        check_range(self, ["max_length"], 1, integer=True, meaning="behaviour items kept per impression")
 
 
 @dataclasses.dataclass
@@ -137,8 +136,7 @@ class VocabularyConfig:
     min_count: int = 2  # item ids: events; other ID fields and title words: distinct items
 
     def __post_init__(self):
-        if self.min_count < 1:
-            raise ConfigError("min_count must be >= 1")
+        check_range(self, ["min_count"], 1, integer=True, meaning="rarer values map to the OOV index 0")
 
 
 @dataclasses.dataclass
@@ -148,8 +146,7 @@ class StatisticsConfig:
     num_buckets: int = 20
 
     def __post_init__(self):
-        if self.num_buckets < 3:
-            raise ConfigError("num_buckets must be >= 3")
+        check_range(self, ["num_buckets"], 3, integer=True, meaning="bucket 0 means no data, then log2 buckets")
 
 
 @dataclasses.dataclass
@@ -191,10 +188,8 @@ class PipelineConfig:
     item_content: str = "table"
 
     def __post_init__(self):
-        if not 0.0 <= self.max_dead_letter_rate <= 1.0:
-            raise ConfigError("max_dead_letter_rate must be between 0 and 1")
-        if self.num_shards < 0:
-            raise ConfigError("num_shards must be >= 0")
+        check_range(self, ["max_dead_letter_rate"], 0, 1, meaning="the share of a table's records rejected")
+        check_range(self, ["num_shards"], 0, integer=True, meaning="0 lets the runner decide")
         if self.item_content not in ITEM_CONTENT_SOURCES:
             raise ConfigError(f"item_content is {self.item_content!r}: use one of {', '.join(ITEM_CONTENT_SOURCES)}")
 

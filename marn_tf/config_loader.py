@@ -2,7 +2,8 @@
 
 Every mistake fails before any work starts, with the dotted key that is wrong and what would be
 right: an unknown key (with the keys that exist), a value of the wrong type, a missing required key, a key
-given twice in one mapping (YAML would keep the last one silently), a number that is NaN or infinite.
+given twice in one mapping (YAML would keep the last one silently), a number that is NaN or infinite, a YAML
+date that is no date (2026-02-30), and, in each section's checks (`check_range`), a number out of its range.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import math
 import re
 import types
 import typing
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 import yaml
 
@@ -22,6 +23,15 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key."""
+
+
+class ConfigKeyError(ConfigError):
+    """A ConfigError about one key of a section (`key`, e.g. "hidden_units[1]"), raised by the section's checks:
+    `from_dict` names the key with its section ("model.hidden_units[1]"), as the type errors do."""
+
+    def __init__(self, key: str, problem: str):
+        self.key, self.problem = key, problem
+        super().__init__(f"config key {key!r} {problem}")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
@@ -46,6 +56,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
             raise ConfigError(f"missing required config key {key!r}")
     try:
         return cls(**kwargs)
+    except ConfigKeyError as err:
+        raise ConfigKeyError(_join(path, err.key), err.problem) from err
     except ConfigError as err:  # a __post_init__ check: say which section, keep the error's class
         raise type(err)(f"{path}: {err}" if path else str(err)) from err
     except (TypeError, ValueError) as err:
@@ -70,19 +82,20 @@ def load_yaml(cls: type[T], path: str, overrides: Sequence[str] = (),
 
 
 def safe_load_unique(stream: Any, source: str) -> Any:
-    """`yaml.safe_load`, refusing a key given twice in one mapping (plain YAML keeps the last silently)."""
+    """`yaml.safe_load`, refusing a key given twice in one mapping (plain YAML keeps the last silently) and a date
+    that is no date (YAML's own constructor raises a bare ValueError for 2026-02-30)."""
     loader = yaml.SafeLoader(stream)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        _refuse_duplicate_keys(node, "", source, set())
+        _check_nodes(loader, node, "", source, set())
         return loader.construct_document(node)
     finally:
         loader.dispose()
 
 
-def _refuse_duplicate_keys(node: yaml.Node, path: str, source: str, seen_nodes: set[int]) -> None:
+def _check_nodes(loader: yaml.SafeLoader, node: yaml.Node, path: str, source: str, seen_nodes: set[int]) -> None:
     if id(node) in seen_nodes:  # an alias: checked where its anchor is (and a recursive one must not loop)
         return
     seen_nodes.add(id(node))
@@ -98,10 +111,18 @@ def _refuse_duplicate_keys(node: yaml.Node, path: str, source: str, seen_nodes: 
                     raise ConfigError(f"{source}: config key {key_path!r} is given twice (lines {first} and {line}): "
                                       "YAML would keep the last one silently; keep one")
                 first_lines[(key_node.tag, key_node.value)] = line
-            _refuse_duplicate_keys(value_node, key_path, source, seen_nodes)
+            _check_nodes(loader, key_node, path, source, seen_nodes)
+            _check_nodes(loader, value_node, key_path, source, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _refuse_duplicate_keys(item, f"{path}[{i}]", source, seen_nodes)
+            _check_nodes(loader, item, f"{path}[{i}]", source, seen_nodes)
+    elif node.tag == "tag:yaml.org,2002:timestamp":
+        try:
+            loader.construct_yaml_timestamp(node)
+        except ValueError as err:
+            where = f"{source}: config key {path!r}" if path else source
+            raise ConfigError(f"{where} is {node.value}, which is no date ({err}): write a date that exists, "
+                              "e.g. 2026-02-28") from err
 
 
 def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
@@ -122,6 +143,36 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: the value is not valid YAML: {err}") from err
     return data
+
+
+def check_range(config: Any, keys: Sequence[str], low: float, high: Optional[float] = None, *,
+                integer: bool = False, low_open: bool = False, high_open: bool = False, meaning: str = "") -> None:
+    """Raises ConfigKeyError for the first of `keys` (fields of the dataclass `config`) whose value, or an entry of a
+    list value, is not a number between `low` and `high` (inclusive unless `low_open`/`high_open`; an integer with
+    `integer`). An optional key left unset (None) passes. Run in a section's __post_init__, before any work: a zero
+    or negative width would otherwise reach a TensorFlow op and abort the process there, or train nonsense.
+    `meaning` says what the key is, for the message."""
+    need = _range_text(low, high, integer, low_open, high_open) + (f" ({meaning})" if meaning else "")
+    for key in keys:
+        value = getattr(config, key)
+        is_list = isinstance(value, (list, tuple))
+        for name, entry in ([(f"{key}[{i}]", v) for i, v in enumerate(value)] if is_list else [(key, value)]):
+            if entry is None and not is_list:
+                continue
+            number = isinstance(entry, int if integer else (int, float)) and not isinstance(entry, bool)
+            inside = number and (low < entry if low_open else low <= entry) and (
+                high is None or (entry < high if high_open else entry <= high))  # NaN is inside no range
+            if not inside:
+                raise ConfigKeyError(name, f"is {entry!r}: {'each' if is_list else 'it'} must be {need}")
+
+
+def _range_text(low: float, high: Optional[float], integer: bool, low_open: bool, high_open: bool) -> str:
+    kind = "an integer" if integer else "a number"
+    if high is None:
+        if integer and low == 1 and not low_open:
+            return "a positive integer"
+        return f"{kind} {'>' if low_open else '>='} {low}"
+    return f"{kind} in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
 
 
 def to_dict(config: Any) -> dict:

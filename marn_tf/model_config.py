@@ -45,7 +45,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from marn_tf.config_loader import ConfigError
+from marn_tf.config_loader import ConfigError, ConfigKeyError, check_range
 
 STRUCTURE_KEYS = ("fusion", "discriminators", "sequence_encoder")
 # Each rung of the ablation ladder: its structure. A rung with "gru" takes "augru" as well (`_agrees`).
@@ -239,25 +239,7 @@ class ModelConfig:
         _check_choice("importance_weighting", self.importance_weighting, IMPORTANCE_WEIGHTINGS)
         _check_choice("attention_context", self.attention_context, ATTENTION_CONTEXTS)
         _check_choice("invariant_residual", self.invariant_residual, INVARIANT_RESIDUALS)
-        bad = [name for name, n in self.hash_buckets.items() if not isinstance(n, int) or n < 2]
-        if bad:
-            raise ConfigError(f"hash_buckets: {bad[0]} must map to a number of buckets >= 2")
-        for key in ("modality_dropout", "dropout"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"{key} must be in [0, 1)")
-        if not 0.0 <= self.importance_floor <= 1.0:
-            raise ConfigError("importance_floor must be in [0, 1]")
-        if self.alignment_temperature <= 0 or self.alignment_items < 0 or self.adversarial_ramp_steps <= 0:
-            raise ConfigError("alignment_temperature and adversarial_ramp_steps must be positive, alignment_items >= 0")
-        for key in ("units", "id_embedding_dim", "word_embedding_dim", "text_filters", "statistic_embedding_dim",
-                    "property_embedding_dim", "context_embedding_dim", "common_units", "gru_units"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive")
-        if self.embedding_l2 < 0 or self.attention_cost < 0:
-            raise ConfigError("embedding_l2 and attention_cost must be >= 0")
-        if min(self.lambda_d0, self.lambda_adv, self.lambda_s, self.lambda_align, self.grl_coefficient,
-               self.adversarial_margin) < 0:
-            raise ConfigError("lambda_*, adversarial_margin and grl_coefficient must be >= 0")
+        _check_model_ranges(self)
 
 
 def _agrees(variant: str, key: str, value: str) -> bool:
@@ -329,17 +311,14 @@ class TrainConfig:
         _check_choice("update", self.update, UPDATES)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("source", self.source, SOURCES)
-        for key in ("batch_size", "steps_per_epoch", "epochs", "keep_checkpoints"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive")
-        if self.learning_rate <= 0 or self.discriminator_learning_rate <= 0:
-            raise ConfigError("learning_rate and discriminator_learning_rate must be positive")
-        if not 0.0 <= self.weight_averaging < 1.0:
-            raise ConfigError("weight_averaging must be in [0, 1): the decay of the weights' moving average, 0 for off")
-        if self.early_stopping_patience < 0:
-            raise ConfigError("early_stopping_patience must be >= 0")
-        if self.learning_rate_decay_passes < 0:
-            raise ConfigError("learning_rate_decay_passes must be >= 0 (0: a constant learning rate)")
+        check_range(self, ["batch_size", "steps_per_epoch", "epochs", "keep_checkpoints", "shuffle_buffer",
+                           "validation_steps"], 1, integer=True)
+        check_range(self, ["learning_rate", "discriminator_learning_rate"], 0, low_open=True)
+        check_range(self, ["weight_averaging"], 0, 1, high_open=True,
+                    meaning="the decay of the weights' moving average, 0 for off")
+        check_range(self, ["early_stopping_patience"], 0, integer=True, meaning="0 disables it")
+        check_range(self, ["learning_rate_decay_passes"], 0, meaning="0: a constant learning rate")
+        check_range(self, ["seed"], 0, SEED_LIMIT, integer=True, meaning="what NumPy's seed takes")
 
 
 @dataclasses.dataclass
@@ -356,8 +335,7 @@ class RuntimeConfig:
     def __post_init__(self):
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
-        if self.min_shard_bytes <= 0:
-            raise ConfigError("min_shard_bytes must be positive")
+        check_range(self, ["min_shard_bytes"], 1, integer=True)
 
 
 RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(RuntimeConfig))  # in `train:` until 2026-11-30
@@ -383,3 +361,29 @@ def check_compatible(model: ModelConfig, train: TrainConfig, runtime: RuntimeCon
     if train.update == "alternating" and runtime.mixed_precision == "mixed_float16":
         raise ConfigError("train.update=alternating does not support mixed_float16 loss scaling: use "
                           "runtime.mixed_precision=mixed_bfloat16")
+
+
+SEED_LIMIT = 2**32 - 1  # the largest seed NumPy takes (train.seed seeds Python, NumPy and TensorFlow)
+
+
+def _check_model_ranges(model: ModelConfig) -> None:
+    """The model's numbers in their ranges, before any work: a zero or negative width or kernel size would reach a
+    Keras layer and fail there, or abort in TensorFlow, and a negative weight would turn a loss around."""
+    check_range(model, ["units", "id_embedding_dim", "word_embedding_dim", "text_filters", "statistic_embedding_dim",
+                        "property_embedding_dim", "context_embedding_dim", "common_units", "gru_units"], 1,
+                integer=True, meaning="a width")
+    check_range(model, ["hidden_units", "attention_hidden", "discriminator_hidden"], 1, integer=True,
+                meaning="the width of a hidden layer")
+    check_range(model, ["text_kernel_sizes"], 1, integer=True, meaning="a window of words")
+    if not model.text_kernel_sizes:
+        raise ConfigKeyError("text_kernel_sizes", "is []: name at least one kernel size, e.g. [2, 3, 4]")
+    check_range(model, ["cross_layers", "adversarial_ramp_steps"], 1, integer=True)
+    check_range(model, ["alignment_items"], 0, integer=True, meaning="items of a batch the alignment term compares")
+    check_range(model, ["alignment_temperature"], 0, low_open=True)
+    check_range(model, ["embedding_l2", "attention_cost", "lambda_d0", "lambda_adv", "lambda_s", "lambda_align",
+                        "grl_coefficient", "adversarial_margin"], 0, meaning="a weight")
+    check_range(model, ["modality_dropout", "dropout"], 0, 1, high_open=True, meaning="a rate")
+    check_range(model, ["importance_floor"], 0, 1)
+    for name, buckets in model.hash_buckets.items():
+        if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 2:
+            raise ConfigKeyError(f"hash_buckets.{name}", f"is {buckets!r}: it must be an integer >= 2 (hash buckets)")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-from marn_tf.config_loader import ConfigError
-from marn_tf.model_config import VARIANTS
+from marn_tf.config_loader import ConfigError, check_range
+from marn_tf.model_config import SEED_LIMIT, VARIANTS
 from marn_tf.schema import EVALUATION_SPLITS
 
 
@@ -56,8 +56,8 @@ class RunConfig:
         if self.export == "best" and not self.ladder:
             raise ConfigError("config key 'run.export' is best, which picks a rung of run.ladder, but run.ladder is "
                               "empty: name variants in run.ladder or set run.export to true")
-        if self.workers <= 0:
-            raise ConfigError("workers must be positive")
+        check_range(self, ["workers"], 1, integer=True, meaning="local Beam worker processes")
+        check_range(self, ["seeds"], 0, SEED_LIMIT, integer=True, meaning="train.seed of the ladder runs")
         if self.evaluation_split not in EVALUATION_SPLITS:
             raise ConfigError(f"evaluation_split must be one of {', '.join(EVALUATION_SPLITS)}")
         bad = [o for o in self.ladder_overrides if not o.startswith(("train.", "model.")) or "=" not in o]

@@ -1,5 +1,7 @@
 """Config loading: defaults, overrides, the model's structure keys, and errors that name the key to fix."""
+import dataclasses
 import os
+import typing
 
 import pytest
 import yaml
@@ -68,23 +70,23 @@ def test_exponent_floats_without_a_dot_are_floats(tmp_path):
     ({"inputs": {"events": {"path": "e", "format": "xml"}, "items": {"path": "i"}}},
      r"inputs.events: format 'xml' is not one of"),
     ({"events": {"behaviour_types": ["impression"]}}, r"events: impression_type must not also be a behaviour"),
-    ({"pipeline": {"max_dead_letter_rate": 2}}, r"pipeline: max_dead_letter_rate must be between 0 and 1"),
+    ({"pipeline": {"max_dead_letter_rate": 2}}, r"config key 'pipeline.max_dead_letter_rate' is 2.0: it must be a number in \[0, 1\]"),
     ({"pipeline": {"item_content": "features"}}, r"pipeline: item_content is 'features': use one of table, examples"),
     ({"items": {"image_pca_dim": 64}}, r"items: image_pca_dim is 64: it must be between 1 and image_dim - 1 \(63\)"),
     ({"items": {"image": None, "image_pca_dim": 8}}, r"needs items.image set"),
-    ({"vocabulary": {"min_count": 0}}, r"vocabulary: min_count must be >= 1"),
+    ({"vocabulary": {"min_count": 0}}, r"config key 'vocabulary.min_count' is 0: it must be a positive integer"),
     ({"users": {"features": "gender"}}, r"'users.features' must be a list"),
     ({"model": {"variant": "dien"}}, r"model: variant 'dien' is not one of din, concat, man, maan, marn"),
-    ({"model": {"units": 0}}, r"model: units must be positive"),
-    ({"model": {"modality_dropout": 1.0}}, r"model: modality_dropout must be in \[0, 1\)"),
-    ({"model": {"attention_cost": -0.01}}, r"model: embedding_l2 and attention_cost must be >= 0"),
+    ({"model": {"units": 0}}, r"config key 'model.units' is 0: it must be a positive integer \(a width\)"),
+    ({"model": {"modality_dropout": 1.0}}, r"'model.modality_dropout' is 1.0: it must be a number in \[0, 1\)"),
+    ({"model": {"attention_cost": -0.01}}, r"'model.attention_cost' is -0.01: it must be a number >= 0"),
     ({"model": {"invariant_residual": "sum"}}, r"model: invariant_residual 'sum' is not one of add, gated"),
-    ({"train": {"weight_averaging": 1.0}}, r"train: weight_averaging must be in \[0, 1\)"),
-    ({"train": {"learning_rate_decay_passes": -1}}, r"train: learning_rate_decay_passes must be >= 0"),
+    ({"train": {"weight_averaging": 1.0}}, r"'train.weight_averaging' is 1.0: it must be a number in \[0, 1\)"),
+    ({"train": {"learning_rate_decay_passes": -1}}, r"'train.learning_rate_decay_passes' is -1.0: it must be a number >= 0"),
     ({"runtime": {"strategy": "horovod"}}, r"runtime: strategy 'horovod' is not one of auto, default, mirrored"),
     ({"runtime": {"xla": True}}, r"runtime.xla needs static shapes.*set model.deduplicate_items=false"),
     ({"train": {"xla": True}, "runtime": {"xla": False}}, r"train.xla and runtime.xla are both set"),
-    ({"runtime": {"min_shard_bytes": 0}}, r"runtime: min_shard_bytes must be positive"),
+    ({"runtime": {"min_shard_bytes": 0}}, r"'runtime.min_shard_bytes' is 0: it must be a positive integer"),
     # parameter servers: asynchronous updates, inexact validation, no shared loss scale
     ({"runtime": {"strategy": "parameter_server"}, "train": {"deterministic": True, "validation_steps": 5}},
      r"updates the weights asynchronously.*set train.deterministic=false"),
@@ -332,3 +334,86 @@ def test_a_config_file_that_is_not_utf8_text_is_a_config_error_naming_it(tmp_pat
     path.write_bytes(b"split:\n  train_end: \xff\xfe2026\n")
     with pytest.raises(ConfigError, match=r"config file .*config.yaml cannot be read"):
         Config.load(str(path))
+
+
+def numeric_keys(cls=Config, path=""):
+    """(dotted key, the value that holds one number of it) for every number a config has, found from the
+    dataclasses' fields: an int or float key, an optional one, each entry of a list, each value of a mapping."""
+    found = []
+    for name, hint in typing.get_type_hints(cls).items():
+        key = f"{path}{name}"
+        hint = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if typing.get_origin(
+            hint) is typing.Union else hint
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if dataclasses.is_dataclass(hint):
+            found += numeric_keys(hint, key + ".")
+        elif hint in (int, float):
+            found.append((key, key, lambda v: v))
+        elif origin is list and args[0] in (int, float):
+            found.append((f"{key}[0]", key, lambda v: [v]))
+        elif origin is dict and args[1] in (int, float):
+            found.append((f"{key}.user_id", key, lambda v: {"user_id": v}))
+    return found
+
+
+# The one number with no range: an initial bias may be any finite number.
+ANY_NUMBER = {"model.attention_bias"}
+NUMERIC_KEYS = [k for k in numeric_keys() if k[0] not in ANY_NUMBER]
+
+
+def override(key, value):
+    return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+
+@pytest.mark.parametrize("named, key, wrap", NUMERIC_KEYS, ids=[k[0] for k in NUMERIC_KEYS])
+def test_every_number_of_the_config_is_range_and_type_checked_naming_its_key(tmp_path, named, key, wrap):
+    """-1 is in the range of no count, width, rate or weight of the config, and a bool or a string is no number:
+    each is refused when the config is read, naming the key with its section."""
+    for bad in (-1, True, "many"):
+        with pytest.raises(ConfigError, match=rf"config key '{named}' (is -1|must be (int|float), got )".replace(
+                "[", r"\[").replace("]", r"\]")):
+            load(tmp_path, MINIMAL, [override(key, wrap(bad))])
+
+
+def test_the_number_keys_are_found():
+    """The walk over the fields finds every kind of number key (else the test above would check nothing)."""
+    keys = {k[0] for k in numeric_keys()}
+    assert {"sequence.max_length", "model.hidden_units[0]", "model.hash_buckets.user_id", "train.validation_steps",
+            "run.seeds[0]", "pipeline.max_dead_letter_rate", "runtime.min_shard_bytes"} <= keys
+    assert len(keys) > 50
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("model.hidden_units=[200, 0]", r"config key 'model.hidden_units\[1\]' is 0: each must be a positive integer"),
+    ("model.attention_hidden=[80, 0]", r"'model.attention_hidden\[1\]' is 0: each must be a positive integer"),
+    ("model.discriminator_hidden=[0]", r"'model.discriminator_hidden\[0\]' is 0"),
+    ("model.text_kernel_sizes=[2, 0]", r"'model.text_kernel_sizes\[1\]' is 0: each must be a positive integer"),
+    ("model.text_kernel_sizes=[]", r"'model.text_kernel_sizes' is \[\]: name at least one kernel size"),
+    ("model.cross_layers=0", r"'model.cross_layers' is 0: it must be a positive integer"),
+    ("model.hash_buckets={user_id: 1}", r"'model.hash_buckets.user_id' is 1: it must be an integer >= 2"),
+    ("model.alignment_temperature=0", r"'model.alignment_temperature' is 0.0: it must be a number > 0"),
+    ("train.shuffle_buffer=0", r"'train.shuffle_buffer' is 0: it must be a positive integer"),
+    ("train.validation_steps=0", r"'train.validation_steps' is 0: it must be a positive integer"),
+    ("train.seed=4294967296", r"'train.seed' is 4294967296: it must be an integer in \[0, 4294967295\]"),
+    ("sequence.max_length=0", r"'sequence.max_length' is 0: it must be a positive integer"),
+    ("items.max_title_tokens=0", r"'items.max_title_tokens' is 0: it must be a positive integer"),
+    ("statistics.num_buckets=2", r"'statistics.num_buckets' is 2: it must be an integer >= 3"),
+    ("pipeline.max_dead_letter_rate=1.5", r"'pipeline.max_dead_letter_rate' is 1.5: it must be a number in \[0, 1\]"),
+    ("run.workers=0", r"'run.workers' is 0: it must be a positive integer"),
+    ("run.seeds=[1, -2]", r"'run.seeds\[1\]' is -2: each must be an integer in \[0, 4294967295\]"),
+])
+def test_a_zero_count_or_width_or_a_rate_out_of_range_names_the_key_and_its_range(tmp_path, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        load(tmp_path, MINIMAL, [setting])
+
+
+def test_an_impossible_date_names_its_key_in_the_file_and_in_an_override(tmp_path):
+    """YAML's own date constructor raises a bare ValueError for 2026-02-30: it is a config error naming the key."""
+    path = tmp_path / "c.yaml"
+    path.write_text("inputs: {events: {path: e}, items: {path: i}}\nsplit: {train_end: 2026-02-30, "
+                    "valid_end: 2026-03-12}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: config key 'split.train_end' is 2026-02-30, which is no date "
+                                          r"\(day is out of range for month\): write a date that exists"):
+        Config.load(str(path))
+    with pytest.raises(ConfigError, match=r"override 'split.valid_end' is 2026-01-12T25:00:00, which is no date"):
+        load(tmp_path, MINIMAL, ["split.valid_end=2026-01-12T25:00:00"])
