@@ -30,7 +30,8 @@ from marn_tf.training.strategy import (is_chief, make_strategy, placement_summar
 from marn_tf.training.task import CtrTask
 from marn_tf.training.training_directory import BEST, CHECKPOINTS, TrainingDirectory
 from marn_tf.training.training_run import (check_all_restored, check_readable, check_resume, keep_best_until,
-                                           recover_checkpoint_state, refuse_non_finite, refuse_non_finite_slots)
+                                           record_run, recover_checkpoint_state, refuse_non_finite,
+                                           refuse_non_finite_slots)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.
 
     # The data order is seeded (`CtrTask.build_inputs`); `train.deterministic` adds op determinism on top.
     train_data, validation_data = (task.build_inputs(split, network) for split in ("train", "validation"))
+    if chief:  # only now: a config that fails building the network or its inputs leaves the directory unclaimed
+        record_run(config, output_dir, data_dir, task.schema)
     if resumed_step:
         skipped = batches_trained(strategy, resumed_step)
         train_data = skip_batches(train_data, skipped)

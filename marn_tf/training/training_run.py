@@ -167,10 +167,10 @@ def recover_checkpoint_state(directory: str) -> None:
 
 
 def check_resume(config: Config, output_dir: str, data_dir: str, schema: Schema) -> None:
-    """Before training writes anything: a new run records its config and its data (`training_data.json`); a run
-    directory that holds one is resumed only with the same config and data of the same schema and vocabularies.
-    A config file that is missing beside checkpoints, or cannot be read, stops the run: rewriting it with the new
-    config would resume those checkpoints under settings nobody checked."""
+    """Before anything is built or written: a run directory that holds a run is resumed only with the same config
+    and data of the same schema and vocabularies (`record_run` records them). A config file that is missing beside
+    checkpoints, or cannot be read, stops the run: rewriting it with the new config would resume those checkpoints
+    under settings nobody checked. Writes nothing."""
     run = TrainingDirectory(output_dir)
     sections = ("model", "train", "runtime")
     wanted = {k: config.to_dict()[k] for k in sections}
@@ -191,9 +191,9 @@ def check_resume(config: Config, output_dir: str, data_dir: str, schema: Schema)
                        if (had[s] or {}).get(k) != wanted[s].get(k)]
             raise ConfigError(f"{output_dir} holds a run with a different config ({', '.join(sorted(changed))}): "
                               "use another --output, or the same settings to resume it")
-    digests = data_digests(data_dir, schema)
     recorded = read_data_record(run)
     if recorded is not None:
+        digests = data_digests(data_dir, schema)
         for key in ("schema", "vocabularies"):
             if recorded[key] != digests[key]:
                 raise ConfigError(
@@ -203,13 +203,22 @@ def check_resume(config: Config, output_dir: str, data_dir: str, schema: Schema)
         if files.normal_path(data_dir) != recorded["data"]:
             log.info("resuming %s on %s: the data it was trained on (%s) with the same schema and vocabularies",
                      output_dir, data_dir, recorded["data"])
-    else:
-        if saved is not None:  # a run from before the record: from now on its data is checked
+
+
+def record_run(config: Config, output_dir: str, data_dir: str, schema: Schema) -> None:
+    """After `check_resume`, once the network and its inputs are built, before the first step: a new run records its
+    config (`run_config.yaml`) and its data (`training_data.json`). Not before: a config that fails only when the
+    network is built would otherwise claim the directory, and the corrected command would be refused as a
+    different config."""
+    run = TrainingDirectory(output_dir)
+    if read_data_record(run) is None:
+        if files.exists(run.config_file):  # a run from before the record: from now on its data is checked
             log.warning("%s has no %s: recording %s as its data", output_dir, posixpath.basename(run.data_record),
                         data_dir)
         files.makedirs(output_dir)
-        files.write_text(run.data_record, json.dumps({"data": files.normal_path(data_dir), **digests}, indent=2))
-    if saved is None:
+        files.write_text(run.data_record, json.dumps({"data": files.normal_path(data_dir),
+                                                      **data_digests(data_dir, schema)}, indent=2))
+    if not files.exists(run.config_file):
         run.write_config(config.to_dict())
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from marn_tf.config_loader import ConfigError
 from marn_tf.schema import SchemaError
@@ -286,3 +287,23 @@ def test_a_local_parameter_server_cluster_trains_resumes_and_exports(prepared, t
                             str(tmp_path / "models" / "marn" / "1"), "--run", str(run), "--data", data, "--quiet"],
                            cwd=REPO, capture_output=True, text=True)
     assert check.returncode == 0 and "all checks passed" in check.stdout, check.stdout + check.stderr[-3000:]
+
+
+def test_a_config_that_fails_building_the_network_claims_no_run_directory(prepared, tmp_path, capsys):
+    """`marn train` with a config mistake found only when the network is built (a hashed feature the data lacks)
+    exits 2 and writes no run_config.yaml or training_data.json, so the corrected command trains into the same
+    --output instead of being refused as a different config."""
+    from marn_tf import cli
+
+    config, data, _ = prepared
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    output = tmp_path / "run"
+    command = ["train", "--config", str(path), "--data", data, "--output", str(output), "--no-progress",
+               "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2", "--set", "train.validation_steps=1"]
+    assert cli.main(command + ["--set", "model.hash_buckets={no_such_feature: 100}"]) == 2
+    assert "model.hash_buckets names 'no_such_feature'" in capsys.readouterr().err
+    assert not (output / "run_config.yaml").exists() and not (output / "training_data.json").exists()
+    assert cli.main(command) == 0
+    assert "training completed after 2 steps" in capsys.readouterr().out
+    assert (output / "run_config.yaml").exists() and (output / "training_data.json").exists()
