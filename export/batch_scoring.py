@@ -38,8 +38,8 @@ from marn_tf import schema as S
 from marn_tf.example_codec import ExampleError, decode
 from marn_tf.models.network import request_features
 from marn_tf.export.errors import short_reason
-from marn_tf.export.job_outputs import (check_num_shards, count, owned_prefix, run_and_check, tally, write_counts,
-                                        write_dead_letters)
+from marn_tf.export.job_outputs import (check_batch_size, check_num_shards, count, owned_prefix, run_and_check,
+                                        tally, write_counts, write_dead_letters)
 from marn_tf.export.request_features import RequestError, required_features, serialize_request
 from marn_tf.pipelines.beam_options import pipeline_options
 from marn_tf.pipelines.example_schema import POSITION
@@ -234,6 +234,7 @@ def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: st
     if output_format not in OUTPUT_FORMATS:
         raise S.SchemaError(f"--output-format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
     check_num_shards(num_shards)
+    check_batch_size(batch_size)
     info = read_info(model_dir)
     schema = S.Schema.load(os.path.join(model_dir, "assets", S.SCHEMA_FILE))
     matched = FileSystems.match([input_pattern])[0].metadata_list
@@ -244,9 +245,10 @@ def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: st
                                                      max_batch_size=batch_size))
     inputs = [("--model", model_dir), ("--input", input_pattern)] + [("input file", m.path) for m in matched]
 
+    options = pipeline_options(pipeline_args or [], num_workers)  # checked before the prefix is claimed
     with owned_prefix(output_prefix, ownership.SCORE, COMMAND, (".jsonl", ".parquet"), inputs,
                       example="runs/scores/test"):
-        pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or [], num_workers))
+        pipeline = beam.Pipeline(options=options)
         if input_format == "tfrecord":
             records = pipeline | "Read TFRecords" >> beam.io.ReadFromTFRecord(input_pattern)
         else:

@@ -27,8 +27,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, R
 
 from marn_tf import schema as S
 from marn_tf.export.batch_scoring import INFERENCE_FAILED, ExportedModelHandler, dead_letter, failed_batch_letters
-from marn_tf.export.job_outputs import (check_num_shards, count, owned_prefix, run_and_check, tally, write_counts,
-                                        write_dead_letters)
+from marn_tf.export.job_outputs import (check_batch_size, check_num_shards, count, owned_prefix, run_and_check,
+                                        tally, write_counts, write_dead_letters)
 from marn_tf.export.errors import short_reason
 from marn_tf.pipelines.beam_options import pipeline_options
 from marn_tf.storage import ownership
@@ -130,6 +130,7 @@ def run(model_dir: str, output_prefix: str, items: Optional[str] = None,
     if unknown or not output_formats:
         raise S.SchemaError(f"--format must be among {', '.join(OUTPUT_FORMATS)}, got {', '.join(unknown) or 'none'}")
     check_num_shards(num_shards)
+    check_batch_size(batch_size)
     if not FileSystems.exists(os.path.join(model_dir, "saved_model.pb")):
         raise S.SchemaError(f"{model_dir} holds no SavedModel: give an export's version directory, "
                             "<output>/<name>/<version>")
@@ -145,9 +146,10 @@ def run(model_dir: str, output_prefix: str, items: Optional[str] = None,
                                                      min_batch_size=1, max_batch_size=batch_size))
     inputs = [("--model", model_dir), ("--items", items)] + [("item id file", m.path) for m in matched]
 
+    options = pipeline_options(pipeline_args or [], num_workers)  # checked before the prefix is claimed
     with owned_prefix(output_prefix, ownership.EMBED_ITEMS, COMMAND, list(SUFFIXES.values()), inputs,
                       example="runs/items/marn-1"):
-        pipeline = beam.Pipeline(options=pipeline_options(pipeline_args or [], num_workers))
+        pipeline = beam.Pipeline(options=options)
         lines = pipeline | "Read item ids" >> beam.io.ReadFromText(items, coder=beam.coders.BytesCoder())
         ids = lines | "Check" >> beam.ParDo(ToItemId()).with_outputs(ToItemId.DEAD, main="ok")
         known = (pipeline | "Read vocabulary" >> beam.io.ReadFromText(vocabulary)

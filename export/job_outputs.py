@@ -3,7 +3,8 @@ the output prefix they own.
 
 Counts are data: a job counts records read, rows written and dead letters by reason with a combiner and writes
 them to `<output>-counts.json`, which is read back and checked, so the check is exact on any runner, whatever
-metrics it reports (some report attempted metrics only, or none).
+metrics it reports (some report attempted metrics only, or none). A job that wrote no row (nothing read, or every
+record dead-lettered) says so with the first dead letters' reasons (`nothing_done`), for a non-zero exit.
 
 The output prefix's directory belongs to the command (`marn_tf/storage/ownership.py`): a new or empty directory is
 claimed, one that holds anything else without the command's marker is refused; before the job, the files an
@@ -12,12 +13,14 @@ earlier run wrote under the same prefix are deleted, so `<output>-*` never mixes
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from marn_tf import schema as S
@@ -103,8 +106,47 @@ def run_and_check(pipeline: beam.Pipeline, output_prefix: str, done: str, folded
 
 
 def check_num_shards(num_shards: int) -> None:
-    if not isinstance(num_shards, int) or num_shards < 0:
+    if not isinstance(num_shards, int) or isinstance(num_shards, bool) or num_shards < 0:
         raise S.SchemaError(f"--num-shards must be 0 (the runner chooses) or more, got {num_shards!r}")
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Before any work: RunInference batches of at most `batch_size` records need one record or more."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise S.SchemaError(f"--batch-size must be 1 or more (the largest RunInference batch), got {batch_size!r}")
+
+
+def nothing_done(counts: Mapping[str, Any], done: str, output_prefix: str, records: str = "records") -> Optional[str]:
+    """Why a finished job wrote no row, with the first dead letters' reasons, or None when it wrote rows. A job
+    that did nothing must not exit 0: a scheduler would take the empty output for a result."""
+    if counts[done]:
+        return None
+    if not counts["read"]:
+        return f"read no {records}, so none was {done}: the input files are empty"
+    shown = "; ".join(first_dead_letters(output_prefix)) or "none found"
+    return (f"none of the {counts['read']:,} {records} read was {done}: {counts['dead_lettered']:,} dead-lettered, "
+            f"the first reasons: {shown} (every one in {output_prefix}-dead_letter-*.jsonl)")
+
+
+def first_dead_letters(output_prefix: str, count: int = 3, scanned: int = 1000) -> list[str]:
+    """`reason: detail` of up to `count` different dead letters among the first `scanned` the job wrote."""
+    paths = sorted(m.path for m in FileSystems.match([f"{output_prefix}-dead_letter-*.jsonl"])[0].metadata_list)
+
+    def lines() -> Iterator[bytes]:
+        for path in paths:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                yield from f
+
+    found: list[str] = []
+    for line in itertools.islice(lines(), scanned):
+        letter = json.loads(line)
+        text = f"{letter['reason']}: {letter['detail']}"
+        if text not in found:
+            found.append(text)
+        if len(found) == count:
+            break
+    return found
+    return found
 
 
 # ------------------------------------------------------------------------------------------ the output prefix

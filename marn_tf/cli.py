@@ -11,6 +11,7 @@ import sys
 import marn_tf  # noqa: F401  (selects Keras 2 before anything imports TensorFlow)
 from marn_tf import presets
 from marn_tf.config_loader import ConfigError
+from marn_tf.export.job_arguments import add_job_arguments, at_least
 from marn_tf.schema import SPLITS
 from marn_tf.storage import files
 
@@ -152,20 +153,28 @@ def _stages_ran(flow) -> int:
 
 
 def _score(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from marn_tf.export import batch_scoring
+    from marn_tf.export import batch_scoring, job_outputs
 
     counts = batch_scoring.run(args.model, args.input, args.output, args.input_format, args.output_format,
                                args.batch_size, beam_args, args.workers, args.num_shards)
     print(batch_scoring.summary(counts, args.output, args.output_format))
-    return 0
+    return _done(job_outputs.nothing_done(counts, "scored", args.output))
 
 
 def _embed_items(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from marn_tf.export import item_embeddings
+    from marn_tf.export import item_embeddings, job_outputs
 
     counts = item_embeddings.run(args.model, args.output, args.items, args.format, args.batch_size, beam_args,
                                  args.workers, args.num_shards)
     print(item_embeddings.summary(counts, args.output, args.format))
+    return _done(job_outputs.nothing_done(counts, "embedded", args.output, "item ids"))
+
+
+def _done(nothing_done: str | None) -> int:
+    """0, or 1 with why when a batch job wrote nothing: a scheduler must not take an empty output for a result."""
+    if nothing_done:
+        print(f"error: {nothing_done}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -235,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set sequence.max_length=30 (repeatable)")
     _add_preset_argument(pre)
-    pre.add_argument("--workers", type=int, default=2,
+    pre.add_argument("--workers", type=at_least(1), default=2,
                      help="local runner processes (default %(default)s; ignored with --runner)")
     pre.add_argument("--overwrite", action="store_true",
                      help="replace an earlier output of marn preprocess (a directory it did not write, or one that "
@@ -268,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="output directory of `marn preprocess`")
     ev.add_argument("--split", default="test", choices=SPLITS, help="default: %(default)s")
     ev.add_argument("--output", help="report directory (default: <run>/evaluation_<split>)")
-    ev.add_argument("--max-batches", type=int, help="evaluate only this many batches of 1024 (a quick look)")
+    ev.add_argument("--max-batches", type=at_least(1), help="evaluate only this many batches of 1024 (a quick look)")
     ev.add_argument("--no-modality-importance", action="store_true", help="skip the AUC drop per hidden modality")
     ev.add_argument("--world", help="the generated data's world.json: the AUC drop per category kind too")
 
@@ -306,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--model", required=True, help="the version directory, <output>/<name>/<version>")
     ck.add_argument("--run", help="run directory (default: the one recorded at export)")
     ck.add_argument("--data", help="preprocessed data directory (default: the one recorded at export)")
-    ck.add_argument("--examples", type=int, default=256, help="validation examples to compare (default %(default)s)")
+    ck.add_argument("--examples", type=at_least(1), default=256,
+                    help="validation examples to compare (default %(default)s)")
     ck.add_argument("--tolerance", type=float, default=1e-5,
                     help="largest allowed |difference| of probabilities and weights (default %(default)g)")
     ck.add_argument("--quiet", action="store_true", help="do not print saved_model_cli's output")
@@ -328,11 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--input-format", default="tfrecord", choices=["tfrecord", "parquet"],
                     help="tf.Example TFRecords (gzip by extension) or Parquet with one column per schema feature")
     sc.add_argument("--output-format", default="jsonl", choices=["jsonl", "parquet"], help="default: %(default)s")
-    sc.add_argument("--batch-size", type=int, default=512, help="largest RunInference batch (default %(default)s)")
-    sc.add_argument("--workers", type=int, default=1,
-                    help="local runner processes (default %(default)s; each loads the model; ignored with --runner)")
-    sc.add_argument("--num-shards", type=int, default=0,
-                    help="files of predictions (default 0: as the runner chooses)")
+    add_job_arguments(sc, batch_size=512, files_of="predictions")
 
     ei = sub.add_parser(
         "embed-items", help="write every item's representation with an exported model, for a feature store "
@@ -352,11 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "model's own item vocabulary)")
     ei.add_argument("--format", nargs="+", default=["parquet", "tfrecord"], choices=["parquet", "tfrecord"],
                     help="output formats (default: both)")
-    ei.add_argument("--batch-size", type=int, default=1024, help="largest RunInference batch (default %(default)s)")
-    ei.add_argument("--workers", type=int, default=1,
-                    help="local runner processes (default %(default)s; each loads the model; ignored with --runner)")
-    ei.add_argument("--num-shards", type=int, default=0,
-                    help="files of each format (default 0: as the runner chooses)")
+    add_job_arguments(ei, batch_size=1024, files_of="each format")
     return parser
 
 

@@ -223,3 +223,37 @@ def test_a_rerun_with_fewer_shards_leaves_no_stale_shard(exported, prepared, tmp
         "scores-00000-of-00001.jsonl", "scores-counts.json", "scores-dead_letter-00000-of-00001.jsonl"]
     assert len(_jsonl(str(out / "scores-0*.jsonl"))) == 6
     assert sorted(glob.glob(str(out / "other-*"))) == others
+
+
+@pytest.mark.parametrize("size", ["0", "-1"])
+def test_a_batch_size_below_one_is_a_usage_error_naming_the_flag(tmp_path, capsys, size):
+    """--batch-size 0 or less exits 2 naming the flag before any work; the library refuses it as well."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["score", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "in"), "--output",
+              str(tmp_path / "out" / "scores"), "--batch-size", size])
+    assert exit_.value.code == 2
+    assert f"argument --batch-size: {size} is too small: give 1 or more" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=rf"--batch-size must be 1 or more .*, got {size}"):
+        batch_scoring.run(str(tmp_path / "m"), str(tmp_path / "in"), str(tmp_path / "out" / "scores"),
+                          batch_size=int(size))
+    assert not (tmp_path / "out").exists()
+
+
+@integration
+def test_a_score_that_scored_nothing_exits_1_with_the_first_dead_letter_reasons(exported, tmp_path, capsys):
+    """Every record dead-lettered, or no record read: the counts are written, and `marn score` exits 1 saying so,
+    with the first dead letters' reasons, so that a scheduler does not take the empty output for a result."""
+    _write(tmp_path / "bad.tfrecord", [b"not an example", b"\x00\x01"])
+    out = str(tmp_path / "out" / "scores")
+    assert main(["score", "--model", exported[0].path, "--input", str(tmp_path / "bad.tfrecord"), "--output", out]) == 1
+    captured = capsys.readouterr()
+    assert "read 2 records: 0 scored, 2 dead-lettered" in captured.out
+    error = captured.err.strip().splitlines()[-1]
+    assert error.startswith("error: none of the 2 records read was scored: 2 dead-lettered, the first reasons: "
+                            "invalid_record: "), error
+    assert f"(every one in {out}-dead_letter-*.jsonl)" in error
+    assert json.load(open(f"{out}-counts.json"))["dead_lettered"] == 2
+    _write(tmp_path / "empty.tfrecord", [])
+    assert main(["score", "--model", exported[0].path, "--input", str(tmp_path / "empty.tfrecord"), "--output",
+                 out]) == 1
+    assert "error: read no records, so none was scored: the input files are empty" in capsys.readouterr().err

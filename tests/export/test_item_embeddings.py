@@ -91,3 +91,24 @@ def test_a_rerun_with_fewer_shards_leaves_no_stale_shard_and_foreign_files_are_r
     with pytest.raises(OwnershipError, match="items-extra.parquet"):
         item_embeddings.run(result.path, prefix, str(items), output_formats=["parquet"])
     assert theirs.read_bytes() == b"a feature store's file" and len(glob.glob(f"{prefix}-0*.parquet")) == 1
+
+
+def test_a_batch_size_below_one_is_a_usage_error_naming_the_flag(tmp_path, capsys):
+    """--batch-size 0 exits 2 naming the flag before any work."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["embed-items", "--model", str(tmp_path / "m"), "--output", str(tmp_path / "out" / "items"),
+              "--batch-size", "0"])
+    assert exit_.value.code == 2
+    assert "argument --batch-size: 0 is too small: give 1 or more" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_embed_items_run_that_embedded_nothing_exits_1_with_the_first_reasons(exported, tmp_path, capsys):
+    """Every id dead-lettered (none in the model's vocabulary): `marn embed-items` exits 1 with the reasons."""
+    items = tmp_path / "items.txt"
+    items.write_text("never-seen\nnor-this\n")
+    prefix = str(tmp_path / "out" / "items")
+    assert main(["embed-items", "--model", exported[0].path, "--output", prefix, "--items", str(items)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: none of the 2 item ids read was embedded: 2 dead-lettered, the first reasons: "
+                            "unknown_item_id: "), error

@@ -54,9 +54,12 @@ VALID = "inputs: {events: {path: e}, items: {path: i}}\nsplit: {train_end: 2026-
     (VALID + "train: {learning_rate: .nan}\n", "config key 'train.learning_rate' must be a finite number, got nan"),
     (VALID + "pipeline: {max_dead_letter_rate: -.inf}\n",
      "config key 'pipeline.max_dead_letter_rate' must be a finite number, got -inf"),
+    # A zero width would reach a TensorFlow op; YAML's date constructor raises a bare ValueError.
+    (VALID + "model: {hidden_units: [200, 0]}\n", "config key 'model.hidden_units[1]' is 0: each must be a positive"),
+    (VALID.replace("2026-01-02", "2026-02-30"), "config key 'split.train_end' is 2026-02-30, which is no date"),
 ])
 @pytest.mark.parametrize("command", ["preprocess", "train", "run"])
-def test_duplicate_keys_and_non_finite_numbers_exit_2_before_any_work(tmp_path, capsys, text, message, command):
+def test_config_mistakes_exit_2_before_any_work(tmp_path, capsys, text, message, command):
     config = tmp_path / "c.yaml"
     config.write_text(text)
     extra = ["--data", str(tmp_path / "d")] if command == "train" else []
@@ -71,7 +74,9 @@ def test_overrides_are_checked_like_the_file(tmp_path, capsys):
     config.write_text(VALID)
     for override, message in [("train.learning_rate=.inf", "'train.learning_rate' must be a finite number, got inf"),
                               ("users={features: [a], features: [b]}", "config key 'features' is given twice"),
-                              ("train.epochs=[1", "the value is not valid YAML")]:
+                              ("train.epochs=[1", "the value is not valid YAML"),
+                              ("split.train_end=2026-02-30", "'split.train_end' is 2026-02-30, which is no date"),
+                              ("model.text_kernel_sizes=[3, 0]", "config key 'model.text_kernel_sizes[1]' is 0")]:
         assert cli.main(["preprocess", "--config", str(config), "--output", str(tmp_path / "o"), "--set", override]) == 2
         assert message in capsys.readouterr().err
     # Merge keys may restate a merged key: that is YAML's way to override it, not a duplicate.

@@ -1,6 +1,8 @@
 """Beam options: without --runner the local FnApiRunner with the asked worker processes; a given runner is kept."""
+import pytest
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, StandardOptions
 
+from marn_tf.config_loader import ConfigError
 from marn_tf.pipelines.beam_options import pipeline_options
 
 
@@ -17,3 +19,10 @@ def test_a_named_runner_and_its_flags_are_kept():
     assert options.view_as(StandardOptions).runner == "DataflowRunner"
     assert options.view_as(GoogleCloudOptions).project == "p"
     assert options.view_as(DirectOptions).direct_num_workers != 4  # local workers only for the local runner
+
+
+def test_no_local_worker_process_is_a_config_error_naming_the_flag():
+    """0 or a negative number of local workers fails before any work, whatever the runner, naming --workers."""
+    for workers in (0, -2):
+        with pytest.raises(ConfigError, match=rf"--workers \(or run.workers\) must be 1 or more .* got {workers}"):
+            pipeline_options(["--runner", "DataflowRunner"], num_workers=workers)
