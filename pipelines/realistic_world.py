@@ -119,6 +119,8 @@ def generate_user(u: int, cat: Catalog, opts: GeneratorOptions, rng: np.random.G
         if day < first_day:
             continue
         released = np.flatnonzero(cat.release_day <= day)
+        if len(released) == 0:
+            continue
         age = day - cat.release_day[released]
         weight = cat.zipf_weight[released] * np.where(age < RELEASE_BOOST_DAYS, RELEASE_BOOST, 1.0)
         weight /= weight.sum()
@@ -126,7 +128,7 @@ def generate_user(u: int, cat: Catalog, opts: GeneratorOptions, rng: np.random.G
         for s in sorted(rng.integers(0, 86400 - 3600, rng.poisson(activity))):
             t = start + day * 86400 + int(s)
             for r in range(int(rng.integers(1, 3))):
-                k = opts.impressions_per_request
+                k = min(opts.impressions_per_request, len(released))
                 shown = released[rng.choice(len(released), size=k, replace=False, p=weight)]
                 positions = np.arange(1, k + 1)
                 z = cat.style[shown]

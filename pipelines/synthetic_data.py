@@ -214,21 +214,25 @@ def _write_dataset(opts: GeneratorOptions, progress: bool) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from marn_tf.export.job_arguments import at_least
+
     d = GeneratorOptions(output="")
     parser.add_argument("--output", required=True, help="directory to write events/, items/, users/, config.yaml")
-    parser.add_argument("--users", type=int, default=d.users, help="number of users (default %(default)s)")
-    parser.add_argument("--events", type=int, default=None,
+    parser.add_argument("--users", type=at_least(1), default=d.users, help="number of users (default %(default)s)")
+    parser.add_argument("--events", type=at_least(1), default=None,
                         help="approximate number of events; sets --users from it (about 200 events a user at "
                              "the defaults)")
-    parser.add_argument("--items", type=int, default=d.items, help="catalog size (default %(default)s)")
-    parser.add_argument("--days", type=int, default=d.days, help="days of logs (default %(default)s)")
+    parser.add_argument("--items", type=at_least(1), default=d.items, help="catalog size (default %(default)s)")
+    parser.add_argument("--days", type=at_least(5), default=d.days,
+                        help="days of logs, at least 5 for the train, validation and test windows (default %(default)s)")
     parser.add_argument("--start-date", default=d.start_date, help="first day, ISO date (default %(default)s)")
-    parser.add_argument("--image-dim", type=int, default=d.image_dim, help="image vector size (default %(default)s)")
+    parser.add_argument("--image-dim", type=at_least(1), default=d.image_dim,
+                        help="image vector size (default %(default)s)")
     parser.add_argument("--format", choices=["jsonl", "csv", "parquet"], default=d.format,
                         help="raw file format (default %(default)s)")
     parser.add_argument("--no-gzip", dest="gzip", action="store_false", help="write uncompressed text files")
-    parser.add_argument("--shards", type=int, default=d.shards, help="event files (default %(default)s)")
-    parser.add_argument("--bad-record-rate", type=float, default=d.bad_record_rate,
+    parser.add_argument("--shards", type=at_least(1), default=d.shards, help="event files (default %(default)s)")
+    parser.add_argument("--bad-record-rate", type=_share, default=d.bad_record_rate,
                         help="share of extra broken event records, to exercise dead-lettering "
                              "(default %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
@@ -236,6 +240,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="planted: categories whose kinds say which modality matters (the embedded data); "
                              "realistic: heavy-tailed users and items, cold users and items, drifting tastes and "
                              "weak content, where the IDs carry most of the signal (default %(default)s)")
+
+
+def _share(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not a share: give a number from 0 to 1")
+    return value
 
 
 def options_from_args(args: argparse.Namespace) -> GeneratorOptions:

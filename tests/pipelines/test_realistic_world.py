@@ -87,3 +87,21 @@ def test_users_click_items_whose_factor_matches_their_recent_clicks():
             if event["clicked"]:
                 history.append(catalog.style[item])
     assert np.mean(clicked_agreement) > np.mean(shown_agreement) + 0.3
+
+
+def test_a_catalog_smaller_than_a_request_still_generates(tmp_path):
+    counts = generate(GeneratorOptions(output=str(tmp_path / "tiny"), **{**SMALL, "users": 20, "items": 6}),
+                      progress=False)
+    assert counts["impressions"] > 0
+
+
+@pytest.mark.parametrize("flag,value", [("--users", "0"), ("--items", "-5"), ("--days", "4"), ("--shards", "0"),
+                                        ("--bad-record-rate", "1.5"), ("--image-dim", "many")])
+def test_a_count_out_of_range_is_a_usage_error_naming_the_flag(tmp_path, capsys, flag, value):
+    from marn_tf import cli
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["generate-data", "--output", str(tmp_path / "out"), flag, value])
+    assert stopped.value.code == 2
+    assert flag in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
