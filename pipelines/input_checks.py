@@ -53,7 +53,7 @@ def check_inputs(config: Config, files: list[InputFile]) -> None:
         if not table:
             continue
         samples = [sample_file(f, config.events.timestamp if source == "events" else None) for f in table]
-        check_columns(source, configured_columns(config, source), samples, table[0].format == "jsonl")
+        check_columns(source, configured_columns(config, source), samples, table[0].format in ("jsonl", "json"))
         if source == "events":
             # The split windows are judged only from every file: unsampled files may hold the missing times.
             check_timestamps(config, [r.get(config.events.timestamp) for s in samples for r in s.records],
@@ -167,7 +167,7 @@ def sample_file(file: InputFile, timestamp_column: Optional[str]) -> FileSample:
         if file.format == "parquet":
             return _sample_parquet(file, timestamp_column)
         head = _parsed(read_records(file), SAMPLE_RECORDS)
-        tail = _text_tail(file) if not file.path.endswith(".gz") else None
+        tail = _text_tail(file) if file.format in ("jsonl", "csv") and not file.gzip else None  # cheap here
     except Exception as err:  # noqa: BLE001 -- the job dead-letters what cannot be read; nothing to check here
         log.debug("cannot sample %s: %s", file.path, err)
         return FileSample(file.path, None, [], False)

@@ -51,6 +51,7 @@ class DeadLetter(NamedTuple):
     detail: str  # what exactly is wrong, naming the field
     record: str  # the record as read (text, or JSON of a Parquet row)
     file: str = ""
+    field: str = ""  # the one optional field dropped from a record that was kept; "" when the record was rejected
 
     def to_json(self) -> str:
         text = json.dumps(self._asdict(), ensure_ascii=False)
@@ -74,6 +75,7 @@ class Item(NamedTuple):
     image: Optional[tuple]  # floats of image_dim, None when missing
     title: Optional[str]
     statistics: tuple  # ints of ItemFields.statistics, -1 when missing
+    field_errors: tuple = ()  # (field, reason, detail) of each optional field dropped as bad (marked missing)
 
 
 class UserProfile(NamedTuple):
@@ -222,8 +224,12 @@ def float_vector(value: Any, field: str, dim: int) -> Optional[tuple]:
             value = [float(p) for p in parts]
         except ValueError:
             raise Rejected(BAD_VALUE, f"{field} has a value that is not a number") from None
-    if isinstance(value, dict):
-        raise Rejected(BAD_VALUE, f"{field} must be a list of numbers, got an object")
+    if isinstance(value, (dict, bool)) or not hasattr(value, "__iter__"):
+        raise Rejected(BAD_VALUE, f"{field} must be a list of numbers, got {type(value).__name__}")
+    # float() takes True and "1.5": in a vector of numbers a boolean or a string is a bad value, not a number.
+    odd = next((x for x in value if isinstance(x, (bool, str, bytes)) or x is None), _NOTHING)
+    if odd is not _NOTHING:
+        raise Rejected(BAD_VALUE, f"{field} holds {_quote.repr(odd)}, not a number")
     try:
         vector = tuple(float(x) for x in value)
     except (TypeError, ValueError):
@@ -240,6 +246,9 @@ def float_vector(value: Any, field: str, dim: int) -> Optional[tuple]:
         raise Rejected(NON_FINITE, f"{field}[{beyond}] is {vector[beyond]!r}: NaN, infinite or beyond the float32 "
                                    f"range (+-{FLOAT32_MAX:.4g})")
     return vector
+
+
+_NOTHING = object()
 
 
 # -- the three tables --------------------------------------------------------------------------
@@ -277,29 +286,50 @@ def parse_event(record: dict, config: Config) -> Event:
 
 
 def parse_item(record: dict, config: Config) -> Item:
+    """The item, or Rejected when its id is bad. A bad optional field (image, title, a statistic, an id field)
+    is marked missing and listed in `field_errors`: the item and the events that show it are kept."""
     f = config.items
-    title = record.get(f.title) if f.title else None
-    if title is not None and not isinstance(title, str):
-        raise Rejected(BAD_VALUE, f"{f.title} must be text, got {type(title).__name__}")
-    if title is not None and not _is_utf8(title):
-        raise Rejected(BAD_VALUE, f"{f.title} holds a lone surrogate (a \\ud800-\\udfff escape): not text")
-    statistics = []
-    for name in f.statistics:
-        value = record.get(name)
-        if value is None or value == "":
-            statistics.append(-1)
-            continue
-        count = integer(value, name)
-        if count < 0:
-            raise Rejected(NEGATIVE_COUNT, f"{name} is {count}; counts cannot be negative")
-        statistics.append(count)
+    item_id = required_id(record, f.item_id)
+    errors = []
+
+    def optional(field: str, parse, missing):
+        try:
+            return parse()
+        except Rejected as err:
+            errors.append((field, err.reason, _short_text(err.detail)))
+        except (ValueError, TypeError, ArithmeticError, RecursionError) as err:  # what odd values make Python raise
+            errors.append((field, MALFORMED, _short_text(f"{field} cannot be read ({type(err).__name__}): {err}")))
+        return missing
+
+    title = optional(f.title, lambda: _title(record.get(f.title), f.title), None) if f.title else None
+    statistics = tuple(optional(name, lambda name=name: _count(record.get(name), name), -1) for name in f.statistics)
     return Item(
-        item_id=required_id(record, f.item_id),
-        id_values=tuple(optional_id(record, name) for name in f.id_fields),
-        image=float_vector(record.get(f.image), f.image, f.image_dim) if f.image else None,
+        item_id=item_id,
+        id_values=tuple(optional(name, lambda name=name: optional_id(record, name), "") for name in f.id_fields),
+        image=optional(f.image, lambda: float_vector(record.get(f.image), f.image, f.image_dim), None)
+        if f.image else None,
         title=title if title and title.strip() else None,
-        statistics=tuple(statistics),
+        statistics=statistics,
+        field_errors=tuple(errors),
     )
+
+
+def _title(title: Any, field: str) -> Optional[str]:
+    if title is not None and not isinstance(title, str):
+        raise Rejected(BAD_VALUE, f"{field} must be text, got {type(title).__name__}")
+    if title is not None and not _is_utf8(title):
+        raise Rejected(BAD_VALUE, f"{field} holds a lone surrogate (a \\ud800-\\udfff escape): not text")
+    return title
+
+
+def _count(value: Any, field: str) -> int:
+    """A catalog counter; -1 when missing."""
+    if value is None or value == "":
+        return -1
+    count = integer(value, field)
+    if count < 0:
+        raise Rejected(NEGATIVE_COUNT, f"{field} is {count}; counts cannot be negative")
+    return count
 
 
 def parse_user(record: dict, config: Config) -> UserProfile:

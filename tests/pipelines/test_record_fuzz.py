@@ -195,11 +195,13 @@ def file_bytes(fmt: str):
 
     def encode(parts):
         text = b"\n".join(parts) + b"\n"
+        if fmt == "json":  # a JSON array of the records, one a line
+            text = b"[" + b",\n".join(parts) + b"]\n"
         if fmt == "csv":
             text = b",".join(k.encode() for k in EVENT) + b"\n" + text
         return gzip.compress(text) if fmt.endswith("gz") else text
 
-    return mutated(lines.map(encode)) if fmt.endswith("gz") else lines.map(encode)
+    return mutated(lines.map(encode)) if fmt.endswith("gz") or fmt == "json" else lines.map(encode)
 
 
 def parquet_bytes():
@@ -233,7 +235,7 @@ def read_and_parse(config, file: InputFile):
     return accepted, dead, counts
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.gz", "csv", "parquet"])
+@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.gz", "json", "csv", "parquet"])
 def test_any_file_is_read_to_its_end_or_dead_lettered_and_counts_balance(make_config, tmp_path, fmt):
     config = make_config()
     path = tmp_path / f"events.{fmt}"
@@ -243,7 +245,7 @@ def test_any_file_is_read_to_its_end_or_dead_lettered_and_counts_balance(make_co
     def check(data):
         path.write_bytes(data)
         header = tuple(EVENT) if fmt == "csv" else None
-        file = InputFile("events", str(path), fmt.split(".")[0], header)
+        file = InputFile("events", str(path), fmt.split(".")[0], header, gzip=fmt.endswith("gz"))
         accepted, dead, counts = read_and_parse(config, file)
         assert counts.get("in:events", 0) == len(accepted) + len(dead)  # records in = accepted + dead-lettered
         for letter in dead:
