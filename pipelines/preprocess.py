@@ -19,6 +19,7 @@ with pipeline.item_content: examples every item's content.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Optional
@@ -39,7 +40,8 @@ from marn_tf.pipelines.item_content import ItemContent
 from marn_tf.pipelines.item_statistics import CumulativeCounts
 from marn_tf.pipelines.item_table import arrow_schema
 from marn_tf.pipelines.raw_io import InputFile, list_input_files
-from marn_tf.pipelines.run_report import COUNTS_FILE, IMAGE_PCA_FILE, finalize, write_json
+from marn_tf.pipelines.run_report import (COUNTS_FILE, IMAGE_PCA_FILE, field_dead_key, file_dead_key, file_records_key,
+                                          finalize, write_json)
 from marn_tf.pipelines.transforms import (COUNTS, DEAD, ITEM_COUNT_KEY, ITEMS, BuildExamples, BuildTimeline, ItemRows,
                                  KeepFirstItem, ReadAndParse, TrainingWindowCounts, WriteVocabularies,
                                  build_vocabularies, catalog_value_counts, daily_item_counts, sum_pairs)
@@ -51,6 +53,33 @@ class PreprocessError(RuntimeError):
     """The job ran but its output must not be used (e.g. too many rejected records)."""
 
 
+class ReadParseAndCountFiles(ReadAndParse):
+    """ReadAndParse, also counting each file's records: the run report's per-file dead-letter rates."""
+
+    def process(self, file: InputFile):
+        key = f"in:{file.source}"
+        before = self.counts[key]
+        yield from super().process(file)
+        self.counts[file_records_key(file.source, file.path)] += self.counts[key] - before
+
+
+def field_dead_letters(keyed: tuple) -> list:
+    """(item id, item) of the catalog -> a dead letter for each optional field dropped from the kept item."""
+    item_id, item = keyed
+    return [R.DeadLetter("items", reason, f"{detail}; item {item_id} is kept with {field} marked missing",
+                         json.dumps({"item_id": item_id}), field=field)
+            for field, reason, detail in item.field_errors]
+
+
+def dead_letter_counts(letter: R.DeadLetter) -> list:
+    """The count keys of one dead letter: its reason (or the field dropped from a kept record), and its file's
+    when it was rejected on reading."""
+    if letter.field:
+        return [(field_dead_key(letter.source, letter.field, letter.reason), 1)]
+    keys = [(f"dead_letter:{letter.source}:{letter.reason}", 1)]
+    return keys + [(file_dead_key(letter.source, letter.file), 1)] if letter.file else keys
+
+
 def build_pipeline(p: beam.Pipeline, config: Config, output: str, files: Optional[list[InputFile]] = None) -> None:
     """Adds the whole job to `p`; outputs go under `output` (see marn_tf/schema.py for the layout).
     `files`: the input files, when already listed (default: listed here)."""
@@ -60,8 +89,8 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str, files: Optiona
     # Every input file, read and parsed in one stage; files are spread over the workers.
     records = (p | "Input files" >> beam.Create(files if files is not None else list_input_files(config))
                | "Spread files" >> beam.Reshuffle()
-               | "Read and parse" >> beam.ParDo(ReadAndParse(config)).with_outputs(ITEMS, DEAD, COUNTS,
-                                                                                  main="by_user"))
+               | "Read and parse" >> beam.ParDo(ReadParseAndCountFiles(config)).with_outputs(ITEMS, DEAD, COUNTS,
+                                                                                            main="by_user"))
     dead_letters.append(records[DEAD])
     counts.append(records[COUNTS])
 
@@ -70,6 +99,8 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str, files: Optiona
                | "Group items" >> beam.GroupByKey()
                | "Catalog" >> beam.ParDo(KeepFirstItem()).with_outputs(DEAD, main="ok"))
     dead_letters.append(catalog[DEAD])
+    field_letters = catalog.ok | "Dropped item fields" >> beam.FlatMap(field_dead_letters)
+    dead_letters.append(field_letters)
     catalog_ids = beam.pvalue.AsDict(catalog.ok | "Catalog ids" >> beam.Map(lambda kv: (kv[0], None)))
 
     timelines = (
@@ -152,7 +183,7 @@ def build_pipeline(p: beam.Pipeline, config: Config, output: str, files: Optiona
     dead = dead_letters | "All dead letters" >> beam.Flatten()
     _ = (dead | "Dead letter json" >> beam.Map(R.DeadLetter.to_json)
          | "Write dead letters" >> beam.io.WriteToText(join("dead_letter", "part"), file_name_suffix=".jsonl.gz"))
-    counts.append(dead | "Dead letter reasons" >> beam.Map(lambda d: (f"dead_letter:{d.source}:{d.reason}", 1)))
+    counts.append(dead | "Dead letter reasons" >> beam.FlatMap(dead_letter_counts))
 
     _ = (counts | "All counts" >> beam.Flatten()
          | "Counts" >> beam.CombinePerKey(sum)
@@ -223,11 +254,28 @@ def _run_job(config: Config, output: str, files: list[InputFile], options: Pipel
     p.run().wait_until_finish()
     log.info("job finished in %.1f s; writing schema and report", time.monotonic() - started)
     report = finalize(config, output)
-    too_many = report["dead_letter_rate_exceeded"]
-    if too_many:  # one line: the rates, the files that stopped early (and where), where to look
-        unreadable = "".join(f"; {u['file']} cannot be read past {u['where']}" for u in report["unreadable_files"])
-        raise PreprocessError(
-            "too many rejected records: " + "; ".join(f"{s}: {r:.2%}" for s, r in too_many.items())
-            + f" (pipeline.max_dead_letter_rate is {config.pipeline.max_dead_letter_rate:.2%}){unreadable}; the "
-            f"reasons are in {output}/report.md and the records in {output}/dead_letter/")
+    check_report(config, output, report)
     return report
+
+
+def check_report(config: Config, output: str, report: dict) -> None:
+    """Raises PreprocessError, in one line, when the output must not be used: a table or a file past its
+    dead-letter limit, or a split with no example (nothing to train on, choose or measure a model by)."""
+    too_many, files = report["dead_letter_rate_exceeded"], report["file_dead_letter_rate_exceeded"]
+    if too_many or files:  # one line: the rates, the files that stopped early (and where), where to look
+        unreadable = "".join(f"; {u['file']} cannot be read past {u['where']}" for u in report["unreadable_files"])
+        limits = [f"pipeline.max_dead_letter_rate is {config.pipeline.max_dead_letter_rate:.2%}"] if too_many else []
+        if files:
+            limits.append(f"pipeline.max_file_dead_letter_rate is {config.pipeline.max_file_dead_letter_rate:.2%}")
+        shown = list(files.items())[:5]
+        raise PreprocessError(
+            "too many rejected records: " + "; ".join(f"{s}: {r:.2%}" for s, r in [*too_many.items(), *shown])
+            + (f" (and {len(files) - len(shown)} more files)" if len(files) > len(shown) else "")
+            + f" ({', '.join(limits)}){unreadable}; the reasons are in {output}/report.md and the records in "
+            f"{output}/dead_letter/")
+    if report["empty_splits"]:
+        raise PreprocessError(
+            "; ".join(f"the {split} split has no example (impressions {window})"
+                      for split, window in report["empty_splits"].items())
+            + f": no model can be trained, chosen or measured on it. Set the split dates inside the events' time "
+            f"range (the splits' examples are in {output}/report.md)")

@@ -25,6 +25,38 @@ def unreadable_key(path: str, where: str) -> str:
     return f"{_UNREADABLE}{path}\t{where}"
 
 
+_FILE_RECORDS, _FILE_DEAD, _FIELD_DEAD = "file_records\t", "file_dead_letters\t", "field_dead_letter\t"
+
+
+def file_records_key(source: str, path: str) -> str:
+    """The count key of one file's records (read, whether accepted or rejected)."""
+    return f"{_FILE_RECORDS}{source}\t{path}"
+
+
+def file_dead_key(source: str, path: str) -> str:
+    """The count key of one file's records rejected on reading (not those of unknown items or duplicates: no
+    fault of the file's)."""
+    return f"{_FILE_DEAD}{source}\t{path}"
+
+
+def field_dead_key(source: str, field: str, reason: str) -> str:
+    """The count key of one bad optional field dropped from a record that was kept (outside the record balance)."""
+    return f"{_FIELD_DEAD}{source}\t{field}\t{reason}"
+
+
+def _file_rates(counts: dict, limit: float) -> list[dict]:
+    """Per file: records read, rejected on reading, their share, whether past `limit`; worst first."""
+    rows = []
+    for key, n in counts.items():
+        if key.startswith(_FILE_RECORDS):
+            source, path = key[len(_FILE_RECORDS):].split("\t", 1)
+            dead = counts.get(file_dead_key(source, path), 0)
+            rate = round(dead / n, 6) if n else 0.0
+            rows.append({"file": path, "source": source, "in": n, "dead_lettered": dead, "dead_letter_rate": rate,
+                         "exceeded": rate > limit})
+    return sorted(rows, key=lambda r: (-r["dead_letter_rate"], r["file"]))
+
+
 def write_json(path: str, data: dict) -> None:
     with FileSystems.create(path) as f:
         f.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
@@ -67,9 +99,15 @@ def build_report(counts: dict, config: Config) -> dict:
         n_in = counts.get(f"in:{s}", 0)
         accepted = counts.get(f"accepted:{s}", 0)
         rejected = sum(dead[s].values())
+        fields = {}
+        for key, n in counts.items():
+            if key.startswith(f"{_FIELD_DEAD}{s}\t"):
+                field, reason = key.split("\t")[2:]
+                fields.setdefault(field, {})[reason] = n
         sources[s] = {"in": n_in, "accepted": accepted, "dead_lettered": rejected,
                       "dead_letter_rate": round(rejected / n_in, 6) if n_in else 0.0,
-                      "balanced": n_in == accepted + rejected, "dead_letter_reasons": dict(sorted(dead[s].items()))}
+                      "balanced": n_in == accepted + rejected, "dead_letter_reasons": dict(sorted(dead[s].items())),
+                      "kept_without_field": {f: dict(sorted(r.items())) for f, r in sorted(fields.items())}}
     splits = {}
     for split in SPLITS:
         n = counts.get(f"examples:{split}", 0)
@@ -100,7 +138,20 @@ def build_report(counts: dict, config: Config) -> dict:
     limit = config.pipeline.max_dead_letter_rate
     report["dead_letter_rate_exceeded"] = {s: v["dead_letter_rate"] for s, v in sources.items()
                                            if v["dead_letter_rate"] > limit}
+    report["files"] = _file_rates(counts, config.pipeline.max_file_dead_letter_rate)
+    report["file_dead_letter_rate_exceeded"] = {f["file"]: f["dead_letter_rate"] for f in report["files"]
+                                                if f["exceeded"]}
+    report["empty_splits"] = {split: split_window(config, split) for split in SPLITS if not splits[split]["examples"]}
     return report
+
+
+def split_window(config: Config, split: str) -> str:
+    """The dates of a split's impressions, in the config's words."""
+    c = config.split
+    start = f"from split.train_start {c.train_start} " if c.train_start else ""
+    return {"train": f"{start}before split.train_end {c.train_end}",
+            "validation": f"from split.train_end {c.train_end} to split.valid_end {c.valid_end}",
+            "test": f"from split.valid_end {c.valid_end} on"}[split]
 
 
 def render_markdown(report: dict) -> str:
@@ -117,6 +168,20 @@ def render_markdown(report: dict) -> str:
     for s, v in report["sources"].items():
         for reason, n in v["dead_letter_reasons"].items():
             lines.append(f"| {s} | {reason} | {n:,} |")
+    kept = [(s, field, reason, n) for s, v in report["sources"].items()
+            for field, reasons in v["kept_without_field"].items() for reason, n in reasons.items()]
+    if kept:
+        lines += ["", "Records kept with an optional field marked missing (a dead letter each, naming the field):",
+                  "", "| table | field | reason | records |", "|---|---|---|---:|"]
+        lines += [f"| {s} | {field} | {reason} | {n:,} |" for s, field, reason, n in kept]
+    rejected = [f for f in report["files"] if f["dead_lettered"]]
+    if rejected:
+        lines += ["", "## Dead letters by file (rejected on reading)", "",
+                  "| file | table | in | dead-lettered | rate |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {f['file']} | {f['source']} | {f['in']:,} | {f['dead_lettered']:,} | {f['dead_letter_rate']:.2%}"
+                  f"{' **over the limit**' if f['exceeded'] else ''} |" for f in rejected[:50]]
+        if len(rejected) > 50:
+            lines.append(f"\n{len(rejected) - 50:,} more files with dead letters: see report.json")
     if report["unreadable_files"]:
         lines += ["", "Files that could not be read to their end (the rest of each is one `unreadable_file` "
                       "dead letter):", ""]
@@ -147,6 +212,11 @@ def render_markdown(report: dict) -> str:
     if report["dead_letter_rate_exceeded"]:
         lines += ["", "**FAILED: dead-letter rate above pipeline.max_dead_letter_rate for "
                       + ", ".join(report["dead_letter_rate_exceeded"]) + "**"]
+    if report["file_dead_letter_rate_exceeded"]:
+        lines += ["", "**FAILED: dead-letter rate above pipeline.max_file_dead_letter_rate for "
+                      + ", ".join(report["file_dead_letter_rate_exceeded"]) + "**"]
+    for split, window in report["empty_splits"].items():
+        lines += ["", f"**FAILED: the {split} split has no example (impressions {window})**"]
     return "\n".join(lines) + "\n"
 
 

@@ -63,7 +63,7 @@ def hostile_dataset(tmp_path, max_dead_letter_rate: float) -> tuple[str, dict]:
     (tmp_path / "events" / "a.jsonl.gz").write_bytes(gzip.compress(lines))
     cut = gzip.compress(jsonl(good_events(range(4, 8))))
     (tmp_path / "events" / "b.jsonl.gz").write_bytes(cut[: len(cut) * 2 // 3])
-    (tmp_path / "events" / "c.jsonl.gz").write_bytes(b"this is not gzip\n" * 10)
+    (tmp_path / "events" / "c.jsonl.gz").write_bytes(b"this is not gzip\n" * 10)  # read as the text it is
 
     items = [item(i) for i in range(5)] + [item(5, image_embedding=[1e39, 0.0, 0.0]), item(6, sales_count=1e39)]
     pq.write_table(pa.Table.from_pylist(items, schema=ITEM_SCHEMA), tmp_path / "items" / "a.parquet")
@@ -77,10 +77,11 @@ def hostile_dataset(tmp_path, max_dead_letter_rate: float) -> tuple[str, dict]:
               "items": {"image_dim": 3, "statistics": ["sales_count"], "max_title_tokens": 4},
               "sequence": {"max_length": 3}, "vocabulary": {"min_count": 1},
               "split": {"train_end": "2026-01-03", "valid_end": "2026-01-04"},
-              "pipeline": {"num_shards": 1, "max_dead_letter_rate": max_dead_letter_rate}}
+              "pipeline": {"num_shards": 1, "max_dead_letter_rate": max_dead_letter_rate,
+                           "max_file_dead_letter_rate": 1.0}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    events = {R.MALFORMED: 2, R.BAD_TIMESTAMP: 2, R.NON_FINITE: 2, R.UNREADABLE: 2}
-    return str(tmp_path / "config.yaml"), {"events": events, "items": {R.NON_FINITE: 2, R.UNREADABLE: 1}, "users": {}}
+    events = {R.MALFORMED: 2 + 10, R.BAD_TIMESTAMP: 2, R.NON_FINITE: 2, R.UNREADABLE: 1}
+    return str(tmp_path / "config.yaml"), {"events": events, "items": {R.UNREADABLE: 1}, "users": {}}
 
 
 def preprocess(config: str, output) -> int:
@@ -95,10 +96,12 @@ def test_no_record_or_file_stops_the_job(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert {s: v["dead_letter_reasons"] for s, v in report["sources"].items()} == expected
     assert all(v["balanced"] for v in report["sources"].values())
-    assert report["sources"]["items"]["accepted"] == 5
+    assert report["sources"]["items"]["accepted"] == 7  # a bad image or counter drops the field, not the item
+    assert report["sources"]["items"]["kept_without_field"] == {"image_embedding": {R.NON_FINITE: 1},
+                                                                 "sales_count": {R.NON_FINITE: 1}}
     where = {u["file"].rsplit("/", 1)[1]: u["where"] for u in report["unreadable_files"]}
-    assert sorted(where) == ["b.jsonl.gz", "b.parquet", "c.jsonl.gz"]
-    assert (where["b.parquet"], where["c.jsonl.gz"]) == ("row 0", "line 1 (byte 0 of its text)")
+    assert sorted(where) == ["b.jsonl.gz", "b.parquet"]
+    assert where["b.parquet"] == "row 0"
     assert where["b.jsonl.gz"].startswith("line ") and where["b.jsonl.gz"] != "line 1 (byte 0 of its text)"
     dead = [json.loads(line) for f in glob.glob(str(out / "dead_letter" / "*.jsonl.gz"))
             for line in gzip.open(f).read().decode().splitlines()]
@@ -108,7 +111,8 @@ def test_no_record_or_file_stops_the_job(tmp_path):
 
     # What was accepted fits its outputs: the item table's images are finite float32, the examples parse.
     table = pq.ParquetDataset(str(out / "item_table")).read().to_pylist()
-    assert sorted(row["item_id"] for row in table) == [f"i{i}" for i in range(5)]
+    assert sorted(row["item_id"] for row in table) == [f"i{i}" for i in range(7)]
+    assert [row["has_image"] for row in sorted(table, key=lambda r: r["item_id"])] == [1] * 5 + [0, 1]
     assert all(math.isfinite(x) for row in table for x in np.asarray(row["image"], dtype=np.float32))
     schema = Schema.load(str(out))
     assert sum(len(parse_split(out, schema, s)) for s in ("train", "validation", "test")) > 0
@@ -121,7 +125,7 @@ def test_past_the_threshold_an_unreadable_file_fails_the_job_in_one_line_naming_
     assert len(errors) == 1
     (error,) = errors
     assert "too many rejected records" in error
-    assert f"{tmp_path}/events/c.jsonl.gz cannot be read past line 1 (byte 0 of its text)" in error
+    assert "events/b.jsonl.gz cannot be read past line" in error
     assert f"{tmp_path}/items/b.parquet cannot be read past row 0" in error
 
 
@@ -147,4 +151,5 @@ def test_a_rerun_over_a_killed_jobs_output_is_refused_and_overwrite_leaves_no_st
     report = json.loads((out / "report.json").read_text())
     dead = [line for f in glob.glob(str(out / "dead_letter" / "*.jsonl.gz"))
             for line in gzip.open(f).read().splitlines()]
-    assert len(dead) == sum(v["dead_lettered"] for v in report["sources"].values())  # counted once, not doubled
+    rejected = [line for line in dead if not json.loads(line)["field"]]  # the others name a field of a kept item
+    assert len(rejected) == sum(v["dead_lettered"] for v in report["sources"].values())  # counted once, not doubled

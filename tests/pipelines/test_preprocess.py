@@ -61,11 +61,12 @@ GOOD_ITEMS = [
     dict(item_id="i5", shop_id="s3", brand_id="b3", category_id="c3", image_embedding=[0.5, 0.5, 0.5],
          title="cold new item", sales_count=1),  # never shown: a cold item, still in the item table
 ]
-BAD_ITEMS = [
-    (dict(GOOD_ITEMS[0], item_id="i6", image_embedding=[0.1, 0.2]), R.BAD_VECTOR_LENGTH),
-    (dict(GOOD_ITEMS[0], item_id="i7", image_embedding=[0.1, math.nan, 0.3]), R.NON_FINITE),
-    (dict(GOOD_ITEMS[0], item_id="i8", sales_count=-2), R.NEGATIVE_COUNT),
-    (dict(GOOD_ITEMS[0], title="Red silk dress, again"), R.DUPLICATE),
+BAD_ITEMS = [(dict(GOOD_ITEMS[0], title="Red silk dress, again"), R.DUPLICATE)]
+# Kept, each with one optional field marked missing (and a dead letter naming it): (item, field, reason).
+PARTLY_BAD_ITEMS = [
+    (dict(GOOD_ITEMS[0], item_id="i6", image_embedding=[0.1, 0.2]), "image_embedding", R.BAD_VECTOR_LENGTH),
+    (dict(GOOD_ITEMS[0], item_id="i7", image_embedding=[0.1, math.nan, 0.3]), "image_embedding", R.NON_FINITE),
+    (dict(GOOD_ITEMS[0], item_id="i8", sales_count=-2), "sales_count", R.NEGATIVE_COUNT),
 ]
 GOOD_USERS = [dict(user_id="u1", gender="f"), dict(user_id="u2", gender="m")]
 BAD_USERS = [(dict(user_id=None, gender="f"), R.MISSING_FIELD), (dict(user_id="u1", gender="m"), R.DUPLICATE)]
@@ -114,7 +115,8 @@ def make_dataset(tmp_path, make_config, fmt, **config_sections):
     raw_lines = [(line if fmt.startswith("jsonl") else csv_line) for line, _, csv_line in TEXT_ONLY_BAD_EVENT_LINES]
     write_table(tmp_path / f"events{ext}", GOOD_EVENTS + [r for r, _ in BAD_EVENTS], EVENT_COLUMNS, fmt,
                 raw_lines if text else ())
-    write_table(tmp_path / f"items{ext}", GOOD_ITEMS + [r for r, _ in BAD_ITEMS], ITEM_COLUMNS, fmt)
+    write_table(tmp_path / f"items{ext}", GOOD_ITEMS + [r for r, _, _ in PARTLY_BAD_ITEMS] + [r for r, _ in BAD_ITEMS],
+                ITEM_COLUMNS, fmt)
     write_table(tmp_path / f"users{ext}", GOOD_USERS + [r for r, _ in BAD_USERS], ["user_id", "gender"], fmt)
     expected_dead = {"events": {}, "items": {}, "users": {}}
     for source, bad in (("events", BAD_EVENTS), ("items", BAD_ITEMS), ("users", BAD_USERS)):
@@ -151,12 +153,14 @@ def test_every_format_end_to_end(tmp_path, make_config, fmt):
     sources = report["sources"]
     assert {s: v["dead_letter_reasons"] for s, v in sources.items()} == expected_dead
     assert sources["events"]["accepted"] == len(GOOD_EVENTS)
-    assert sources["items"]["accepted"] == len(GOOD_ITEMS)
+    assert sources["items"]["accepted"] == len(GOOD_ITEMS) + len(PARTLY_BAD_ITEMS)
+    assert sources["items"]["kept_without_field"] == {"image_embedding": {R.BAD_VECTOR_LENGTH: 1, R.NON_FINITE: 1},
+                                                      "sales_count": {R.NEGATIVE_COUNT: 1}}
     assert sources["users"]["accepted"] == len(GOOD_USERS)
     assert all(v["balanced"] for v in sources.values())
     dead = [json.loads(line) for f in glob.glob(str(out / "dead_letter" / "*.jsonl.gz"))
             for line in gzip.open(f).read().decode().splitlines()]
-    assert sum(sum(v.values()) for v in expected_dead.values()) == len(dead)
+    assert sum(sum(v.values()) for v in expected_dead.values()) + len(PARTLY_BAD_ITEMS) == len(dead)
     assert all(d["reason"] in R.REASONS and d["detail"] and d["record"] for d in dead)
 
     # The schema round-trips and the TFRecords parse with it.
@@ -179,9 +183,9 @@ def test_every_format_end_to_end(tmp_path, make_config, fmt):
     assert {n: (written[n]["dtype"], written[n]["tags"]) for n in ("item_ctr", "user_ctr")} == {
         "item_ctr": ("float32", ["candidate", "statistic", "rate"]), "user_ctr": ("float32", ["user", "rate"])}
 
-    # Vocabularies from the training window; every catalog item (cold i5 too) has an item table row.
+    # Vocabularies from the training window; every catalog item (cold i5-i8 too) has an item table row.
     items = read_vocabulary(str(out / "vocab" / "item_id.txt"))
-    assert sorted(items) == ["i1", "i2", "i3", "i4", "i5"] and items[-1] == "i5"
+    assert sorted(items) == [f"i{i}" for i in range(1, 9)] and sorted(items[-4:]) == ["i5", "i6", "i7", "i8"]
     assert schema.item_table.num_with_id_embedding == 4  # min_count 1: all but the cold item
     table = pq.ParquetDataset(str(out / "item_table")).read().to_pylist()
     by_id = {row["item_id"]: row for row in table}
@@ -194,13 +198,14 @@ def test_every_format_end_to_end(tmp_path, make_config, fmt):
     assert by_id["i3"]["title_length"] == 0
     shops = read_vocabulary(str(out / "vocab" / "shop_id.txt"))
     assert sorted(shops) == ["s1", "s2"] and by_id["i5"]["shop_id"] == 0  # s3 only on a cold item: OOV
-    assert schema.vocabularies["item_id"].size == 5 and schema.vocabularies["shop_id"].input_dim == 3
+    assert schema.vocabularies["item_id"].size == 8 and schema.vocabularies["shop_id"].input_dim == 3
+    assert [by_id[i]["has_image"] for i in ("i6", "i7", "i8")] == [0, 0, 1]  # a bad image is missing, the item kept
 
 
 def test_dead_letter_threshold_fails_the_job_after_writing(tmp_path, make_config):
     config, _ = make_dataset(tmp_path, make_config, "jsonl", pipeline={"max_dead_letter_rate": 0.2, "num_shards": 1})
     out = tmp_path / "out"
-    with pytest.raises(preprocess.PreprocessError, match=r"events: 36\.84%.*items: 44\.44%"):
+    with pytest.raises(preprocess.PreprocessError, match=r"events: 36\.84%.*users: 50\.00%"):
         preprocess.run(config, str(out))
     assert "FAILED" in (out / "report.md").read_text()
     assert glob.glob(str(out / "dead_letter" / "*.jsonl.gz"))

@@ -85,19 +85,34 @@ def test_good_item_and_missing_content(make_config):
     assert item(make_config, image_embedding="0.5 1 -2").image == (0.5, 1.0, -2.0)  # CSV form
 
 
-@pytest.mark.parametrize("fields,reason", [
-    ({"image_embedding": [1.0, 2.0]}, R.BAD_VECTOR_LENGTH),
-    ({"image_embedding": [1.0, math.nan, 2.0]}, R.NON_FINITE),
-    ({"image_embedding": "1 inf 2"}, R.NON_FINITE),
-    ({"image_embedding": "1 x 2"}, R.BAD_VALUE),
-    ({"sales_count": -4}, R.NEGATIVE_COUNT),
-    ({"sales_count": "many"}, R.BAD_VALUE),
-    ({"sales_count": math.inf}, R.NON_FINITE),
-    ({"item_id": None}, R.MISSING_FIELD),
-    ({"title": 17}, R.BAD_VALUE),
+@pytest.mark.parametrize("fields,field,reason", [
+    ({"image_embedding": [1.0, 2.0]}, "image_embedding", R.BAD_VECTOR_LENGTH),
+    ({"image_embedding": [1.0, math.nan, 2.0]}, "image_embedding", R.NON_FINITE),
+    ({"image_embedding": "1 inf 2"}, "image_embedding", R.NON_FINITE),
+    ({"image_embedding": "1 x 2"}, "image_embedding", R.BAD_VALUE),
+    ({"image_embedding": [1.0, True, 2.0]}, "image_embedding", R.BAD_VALUE),  # bool is an int, not a number here
+    ({"image_embedding": [1.0, "2.0", 3.0]}, "image_embedding", R.BAD_VALUE),
+    ({"image_embedding": True}, "image_embedding", R.BAD_VALUE),
+    ({"image_embedding": 7}, "image_embedding", R.BAD_VALUE),
+    ({"sales_count": -4}, "sales_count", R.NEGATIVE_COUNT),
+    ({"sales_count": "many"}, "sales_count", R.BAD_VALUE),
+    ({"sales_count": math.inf}, "sales_count", R.NON_FINITE),
+    ({"title": 17}, "title", R.BAD_VALUE),
+    ({"brand_id": [1]}, "brand_id", R.BAD_VALUE),
 ])
-def test_bad_items_are_rejected_with_reason(make_config, fields, reason):
-    assert rejected_reason(lambda: item(make_config, **fields)) == reason
+def test_a_bad_optional_field_is_marked_missing_and_the_item_kept(make_config, fields, field, reason):
+    """The item keeps its id and its other fields; the bad one is missing and named with its reason."""
+    good, bad = item(make_config), item(make_config, **fields)
+    assert bad.item_id == "i1" and [(f, r) for f, r, _ in bad.field_errors] == [(field, reason)]
+    missing = {"image_embedding": ("image", None), "sales_count": ("statistics", (-1,)), "title": ("title", None),
+               "brand_id": ("id_values", ("s1", "", "c1"))}[field]
+    assert getattr(bad, missing[0]) == missing[1]
+    kept = [name for name in ("image", "title", "statistics", "id_values") if name != missing[0]]
+    assert [getattr(bad, name) for name in kept] == [getattr(good, name) for name in kept]
+
+
+def test_an_item_without_its_id_is_rejected(make_config):
+    assert rejected_reason(lambda: item(make_config, item_id=None)) == R.MISSING_FIELD
 
 
 def test_title_words():
@@ -111,4 +126,4 @@ def test_dead_letter_json_keeps_the_record():
 
     d = R.DeadLetter("events", R.BAD_UTF8, "not valid UTF-8 at byte 3", "u\ufffd", "gs://b/f.jsonl")
     assert json.loads(d.to_json()) == {"source": "events", "reason": "bad_utf8", "detail": "not valid UTF-8 at byte 3",
-                                       "record": "u\ufffd", "file": "gs://b/f.jsonl"}
+                                       "record": "u\ufffd", "file": "gs://b/f.jsonl", "field": ""}
