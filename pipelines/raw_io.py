@@ -242,11 +242,13 @@ def _json_records(file: InputFile) -> Iterator[Union[RawRecord, ReadFailure]]:
                 try:
                     _, end = decoder.raw_decode(buffer, pos)
                 except json.JSONDecodeError as err:
-                    if not done and len(buffer) - pos < MAX_JSON_RECORD_CHARS and more():
+                    if not done and len(buffer) - pos < MAX_JSON_RECORD_CHARS:
+                        more()  # the value may go on in the next chunk: decoded again from its start
                         continue
                     raise ValueError(f"record {index + 1} is not valid JSON: {err.msg}") from None
-                if end == len(buffer) and not done and more():
-                    continue  # a number may go on in the next chunk
+                if end == len(buffer) and not done:
+                    more()  # a number may go on in the next chunk
+                    continue
                 yield RawRecord(buffer[pos:end].encode("utf-8", "surrogateescape"), file.path)
                 index, pos = index + 1, end
     except Exception as err:  # noqa: BLE001 -- truncated or corrupt: the rest of the file is dead-lettered
