@@ -10,7 +10,7 @@ import sys
 
 import marn_tf  # noqa: F401  (selects Keras 2 before anything imports TensorFlow)
 from marn_tf import presets
-from marn_tf.config_loader import ConfigError
+from marn_tf.cli_errors import reported
 from marn_tf.export.job_arguments import add_job_arguments, at_least
 from marn_tf.schema import SPLITS
 from marn_tf.storage import files
@@ -383,14 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("absl").setLevel(logging.WARNING)  # TF's per-checkpoint INFO lines
     if extra and args.command not in ("preprocess", "score", "embed-items", "run"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return COMMANDS[args.command](args, extra)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except files.StorageError as err:  # a file that exists but cannot be read or listed: never taken as missing
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return reported(lambda: COMMANDS[args.command](args, extra))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,37 @@ import shutil
 import uuid
 from typing import Optional
 
+from marn_tf.storage import disk_full
+
 _GLOB_CHARS = "*?["
 
 
 class StorageError(OSError):
     """A path could not be read, listed or checked for another reason than not existing; the message names it."""
+
+
+class DiskFullError(StorageError):
+    """Writing `path` failed for want of space or quota: the message names it and says what to do."""
+
+    def __init__(self, path: str, err: OSError) -> None:
+        reason = err.strerror or "no space left on device"
+        super().__init__(disk_full.advice(path, reason))
+        self.errno, self.strerror, self.filename = err.errno, reason, path
+
+    def __str__(self) -> str:  # the advice, not OSError's "[Errno N] ..." form that errno would give
+        return self.args[0]
+
+
+@contextlib.contextmanager
+def _writing(path: str):
+    """Turns a full disk or quota while writing `path` into `DiskFullError` naming it (the file written, not the
+    temporary name it is written under)."""
+    try:
+        yield
+    except OSError as err:
+        if disk_full.is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise DiskFullError(path, err) from err
+        raise
 
 
 def _absent(err: BaseException) -> bool:
@@ -196,6 +222,11 @@ def write_bytes(path: str, data: bytes) -> None:
     disk and then renamed into place (so a crash leaves the old file or the new one, never a part), under a
     name of its own per call (concurrent writers never share one) that is removed when the write fails; an
     object store shows an object only once it is complete."""
+    with _writing(path):
+        _write_bytes(path, data)
+
+
+def _write_bytes(path: str, data: bytes) -> None:
     if is_remote(path):
         from apache_beam.io.filesystems import FileSystems
 
@@ -230,7 +261,7 @@ def append_text(path: str, text: str) -> None:
         write_bytes(path, (read_bytes(path) or b"") + text.encode("utf-8"))
         return
     makedirs(os.path.dirname(path) or ".")
-    with open(path, "a", encoding="utf-8") as f:
+    with _writing(path), open(path, "a", encoding="utf-8") as f:
         f.write(text)
 
 
