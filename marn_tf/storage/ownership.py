@@ -28,7 +28,7 @@ import shutil
 import socket
 import tempfile
 import uuid
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from marn_tf.storage import files
 from marn_tf.storage.errors import OwnershipError
@@ -43,6 +43,7 @@ _OWN_FILES = (MARKER, LOCK)
 RUN = "run"                # `marn run`, `marn demo`: a run directory
 PREPROCESS = "preprocess"  # `marn preprocess`: a pipeline output (also <run>/preprocessed)
 GENERATE = "generate-data"  # `marn generate-data`: a generated raw dataset (also <demo>/raw)
+TRAIN = "train"            # `marn train`: a training run (also <run>/model, <run>/ladder/<rung>)
 TEMPORARY = "temporary"    # `temporary_directory`: a directory written, then renamed into place (an export version)
 SCORE = "score"            # `marn score`: the directory of its --output prefix (several prefixes may share it)
 EMBED_ITEMS = "embed-items"  # `marn embed-items`: likewise
@@ -76,16 +77,18 @@ def _foreign_entries(directory: str) -> list[str]:
     return [e for e in files.entries(directory) if not is_own_file(e)]
 
 
-def check_claimable(directory: str, kind: str, command: str, hint: str = "") -> Optional[dict]:
+def check_claimable(directory: str, kind: str, command: str, hint: str = "",
+                    adopt: Optional[Callable[[list[str]], bool]] = None) -> Optional[dict]:
     """Read-only: the directory's marker (None for a new or empty directory); raises when `command` must not
-    write there: not empty without a marker, or a marker of another kind."""
+    write there: not empty without a marker, or a marker of another kind. `adopt(entries)` says whether an
+    unmarked directory holding `entries` is one `command` wrote before markers existed (then it is claimable)."""
     if not files.is_remote(directory) and os.path.lexists(directory) and not os.path.isdir(directory):
         raise OwnershipError(f"{directory} is a file, not a directory: `{command}` writes a directory there. "
                              "Choose another path.")
     marker = read_marker(directory)
     if marker is None:
         found = _foreign_entries(directory)
-        if found:
+        if found and not (adopt and adopt(found)):
             shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
             raise OwnershipError(
                 f"{directory} is not empty ({shown}) and has no {MARKER}, so marn cannot prove that `{command}` "
@@ -99,10 +102,11 @@ def check_claimable(directory: str, kind: str, command: str, hint: str = "") -> 
     return marker
 
 
-def claim(directory: str, kind: str, command: str, hint: str = "", fresh: bool = False) -> dict:
+def claim(directory: str, kind: str, command: str, hint: str = "", fresh: bool = False,
+          adopt: Optional[Callable[[list[str]], bool]] = None) -> dict:
     """Makes `directory` if needed and writes its marker first (kept when already there, unless `fresh`: a new
-    run id for a directory the command has just emptied); returns the marker."""
-    marker = check_claimable(directory, kind, command, hint)
+    run id for a directory the command has just emptied); returns the marker. `adopt`: as for `check_claimable`."""
+    marker = check_claimable(directory, kind, command, hint, adopt)
     if marker is not None and not fresh:
         return marker
     files.makedirs(directory)

@@ -24,11 +24,12 @@ import tensorflow as tf
 
 from marn_tf.config import Config
 from marn_tf.schema import SchemaError
+from marn_tf.storage.locks import lock
 from marn_tf.training import callbacks as C
 from marn_tf.training.strategy import (is_chief, make_strategy, placement_summary, serve_cluster_task, serves_only,
                                        task_name)
 from marn_tf.training.task import CtrTask
-from marn_tf.training.training_directory import BEST, CHECKPOINTS, TrainingDirectory
+from marn_tf.training.training_directory import BEST, CHECKPOINTS, COMMAND, TrainingDirectory, check_claimable
 from marn_tf.training.training_run import (check_all_restored, check_readable, check_resume, keep_best_until,
                                            record_run, recover_checkpoint_state, refuse_non_finite,
                                            refuse_non_finite_slots)
@@ -62,12 +63,22 @@ class TrainResult:
 
 def train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
           progress: Optional[bool] = None) -> TrainResult:
+    """Trains (or resumes) the run in `output_dir`. Its chief refuses a directory another marn command owns and
+    holds the directory's lock while it trains: a second `marn train` on it fails at once, naming the holder."""
     config.model.check_settings_used()
     if serves_only(config.runtime.strategy):
         serve_cluster_task()  # a parameter-server cluster's worker or ps task: the chief runs the training
+    if not is_chief():  # the other workers write only their scratch directory, while the chief holds the lock
+        return _train(config, data_dir, output_dir, strategy, progress, chief=False)
+    check_claimable(output_dir)
+    with lock(output_dir, COMMAND):
+        return _train(config, data_dir, output_dir, strategy, progress, chief=True)
+
+
+def _train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf.distribute.Strategy],
+           progress: Optional[bool], chief: bool) -> TrainResult:
     train_config = config.train
     task = CtrTask(config, data_dir)
-    chief = is_chief()
     if chief:
         check_resume(config, output_dir, data_dir, task.schema)
     tf.keras.utils.set_random_seed(train_config.seed)

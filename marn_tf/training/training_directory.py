@@ -12,6 +12,9 @@ every path in it, its saved config and its checkpoints, in one place.
     training_summary.json    how the run ended
     evaluation_<split>/      `marn evaluate`'s default output
     workers/<task>/          the scratch checkpoints of a multi-worker run's other workers
+    .marn-owner.json         the ownership marker (kind `train`): no other marn command writes here, and `marn
+                             train` writes nowhere another command owns (`marn_tf/storage/ownership.py`)
+    .marn.lock               held while the run's chief trains (`marn_tf/storage/locks.py`)
 
 TensorFlow reads and writes checkpoints and TensorBoard events through its own file systems (gs:// built in);
 marn's own files go through `marn_tf.storage.files`, so both work wherever the directory is.
@@ -19,6 +22,7 @@ marn's own files go through `marn_tf.storage.files`, so both work wherever the d
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import posixpath
 from typing import Optional
@@ -26,12 +30,34 @@ from typing import Optional
 import tensorflow as tf
 import yaml
 
-from marn_tf.storage import files
+from marn_tf.storage import files, ownership
 
 RUN_CONFIG = "run_config.yaml"
 DATA_RECORD = "training_data.json"
 CHECKPOINTS = "checkpoints"
 BEST = "best"
+COMMAND = "marn train"
+# What a run directory holds (with `marn evaluate`'s default reports and what an interrupted atomic write leaves).
+ENTRIES = (RUN_CONFIG, DATA_RECORD, CHECKPOINTS, BEST, "history.jsonl", "tensorboard", "training_summary.json",
+           "evaluation_*", "workers", "*.tmp-*")
+
+
+def trained_before_markers(entries: list[str]) -> bool:
+    """An unmarked directory holding `entries` is a run `marn train` wrote before it claimed its directories:
+    its config or data record is there, and nothing it does not write."""
+    return bool({RUN_CONFIG, DATA_RECORD} & set(entries)) and all(
+        any(fnmatch.fnmatchcase(e, pattern) for pattern in ENTRIES) for e in entries)
+
+
+def check_claimable(output_dir: str) -> None:
+    """Read-only, before anything is built: refuses an output another marn command owns (a `marn preprocess` or
+    `marn run` directory: the message names it) or a non-empty directory that is no training run."""
+    ownership.check_claimable(output_dir, ownership.TRAIN, COMMAND, adopt=trained_before_markers)
+
+
+def claim(output_dir: str) -> None:
+    """Writes the directory's ownership marker (kept when there), checking again what `check_claimable` did."""
+    ownership.claim(output_dir, ownership.TRAIN, COMMAND, adopt=trained_before_markers)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,8 @@ from marn_tf.models.network import Network, build_network
 from marn_tf.schema import Schema, SchemaError, data_digests
 from marn_tf.storage import files
 from marn_tf.training.callbacks import non_finite
-from marn_tf.training.training_directory import BEST, CHECKPOINTS, RUN_CONFIG, TrainingDirectory, checkpoint_numbers
+from marn_tf.training.training_directory import (BEST, CHECKPOINTS, RUN_CONFIG, TrainingDirectory, checkpoint_numbers,
+                                                 claim)
 
 log = logging.getLogger(__name__)
 
@@ -207,15 +208,15 @@ def check_resume(config: Config, output_dir: str, data_dir: str, schema: Schema)
 
 def record_run(config: Config, output_dir: str, data_dir: str, schema: Schema) -> None:
     """After `check_resume`, once the network and its inputs are built, before the first step: a new run records its
-    config (`run_config.yaml`) and its data (`training_data.json`). Not before: a config that fails only when the
+    ownership marker, config (`run_config.yaml`) and data (`training_data.json`). Not before: a config that fails only when the
     network is built would otherwise claim the directory, and the corrected command would be refused as a
     different config."""
     run = TrainingDirectory(output_dir)
+    claim(output_dir)
     if read_data_record(run) is None:
         if files.exists(run.config_file):  # a run from before the record: from now on its data is checked
             log.warning("%s has no %s: recording %s as its data", output_dir, posixpath.basename(run.data_record),
                         data_dir)
-        files.makedirs(output_dir)
         files.write_text(run.data_record, json.dumps({"data": files.normal_path(data_dir),
                                                       **data_digests(data_dir, schema)}, indent=2))
     if not files.exists(run.config_file):
