@@ -7,7 +7,8 @@
         assets.extra/tf_serving_warmup_requests   PredictionLog records from validation examples
         assets.extra/export_info.json     where the model came from: run, checkpoint, data, variant, modalities;
                                           mode: item_ids, or item_store (with representation_dim)
-    <base>/models.config                  a TF Serving model config listing every model under <base>
+    <base>/models.config                  a TF Serving model config: this model's entry merged into what is
+                                          there (export.serving_config; a file it cannot add to is refused)
 
 A version is written under a temporary name and renamed into place when complete, so a server watching
 <base>/<model_name> never loads a half-written version (on an object store such as gs://, which cannot rename,
@@ -33,14 +34,15 @@ from marn_tf.schema import ITEM_VOCABULARY, SchemaError, read_vocabulary
 from marn_tf.training.training_run import restore_run
 from marn_tf.storage import files, ownership
 from marn_tf.export import item_store_serving as ISS
+from marn_tf.export import serving_config
 from marn_tf.export import serving_module as SM
+from marn_tf.export.serving_config import MODELS_CONFIG  # noqa: F401  (where the Dockerfile's server reads it)
 from marn_tf.export.raw_features import raw_requests
 from marn_tf.export.request_features import serving_parse_spec
 from marn_tf.export.warmup import WARMUP_FILE, predict_log, read_examples, write_warmup
 
 log = logging.getLogger(__name__)
 INFO_FILE = "export_info.json"
-MODELS_CONFIG = "models.config"
 STAGING = ".staging-"  # a version being written: <base>/<model_name>/.staging-<version>-*
 SERVING_BASE = "/models"  # where the serving image (Dockerfile) and the README's docker run mount the base
 ITEM_IDS = "item_ids"  # export_info.json "mode": requests name items by id, the catalog is inside
@@ -86,6 +88,7 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
         # check-export reads it back inside the run (and a moved run by it): another run's would not be found
         raise SchemaError(f"the checkpoint {checkpoint!r} is not inside the run {run_dir!r}: name one of its "
                           f"best/ckpt-N or checkpoints/ckpt-N, or pass that checkpoint's run as --run")
+    serving_config.check(base_dir)  # a models.config marn cannot add to is refused before any work
     config, schema, network, checkpoint = restore_run(run_dir, data_dir, checkpoint)
     # Written under a new hidden name and renamed into place when complete; removed if anything fails first,
     # or by the next export when this process is killed first.
@@ -115,7 +118,8 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
             info["representation_dim"] = module.representation_dim
         files.write_text(files.join(files.join(staging, "assets.extra"), INFO_FILE), json.dumps(info, indent=2))
         files.move_tree(staging, final, last=("saved_model.pb",))
-    write_models_config(base_dir, serving_base)
+    serving_config.merge(base_dir, model_name, serving_base,
+                         (d for d in files.entries(base_dir) if versions(files.join(base_dir, d))))
     log.info("exported %s (checkpoint %s) to %s", config.model.variant, checkpoint, final)
     return ExportResult(final, model_name, version, checkpoint, len(logs), round(time.time() - start, 1))
 
@@ -154,14 +158,3 @@ def item_store_warmup_requests(data_dir: str, schema, model_name: str, batch_siz
     return [predict_log(model_name, SM.PREDICT, {name: value[:n] for name, value in request.items()})
             for n in batch_sizes]
 
-
-def write_models_config(base_dir: str, serving_base: str = SERVING_BASE) -> str:
-    """A TF Serving `--model_config_file` listing every model under `base_dir` (mounted at `serving_base`)."""
-    names = sorted(d for d in files.entries(base_dir) if versions(files.join(base_dir, d)))
-    entries = "".join(
-        f'  config {{\n    name: "{name}"\n    base_path: "{serving_base.rstrip("/")}/{name}"\n'
-        f'    model_platform: "tensorflow"\n  }}\n' for name in names)
-    path = files.join(base_dir, MODELS_CONFIG)
-    files.write_text(path, "# TF Serving model config (text proto): tensorflow_model_server --model_config_file=<this "
-                           f"file>\nmodel_config_list {{\n{entries}}}\n")
-    return path
