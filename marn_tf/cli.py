@@ -10,10 +10,10 @@ import sys
 
 import marn_tf  # noqa: F401  (selects Keras 2 before anything imports TensorFlow)
 from marn_tf import presets
-from marn_tf.cli_errors import reported
 from marn_tf.export.job_arguments import add_job_arguments, at_least
 from marn_tf.schema import SPLITS
 from marn_tf.storage import files
+from marn_tf.storage.errors import reported
 
 
 def _generate_data(args: argparse.Namespace) -> int:
