@@ -108,6 +108,7 @@ def expected_signatures(schema: S.Schema, modalities: int, representation_dim: O
     """{signature: (inputs, outputs)} as TensorSpecs, from the schema and the export contract."""
     outputs = {"probability": tf.TensorSpec([None], tf.float32),
                "modality_weights": tf.TensorSpec([None, modalities], tf.float32)}
+    outputs = {**outputs, SM.ITEM_KNOWN: tf.TensorSpec([None], tf.bool)}
     raw = {f.name: tf.TensorSpec([None, *f.shape], S.tf_dtype(f.dtype)) for f in request_features(schema)}
     items = {"representation": tf.TensorSpec([None, representation_dim], tf.float32),
              "modality_weights": tf.TensorSpec([None, modalities], tf.float32),

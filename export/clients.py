@@ -10,6 +10,14 @@ bucketed statistics as ints, behaviour sequences as lists (any length up to the 
     RestClient("http://host:8501", "marn", schema).predict([...])   # -> [{"probability": ..., ...}, ...]
     GrpcClient("host:8500", "marn", schema).predict([...])
 
+Before sending, the helpers refuse (`RequestError`, naming the feature) what the pipeline never writes and the
+served model would refuse: a rate outside [0, 1], behaviour ids with an empty id between them, a `hist_length`
+other than the number of behaviour ids, and for `predict_raw` a counter below -1 (`UNKNOWN_COUNT`: unknown),
+clicks above their impressions or negative where impressions > 0, behaviour times not oldest first or after
+`request_time`. A left-out rate (`user_ctr`, `item_ctr`) is filled with `request_features.NEUTRAL_RATE`, 0.5,
+and logged as a warning; a left-out `predict_raw` counter is `UNKNOWN_COUNT`. The responses carry
+`item_known` besides `probability` and `modality_weights`: False for a candidate id the model does not know.
+
 REST sends named raw tensors to the `predict` signature (row format: one JSON object per instance);
 gRPC sends serialized tf.Examples to `serving_default`, the cheaper path for large batches. `raw_rest_body`
 is for front ends that have counters and times instead of the pipeline's buckets (`predict_raw`).
@@ -27,16 +35,17 @@ import numpy as np
 
 from marn_tf import schema as S
 from marn_tf.export import raw_features as RF
-from marn_tf.export.request_features import RequestError, complete, serialize_request
+from marn_tf.export.request_features import RequestError, complete, log_left_out_rates, serialize_request
 
 PREDICT_SIGNATURE = "predict"
 EXAMPLES_SIGNATURE = "serving_default"
 PREDICT_RAW_SIGNATURE = "predict_raw"
-UNKNOWN_COUNT = -1  # what predict_raw reads as "no impressions"
+UNKNOWN_COUNT = RF.UNKNOWN_COUNT  # what predict_raw reads as "no impressions"
 
 
 def rest_body(schema: S.Schema, instances: Sequence[Mapping[str, Any]], signature: str = PREDICT_SIGNATURE) -> dict:
     """The JSON body of a REST Predict call (row format) for the `predict` signature."""
+    log_left_out_rates(schema, list(instances))
     return {"signature_name": signature, "instances": [complete(schema, i) for i in instances]}
 
 
@@ -98,7 +107,30 @@ def _complete_raw(schema: S.Schema, instance: Mapping[str, Any]) -> dict:
             length = spec.shape[1]
             values = [_raw_int(name, v) for v in ([] if value is None else list(value))[-length:]]
             out[name] = values + [UNKNOWN_COUNT if name != RF.HIST_TIMESTAMP else 0] * (length - len(values))
+    _check_raw(out, out[RF.HIST_LENGTH])
     return out
+
+
+def _check_raw(raw: Mapping[str, Any], hist_length: int) -> None:
+    """The raw values `predict_raw` refuses (`raw_features._check_raw`), refused here naming the input."""
+    pairs = [(RF.ITEM_IMPRESSIONS, RF.ITEM_CLICKS), (RF.USER_IMPRESSIONS, RF.USER_CLICKS),
+             (RF.ALL_IMPRESSIONS, RF.ALL_CLICKS)]
+    counters = [(i, c, raw[i], raw[c]) for i, c in pairs]
+    counters += [(RF.HIST_IMPRESSIONS, RF.HIST_CLICKS, raw[RF.HIST_IMPRESSIONS][k], raw[RF.HIST_CLICKS][k])
+                 for k in range(hist_length)]
+    for impressions, clicks, shown, clicked in counters:
+        for name, value in ((impressions, shown), (clicks, clicked)):
+            if value < UNKNOWN_COUNT:
+                raise RequestError(f"request input {name!r} must be >= 0, or {UNKNOWN_COUNT} for unknown, got {value}")
+        if clicked > max(shown, 0) or (shown > 0 and clicked < 0):
+            raise RequestError(f"request input {clicks!r} is {clicked}, but {impressions!r} is {shown}: clicks are "
+                               f"at least 0 and at most the impressions (unknown: both {UNKNOWN_COUNT})")
+    times = raw[RF.HIST_TIMESTAMP][:hist_length]
+    if raw[RF.REQUEST_TIME] < 0 or any(t < 0 or t > raw[RF.REQUEST_TIME] for t in times):
+        raise RequestError(f"request inputs {RF.HIST_TIMESTAMP!r} and {RF.REQUEST_TIME!r} are unix seconds (>= 0), "
+                           f"no behaviour after the request")
+    if any(later < earlier for earlier, later in zip(times, times[1:])):
+        raise RequestError(f"request input {RF.HIST_TIMESTAMP!r} must be oldest first")
 
 
 def _raw_int(name: str, value: Any) -> int:
@@ -119,7 +151,8 @@ def grpc_request(schema: S.Schema, instances: Sequence[Mapping[str, Any]], model
     if version is not None:
         spec.version.value = version
     request = predict_pb2.PredictRequest(model_spec=spec)
-    examples = np.array([serialize_request(schema, i) for i in instances], dtype=object)
+    log_left_out_rates(schema, list(instances))
+    examples = np.array([serialize_request(schema, i, log_rates=False) for i in instances], dtype=object)
     request.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples))
     return request
 

@@ -15,9 +15,11 @@ what the pipeline would have written, with the same formulas (`pipelines/item_st
   `all_impressions`, `all_clicks` (int64 [n]: all items' totals over the days strictly before the request's
   day, whose click rate is the rates' prior).
 
-A negative counter means "unknown" and reads as no impressions (bucket 0, the prior rate), as for an item
-the pipeline never saw; clicks are read only where impressions > 0 and must then be >= 0. Positions of
-a behaviour sequence at or beyond `hist_length` are padding: whatever they hold, their buckets are 0.
+A counter of -1 (`UNKNOWN_COUNT`) means "unknown" and reads as no impressions (bucket 0, the prior rate), as
+for an item the pipeline never saw; a counter below -1 is refused. Clicks never exceed their impressions
+(with impressions 0 or unknown, clicks are 0 or unknown) and are >= 0 where impressions > 0. Behaviour
+times are oldest first and not after `request_time`. Positions of a behaviour sequence at or beyond
+`hist_length` are padding: whatever they hold, their buckets are 0.
 The numbers of buckets are the features' `cardinality` in the schema.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ HIST_IMPRESSIONS, HIST_CLICKS = "hist_impressions", "hist_clicks"
 HIST_TIMESTAMP, REQUEST_TIME = "hist_timestamp", "request_time"
 USER_IMPRESSIONS, USER_CLICKS = "user_impressions", "user_clicks"
 ALL_IMPRESSIONS, ALL_CLICKS = "all_impressions", "all_clicks"
+UNKNOWN_COUNT = -1  # a counter whose value the front end does not know
 HIST_LENGTH = ES.HIST_LENGTH  # a request feature of both signatures; here it also marks the raw sequences' padding
 PER_REQUEST = (ITEM_IMPRESSIONS, ITEM_CLICKS, REQUEST_TIME, USER_IMPRESSIONS, USER_CLICKS, ALL_IMPRESSIONS,
                ALL_CLICKS)  # int64 [n]
@@ -167,7 +170,8 @@ def raw_request_specs(schema: S.Schema) -> dict[str, tf.TensorSpec]:
 
 def _check_raw(raw: dict, batch: tf.Tensor, valid: tf.Tensor) -> list:
     """Assertions naming the input: every raw input has the request's batch size, times are unix seconds with
-    no behaviour after the request, clicks are >= 0 wherever their impressions are > 0."""
+    behaviours oldest first and none after the request, counters are >= -1 (unknown), clicks never exceed their
+    impressions (0 or less where impressions are 0 or unknown) and are >= 0 wherever impressions are > 0."""
     checks = [tf.debugging.assert_equal(tf.shape(raw[name])[0], batch,
                                         message=f"request input {name} has another batch size than the candidate")
               for name in PER_REQUEST + PER_BEHAVIOUR]
@@ -180,13 +184,24 @@ def _check_raw(raw: dict, batch: tf.Tensor, valid: tf.Tensor) -> list:
         checks.append(tf.debugging.assert_less_equal(
             hist_time, raw[REQUEST_TIME][:, tf.newaxis],
             message=f"request input {HIST_TIMESTAMP} must not be after {REQUEST_TIME} within hist_length"))
+        checks.append(tf.debugging.assert_equal(
+            tf.reduce_any(tf.logical_and(valid[:, 1:], hist_time[:, 1:] < hist_time[:, :-1])), False,
+            message=f"request input {HIST_TIMESTAMP} must be oldest first within hist_length"))
         counters = ((ITEM_IMPRESSIONS, ITEM_CLICKS, True), (HIST_IMPRESSIONS, HIST_CLICKS, valid),
                     (USER_IMPRESSIONS, USER_CLICKS, True), (ALL_IMPRESSIONS, ALL_CLICKS, True))
         for impressions, clicks, in_request in counters:
+            in_request = tf.broadcast_to(in_request, tf.shape(raw[impressions]))
+            for name in (impressions, clicks):
+                checks.append(tf.debugging.assert_greater_equal(
+                    tf.where(in_request, raw[name], tf.zeros_like(raw[name])), tf.constant(UNKNOWN_COUNT, tf.int64),
+                    message=f"request input {name} must be >= 0, or {UNKNOWN_COUNT} for unknown"))
             read = tf.logical_and(in_request, raw[impressions] > 0)
             checks.append(tf.debugging.assert_non_negative(
                 tf.where(read, raw[clicks], tf.zeros_like(raw[clicks])),
                 message=f"request input {clicks} must be >= 0 where {impressions} > 0"))
+            checks.append(tf.debugging.assert_equal(
+                tf.reduce_any(tf.logical_and(in_request, raw[clicks] > tf.maximum(raw[impressions], 0))), False,
+                message=f"request input {clicks} must not exceed {impressions}"))
     return checks
 
 

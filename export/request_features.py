@@ -4,11 +4,19 @@ A request carries the schema's request features (`marn_tf.models.network.request
 metadata), as the pipeline writes them: string ids, bucketed statistics, behaviour sequences of the
 schema's length, oldest first and padded at the end. Only the candidate item id is required; any other
 feature a request leaves out gets the schema's default (an empty behaviour sequence has length 0, so the
-model masks it out). Client helpers pad or truncate sequences the way the pipeline does (the most recent
+model masks it out), but a rate (tag `rate`: `user_ctr`, `item_ctr`), whose default 0 is not neutral: a left-out
+rate is `NEUTRAL_RATE`, 0.5, the rate the pipeline writes when it has seen no impressions at all (its prior
+before any impression), in client helpers and in `serving_default` alike; the helpers log which rates they
+filled. Client helpers pad or truncate sequences the way the pipeline does (the most recent
 `sequence_length` behaviours are kept) and fill in the sequence length when it is left out.
+
+The helpers refuse, naming the feature, what the pipeline never writes and the served model refuses too: a
+rate outside [0, 1], behaviour ids with an empty id between them, a sequence length other than the number
+of behaviour ids given.
 """
 from __future__ import annotations
 
+import logging
 import math
 import reprlib
 from typing import Any, Mapping
@@ -18,7 +26,11 @@ import numpy as np
 from marn_tf import schema as S
 from marn_tf.example_codec import ExampleEncoder
 from marn_tf.models.network import request_features
+from marn_tf.pipelines import item_statistics as IS
 
+log = logging.getLogger(__name__)
+# The pipeline's rate of a user or item without impressions, before any impression at all: its prior, 0.5.
+NEUTRAL_RATE = IS.global_prior(IS.CumulativeCounts.from_daily([]), 0)
 _NUMPY_DTYPES = {"int64": np.int64, "float32": np.float32, "string": object}
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -41,10 +53,33 @@ def serving_parse_spec(schema: S.Schema) -> dict:
     spec = {name: s for name, s in spec.items() if name in names}
     for name in required_features(schema):
         spec[name] = tf.io.FixedLenFeature(spec[name].shape, spec[name].dtype)
+    for f in schema.features_with_tags(S.RATE):
+        if f.name in spec:
+            spec[f.name] = tf.io.FixedLenFeature(spec[f.name].shape, spec[f.name].dtype, default_value=NEUTRAL_RATE)
     return spec
 
 
+def left_out_rates(schema: S.Schema, features: Mapping[str, Any]) -> list[str]:
+    """The request's rate features that it leaves out (and that `complete` fills with `NEUTRAL_RATE`)."""
+    names = {f.name for f in request_features(schema)}
+    return [f.name for f in schema.features_with_tags(S.RATE) if f.name in names and features.get(f.name) is None]
+
+
+def log_left_out_rates(schema: S.Schema, instances: list[Mapping[str, Any]]) -> None:
+    """One log line saying which rates the instances left out and what they were given instead."""
+    counts: dict[str, int] = {}
+    for instance in instances:
+        for name in left_out_rates(schema, instance):
+            counts[name] = counts.get(name, 0) + 1
+    if counts:
+        log.warning("request instances left out rates %s (of %d instance(s)); filled with the neutral rate %g, "
+                    "the pipeline's rate without impressions: send the real rates where they are known",
+                    ", ".join(f"{name} in {n}" for name, n in counts.items()), len(instances), NEUTRAL_RATE)
+
+
 def _default(f: S.FeatureSpec):
+    if S.RATE in f.tags:
+        return NEUTRAL_RATE
     if f.default is not None:
         return f.default
     return "" if f.dtype == "string" else 0
@@ -76,6 +111,13 @@ def complete(schema: S.Schema, features: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = [_check_type(name, f, v) for v in values] + [_default(f)] * (length - len(values))
         else:
             out[name] = _default(f) if value is None else _check_type(name, f, value)
+            if S.RATE in f.tags and not 0.0 <= out[name] <= 1.0:
+                raise RequestError(f"request feature {name!r} is a rate in [0, 1], got {reprlib.repr(value)}")
+    for f in schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY):
+        ids = out[f.name]
+        if "" in ids and any(ids[ids.index(""):]):
+            raise RequestError(f"request feature {f.name!r} has an empty id between behaviour ids: give the "
+                               f"behaviours only, oldest first (the request pads them at the end)")
     for f in schema.features_with_tags(S.SEQUENCE_LENGTH):
         if features.get(f.name) is None:  # left out: the number of behaviours given
             behaviour = schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)
@@ -87,13 +129,13 @@ def complete(schema: S.Schema, features: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_length(schema: S.Schema, f: S.FeatureSpec, values: dict) -> None:
-    """A sequence length given with the request counts at most the behaviours it gives (as the model checks)."""
+    """A sequence length given with the request counts the behaviours it gives (as the model checks)."""
     behaviour = schema.features_with_tags(S.BEHAVIOUR, S.ITEM_KEY)
     given = sum(1 for item in values[behaviour[0].name] if item != "") if behaviour else schema.sequence_length
-    if not 0 <= values[f.name] <= given:
+    if values[f.name] != given:
         raise RequestError(f"request feature {f.name!r} is {values[f.name]}, but the request gives {given} behaviour "
                            f"item(s) in {behaviour[0].name if behaviour else 'its sequences'!r}: leave it out, or "
-                           f"give a number from 0 to {given}")
+                           f"give {given}")
 
 
 def _check_type(name: str, f: S.FeatureSpec, value):
@@ -122,14 +164,18 @@ def _check_type(name: str, f: S.FeatureSpec, value):
                        f"({type(value).__name__})")
 
 
-def serialize_request(schema: S.Schema, features: Mapping[str, Any]) -> bytes:
+def serialize_request(schema: S.Schema, features: Mapping[str, Any], log_rates: bool = True) -> bytes:
     """One request's raw features as serialized tf.train.Example bytes (defaults filled in, sequences padded),
-    what the `serving_default` signature and TF Serving's classify/regress take."""
+    what the `serving_default` signature and TF Serving's classify/regress take. `log_rates`: log the rates
+    it fills (off where the caller logs them once for a batch)."""
+    if log_rates:
+        log_left_out_rates(schema, [features])
     return ExampleEncoder(request_features(schema)).encode(complete(schema, features))
 
 
 def to_columns(schema: S.Schema, instances: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """Completed instances as one numpy array per request feature (what the raw `predict` signature takes)."""
+    log_left_out_rates(schema, instances)
     rows = [complete(schema, i) for i in instances]
     # reshaped so that no instances still gives each feature its rank: [0, *shape]
     return {f.name: np.array([r[f.name] for r in rows], dtype=_NUMPY_DTYPES[f.dtype]).reshape(len(rows), *f.shape)

@@ -67,17 +67,21 @@ def versions(model_dir: str) -> list[int]:
 
 def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "marn", version: Optional[int] = None,
                  checkpoint: Optional[str] = None, warmup_batch_sizes: Sequence[int] = (1, 100),
-                 serving_base: str = SERVING_BASE, item_store: bool = False) -> ExportResult:
+                 serving_base: str = SERVING_BASE, item_store: bool = False,
+                 max_batch: int = SM.DEFAULT_MAX_BATCH) -> ExportResult:
     """Exports `checkpoint` (default: the run's best) of `run_dir` as `<base_dir>/<model_name>/<version>`.
 
     `version` defaults to one more than the highest existing one. `serving_base` is where `base_dir` is
     mounted for the server (the `base_path` prefix in models.config). `item_store`: the model without the
     item table, taking item representations (`marn embed-items`' output) in requests
-    (`export.item_store_serving`), so that its size does not depend on the catalog.
+    (`export.item_store_serving`), so that its size does not depend on the catalog. `max_batch`: the most rows
+    the item-id signatures take in one request (more are refused, so one request cannot take gigabytes).
     """
     start = time.time()
     model_dir = files.join(base_dir, model_name)
     version = version if version is not None else (versions(model_dir) or [0])[-1] + 1
+    if max_batch < 1:
+        raise SchemaError(f"--max-batch must be 1 or more rows, got {max_batch}")
     if version < 1:
         raise SchemaError(f"--version must be a positive integer, got {version}")
     final = files.join(model_dir, str(version))
@@ -99,7 +103,7 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
         with tempfile.TemporaryDirectory(prefix="marn-export-schema-") as schema_dir:
             schema_file = schema.save(schema_dir)
             module = (ISS.ItemStoreServingModule(network, schema, schema_file) if item_store
-                      else SM.ServingModule(network, schema, schema_file))
+                      else SM.ServingModule(network, schema, schema_file, max_batch))
             signatures = module.signatures()
             tf.saved_model.save(module, staging, signatures=signatures)
 
@@ -111,7 +115,8 @@ def export_model(run_dir: str, data_dir: str, base_dir: str, model_name: str = "
             "run": files.normal_path(run_dir), "checkpoint": files.normal_path(checkpoint),
             "data": files.normal_path(data_dir),
             "modalities": list(network.modalities), "signatures": sorted(signatures),
-            "outputs": list(SM.OUTPUTS), "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "outputs": list(SM.OUTPUTS) + ([] if item_store else [SM.ITEM_KNOWN]),
+            "max_batch": None if item_store else max_batch, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "tensorflow": tf.__version__, "mode": ITEM_STORE if item_store else ITEM_IDS,
         }
         if item_store:

@@ -79,10 +79,10 @@ def test_derived_features_equal_the_pipelines_code_path(make_config):
     hist_length = np.array([0, 1, 2, length, length - 1, 3] * 40, np.int64)
     raw = RF.random_raw_values(hist_length, length, seed=3)
     raw[RF.HIST_TIMESTAMP][1, 0] = raw[RF.REQUEST_TIME][1]  # a behaviour in the request's second
-    raw[RF.ITEM_IMPRESSIONS][:3] = [INT64_MAX, 0, -7]
-    raw[RF.ITEM_CLICKS][:3] = [2 ** 62, 5, -3]  # clicks of no impressions are not read
-    raw[RF.USER_IMPRESSIONS][:2], raw[RF.USER_CLICKS][:2] = [0, -1], [4, 4]
-    raw[RF.ALL_IMPRESSIONS][:2], raw[RF.ALL_CLICKS][:2] = [0, -1], [0, 9]
+    raw[RF.ITEM_IMPRESSIONS][:3] = [INT64_MAX, 0, -1]
+    raw[RF.ITEM_CLICKS][:3] = [2 ** 62, 0, -1]  # no impressions, and unknown counters
+    raw[RF.USER_IMPRESSIONS][:2], raw[RF.USER_CLICKS][:2] = [0, -1], [0, 0]
+    raw[RF.ALL_IMPRESSIONS][:2], raw[RF.ALL_CLICKS][:2] = [0, -1], [0, -1]
     derive = tf.function(lambda raw, hist_length: RF.derived_features(schema, raw, hist_length))  # graph mode
     got = derive({k: tf.constant(v) for k, v in raw.items()}, tf.constant(hist_length))
     want = RF.pipeline_features(schema, raw, hist_length)

@@ -22,7 +22,7 @@ def test_defaults_padding_and_sequence_length(schema):
     assert values["hist_event_type"] == [1, 2] + [0] * (length - 2)
     assert values["hist_length"] == 2  # left out: the number of behaviours given
     # counted as the served model counts them (non-empty ids), so the request it builds is one the model takes
-    assert complete(schema, {"item_id": "i1", "hist_item_id": ["a", "", "b"]})["hist_length"] == 2
+    assert complete(schema, {"item_id": "i1", "hist_item_id": ["a", "b", ""]})["hist_length"] == 2
     assert values["user_id"] == "" and values["position"] == 0
     assert "label" not in values and "request_id" not in values
 
