@@ -116,7 +116,8 @@ class ToRequest(beam.DoFn):
             if self.input_format == "parquet":  # the ids from the row itself: the request leaves metadata out
                 ids = parquet_ids(self.schema, record)
                 serialized, _ = check_example(
-                    serialize_request(self.schema, {k: v for k, v in record.items() if v is not None}), self.schema)
+                    serialize_request(self.schema, {k: v for k, v in record.items() if v is not None},
+                                      log_rates=False), self.schema)
             else:
                 serialized, ids = check_example(record, self.schema)
             yield ids, serialized
@@ -241,6 +242,8 @@ def run(model_dir: str, input_pattern: str, output_prefix: str, input_format: st
     if not matched:
         raise S.SchemaError(f"no input files match {input_pattern}")
     modalities = info["modalities"]
+    # the export refuses a batch above its max_batch: RunInference's batches stay within it
+    batch_size = min(batch_size, info.get("max_batch") or batch_size)
     handler = KeyedModelHandler(ExportedModelHandler(model_dir, inference_fn=serving_default_inference, min_batch_size=1,
                                                      max_batch_size=batch_size))
     inputs = [("--model", model_dir), ("--input", input_pattern)] + [("input file", m.path) for m in matched]
