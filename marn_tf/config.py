@@ -17,7 +17,8 @@ import os
 from typing import Optional, Sequence
 
 from marn_tf.config_loader import ConfigError, check_range, from_dict, load_yaml, to_dict
-from marn_tf.model_config import RUNTIME_KEYS, ModelConfig, RuntimeConfig, TrainConfig, check_compatible
+from marn_tf.model_config import (EARLIER_DEFAULTS, RUNTIME_KEYS, ModelConfig, RuntimeConfig, TrainConfig,
+                                  check_compatible)
 from marn_tf.presets import overrides_of
 from marn_tf.run_config import RunConfig
 
@@ -241,6 +242,17 @@ class Config:
         given = {o.split("=", 1)[0].strip() for o in overrides}
         return load_yaml(cls, path, overrides,
                          migrate=lambda data: move_runtime_keys(resolve_input_paths(data, path, given)))
+
+    @classmethod
+    def load_run(cls, path: str) -> "Config":
+        """A run's saved config (`run_config.yaml`), as `load` reads it, except that a model key added later whose
+        default changed (`EARLIER_DEFAULTS`) takes the value the run was trained with when the file lacks it."""
+        def migrate(data: dict) -> dict:
+            if isinstance(data.get("model"), dict):
+                data = {**data, "model": {**EARLIER_DEFAULTS, **data["model"]}}
+            return move_runtime_keys(resolve_input_paths(data, path, set()))
+
+        return load_yaml(cls, path, (), migrate=migrate)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Config":

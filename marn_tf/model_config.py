@@ -129,7 +129,7 @@ class ModelConfig:
     # or c as one more slot of the modality attention ("attended"); chosen on validation AUC (benchmarks/README.md)
     raw_path: bool = False  # concat/attention fusion: DIN's raw concatenation stays as the base of the item
     # representation and the rung's own enters through a gate learned from 0; the game's gradients stop at the
-    # embeddings (layers/item_encoder.py)
+    # embeddings (docs/model.md)
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
     gru_units: int = 64
     gru_unroll: bool = True  # unrolled over the sequence length: ~2x faster interest layer on CPU (training)
@@ -183,8 +183,9 @@ class ModelConfig:
         (`marn run`'s stages, benchmarks/quality.py): a rung's `fusion` and `discriminators` left out, and DIN's
         `sequence_encoder` as the "gru" it was written with. A custom structure keeps every key."""
         data = dataclasses.asdict(self)
+        unused = self.unused_keys()
         for key, off in _LATER_KEYS.items():  # added after the runs they would rename
-            if getattr(self, key) == off:
+            if getattr(self, key) == off or key in unused:
                 del data[key]
         if self.variant in RUNGS:
             del data["fusion"], data["discriminators"]
@@ -258,6 +259,8 @@ def _rung_of(structure: dict) -> str:
 
 # keys added after runs that benchmarks reuse, with their "off" value: left out of digest_dict while off
 _LATER_KEYS = {"hash_buckets": {}, "attention_unit_scale": False, "attention_cost": 0.0, "raw_path": False}
+# keys whose default changed after runs were saved without them: such a run was trained with this value
+EARLIER_DEFAULTS = {"raw_path": False}
 _ATTENTION_KEYS = ("attention_gate", "attention_normalize", "attention_context", "attention_bias",
                    "attention_unit_scale", "attention_cost")
 _ADVERSARIAL_KEYS = ("common_units", "discriminator_hidden", "lambda_adv", "adversarial_objective",

@@ -78,7 +78,7 @@ def restore_run(run_dir: str, data_dir: str, checkpoint: Optional[str] = None):
     run = TrainingDirectory(run_dir)
     if not files.exists(run.config_file):
         raise SchemaError(f"{run_dir} is not a training run (no {RUN_CONFIG}): run `marn train` first")
-    config = Config.load(run.config_file)
+    config = Config.load_run(run.config_file)
     schema = check_data(config, data_dir)
     check_vocabularies(run, data_dir, schema)
     schema = schema.without_content_features()

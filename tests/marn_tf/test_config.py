@@ -269,6 +269,17 @@ def test_a_config_saved_before_the_structure_keys_loads_as_the_same_model(tmp_pa
         assert model == ModelConfig(variant=variant, sequence_encoder="augru")
 
 
+def test_a_run_saved_before_raw_path_existed_restores_without_it(tmp_path):
+    """A key whose default changed after runs were saved without it: the run loads with the value it was trained
+    with, while a config file that leaves it out takes today's default."""
+    path = tmp_path / "run_config.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL) + OLD_SAVED_DIN.replace("din", "marn"))
+    assert Config.load_run(str(path)).model.raw_path is False
+    assert Config.load(str(path)).model.raw_path is ModelConfig().raw_path
+    path.write_text(yaml.safe_dump(MINIMAL) + OLD_SAVED_DIN.replace("din", "marn") + "  raw_path: true\n")
+    assert Config.load_run(str(path)).model.raw_path is True
+
+
 def test_digests_of_earlier_runs_stay_the_same(tmp_path):
     """benchmarks/quality.py names its cached runs by a digest of the resolved model/train config, and `marn run`
     skips a trained stage by one: the model as it was written before the structure keys, so runs trained before
@@ -281,8 +292,8 @@ def test_digests_of_earlier_runs_stay_the_same(tmp_path):
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(MINIMAL))
-    # those runs had a constant learning rate, the default until train.learning_rate_decay_passes
-    constant = ["train.learning_rate_decay_passes=0"]
+    # those runs had a constant learning rate, the default until train.learning_rate_decay_passes, and no raw path
+    constant = ["train.learning_rate_decay_passes=0", "model.raw_path=false"]
     args = argparse.Namespace(config=str(path), batch_size=1024, steps_per_eval=40, max_evals=8, patience=2,
                               set=constant, runs="runs")
     names = [os.path.basename(quality.run_dir(args, quality.run_config(args, variant, 1))) for variant in
@@ -291,6 +302,10 @@ def test_digests_of_earlier_runs_stay_the_same(tmp_path):
                      "maan-seed1-6ade7a28a8", "marn-seed1-cdc8ee46e8"]
     args.set = []  # the decay, on by default now, trains other runs
     assert os.path.basename(quality.run_dir(args, quality.run_config(args, "din", 1))) != "din-seed1-f8c8c9f697"
+    # din reads no raw_path, so turning it on renames every rung but din
+    args.set = ["train.learning_rate_decay_passes=0", "model.raw_path=true"]
+    assert os.path.basename(quality.run_dir(args, quality.run_config(args, "din", 1))) == "din-seed1-f8c8c9f697"
+    assert os.path.basename(quality.run_dir(args, quality.run_config(args, "marn", 1))) != "marn-seed1-cdc8ee46e8"
     # --set model.sequence_encoder=augru: din reuses its runs (it reads no encoder), the GRU rungs hash the AUGRU.
     args.set = constant + ["model.sequence_encoder=augru"]
     assert os.path.basename(quality.run_dir(args, quality.run_config(args, "din", 1))) == "din-seed1-f8c8c9f697"
