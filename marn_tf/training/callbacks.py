@@ -98,6 +98,13 @@ class CheckpointsWithNanGuard(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.stopped_on_nan or not all_finite(logs or {}):
             self.stopped_on_nan = self.stopped_on_nan or (epoch, -1)
+            # the step has spread the NaN through the trained weights; a non-trainable one (an item table column
+            # loaded from the data) that holds NaN or infinite values points at the data instead
+            self.non_finite_variables = non_finite(self.model.non_trainable_variables)
+            if self.non_finite_variables:
+                log.error("epoch %d: the loss is not finite and NaN or infinite values are in %s, which training does "
+                          "not change: look for non-finite values in the data", epoch + 1,
+                          ", ".join(self.non_finite_variables[:10]))
             self.model.stop_training = True
             return
         # The model's own variables first: they point at the cause, the optimizer's slots follow them.

@@ -47,16 +47,17 @@ class TrainResult:
     seconds: float
     examples_per_second: float
     resumed_from_step: int
-    # status "nan": the variables that held NaN or infinite values while the loss was finite (else empty)
+    # status "nan": the variables that held NaN or infinite values while the loss was finite, or the non-trainable
+    # ones (the item table) that did when it was not (else empty)
     non_finite_variables: list[str] = dataclasses.field(default_factory=list)
 
     def failure(self) -> str:
         """What went wrong and what to do, for status "nan"."""
         if self.non_finite_variables:
             shown = ", ".join(self.non_finite_variables[:5]) + (" ..." if len(self.non_finite_variables) > 5 else "")
-            return (f"NaN or infinite values appeared in the weights ({shown}) while the loss stayed finite; the "
-                    "last good checkpoint is kept. Look for non-finite values in the data (the preprocessed item "
-                    "table, the features), then resume with the same command")
+            return (f"NaN or infinite values are in the weights ({shown}); the last good checkpoint is kept. Look for "
+                    "non-finite values in the data (the preprocessed item table, the features), then resume with the "
+                    "same command")
         return ("the loss became NaN or infinite; the last good checkpoint is kept. Lower train.learning_rate or the "
                 "model.lambda_* weights, then resume with the same command")
 

@@ -195,7 +195,7 @@ def poisoned_copy(data: str, target) -> str:
     return str(target)
 
 
-def test_non_finite_weights_fail_training_even_when_the_loss_is_finite(prepared, tmp_path, capsys):
+def test_non_finite_values_in_the_data_stop_training_naming_the_table(prepared, tmp_path, capsys):
     config, data, _ = prepared
     poisoned = poisoned_copy(data, tmp_path / "data")
     import yaml
@@ -206,14 +206,13 @@ def test_non_finite_weights_fail_training_even_when_the_loss_is_finite(prepared,
                      "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1, err
-    assert "the loss is finite but NaN or infinite values are in" in err and "table_image" in err
+    # whether the infinite component reaches the loss or only the weights, the table that holds it is named
+    assert "NaN or infinite values are in" in err and "table_image" in err
     assert "Look for non-finite values in the data" in err  # the CLI's advice fits the case, not "lower the rate"
     summary = json.loads((run / "training_summary.json").read_text())
     assert summary["status"] == "nan" and summary["epochs"] == 1
-    assert any(name.endswith("kernel:0") for name in summary["non_finite_variables"])  # the poison spread
+    assert any("table_image" in name for name in summary["non_finite_variables"])
     assert not list((run / "checkpoints").glob("ckpt-*"))  # nothing poisoned was saved
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    assert all(np.isfinite(row["total_loss"]) for row in history)  # what the loss-only guard saw
     assert cli.main(["evaluate", "--run", str(run), "--data", poisoned, "--output", str(tmp_path / "e")]) == 2
     assert "has no checkpoint yet" in capsys.readouterr().err
 
