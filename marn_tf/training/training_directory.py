@@ -38,8 +38,10 @@ CHECKPOINTS = "checkpoints"
 BEST = "best"
 COMMAND = "marn train"
 # What a run directory holds (with `marn evaluate`'s default reports and what an interrupted atomic write leaves).
+# The logs a cluster launcher (scripts/multi_worker_local.py) writes into the output before training starts.
+LAUNCHER_LOGS = ("worker-*.log", "chief-*.log", "ps-*.log")
 ENTRIES = (RUN_CONFIG, DATA_RECORD, CHECKPOINTS, BEST, "history.jsonl", "tensorboard", "training_summary.json",
-           "evaluation_*", "workers", "*.tmp-*")
+           "evaluation_*", "workers", "*.tmp-*", *LAUNCHER_LOGS)
 
 
 def trained_before_markers(entries: list[str]) -> bool:
@@ -49,15 +51,22 @@ def trained_before_markers(entries: list[str]) -> bool:
         any(fnmatch.fnmatchcase(e, pattern) for pattern in ENTRIES) for e in entries)
 
 
+def adoptable(entries: list[str]) -> bool:
+    """An unmarked directory `marn train` may claim: a run it wrote before markers existed, or one holding only
+    the logs of the cluster launcher that started it."""
+    only_logs = all(any(fnmatch.fnmatchcase(e, pattern) for pattern in LAUNCHER_LOGS) for e in entries)
+    return only_logs or trained_before_markers(entries)
+
+
 def check_claimable(output_dir: str) -> None:
     """Read-only, before anything is built: refuses an output another marn command owns (a `marn preprocess` or
     `marn run` directory: the message names it) or a non-empty directory that is no training run."""
-    ownership.check_claimable(output_dir, ownership.TRAIN, COMMAND, adopt=trained_before_markers)
+    ownership.check_claimable(output_dir, ownership.TRAIN, COMMAND, adopt=adoptable)
 
 
 def claim(output_dir: str) -> None:
     """Writes the directory's ownership marker (kept when there), checking again what `check_claimable` did."""
-    ownership.claim(output_dir, ownership.TRAIN, COMMAND, adopt=trained_before_markers)
+    ownership.claim(output_dir, ownership.TRAIN, COMMAND, adopt=adoptable)
 
 
 @dataclasses.dataclass(frozen=True)
