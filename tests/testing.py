@@ -8,7 +8,7 @@ never by copying the network's construction.
 Why functions and not a `LayerTest` base class (as keras-rs's `testing.TestCase`): the suite is plain pytest
 functions that take fixtures (`prepared`, `tmp_path`, `monkeypatch`) and use `@pytest.mark.parametrize`; a
 `unittest.TestCase` base takes neither, and a plain base class would only add `self.` in front of these
-functions. The session-scoped data fixtures stay in the conftest.py files (pytest finds fixtures there:
+functions. The data fixtures built once per test run stay in the conftest.py files (pytest finds fixtures there:
 `prepared` in tests/conftest.py, the export run in tests/export/conftest.py, the `marn run` in
 tests/marn_tf/workflow/conftest.py); they build from the helpers here. Import helpers from this module,
 never from a conftest.py or from another test module.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 from typing import Callable, Optional
 
 import marn_tf  # noqa: F401  (must precede any TensorFlow import)
@@ -189,3 +190,29 @@ def prepare(base, users: int, items: int, days: int, overrides=()):
     config = Config.load(str(base / "raw" / "config.yaml"), list(overrides))
     preprocess.run(config, str(base / "out"))
     return config, str(base / "out"), Schema.load(str(base / "out"))
+
+
+# --- the repository's files -------------------------------------------------------------------------------
+
+
+def tracked_files() -> Optional[list[str]]:
+    """Paths, relative to the repository root, of the files git tracks that the working tree holds; None outside a
+    git checkout (an unpacked source distribution), where there is no tracked set to check."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    names = [name for name in listed.decode("utf-8").split("\0") if name]
+    return [name for name in names if os.path.isfile(os.path.join(REPO, name))]  # a file removed, not yet staged
+
+
+def text_of(path: str) -> Optional[str]:
+    """A tracked file's text, or None for a binary file (a NUL byte, or not UTF-8)."""
+    with open(os.path.join(REPO, path), "rb") as f:
+        data = f.read()
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
