@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# Two images from one file (no Docker engine runs on the build machine; tests/test_dockerfile.py checks
-# that what this file copies exists and that its versions match constraints.txt):
+# Two images from one file (tests/test_dockerfile.py checks, without a Docker engine, that what this file copies
+# exists and that its versions match constraints.txt):
 #
 #   docker build --target train -t marn-tf:train .
 #   docker run --rm -v "$PWD/runs:/work/runs" marn-tf:train train --config ... --output runs/marn
@@ -16,7 +16,7 @@ ARG TF_SERVING_VERSION=2.21.0
 # --- train: the marn command (pipeline, training, evaluation, export, batch scoring) ---------------------
 FROM tensorflow/tensorflow:${TF_VERSION} AS train
 WORKDIR /opt/marn-tf
-COPY constraints.txt pyproject.toml setup.py README.md ./
+COPY constraints.txt pyproject.toml setup.py ./
 COPY marn_tf ./marn_tf
 COPY pipelines ./pipelines
 COPY export ./export

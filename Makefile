@@ -1,7 +1,10 @@
 # The two commands a new user needs: `make demo` and `make test`. Both create .venv with the pinned
-# stack (constraints.txt) the first time, so a fresh machine needs only Python 3.11 and the package
+# stack (constraints.txt) the first time, so a fresh machine needs only Python 3.11 or 3.12 and the package
 # registry.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The first of these interpreters that runs (a version manager's shim may exist and fail): 3.11, on which
+# constraints.txt was resolved, then 3.12. PYTHON=... picks another.
+PYTHON ?= $(firstword $(foreach p,python3.11 python3.12 python3,$(shell $(p) -c 'print("$(p)")' 2>/dev/null)))
+PYTHON := $(PYTHON)
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
@@ -11,7 +14,8 @@ DEMO_DIR ?= runs/demo
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "marn-tf needs Python 3.11, found " + sys.version' 
+	@test -n "$(PYTHON)" || { echo "marn-tf needs python3.11 or python3.12: install one, or set PYTHON=..."; exit 1; }
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "marn-tf needs Python 3.11 or 3.12, found " + sys.version' 
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
 	@touch $@
@@ -32,12 +36,14 @@ browser:
 		echo "installing Debian's chromium for the report test"; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-# Re-resolve the pinned set after changing a pin in setup.py (needs the package registry).
+# Re-resolve the pinned set after changing a range in setup.py (needs the package registry). Eager upgrades and
+# `freeze --all` so that setuptools, which the venv brings, is resolved and recorded like any other requirement.
 constraints:
 	rm -rf /tmp/marn-constraints-venv
 	$(PYTHON) -m venv /tmp/marn-constraints-venv
-	/tmp/marn-constraints-venv/bin/pip install --quiet '.[test,bench]'
-	{ sed -n '1,3p' constraints.txt; /tmp/marn-constraints-venv/bin/pip freeze --exclude-editable | grep -v '^marn-tf'; } > constraints.txt.new
+	/tmp/marn-constraints-venv/bin/pip install --quiet --upgrade --upgrade-strategy eager '.[test,bench]'
+	{ sed -n '1,3p' constraints.txt; /tmp/marn-constraints-venv/bin/pip freeze --all --exclude-editable \
+		| grep -v -e '^marn-tf' -e '^pip=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:
