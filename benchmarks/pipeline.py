@@ -1,6 +1,6 @@
 """Pipeline benchmark: events/s end to end and peak memory of `marn preprocess` on the local runner.
 
-    python benchmarks/pipeline.py                       # 1M events, 1 and 2 workers
+    python benchmarks/pipeline.py                       # 1M events, 1 and 2 workers, 3 runs of each
     python benchmarks/pipeline.py --scaling 250000 500000 1000000 --workers 2   # memory vs. input size
     python benchmarks/pipeline.py --encoder-only        # tf.train.Example encoding, us per example
 
@@ -8,7 +8,9 @@ Each run is a fresh `marn preprocess` process (workers included) on data made on
 `marn generate-data` and cached under --data-dir. Memory is the resident set of the whole process
 tree, of the runner process (which on the local runner also holds the shuffled data, as a shuffle
 service would elsewhere) and of the largest worker process, sampled from /proc every 0.1 s.
-Events/s counts every input event over the whole wall time, start-up included.
+Events/s counts every input event over the whole wall time, start-up included. After `--warmup` untimed runs
+the settings (input size, workers) take turns `--repeats` times, and every figure is the median of a setting's
+runs with the lowest and highest; `--json PATH` writes them as a record (`benchmarks/record.py`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import sys
 import time
 
 from process_memory import process_tree  # benchmarks/, beside this script
+from record import command_line, median_range, write_record
 
 TARGET_EVENTS_PER_S = 20_000
 
@@ -45,11 +48,6 @@ def run_measured(cmd: list[str]) -> dict:
     return {"wall_s": wall, "peak_tree_mb": peaks[0], "peak_runner_mb": peaks[1], "peak_worker_mb": peaks[2]}
 
 
-def write_json(path: str, figures: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(figures, f, indent=2)
-
-
 def ensure_data(events: int, data_dir: str) -> str:
     path = os.path.join(data_dir, f"events-{events}")
     if not os.path.exists(os.path.join(path, "config.yaml")):
@@ -59,33 +57,52 @@ def ensure_data(events: int, data_dir: str) -> str:
     return path
 
 
-def bench_pipeline(args) -> None:
+def preprocess_command(data: str, out: str, workers: int) -> list[str]:
+    return [sys.executable, "-m", "marn_tf.cli", "preprocess", "--config", os.path.join(data, "config.yaml"),
+            "--output", out, "--workers", str(workers), "--overwrite"]
+
+
+def bench_pipeline(args) -> dict:
     sizes = args.scaling or [args.events]
-    rows = []
-    for events in sizes:
-        data = ensure_data(events, args.data_dir)
-        for workers in args.workers:
+    settings = [(events, workers) for events in sizes for workers in args.workers]
+    data = {events: ensure_data(events, args.data_dir) for events in sizes}
+    for index in range(args.warmup):  # untimed: the input files into the page cache, the modules compiled
+        events, workers = settings[0]
+        print(f"warm-up run {index + 1}/{args.warmup} ...", flush=True)
+        run_measured(preprocess_command(data[events], os.path.join(args.data_dir, "out-warmup"), workers))
+    measured: dict[tuple[int, int], list[dict]] = {s: [] for s in settings}
+    for repeat in range(args.repeats):  # interleaved: each repeat runs every setting once, so drift hits all alike
+        for events, workers in settings:
             out = os.path.join(args.data_dir, f"out-{events}-{workers}")
-            cmd = [sys.executable, "-m", "marn_tf.cli", "preprocess", "--config", os.path.join(data, "config.yaml"),
-                   "--output", out, "--workers", str(workers), "--overwrite"]
-            print("running:", " ".join(cmd), flush=True)
-            m = run_measured(cmd)
+            command = preprocess_command(data[events], out, workers)
+            print(f"repeat {repeat + 1}/{args.repeats}:", " ".join(command), flush=True)
+            m = run_measured(command)
             with open(os.path.join(out, "report.json")) as f:
-                n_in = json.load(f)["sources"]["events"]["in"]
-            rows.append((n_in, workers, m["wall_s"], n_in / m["wall_s"], m["peak_tree_mb"], m["peak_runner_mb"],
-                         m["peak_worker_mb"]))
-    print(f"\n{'events':>10} {'workers':>7} {'wall s':>8} {'events/s':>10} {'peak MB all':>12} "
-          f"{'runner':>8} {'1 worker':>9}")
-    for n, w, wall, rate, tree, runner, worker in rows:
-        print(f"{n:>10,} {w:>7} {wall:>8.1f} {rate:>10,.0f} {tree:>12,.0f} {runner:>8,.0f} {worker:>9,.0f}")
-    print("(with 1 worker the local runner executes in its own process: '1 worker' is then empty)")
-    best = max(r[3] for r in rows)
-    print(f"\ntarget >= {TARGET_EVENTS_PER_S:,} events/s on 2 cores: best {best:,.0f} "
-          f"({'met' if best >= TARGET_EVENTS_PER_S else 'NOT met'})")
+                m["events"] = json.load(f)["sources"]["events"]["in"]
+            m["events_per_s"] = m["events"] / m["wall_s"]
+            measured[(events, workers)].append(m)
+    figures = ("wall_s", "events_per_s", "peak_tree_mb", "peak_runner_mb", "peak_worker_mb")
+    rows = [{"events": runs[0]["events"], "workers": workers,
+             **{key: median_range(r[key] for r in runs) for key in figures}}
+            for (_, workers), runs in measured.items()]
+    print(f"\n{command_line()}\nmedian [lowest, highest] of {args.repeats} interleaved runs after {args.warmup} "
+          f"warm-up run(s)\n")
+    print("| events | workers | wall s | events/s | peak MB, all processes | runner | largest worker |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        rate = r["events_per_s"]
+        print(f"| {r['events']:,} | {r['workers']} | {r['wall_s']['median']:.1f} | {rate['median']:,.0f} "
+              f"[{rate['low']:,.0f}, {rate['high']:,.0f}] | {r['peak_tree_mb']['median']:,.0f} | "
+              f"{r['peak_runner_mb']['median']:,.0f} | {r['peak_worker_mb']['median']:,.0f} |")
+    print("(with 1 worker the local runner executes in its own process: 'largest worker' is then empty)")
+    best = max(rows, key=lambda r: r["events_per_s"]["median"])
+    print(f"\ntarget >= {TARGET_EVENTS_PER_S:,} events/s on 2 cores: best median {best['events_per_s']['median']:,.0f} "
+          f"({'met' if best['events_per_s']['median'] >= TARGET_EVENTS_PER_S else 'NOT met'})")
+    result = {"repeats": args.repeats, "warmup": args.warmup, "runs": rows, "best": best,
+              "target_events_per_s": TARGET_EVENTS_PER_S}
     if args.json:
-        keys = ("events", "workers", "wall_s", "events_per_s", "peak_all_mb", "peak_runner_mb", "peak_worker_mb")
-        write_json(args.json, {"runs": [dict(zip(keys, r)) for r in rows], "best_events_per_s": best,
-                               "target_events_per_s": TARGET_EVENTS_PER_S})
+        write_record(args.json, "pipeline", result)
+    return result
 
 
 def bench_encoder() -> None:
@@ -121,9 +138,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events per run (default %(default)s)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="local runner processes")
     parser.add_argument("--scaling", type=int, nargs="+", help="several input sizes, for memory vs. size")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved runs of every setting; figures are their median and range (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default %(default)s)")
     parser.add_argument("--data-dir", default="/tmp/marn-bench", help="generated data and outputs")
     parser.add_argument("--encoder-only", action="store_true", help="time tf.train.Example encoding only")
-    parser.add_argument("--json", help="also write the figures to this JSON file (what benchmarks/run_all.py reads)")
+    parser.add_argument("--json", help="also write a record of the figures to this JSON file (benchmarks/record.py)")
     args = parser.parse_args()
     if args.encoder_only:
         bench_encoder()

@@ -15,8 +15,9 @@ validation AUC over both, never on test and never on one world alone.
 
 Every run trains with a validation pass every `--steps-per-eval` steps, keeps its best-validation
 checkpoint and stops after `--patience` passes without a better validation AUC (at most `--max-evals`);
-the test figures are of that checkpoint. Printed per world (and with `--json PATH` written, `targets`
-holding every target of `quality_targets.py` as {"name", "measured", "target", "met"}):
+the test figures are of that checkpoint. Printed per world (and with `--json PATH` written as a record,
+`benchmarks/record.py`, whose `targets` hold every target of `quality_targets.py` as {"name", "measured",
+"target", "met"}; a record under `benchmarks/results/` feeds the quality tables `benchmarks/render.py` writes):
 
 * per variant: validation and test AUC/GAUC, mean ± sample std over seeds; steps to the best point;
 * paired per-seed differences of the ladder's rungs (marn - man, man - concat, ...) with a 95% t interval;
@@ -46,6 +47,7 @@ import marn_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from embedded_data import ensure_embedded_data, ensure_realistic_data  # benchmarks/, beside this script
 from marn_tf.workflow.summary import spread
 from quality_targets import targets_of
+from record import command_line, write_record
 
 BENCH = "/tmp/marn-bench"
 WORLDS = ("default", "realistic")
@@ -232,7 +234,7 @@ def mean_std(values) -> str:
 
 def report(args, results: dict, world: dict, seconds: float, baseline: dict | None = None,
            world_name: str = "default") -> dict:
-    command = " ".join(["python benchmarks/quality.py"] + sys.argv[1:])
+    command = command_line()
     floors = [r["floor"]["auc"] for runs in results.values() for r in runs if r.get("floor")]
     floor_auc = float(np.mean(floors)) if floors else None
     oracle = world.get("oracle", {}).get("test")
@@ -269,7 +271,7 @@ def report(args, results: dict, world: dict, seconds: float, baseline: dict | No
                 dead = ", ".join(f"{m} {s['dead_dimensions']:.2f}" for m, s in inv.get("per_modality", {}).items())
                 d1 = " ".join(f"{v:.2f}" for v in r["d1_by_evaluation"] if v is not None)
                 ds = next((v for v in reversed(r["ds_by_evaluation"]) if v is not None), None)
-                # runs cached before 2026-11-30 (session 10) lack the breakdown: "–"
+                # runs cached before 2026-11-30 lack the breakdown: "–"
                 by_pair = ", ".join(f"{p} {g:+.3f}" for p, g in inv.get("cosine_gap_by_pair", {}).items()) or "–"
                 print(f"| {variant} {r['seed']} | {d1} | {ds if ds is None else round(ds, 3)} | "
                       f"{inv.get('same_item_cosine') or 0:.3f} | {inv.get('random_pair_cosine') or 0:.3f} | {dead} | "
@@ -300,12 +302,15 @@ def report(args, results: dict, world: dict, seconds: float, baseline: dict | No
 
 
 def load_baseline(path: str) -> dict:
-    """An earlier `--json` output, checked before any training: exits with what is wrong."""
+    """An earlier `--json` output (a record's figures, with its command), checked before any training: exits with
+    what is wrong."""
     try:
         with open(path) as f:
             baseline = json.load(f)
     except (OSError, ValueError) as err:
         sys.exit(f"--against {path}: cannot be read as a quality.py --json output ({err})")
+    if isinstance(baseline, dict) and isinstance(baseline.get("figures"), dict):  # a record (benchmarks/record.py)
+        baseline = {"command": baseline.get("command"), **baseline["figures"]}
     if not isinstance(baseline, dict) or not isinstance(baseline.get("runs", baseline.get("worlds")), dict):
         sys.exit(f"--against {path}: not a quality.py --json output (no \"runs\")")
     return baseline
@@ -344,7 +349,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every run, e.g. model.lambda_align=0 (repeatable)")
     parser.add_argument("--runs", default=f"{BENCH}/quality-runs", help="finished runs, one folder per world")
-    parser.add_argument("--json", help="also write every figure and the targets to this JSON file")
+    parser.add_argument("--json", help="also write a record of every figure and the targets to this JSON file "
+                                       "(benchmarks/record.py; benchmarks/results/quality-*.json are rendered)")
     parser.add_argument("--against", metavar="JSON",
                         help="an earlier --json (e.g. the defaults): also print each variant's AUC minus that run's, "
                              "paired by seed with a 95%% interval")
@@ -368,10 +374,8 @@ def main() -> None:
     for t in targets:
         print(f"| {t['name']} | {t['measured']} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
     if args.json:
-        command = " ".join(["python benchmarks/quality.py"] + sys.argv[1:])
-        with open(args.json, "w") as f:
-            json.dump({"command": command, "minutes": round((time.time() - start) / 60, 1), "worlds": worlds,
-                       "targets": targets}, f, indent=2)
+        write_record(args.json, "quality", {"minutes": round((time.time() - start) / 60, 1), "worlds": worlds,
+                                            "targets": targets})
 
 
 if __name__ == "__main__":

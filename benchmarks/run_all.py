@@ -1,13 +1,16 @@
-"""Every benchmark in one command, and one table with the targets beside the measured figures.
+"""Every speed benchmark in one command, one table with the targets beside the measured figures, and one record.
 
-    python benchmarks/run_all.py            # the documented sizes: 1M pipeline events, 20 timed training steps,
-                                            # 3 x 300 serving calls per model (4 minutes on 2 cores once the
-                                            # input data is generated; generating it adds a few minutes)
-    python benchmarks/run_all.py --quick    # 250k events, 10 steps, 1 x 200 calls
+    python benchmarks/run_all.py --json benchmarks/results/speed-$(date +%F).json
+                                            # the documented sizes: 1M pipeline events, 20 timed training steps,
+                                            # 300 serving calls per shape, each setting 3 times, interleaved
+    python benchmarks/run_all.py --quick    # 250k events, 10 steps, 200 calls, once each: a first look
 
 It runs `benchmarks/pipeline.py`, `benchmarks/train.py` (speed rows: input, deepctr DIN and DIEN, MARN at
 width 32) and `benchmarks/serving.py` as separate processes with `--json`, each printing its own details
-first, then prints the table and writes it to `<work>/results.md` (figures in `<work>/results.json`).
+first, then prints the table and writes it to `<work>/results.md`. Every timing is the median of interleaved
+repeats with the lowest and highest run. The record (`benchmarks/record.py`, kind "speed") holds the three
+benchmarks' records; it goes to `--json` (default `<work>/results.json`), and one under `benchmarks/results/`
+made at the documented sizes on a quiet machine feeds the speed tables `benchmarks/render.py` writes.
 Serving needs a trained run: `--run DIR --data DIR` (e.g. `--run runs/demo/model --data
 runs/demo/preprocessed` after `marn demo`), else a short MARN run is trained on the training benchmark's
 data (latency does not depend on how long it trained).
@@ -15,11 +18,12 @@ data (latency does not depend on how long it trained).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
+
+from record import command_line, median_range, read_record, write_record  # benchmarks/, beside this script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -29,13 +33,13 @@ TRAIN_CONFIG = "/tmp/marn-bench/train-raw/config.yaml"
 
 
 def run_benchmark(script: str, arguments: list[str], json_path: str) -> dict:
+    """Runs one benchmark with `--json` and returns its record."""
     command = [sys.executable, os.path.join(HERE, script), *arguments, "--json", json_path]
     print(f"\n$ {' '.join(command)}", flush=True)
     start = time.time()
     subprocess.run(command, check=True, cwd=REPO)
     print(f"({script}: {time.time() - start:.0f} s)", flush=True)
-    with open(json_path) as f:
-        return json.load(f)
+    return read_record(json_path)
 
 
 def serving_run(args) -> tuple[str, str]:
@@ -52,36 +56,57 @@ def serving_run(args) -> tuple[str, str]:
     return run, TRAIN_DATA
 
 
+def spread(figure: dict | None, form: str = "{:,.0f}", unit: str = "") -> str:
+    """`median [lowest, highest]` of a `median_range` figure ("failed" when nothing was measured)."""
+    if not figure or figure["median"] is None:
+        return "failed"
+    middle = form.format(figure["median"]) + unit
+    if len(figure["runs"]) < 2:
+        return middle
+    return f"{middle} [{form.format(figure['low'])}, {form.format(figure['high'])}]"
+
+
+def meets(figure: dict | None, target: float, at_least: bool = True) -> bool | None:
+    """Whether the median meets the target (None when nothing was measured)."""
+    if not figure or figure["median"] is None:
+        return None
+    return figure["median"] >= target if at_least else figure["median"] <= target
+
+
+def serving_ratio(serving: dict) -> dict:
+    """MARN's ranking p99 over the peer's, per repeat (the two ran back to back), as a median and range."""
+    runs = serving["runs"]
+    return median_range(m["ranking"]["p99_ms"] / p["ranking"]["p99_ms"]
+                        for m, p in zip(runs["MARN"], runs["deepctr DIN (peer)"]))
+
+
 def rows(pipeline: dict, training: dict, serving: dict) -> list[tuple]:
-    """(benchmark, figure, measured, target, met: True/False/None)."""
-    best = max(pipeline["runs"], key=lambda r: r["events_per_s"])
+    """(benchmark, figure, measured, target, met: True/False/None) from the three benchmarks' figures."""
+    best = pipeline["best"]
+    target = pipeline["target_events_per_s"]
     out = [(f"pipeline, {best['events']:,} events, {best['workers']} workers", "events/s, end to end",
-            f"{best['events_per_s']:,.0f}", f">= {pipeline['target_events_per_s']:,}",
-            best["events_per_s"] >= pipeline["target_events_per_s"]),
-           ("", "peak memory: runner / largest worker", f"{best['peak_runner_mb']:,.0f} / "
-            f"{best['peak_worker_mb']:,.0f} MB", "", None)]
-    models = training["models"]
-    marn = models.get("MARN (width 32)", {})
-    ratio = lambda key, target, label: (  # noqa: E731
-        "", label, "failed" if training[key] is None else f"{training[key]:.2f}x", f">= {target}x",
-        None if training[key] is None else training[key] >= target)
+            spread(best["events_per_s"]), f">= {target:,}", meets(best["events_per_s"], target)),
+           ("", "peak memory: runner / largest worker", f"{best['peak_runner_mb']['median']:,.0f} / "
+            f"{best['peak_worker_mb']['median']:,.0f} MB", "", None)]
+    marn = training["models"].get("MARN (width 32)", {})
     out += [(f"training, batch {training['batch_size']}", "MARN examples/s (width 32)",
-             f"{marn.get('examples_per_second', float('nan')):,.0f}", "", None),
-            ratio("marn_over_dien", 1.0, "MARN / deepctr DIEN"),
-            ratio("marn_over_din", 0.5, "MARN / deepctr DIN"),
-            ratio("input_over_trainer", 5.0, "input pipeline / MARN trainer")]
+             spread(marn.get("examples_per_second")), "", None)]
+    for key, target, label in (("marn_over_dien", 1.0, "MARN / deepctr DIEN"), ("marn_over_din", 0.5,
+                                                                               "MARN / deepctr DIN"),
+                               ("input_over_trainer", 5.0, "input pipeline / MARN trainer")):
+        out.append(("", label, spread(training[key], "{:.2f}", "x"), f">= {target}x", meets(training[key], target)))
     marn_serving, peer = serving["median"]["MARN"], serving["median"]["deepctr DIN (peer)"]
-    p99, peer_p99 = marn_serving["ranking"]["p99_ms"], peer["ranking"]["p99_ms"]
-    out += [("serving (serving_default, fresh process)", "1 user x 100 candidates, p99", f"{p99:.2f} ms",
-             "<= 10 ms", p99 <= 10),
-            ("", "MARN / DIN peer, ranking p99", f"{p99 / peer_p99:.2f}x", "<= 1.0x", p99 <= peer_p99),
-            ("", "batch 512 p99, MARN / peer", f"{marn_serving['batch']['p99_ms']:.2f} / "
-             f"{peer['batch']['p99_ms']:.2f} ms", "", None)]
+    p99, ratio = marn_serving["ranking"]["p99_ms"], serving_ratio(serving)
+    out += [("serving (serving_default, fresh process)", "1 user x 100 candidates, p99",
+             spread(p99, "{:.2f}", " ms"), "<= 10 ms", meets(p99, 10, at_least=False)),
+            ("", "MARN / DIN peer, ranking p99", spread(ratio, "{:.2f}", "x"), "<= 1.0x", meets(ratio, 1.0, False)),
+            ("", "batch 512 p99, MARN / peer", f"{marn_serving['batch']['p99_ms']['median']:.2f} / "
+             f"{peer['batch']['p99_ms']['median']:.2f} ms", "", None)]
     return out
 
 
-def render(table: list[tuple], device: str) -> str:
-    lines = [f"{device}", "", "| benchmark | figure | measured | target | met |", "|---|---|---:|---:|---|"]
+def markdown(table: list[tuple]) -> str:
+    lines = ["| benchmark | figure | measured: median [lowest, highest] | target | met |", "|---|---|---:|---:|---|"]
     for bench, figure, measured, target, met in table:
         lines.append(f"| {bench} | {figure} | {measured} | {target or '–'} | "
                      f"{'–' if met is None else ('yes' if met else 'NO')} |")
@@ -93,32 +118,35 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes: a first look, not the documented figures")
     parser.add_argument("--run", help="a `marn train` run for the serving benchmark (with --data)")
     parser.add_argument("--data", help="the `marn preprocess` output of --run")
-    parser.add_argument("--work", default=WORK, help="JSON results and the table (default %(default)s)")
+    parser.add_argument("--work", default=WORK, help="the benchmarks' own records and the table (default %(default)s)")
+    parser.add_argument("--json", help="the record of all three (default: <work>/results.json)")
     args = parser.parse_args()
     if bool(args.run) != bool(args.data):
         parser.error("give --run and --data together")
     os.makedirs(args.work, exist_ok=True)
-    events = 250_000 if args.quick else 1_000_000
+    repeats = "1" if args.quick else "3"
     started = time.time()
-    pipeline = run_benchmark("pipeline.py", ["--events", str(events), "--workers", "2"],
+    pipeline = run_benchmark("pipeline.py", ["--events", "250000" if args.quick else "1000000", "--workers", "2",
+                                             "--repeats", repeats, "--warmup", "0" if args.quick else "1"],
                              os.path.join(args.work, "pipeline.json"))
     training = run_benchmark("train.py", ["--only", "input pipeline", "deepctr DIN", "DIEN", "MARN (width 32",
-                                          "--steps", "10" if args.quick else "20"],
+                                          "--steps", "10" if args.quick else "20", "--repeats", repeats],
                              os.path.join(args.work, "train.json"))
     run, data = serving_run(args)
-    serving = run_benchmark("serving.py", ["--run", run, "--data", data, "--repeats", "1" if args.quick else "3",
+    serving = run_benchmark("serving.py", ["--run", run, "--data", data, "--repeats", repeats,
                                            "--calls", "200" if args.quick else "300"],
                             os.path.join(args.work, "serving.json"))
-    table = rows(pipeline, training, serving)
-    text = render(table, f"{training['device']}; {'--quick' if args.quick else 'documented sizes'}; "
-                         f"{(time.time() - started) / 60:.0f} minutes in all")
-    print("\n" + text)
+    minutes = (time.time() - started) / 60
+    text = (f"{training['figures']['device']}; {'--quick' if args.quick else 'documented sizes'}; "
+            f"{minutes:.0f} minutes in all\n\n"
+            + markdown(rows(pipeline["figures"], training["figures"], serving["figures"])))
+    print(f"\n{command_line()}\n{text}")
     with open(os.path.join(args.work, "results.md"), "w") as f:
         f.write(text + "\n")
-    with open(os.path.join(args.work, "results.json"), "w") as f:
-        json.dump({"pipeline": pipeline, "training": training, "serving": serving,
-                   "table": [dict(zip(("benchmark", "figure", "measured", "target", "met"), r)) for r in table]},
-                  f, indent=2)
+    path = args.json or os.path.join(args.work, "results.json")
+    write_record(path, "speed", {"quick": args.quick, "minutes": round(minutes, 1), "pipeline": pipeline,
+                                 "training": training, "serving": serving})
+    print(f"record: {path}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import time
 
 from embedded_data import ensure_embedded_data  # benchmarks/, beside this script
 from process_memory import process_tree
+from record import write_record
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = "/tmp/marn-bench/train-data"
@@ -225,7 +226,7 @@ def main() -> None:
     parser.add_argument("--skip-training", action="store_true", help="only the --catalog-sizes figures")
     parser.add_argument("--content-in-examples", action="store_true",
                         help="also train one process on the data preprocessed with pipeline.item_content: examples")
-    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--json", help="also write a record of the figures to this JSON file (benchmarks/record.py)")
     parser.add_argument("--catalog-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.catalog_child:
@@ -238,8 +239,7 @@ def main() -> None:
         results["catalog"] = catalog_sizes(args)
     if args.skip_training:
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(results, f, indent=2)
+            write_record(args.json, "scale", results)
         return
     os.makedirs(args.output, exist_ok=True)
     output = tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=args.output)  # never reused or deleted
@@ -282,8 +282,7 @@ def main() -> None:
         print(f"| {name} | {r['examples_per_second']:,.0f} | {r['wall_s']} | {memory} | {held} | "
               f"{r.get('tfrecord_bytes_per_example', '-')} |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_record(args.json, "scale", results)
 
 
 if __name__ == "__main__":

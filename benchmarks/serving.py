@@ -11,12 +11,12 @@ Two request shapes, built from validation examples as serialized tf.Examples (wh
 Each model is loaded with `tf.saved_model.load` in its own fresh process and called through its
 `serving_default` signature: warm-up calls, then `--calls` timed calls per shape, one at a time; p50 / p99
 are over those calls, in milliseconds, wall clock including parsing and vocabulary lookups. The two
-models' processes alternate `--repeats` times (this machine's speed drifts between minutes); the table
-gives the median over repeats of each figure, and every repeat is printed. The peer is
+models' processes alternate `--repeats` times (a machine's speed drifts between minutes); the table gives
+the median over repeats of each figure with the lowest and highest. The peer is
 deepctr's DIN (embedding 32, user + candidate item/category + behaviour items/categories) behind the same
 kind of signature (tf.Example parsing and the same vocabulary files); its weights are untrained, which
-does not change its latency. Targets (issue 4): MARN's ranking p99 at most 10 ms on 2 cores, and no slower
-than the peer.
+does not change its latency. Targets: MARN's ranking p99 at most 10 ms on 2 cores, and no slower than the
+peer. `--json PATH` writes the figures as a record (`benchmarks/record.py`).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import sys
 import time
 
 import marn_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from record import command_line, median_range, write_record  # benchmarks/, beside this script
 
 WORK = "/tmp/marn-bench/serving"
 CANDIDATES = 100
@@ -145,7 +146,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each model (default %(default)s)")
     parser.add_argument("--work", default=WORK, help="where exports and requests go (default %(default)s)")
-    parser.add_argument("--json", help="also write the figures to this JSON file (what benchmarks/run_all.py reads)")
+    parser.add_argument("--json", help="also write a record of the figures to this JSON file (benchmarks/record.py)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--requests", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -178,31 +179,33 @@ def main() -> None:
             runs[name].append(run_child("--child", "latency", "--model", directory, "--requests", requests,
                                         "--calls", str(args.calls), "--warmup", str(args.warmup), "--data", args.data))
 
-    import numpy as np
+    def spread(name: str, shape: str, figure: str) -> dict:
+        return median_range(r[shape][figure] for r in runs[name])
 
-    def median(name, shape, figure):
-        return float(np.median([r[shape][figure] for r in runs[name]]))
-
-    print(f"\n{device_name()}; {args.calls} timed calls per shape, one at a time, after {args.warmup} warm-up calls; "
-          f"median of {args.repeats} alternating runs per model")
+    figures = {"device": device_name(), "model": args.model, "calls": args.calls, "warmup": args.warmup,
+               "repeats": args.repeats, "shapes": {"ranking": f"1 user x {CANDIDATES} candidates",
+                                                   "batch": f"batch {BATCH}"},
+               "median": {name: {"load_s": median_range(r["load_s"] for r in runs[name]),
+                                 **{shape: {figure: spread(name, shape, figure) for figure in ("p50_ms", "p99_ms")}
+                                    for shape in ("ranking", "batch")}} for name, _ in models},
+               "runs": runs}
+    print(f"\n{command_line()}\n{figures['device']}; {args.calls} timed calls per shape, one at a time, after "
+          f"{args.warmup} warm-up calls; median [lowest, highest] of {args.repeats} alternating runs per model")
     print(f"MARN: {args.model}\n")
     print(f"| model | 1 user x {CANDIDATES} candidates p50 / p99 ms | batch {BATCH} p50 / p99 ms | load s |")
     print("|---|---:|---:|---:|")
     for name, _ in models:
-        print(f"| {name} | {median(name, 'ranking', 'p50_ms'):.2f} / {median(name, 'ranking', 'p99_ms'):.2f} | "
-              f"{median(name, 'batch', 'p50_ms'):.2f} / {median(name, 'batch', 'p99_ms'):.2f} | "
-              f"{float(np.median([r['load_s'] for r in runs[name]])):.1f} |")
-    print("\nevery run, ranking p50 / p99 ms: " + "; ".join(
-        f"{name}: " + ", ".join(f"{r['ranking']['p50_ms']:.2f} / {r['ranking']['p99_ms']:.2f}" for r in runs[name])
-        for name, _ in models))
-    marn, din = median("MARN", "ranking", "p99_ms"), median("deepctr DIN (peer)", "ranking", "p99_ms")
+        m = figures["median"][name]
+        cells = [" / ".join(f"{m[shape][figure]['median']:.2f} [{m[shape][figure]['low']:.2f}, "
+                            f"{m[shape][figure]['high']:.2f}]" for figure in ("p50_ms", "p99_ms"))
+                 for shape in ("ranking", "batch")]
+        print(f"| {name} | {cells[0]} | {cells[1]} | {m['load_s']['median']:.1f} |")
+    marn = figures["median"]["MARN"]["ranking"]["p99_ms"]["median"]
+    din = figures["median"]["deepctr DIN (peer)"]["ranking"]["p99_ms"]["median"]
     print(f"\ntarget: ranking p99 <= 10 ms: {'met' if marn <= 10 else 'NOT met'} ({marn:.2f} ms); "
           f"no slower than the peer: {'met' if marn <= din else 'NOT met'} (MARN/peer p99 = {marn / din:.2f}x)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": device_name(), "model": args.model, "runs": runs, "median": {
-                name: {shape: {figure: median(name, shape, figure) for figure in ("p50_ms", "p99_ms")}
-                       for shape in ("ranking", "batch")} for name, _ in models}}, f, indent=2)
+        write_record(args.json, "serving", figures)
 
 
 if __name__ == "__main__":

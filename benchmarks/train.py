@@ -9,8 +9,11 @@ Data: `--data DIR --config CFG` (a `marn preprocess` output with sequence length
 default the embedded dataset generated and preprocessed into /tmp/marn-bench/. Every model runs in its own
 process (peak memory = that process's max RSS) on the same batches held in memory, so the figure is the
 trainer's consumption; the input pipeline (parse + lookup, what training reads through) is measured on
-its own, and must deliver at least 5x what the trainer consumes. The device (CPU model or GPU name) is
-printed with the figures.
+its own, and must deliver at least 5x what the trainer consumes. Each process runs `--warmup` untimed steps
+before its `--steps` timed ones. The models' processes take turns `--repeats` times (identical runs differ by
+tens of percent on a shared machine, and its speed drifts between minutes): every figure is the median of a
+model's runs with the lowest and highest, and each ratio the median of its per-repeat ratios. The device (CPU
+model or GPU name) is printed with the figures; `--json PATH` writes them as a record (`benchmarks/record.py`).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import time
 
 import marn_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from embedded_data import ensure_embedded_data  # benchmarks/, beside this script
+from record import command_line, median_range, write_record
 
 DEFAULT_DATA = "/tmp/marn-bench/train-data"
 DEFAULT_RAW = "/tmp/marn-bench/train-raw"
@@ -156,7 +160,7 @@ def run_deepctr(args) -> dict:
     x, y = {k: cache[k] for k in cache.files if k != "label"}, cache["label"]
     import tensorflow as tf
 
-    if name == "dien":  # DIEN needs graph mode and names TensorFlow 2.21 moved (../shared/docs/STACK.md)
+    if name == "dien":  # deepctr's DIEN needs graph mode and names that TensorFlow 2.21 moved to other modules
         from tensorflow.python.ops import array_ops, array_ops_stack, control_flow_ops
         from tensorflow.python.util import nest
 
@@ -224,7 +228,24 @@ def measure(args, child: str, width: int, xla: bool = False) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def speed(args) -> None:
+def summarize(runs: list[dict]) -> dict:
+    """One model's repeats: median and range of examples/s and peak memory (over the runs that finished)."""
+    done = [r for r in runs if "error" not in r]
+    errors = [r["error"] for r in runs if "error" in r]
+    if not done:
+        return {"error": errors[-1], "errors": errors}
+    return {"examples_per_second": median_range(r["examples_per_second"] for r in done),
+            "peak_memory_mb": median_range(r["peak_memory_mb"] for r in done),
+            "parameters": done[0].get("parameters", 0), "errors": errors}
+
+
+def ratio(numerators: list[dict], denominators: list[dict]) -> dict:
+    """Median and range of the per-repeat ratio of examples/s (a repeat's two runs ran minutes apart at most)."""
+    return median_range(a["examples_per_second"] / b["examples_per_second"] for a, b in zip(numerators, denominators)
+                        if "error" not in a and "error" not in b)
+
+
+def speed(args) -> dict:
     rows = [("input pipeline (parse + lookup)", "input", args.width, False)]
     rows += [(f"deepctr DIN (emb {args.width})", "deepctr:din", args.width, False),
              (f"deepctr DIEN, AUGRU (emb {args.width})", "deepctr:dien", args.width, False)]
@@ -235,38 +256,43 @@ def speed(args) -> None:
     rows += [(f"MARN (paper width {args.paper_width})", "marn:marn", args.paper_width, False)]
     if args.only:
         rows = [r for r in rows if any(o.lower() in r[0].lower() for o in args.only)]
-    results = {}
-    for label, child, width, xla in rows:
-        print(f"measuring {label} ...", flush=True)
-        results[label] = measure(args, child, width, xla)
-        print(f"  {results[label]}", flush=True)
-    device = next((r["device"] for r in results.values() if "device" in r), "?")
-    command = " ".join(["python benchmarks/train.py"] + sys.argv[1:])
-    print(f"\n{command}\n{device}; batch {args.batch_size}, {args.steps} timed steps after "
-          f"{args.warmup} warm-up steps\n")
+    runs: dict[str, list[dict]] = {label: [] for label, *_ in rows}
+    for repeat in range(args.repeats):  # interleaved: each repeat measures every model once, so drift hits all alike
+        for label, child, width, xla in rows:
+            print(f"repeat {repeat + 1}/{args.repeats}: measuring {label} ...", flush=True)
+            runs[label].append(measure(args, child, width, xla))
+            print(f"  {runs[label][-1]}", flush=True)
+    models = {label: summarize(r) for label, r in runs.items()}
+    device = next((r["device"] for rs in runs.values() for r in rs if "device" in r), "?")
+    print(f"\n{command_line()}\n{device}; batch {args.batch_size}, {args.steps} timed steps after {args.warmup} "
+          f"warm-up steps; median [lowest, highest] of {args.repeats} interleaved runs per model\n")
     print("| model | examples/s | peak memory (MB) | parameters |\n|---|---:|---:|---:|")
-    for label, r in results.items():
-        if "error" in r:
-            print(f"| {label} | failed: {r['error']} | | |")
+    for label, m in models.items():
+        if "error" in m:
+            print(f"| {label} | failed: {m['error']} | | |")
         else:
-            print(f"| {label} | {r['examples_per_second']:,.0f} | {r['peak_memory_mb']:,.0f} | "
-                  f"{r.get('parameters', 0):,} |")
-    get = lambda label: results.get(label, {}).get("examples_per_second")  # noqa: E731
-    marn, din, dien = get(f"MARN (width {args.width})"), get(f"deepctr DIN (emb {args.width})"), \
-        get(f"deepctr DIEN, AUGRU (emb {args.width})")
-    feed = get("input pipeline (parse + lookup)")
-    if marn and din and dien:
-        print(f"\nMARN / DIEN = {marn / dien:.2f}x (target >= 1.0x); MARN / DIN = {marn / din:.2f}x (target >= 0.5x)")
-    fastest = max((v["examples_per_second"] for k, v in results.items() if "error" not in v and k.startswith("MARN")),
-                  default=None)
-    if fastest and feed:
-        print(f"input pipeline / fastest MARN trainer = {feed / fastest:.1f}x (target >= 5x)")
+            e = m["examples_per_second"]
+            print(f"| {label} | {e['median']:,.0f} [{e['low']:,.0f}, {e['high']:,.0f}] | "
+                  f"{m['peak_memory_mb']['median']:,.0f} | {m['parameters']:,} |")
+    marn, din, dien = (runs.get(f"MARN (width {args.width})"), runs.get(f"deepctr DIN (emb {args.width})"),
+                       runs.get(f"deepctr DIEN, AUGRU (emb {args.width})"))
+    feed = runs.get("input pipeline (parse + lookup)")
+    trainers = [label for label in runs if label.startswith("MARN")]
+    fastest = [max((runs[label][i] for label in trainers if "error" not in runs[label][i]), default={"error": "none"},
+                   key=lambda r: r["examples_per_second"]) for i in range(args.repeats)] if trainers else None
+    figures = {"device": device, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
+               "repeats": args.repeats, "models": models,
+               "marn_over_dien": ratio(marn, dien) if marn and dien else None,
+               "marn_over_din": ratio(marn, din) if marn and din else None,
+               "input_over_trainer": ratio(feed, fastest) if feed and fastest else None}
+    for key, text, target in (("marn_over_dien", "MARN / DIEN", 1.0), ("marn_over_din", "MARN / DIN", 0.5),
+                              ("input_over_trainer", "input pipeline / fastest MARN trainer", 5.0)):
+        r = figures[key]
+        if r and r["median"] is not None:
+            print(f"{text} = {r['median']:.2f}x [{r['low']:.2f}, {r['high']:.2f}] (target >= {target}x)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": device, "batch_size": args.batch_size, "models": results,
-                       "marn_over_dien": marn / dien if marn and dien else None,
-                       "marn_over_din": marn / din if marn and din else None,
-                       "input_over_trainer": feed / fastest if feed and fastest else None}, f, indent=2)
+        write_record(args.json, "training", figures)
+    return figures
 
 
 def main() -> None:
@@ -279,9 +305,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batches", type=int, default=10, help="distinct batches held in memory")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved runs of every model; figures are their median and range (default %(default)s)")
     parser.add_argument("--xla", action="store_true")
     parser.add_argument("--only", nargs="+", help="measure only the rows whose label contains one of these")
-    parser.add_argument("--json", help="also write the figures to this JSON file (what benchmarks/run_all.py reads)")
+    parser.add_argument("--json", help="also write a record of the figures to this JSON file (benchmarks/record.py)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
