@@ -10,7 +10,7 @@
          Parquet and TFRecord (tf.Example), keyed by item_id
 
 This is the file a feature store or key-value cache loads, so that a ranking service can hold item vectors
-apart from the model (`docs/scale_out.md`, section 4). It runs locally on Beam's FnApiRunner or on Dataflow /
+apart from the model (`docs/scale_out.md`, catalogs too large for an in-model item table). It runs locally on Beam's FnApiRunner or on Dataflow /
 Flink / Spark with the same pipeline options as `marn score`. Counts, computed as data (read = embedded +
 repeated ids + dead-lettered, checked), go to `<output>-counts.json`; the output prefix is owned and cleared
 as for `marn score` (`job_outputs.owned_prefix`).

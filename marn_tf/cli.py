@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "message; an interrupted one runs again (training resumes from its checkpoint). Arguments this "
                     "command does not know go to the Beam job as pipeline options, as for preprocess.",
         epilog="example: marn run --config my.yaml --preset demo --set run.ladder=[] --set train.epochs=5")
-    rn.add_argument("--config", required=True, help="YAML config (docs/raw_data.md; the run: section: "
+    rn.add_argument("--config", required=True, help="YAML config (docs/pipeline.md; the run: section: "
                                                     "marn_tf/run_config.py)")
     rn.add_argument("--output", help="run directory (default: run.output, else runs/<config file name>)")
     rn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "--temp_location=gs://B/tmp, or --runner=FlinkRunner --flink_master=HOST:8081. "
                     "Without --runner it runs locally on the FnApiRunner.",
         epilog="example: marn preprocess --config data/raw/config.yaml --output data/prep --workers 2")
-    pre.add_argument("--config", required=True, help="YAML config (see docs/raw_data.md)")
+    pre.add_argument("--config", required=True, help="YAML config (see docs/pipeline.md)")
     pre.add_argument("--output", required=True, help="output directory (local or gs://)")
     pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set sequence.max_length=30 (repeatable)")

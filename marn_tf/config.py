@@ -5,7 +5,7 @@ the model, training and runtime sections (`marn_tf/model_config.py`), and what `
 
 `Config.load("my.yaml", overrides=["sequence.max_length=30"], presets=["din"])` reads it: the file, then each
 registered preset's overrides (`marn_tf/presets.py`), then `overrides`. Every section below is a typed
-dataclass, and `docs/raw_data.md` shows a complete annotated example.
+dataclass, and `docs/pipeline.md` shows a complete annotated example.
 """
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ class InputSpec:
     .gz (Parquet compresses internally).
     """
 
-    path: str
-    format: str = "auto"
+    path: str  # a file or a glob pattern of files
+    format: str = "auto"  # "jsonl", "csv", "parquet", or "auto": from the extension (.jsonl/.json, .csv, .parquet,
+    # each optionally .gz)
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -44,24 +45,25 @@ class InputSpec:
 
 @dataclasses.dataclass
 class Inputs:
-    events: InputSpec
-    items: InputSpec
-    users: Optional[InputSpec] = None
+    events: InputSpec  # the event log: impressions and behaviour events
+    items: InputSpec  # the item catalog
+    users: Optional[InputSpec] = None  # the user profile table (optional)
 
 
 @dataclasses.dataclass
 class EventFields:
     """Column names of the impression/behaviour log, one row per event."""
 
-    user_id: str = "user_id"
-    item_id: str = "item_id"
+    user_id: str = "user_id"  # column of the user's id
+    item_id: str = "item_id"  # column of the item's id
     timestamp: str = "timestamp"  # epoch seconds (int/float) or ISO-8601; naive times are UTC
-    event_type: str = "event_type"
+    event_type: str = "event_type"  # column of the event's type: impression_type or one of behaviour_types
     clicked: str = "clicked"  # 0/1, required on impressions, ignored on behaviour events
     request_id: Optional[str] = "request_id"  # optional column
     position: Optional[str] = "position"  # optional column, 1-based slot of the impression
     context: list[str] = dataclasses.field(default_factory=lambda: ["query"])  # optional categoricals
-    impression_type: str = "impression"
+    impression_type: str = "impression"  # the event type of an impression (an item shown, clicked or not)
+    # the event types of the behaviour sequence; an event of neither these nor impression_type is rejected
     behaviour_types: list[str] = dataclasses.field(default_factory=lambda: ["click", "cart", "purchase"])
     # the behaviour type that logs a click: a clicked impression counts in `user_ctr` from its click event on
     click_type: Optional[str] = "click"
@@ -81,16 +83,18 @@ class EventFields:
 class ItemFields:
     """Column names of the item catalog and the declared shapes of its content."""
 
-    item_id: str = "item_id"
+    item_id: str = "item_id"  # column of the item's id
+    # categorical columns of the ID modality besides the item id, each with its own vocabulary and embedding
     id_fields: list[str] = dataclasses.field(default_factory=lambda: ["shop_id", "brand_id", "category_id"])
     category_field: str = "category_id"  # the ID field reports slice modality weights by
     image: Optional[str] = "image_embedding"  # float vector of image_dim, may be null/empty
-    image_dim: int = 64
+    image_dim: int = 64  # length of the image vectors
     title: Optional[str] = "title"  # free text, may be null/empty
-    max_title_tokens: int = 16
+    max_title_tokens: int = 16  # words of a title kept, the first ones
     # > 0: the item table (and examples, with pipeline.item_content: examples) hold the image vectors reduced to
     # this many dimensions by a PCA fitted in the job on the training window's items (image_pca.json says how)
     image_pca_dim: int = 0
+    # catalog counter columns (the statistic modality), each bucketised (statistics.num_buckets)
     statistics: list[str] = dataclasses.field(default_factory=lambda: ["sales_count", "review_count"])
     # ISO date the catalog counters in `statistics` were read at: it must be no later than split.train_start (the
     # counters of a catalog exported later count sales the impressions had not seen yet)
@@ -119,8 +123,8 @@ class ItemFields:
 class UserFields:
     """Column names of the optional user profile table (categorical features)."""
 
-    user_id: str = "user_id"
-    features: list[str] = dataclasses.field(default_factory=list)
+    user_id: str = "user_id"  # column of the user's id
+    features: list[str] = dataclasses.field(default_factory=list)  # categorical columns the model reads
 
 
 @dataclasses.dataclass
@@ -145,7 +149,7 @@ class VocabularyConfig:
 class StatisticsConfig:
     """Bucketisation of counters (log2 buckets; bucket 0 means 'no data')."""
 
-    num_buckets: int = 20
+    num_buckets: int = 20  # buckets per counter, bucket 0 included
 
     def __post_init__(self):
         check_range(self, ["num_buckets"], 3, integer=True, meaning="bucket 0 means no data, then log2 buckets")
@@ -158,9 +162,9 @@ class SplitConfig:
     Impressions before `train_start` (if set) only serve as history. Dates are ISO-8601 (UTC).
     """
 
-    train_end: str
-    valid_end: str
-    train_start: Optional[str] = None
+    train_end: str  # training impressions are before it, validation ones from it on
+    valid_end: str  # validation impressions are before it, test ones from it on
+    train_start: Optional[str] = None  # impressions before it serve as history only; null: none do
 
     def __post_init__(self):
         start, end, valid_end = self.boundaries
@@ -200,19 +204,20 @@ class PipelineConfig:
 
 @dataclasses.dataclass
 class Config:
-    inputs: Inputs
-    split: SplitConfig
-    events: EventFields = dataclasses.field(default_factory=EventFields)
-    items: ItemFields = dataclasses.field(default_factory=ItemFields)
-    users: UserFields = dataclasses.field(default_factory=UserFields)
-    sequence: SequenceConfig = dataclasses.field(default_factory=SequenceConfig)
-    vocabulary: VocabularyConfig = dataclasses.field(default_factory=VocabularyConfig)
-    statistics: StatisticsConfig = dataclasses.field(default_factory=StatisticsConfig)
-    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    inputs: Inputs  # The raw tables: where they are and their format.
+    split: SplitConfig  # The time split of the impressions into training, validation and test.
+    events: EventFields = dataclasses.field(default_factory=EventFields)  # The event log's columns and event types.
+    items: ItemFields = dataclasses.field(default_factory=ItemFields)  # The item catalog's columns and content.
+    users: UserFields = dataclasses.field(default_factory=UserFields)  # The user profile table's columns.
+    sequence: SequenceConfig = dataclasses.field(default_factory=SequenceConfig)  # Each impression's behaviours.
+    vocabulary: VocabularyConfig = dataclasses.field(default_factory=VocabularyConfig)  # ID and word vocabularies.
+    statistics: StatisticsConfig = dataclasses.field(default_factory=StatisticsConfig)  # Counters into buckets.
+    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)  # The Beam job's limits, outputs.
+    # The network: its structure, widths and losses, and each place it departs from the paper (docs/model.md).
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
-    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # Optimizers, budget and checkpoints.
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)  # Devices, precision, compiler.
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)  # What `marn run` does around the main model.
 
     def __post_init__(self):
         check_compatible(self.model, self.train, self.runtime)

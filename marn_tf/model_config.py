@@ -1,7 +1,8 @@
 """The `model:`, `train:` and `runtime:` sections of the config: MARN's architecture choices, the training run,
 and the devices it runs on.
 
-Every choice MARN_SPEC.md marks [ours] is a key here with the stated default, so it can be ablated with
+Every place this implementation departs from the paper is a key here (docs/model.md, "Where this project
+departs from the paper", lists them with their defaults), so it can be ablated with
 `--set model.<key>=<value>`. Three keys choose the network's structure:
 
     fusion            raw_concat: IDs + the raw modality embeddings concatenated (DIN); concat: the specific
@@ -28,8 +29,8 @@ structure the network cannot build (discriminators without attention fusion). A 
 keys existed has `sequence_encoder: gru` beside `variant: din`: it always meant no encoder, and still loads as
 DIN. `to_dict` writes all four resolved.
 
-The paper's literal reading of the adversarial part is selectable, key by key (MARN_SPEC.md, "What
-measurement taught us", says why the defaults differ):
+The paper's literal reading of the adversarial part is selectable, key by key (docs/model.md says why the
+defaults differ, docs/experiments.md what was measured):
 
     --set model.adversarial_objective=reversal --set model.lambda_adv=0.1 --set model.share_discriminator=true \
     --set model.importance_weighting=scale --set model.lambda_align=0 --set model.normalize_modalities=false \
@@ -82,15 +83,18 @@ def _check_choice(key: str, value: str, choices: tuple) -> None:
 @dataclasses.dataclass
 class ModelConfig:
     # The structure (the module docstring): None = not set, resolved in __post_init__ (never None after it).
-    variant: Optional[str] = None  # a rung of RUNGS (its three keys), or "custom"; the model's name in reports
-    fusion: Optional[str] = None  # "raw_concat", "concat" or "attention"
-    discriminators: Optional[str] = None  # "none", "single" or "double" (with fusion "attention" only)
-    sequence_encoder: Optional[str] = None  # "none", "gru" + target attention, or "augru" (DIEN's interest evolution)
+    variant: Optional[str] = None  # a rung of RUNGS (its three keys), or "custom"; the model's name in reports;
+    # null: the rung the three keys make, marn when they are not set either
+    fusion: Optional[str] = None  # "raw_concat", "concat" or "attention"; null: the variant's
+    discriminators: Optional[str] = None  # "none", "single" or "double" (with fusion "attention" only); null: the
+    # variant's
+    sequence_encoder: Optional[str] = None  # "none", "gru" + target attention, or "augru" (DIEN's interest evolution);
+    # null: the variant's
     units: int = 64  # width d of s^m, c^m and the item representation (the paper: 256)
     id_embedding_dim: int = 16  # per ID field (item id, shop, brand, category, ...), concatenated
-    word_embedding_dim: int = 32
-    text_filters: int = 32  # per kernel size
-    text_kernel_sizes: list[int] = dataclasses.field(default_factory=lambda: [2, 3, 4])
+    word_embedding_dim: int = 32  # per title word
+    text_filters: int = 32  # filters of the title CNN per kernel size
+    text_kernel_sizes: list[int] = dataclasses.field(default_factory=lambda: [2, 3, 4])  # title CNN windows, in words
     statistic_embedding_dim: int = 8  # per bucketised counter (the paper: two 8-d vectors)
     property_embedding_dim: int = 8  # behaviour type, time gap, point-in-time counters of an occurrence
     context_embedding_dim: int = 16  # user and context features
@@ -99,7 +103,7 @@ class ModelConfig:
     # first seen at serving time get a bucket of their own (shared by collisions) instead of the OOV row
     hash_buckets: dict[str, int] = dataclasses.field(default_factory=dict)
     embedding_l2: float = 0.0  # L2 on every looked-up embedding row, weighted by use (DIN's mini-batch aware);
-    # measured no better at 0.01 and worse at 0.1 on the embedded data (benchmarks/README.md), hence 0
+    # measured no better at 0.01 and worse at 0.1 on the embedded data (docs/experiments.md), hence 0
     common_units: int = 64  # P_m: every modality to this width before the shared invariant projector I
     attention_gate: str = "vector"  # MAN: "vector" (a^m in R^d) or "scalar"
     attention_normalize: str = "none"  # MAN: "none" (tanh, the paper) or "softmax" across modalities
@@ -108,36 +112,39 @@ class ModelConfig:
     attention_unit_scale: bool = False  # MAN: each s^m divided by its RMS first, so only a^m sets its share
     attention_cost: float = 0.0  # MAN: L1 cost on the gates, so a gate stays open only where its modality helps
     normalize_modalities: bool = True  # layer-normalise each e^m before S_m and P_m (off: the paper)
-    discriminator_hidden: list[int] = dataclasses.field(default_factory=lambda: [64])
-    lambda_d0: float = 0.05
-    lambda_adv: float = 3.0  # D1 and the encoder's side of the min-max game (bounded: see adversarial_objective)
-    lambda_s: float = 0.1  # Ds
+    discriminator_hidden: list[int] = dataclasses.field(default_factory=lambda: [64])  # hidden widths of D0, D1, Ds
+    lambda_d0: float = 0.05  # weight of D0, whose confidence sets the invariant vectors' importance weights w
+    lambda_adv: float = 3.0  # weight of D1 and of the encoder's side of the min-max game (bounded: see
+    # adversarial_objective)
+    lambda_s: float = 0.1  # weight of Ds, which keeps the specific vectors s^m separable
     lambda_align: float = 1.0  # same-item cross-modal InfoNCE on the invariant vectors (marn; 0: the paper)
     adversarial_objective: str = "capped"  # "capped" reversal or "confusion" (D1 on stop-gradient), or "reversal"
     adversarial_margin: float = 0.0  # capped: push until CE(D1(c^m), m) >= log M + this (D1 a little under chance);
-    # 0.3 brings D1 nearer chance but costs validation AUC and invariant agreement (benchmarks/README.md)
+    # 0.3 brings D1 nearer chance but costs validation AUC and invariant agreement (docs/experiments.md)
     share_discriminator: bool = False  # Ds is D1's network (the paper) instead of its own
     importance_weighting: str = "loss"  # D0's w weighs D1's per-vector loss ("loss", IWAN) or scales c ("scale")
     importance_floor: float = 0.1  # w = 1 - D0(c)[m] clipped below at this
     alignment_items: int = 256  # items of a batch the alignment term compares
-    alignment_temperature: float = 0.2
+    alignment_temperature: float = 0.2  # of the alignment term's InfoNCE
     grl_coefficient: float = 1.0  # lambda_grl: the adversarial coefficient at full strength
     grl_ramp: bool = True  # ramp lambda_grl from 0 with the DANN schedule over adversarial_ramp_steps
     adversarial_ramp_steps: int = 100  # steps of the ramp: its own clock, whatever train.epochs is
     normalize_importance: bool = True  # D0 weights w scaled to mean 1 over the batch
     invariant_residual: str = "add"  # rep = s + c ("add", the paper), s + γ ⊙ c with γ learned from 0 ("gated"),
-    # or c as one more slot of the modality attention ("attended"); chosen on validation AUC (benchmarks/README.md)
+    # or c as one more slot of the modality attention ("attended"); chosen on validation AUC (docs/experiments.md)
     raw_path: bool = True  # concat/attention fusion: DIN's raw concatenation stays as the base of the item
     # representation and the rung's own enters through a gate learned from 0; the game's gradients stop at the
     # embeddings (docs/model.md). It raised validation AUC on both development worlds (docs/experiments.md)
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
-    gru_units: int = 64
+    gru_units: int = 64  # width of the user interest GRU
+    raw_interest: bool = False  # GRU rungs: DIN's target attention over the behaviour items themselves, beside the
+    # attention over the GRU states (layers/user_interest.py)
     gru_unroll: bool = True  # unrolled over the sequence length: ~2x faster interest layer on CPU (training)
-    attention_hidden: list[int] = dataclasses.field(default_factory=lambda: [80, 40])
+    attention_hidden: list[int] = dataclasses.field(default_factory=lambda: [80, 40])  # target attention MLP widths
     target_attention_normalize: str = "none"  # "none" (DIN) or "softmax"
     head: str = "mlp"  # "mlp", or "dcn": tfrs Cross layers before the MLP
-    cross_layers: int = 2
-    hidden_units: list[int] = dataclasses.field(default_factory=lambda: [200, 80])
+    cross_layers: int = 2  # Cross layers of the dcn head
+    hidden_units: list[int] = dataclasses.field(default_factory=lambda: [200, 80])  # prediction MLP widths
     dropout: float = 0.2  # after each hidden layer of the prediction MLP (training only): the models overfit
     # after about one pass over the embedded data's training split
     rate_offset: bool = False  # add the click-rate features' logits, weighted (1/K at the start), to the logit
@@ -258,9 +265,10 @@ def _rung_of(structure: dict) -> str:
 
 
 # keys added after runs that benchmarks reuse, with their "off" value: left out of digest_dict while off
-_LATER_KEYS = {"hash_buckets": {}, "attention_unit_scale": False, "attention_cost": 0.0, "raw_path": False}
+_LATER_KEYS = {"hash_buckets": {}, "attention_unit_scale": False, "attention_cost": 0.0, "raw_path": False,
+               "raw_interest": False}
 # keys whose default changed after runs were saved without them: such a run was trained with this value
-EARLIER_DEFAULTS = {"raw_path": False}
+EARLIER_DEFAULTS = {"raw_path": False, "raw_interest": False}
 _ATTENTION_KEYS = ("attention_gate", "attention_normalize", "attention_context", "attention_bias",
                    "attention_unit_scale", "attention_cost")
 _ADVERSARIAL_KEYS = ("common_units", "discriminator_hidden", "lambda_adv", "adversarial_objective",
@@ -272,7 +280,8 @@ _DOUBLE_KEYS = ("lambda_d0", "lambda_s", "lambda_align", "alignment_items", "ali
 _UNUSED_BY_STRUCTURE = [
     (("units", "normalize_modalities", "raw_path"), "fusion", ("raw_concat",),
      "the raw modality embeddings concatenated, no projections"),
-    (("gru_units", "gru_unroll"), "sequence_encoder", ("none",), "target attention straight over the behaviour items"),
+    (("gru_units", "gru_unroll", "raw_interest"), "sequence_encoder", ("none",),
+     "target attention straight over the behaviour items"),
     (_ATTENTION_KEYS, "fusion", ("raw_concat", "concat"), "no modality attention"),
     (_ADVERSARIAL_KEYS, "discriminators", ("none",), "no invariant part or discriminator"),
     (_DOUBLE_KEYS, "discriminators", ("none", "single"), "no D0, Ds or alignment term: 'double' has them"),
@@ -283,24 +292,25 @@ _UNUSED_BY_STRUCTURE = [
 class TrainConfig:
     batch_size: int = 1024  # global batch, split across replicas
     optimizer: str = "adam"  # of the model and of the discriminators: "adam", "adagrad" or "sgd"
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # of the model's optimizer (everything but the discriminators)
     discriminator_learning_rate: float = 1e-3  # D0 and D1/Ds have their own optimizer
     update: str = "joint"  # "joint": one step on L; "alternating": discriminators, then the rest
     steps_per_epoch: int = 100  # a checkpoint and a validation pass after every epoch: often enough to catch
     # the best point, which on the embedded data (and on a public ratings set) comes within about one pass
-    epochs: int = 10
-    validation_steps: Optional[int] = None  # None: the whole validation split
+    epochs: int = 10  # at most: early stopping may end the run sooner
+    validation_steps: Optional[int] = None  # batches per validation pass; null: the whole validation split
     early_stopping_patience: int = 3  # epochs without a better validation AUC; 0 disables it
-    seed: int = 1
+    seed: int = 1  # seeds Python, NumPy, TensorFlow and the input order
     deterministic: bool = False  # op determinism (slower); the input order is always seeded by `seed`
-    shuffle_buffer: int = 100_000
-    source: str = "tfrecord"  # or "parquet": files of the same features under <data>/<split>/*.parquet
-    keep_checkpoints: int = 3
+    shuffle_buffer: int = 100_000  # examples in the training input's shuffle buffer
+    source: str = "tfrecord"  # the TFRecord examples, or "parquet": files of the same features under
+    # <data>/<split>/*.parquet
+    keep_checkpoints: int = 3  # periodic checkpoints kept (the best ones are kept apart)
     weight_averaging: float = 0.0  # decay of a moving average of the weights that validation, the best checkpoint,
     # evaluation and export use (training/weight_average.py); 0: off
     learning_rate_decay_passes: float = 2.5  # > 0: both learning rates decay along a cosine to 0 over this many passes
     # over the training split (the schema counts its examples), then stay there; 0: constant. 2.5 raised or held
-    # validation AUC for every rung and settles MARN's game; 1.5 cost MARN 0.006 (benchmarks/README.md)
+    # validation AUC for every rung and settles MARN's game; 1.5 cost MARN 0.006 (docs/experiments.md)
 
     def digest_dict(self) -> dict:
         """The plain-data form for digests that name earlier runs (`marn run`'s stages, benchmarks/quality.py): keys
@@ -328,9 +338,10 @@ class TrainConfig:
 class RuntimeConfig:
     """Where and how a run executes (TF Model Garden's `runtime`): the devices, the precision and the compiler.
     Apart from `train:` so that the same training recipe runs on a laptop, a GPU box or a TPU pod."""
-    strategy: str = "auto"  # auto: mirrored over the visible GPUs, else the default strategy
+    strategy: str = "auto"  # auto: mirrored over the visible GPUs, else the default strategy; or "default",
+    # "mirrored", "multi_worker", "parameter_server" or "tpu" (docs/scale_out.md)
     tpu: str = ""  # TPU address for strategy "tpu" ("" = the local TPU / from the environment)
-    mixed_precision: str = "float32"
+    mixed_precision: str = "float32"  # or "mixed_float16", "mixed_bfloat16": Keras's mixed precision
     xla: bool = False  # jit_compile the train step (needs model.deduplicate_items/sequences: false)
     # strategy "parameter_server": a variable at least twice this size is split by rows over the ps tasks
     min_shard_bytes: int = 256 << 10

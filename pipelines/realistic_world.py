@@ -13,8 +13,8 @@ win only on the planted world (`synthetic_world.py`), whose structure rewards MA
   pop(i) the log popularity standardised over impressions, and noise ~ N(0, CLICK_NOISE^2) per impression
   (clicks the features cannot explain); LABEL_FLIP of the labels are then flipped. The oracle's click
   probability integrates both out: it is the ceiling of a model that knew z, t and r.
-* **Heavy tails.** User activity is log-normal (most users have a handful of sessions, a few have
-  hundreds); items are shown by Zipf popularity over the whole catalog, boosted for a week after release.
+* **Heavy tails.** User activity is log-normal (most users visit a handful of times, a few hundreds
+  of times); items are shown by Zipf popularity over the whole catalog, boosted for a week after release.
 * **Cold users and items.** NEW_USER_SHARE of the users arrive on a day drawn over the period (many first
   seen in the validation or test window); COLD_SHARE of the items are released during it.
 * **Drift.** A taste moves each day, t <- DRIFT t + sqrt(1 - DRIFT^2) N(0, I).
@@ -50,7 +50,7 @@ IMAGE_SIGNAL = 0.35  # share of the image vector's variance that comes from z
 IMAGE_RMS = 0.15
 ZIPF_EXPONENT = 1.05
 RELEASE_BOOST, RELEASE_BOOST_DAYS = 4.0, 7
-ACTIVITY_SIGMA = 1.4  # log-normal sd of a user's sessions per day
+ACTIVITY_SIGMA = 1.4  # log-normal sd of a user's visits per day (`sessions_per_day` is their mean)
 DRIFT = 0.93
 W_TASTE, W_RECENT, W_POP = 1.4, 1.2, 0.6
 RECENT_DECAY = 0.8

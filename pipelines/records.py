@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 
 from marn_tf.config import Config
 
-# Dead-letter reasons: the complete list, documented in docs/raw_data.md.
+# Dead-letter reasons: the complete list, documented in docs/pipeline.md.
 MALFORMED = "malformed_record"
 BAD_UTF8 = "bad_utf8"
 MISSING_FIELD = "missing_field"

@@ -199,7 +199,7 @@ def _write_dataset(opts: GeneratorOptions, progress: bool) -> dict:
     users_out.close()
 
     with open(os.path.join(opts.output, "config.yaml"), "w") as f:
-        f.write("# marn-tf config for this generated dataset; see docs/raw_data.md for every key.\n")
+        f.write("# marn-tf config for this generated dataset; see docs/pipeline.md for every key.\n")
         yaml.safe_dump(dataset_config(opts), f, sort_keys=False)
     oracle = truth.oracle_auc(opts)
     log.info("oracle AUC (the true click probability): %s",
@@ -262,5 +262,5 @@ def options_from_args(args: argparse.Namespace) -> GeneratorOptions:
 
 
 def events_per_user(opts: GeneratorOptions) -> float:
-    """Expected events per user: sessions x requests x impressions x (1 + behaviour per impression)."""
+    """Expected events per user: visits x requests x impressions x (1 + behaviour per impression)."""
     return opts.days * opts.sessions_per_day * 2 * opts.impressions_per_request * 1.25

@@ -1,5 +1,5 @@
-"""Session-wide fixtures (the helpers they build from are in tests/testing.py). Importing marn_tf first selects
-Keras 2 for every test process."""
+"""Fixtures shared by the tests, the data ones built once per test run from the functions in tests/testing.py.
+Importing marn_tf first selects Keras 2 for every test process."""
 import hypothesis  # noqa: F401  (imported up front: its pytest plugin otherwise imports it in the terminal summary,
 # after TensorFlow's threads ran, where CPython 3.11.7 has been seen to fail compiling it with
 # "AST constructor recursion depth mismatch")

@@ -82,7 +82,7 @@ def test_no_tracked_file_narrates_how_the_project_was_built():
     "a " + "sub" + "agent",
     "a " + "help" + "er measured 4,008 examples/s",
     "was the identity gathers at " + "cc27" + "19d",
-    "since " + "comm" + "it 643e6f3",
+    "since " + "comm" + "it 643e" + "6f3",
     "see " + "../sh" + "ared/docs/x.md",
     "MARN" + "_SPEC.md marks it",
     "pinned as in " + "STACK" + ".md",

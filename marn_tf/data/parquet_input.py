@@ -1,5 +1,5 @@
 """Parquet as an alternate training source, read with pyarrow (tensorflow-io's readers do not load on
-TF 2.21; see the README).
+TF 2.21).
 
 Layout: `<directory>/<split>/*.parquet`, one row per example, one column per schema feature (fixed-size
 lists for sequence features), the schema's `schema.json` beside them. `write_parquet_split` writes that

@@ -1,1 +1,1 @@
-"""MARN's Keras layers, one component per module (see ../shared/docs/MARN_SPEC.md)."""
+"""MARN's Keras layers, one component per module (docs/model.md describes the components)."""

@@ -6,15 +6,15 @@
       + discriminators "single" (MAAN):   rep = s + c,  c from D1 alone (w = 1)
       + discriminators "double" (MARN):   rep = s + c,  c = sum_m w^m c^m / sum_m w^m with D0 weights
 
-`invariant_residual="gated"` [ours] adds the invariant part through a learned per-dimension gate that
+`invariant_residual="gated"` (not in the paper) adds the invariant part through a learned per-dimension gate that
 starts closed, rep = s + γ ⊙ c with γ = 0 at the start (ReZero's residual): the model begins as MAN and
 opens γ only as far as c helps the click loss, while the adversarial and alignment terms shape c from
 the first step. With a plain sum (the paper) c enters at full strength while the game is still young.
-`invariant_residual="attended"` [ours] gives c a slot of its own in the modality attention, rep =
+`invariant_residual="attended"` (not in the paper) gives c a slot of its own in the modality attention, rep =
 sum_m a^m ⊙ s^m + a^c ⊙ c, so with a softmax gate c competes with the s^m for the item's shares
 instead of being added beside their convex combination.
 
-`raw_path=True` [ours] keeps DIN's representation as the base and adds the rung's own through a gate that
+`raw_path=True` (not in the paper) keeps DIN's representation as the base and adds the rung's own through a gate that
 starts closed, rep = [e^1, ..., e^M, g ⊙ r] with r the rung's representation above and g = 0 at the start:
 an untrained encoder is DIN's, and training opens g only where the click loss gains. The invariant branch
 then reads the embeddings through a stop-gradient, so the adversarial game and the alignment shape P_m and

@@ -7,7 +7,7 @@ For item i and modality m with specific vector s_i^m (dimension d):
     s_i   = sum_m a_i^m ⊙ s_i^m                      over the modalities the item has
 
 The paper's gate sees only its own modality, so the statistics vector cannot know which category its
-item is in and its weight cannot follow the category; `context="item"` [ours] lets every gate see the
+item is in and its weight cannot follow the category; `context="item"` (not in the paper) lets every gate see the
 item's whole set of specific vectors. `bias_initializer` > 0 starts the gates open, so a modality
 whose vectors start small is not switched off before it has learned anything.
 
@@ -17,7 +17,7 @@ present modalities (per dimension for the vector gate) instead of passed through
 modality (mask 0) is left out: its weight is 0 and it changes nothing, whatever its vector holds.
 The weights are an output: they are the per-item modality importances the product reports.
 
-The click loss alone does not pin the weights down [ours, measured in benchmarks/README.md]: S_m can
+The click loss alone does not pin the weights down (measured: docs/experiments.md): S_m can
 scale s^m up as a^m shrinks, and the prediction head, which sees the item's category through its ID
 vector, can reweigh the sum itself, so a^m stays flat across categories. Two options make the weights
 measure use: `unit_scale` divides each s^m by its root mean square before the gate, so only a^m sets a

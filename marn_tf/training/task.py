@@ -129,8 +129,8 @@ class CtrTask:
 
     def _log_shuffle_memory(self) -> None:
         """Says what the shuffle buffer holds when the examples carry their items' content: `train.shuffle_buffer`
-        serialized examples, ~14x larger than with the item table on the embedded data (benchmarks/README.md,
-        "Scale-out"), so the default buffer can take GBs."""
+        serialized examples, ~14x larger than with the item table on the embedded data (benchmarks/README.md),
+        so the default buffer can take GBs."""
         first = next(iter(tf.data.TFRecordDataset(split_files(self.data_dir, self.schema, "train")[:1],
                                                   compression_type="GZIP").take(1)))
         size, buffer = len(first.numpy()), self.config.train.shuffle_buffer

@@ -1,4 +1,4 @@
-"""Issue 12: every path a run or export reads from its own metadata stays inside its own directory.
+"""Every path a run or export reads from its own metadata stays inside its own directory.
 
 schema.json's vocabulary files, item table and split patterns are relative to the data directory; a path that
 is absolute, has a scheme or `..`, or leads out through a link is refused naming it. export_info.json's

@@ -1,4 +1,4 @@
-"""`marn export --item-store` (issue 14): a SavedModel without the item table, fed item representations from a store.
+"""`marn export --item-store`: a SavedModel without the item table, fed item representations from a store.
 
 It must score as the regular export does when given the regular export's `item_representations` outputs, hold
 nothing whose size grows with the catalog, and refuse a representation of the wrong shape naming the input.

@@ -1,6 +1,6 @@
 """`predict_raw`: the in-graph bucketisation equals the pipeline's Python functions, the exported signature scores
 raw requests as `predict` scores the pipeline's buckets of them, and a raw request counted from the log by the data
-contract (docs/raw_data.md) scores as the example the pipeline wrote for it."""
+contract (docs/pipeline.md) scores as the example the pipeline wrote for it."""
 import collections
 import glob
 import gzip
@@ -124,7 +124,7 @@ def logged_events(config) -> list[dict]:
 
 def counted_from_the_log(config, events: list[dict], users, items, times, length: int) -> tuple[dict, dict, np.ndarray]:
     """What a front end counts for each request (user id, candidate item id, unix time), by the data contract
-    (docs/raw_data.md), from the log alone:
+    (docs/pipeline.md), from the log alone:
 
     * the behaviours: the user's events of a behaviour type strictly before the request, ordered by time, type
       (config order) and item, the most recent `length`;

@@ -1,4 +1,4 @@
-"""Issue 12, serving: a request value the model was not trained on fails naming the feature, in both
+"""Serving: a request value the model was not trained on fails naming the feature, in both
 signatures; an empty batch gives empty outputs."""
 import numpy as np
 import pytest

@@ -12,7 +12,7 @@ def test_default_and_mirrored_strategies(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert make_strategy("default") is tf.distribute.get_strategy()
     assert make_strategy("auto").num_replicas_in_sync == 1  # no GPUs here: one device
-    assert make_strategy("mirrored").num_replicas_in_sync == 2  # the test session's two logical CPUs
+    assert make_strategy("mirrored").num_replicas_in_sync == 2  # the two logical CPUs tests/conftest.py configures
 
 
 @pytest.mark.parametrize("name, environment, message", [

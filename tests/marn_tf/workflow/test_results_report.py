@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ["overview", "pipeline", "training-curves", "ladder", "modality-weights", "discriminators", "slices",
             "export"]
-# Flags for a sandboxed, offline machine (as root, no network, no D-Bus): see ../.library/env/machines/python.md.
+# Flags for a sandboxed, offline machine (as root, no network, no D-Bus).
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars"]
