@@ -60,10 +60,10 @@ def spread(figure: dict | None, form: str = "{:,.0f}", unit: str = "") -> str:
     """`median [lowest, highest]` of a `median_range` figure ("failed" when nothing was measured)."""
     if not figure or figure["median"] is None:
         return "failed"
-    middle = form.format(figure["median"]) + unit
+    middle = form.format(figure["median"])
     if len(figure["runs"]) < 2:
-        return middle
-    return f"{middle} [{form.format(figure['low'])}, {form.format(figure['high'])}]"
+        return middle + unit
+    return f"{middle} [{form.format(figure['low'])}, {form.format(figure['high'])}]{unit}"
 
 
 def meets(figure: dict | None, target: float, at_least: bool = True) -> bool | None:
@@ -94,12 +94,12 @@ def rows(pipeline: dict, training: dict, serving: dict) -> list[tuple]:
     for key, target, label in (("marn_over_dien", 1.0, "MARN / deepctr DIEN"), ("marn_over_din", 0.5,
                                                                                "MARN / deepctr DIN"),
                                ("input_over_trainer", 5.0, "input pipeline / MARN trainer")):
-        out.append(("", label, spread(training[key], "{:.2f}", "x"), f">= {target}x", meets(training[key], target)))
+        out.append(("", label, spread(training[key], "{:.2f}x"), f">= {target}x", meets(training[key], target)))
     marn_serving, peer = serving["median"]["MARN"], serving["median"]["deepctr DIN (peer)"]
     p99, ratio = marn_serving["ranking"]["p99_ms"], serving_ratio(serving)
     out += [("serving (serving_default, fresh process)", "1 user x 100 candidates, p99",
              spread(p99, "{:.2f}", " ms"), "<= 10 ms", meets(p99, 10, at_least=False)),
-            ("", "MARN / DIN peer, ranking p99", spread(ratio, "{:.2f}", "x"), "<= 1.0x", meets(ratio, 1.0, False)),
+            ("", "MARN / DIN peer, ranking p99", spread(ratio, "{:.2f}x"), "<= 1.0x", meets(ratio, 1.0, False)),
             ("", "batch 512 p99, MARN / peer", f"{marn_serving['batch']['p99_ms']['median']:.2f} / "
              f"{peer['batch']['p99_ms']['median']:.2f} ms", "", None)]
     return out
