@@ -45,6 +45,8 @@ class InputSpec:
 
 @dataclasses.dataclass
 class Inputs:
+    """The raw tables: where each is and its format."""
+
     events: InputSpec  # the event log: impressions and behaviour events
     items: InputSpec  # the item catalog
     users: Optional[InputSpec] = None  # the user profile table (optional)
@@ -129,6 +131,8 @@ class UserFields:
 
 @dataclasses.dataclass
 class SequenceConfig:
+    """The behaviour sequence of each impression: the user's events before it."""
+
     max_length: int = 50  # behaviour items kept per impression, the most recent ones
 
     def __post_init__(self):
@@ -139,7 +143,8 @@ class SequenceConfig:
 class VocabularyConfig:
     """Vocabularies are counted over the training window only; rarer values map to the OOV index 0."""
 
-    min_count: int = 2  # item ids: events; other ID fields and title words: distinct items
+    min_count: int = 2  # the least count that gives a value its own index: events for an item id, distinct items
+    # for a value of another ID field or a title word
 
     def __post_init__(self):
         check_range(self, ["min_count"], 1, integer=True, meaning="rarer values map to the OOV index 0")
@@ -183,6 +188,8 @@ ITEM_CONTENT_SOURCES = ("table", "examples")
 
 @dataclasses.dataclass
 class PipelineConfig:
+    """The Beam job: how many rejected records fail it, and what it writes."""
+
     max_dead_letter_rate: float = 0.05  # fail the job when more of a table's records are rejected
     max_file_dead_letter_rate: float = 0.5  # ...or when more of one file's records are rejected on reading
     # TFRecord shards per split. 0 lets the runner decide (a file per bundle): a fixed number adds a
@@ -204,20 +211,19 @@ class PipelineConfig:
 
 @dataclasses.dataclass
 class Config:
-    inputs: Inputs  # The raw tables: where they are and their format.
-    split: SplitConfig  # The time split of the impressions into training, validation and test.
-    events: EventFields = dataclasses.field(default_factory=EventFields)  # The event log's columns and event types.
-    items: ItemFields = dataclasses.field(default_factory=ItemFields)  # The item catalog's columns and content.
-    users: UserFields = dataclasses.field(default_factory=UserFields)  # The user profile table's columns.
-    sequence: SequenceConfig = dataclasses.field(default_factory=SequenceConfig)  # Each impression's behaviours.
-    vocabulary: VocabularyConfig = dataclasses.field(default_factory=VocabularyConfig)  # ID and word vocabularies.
-    statistics: StatisticsConfig = dataclasses.field(default_factory=StatisticsConfig)  # Counters into buckets.
-    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)  # The Beam job's limits, outputs.
-    # The network: its structure, widths and losses, and each place it departs from the paper (docs/model.md).
+    inputs: Inputs
+    split: SplitConfig
+    events: EventFields = dataclasses.field(default_factory=EventFields)
+    items: ItemFields = dataclasses.field(default_factory=ItemFields)
+    users: UserFields = dataclasses.field(default_factory=UserFields)
+    sequence: SequenceConfig = dataclasses.field(default_factory=SequenceConfig)
+    vocabulary: VocabularyConfig = dataclasses.field(default_factory=VocabularyConfig)
+    statistics: StatisticsConfig = dataclasses.field(default_factory=StatisticsConfig)
+    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # Optimizers, budget and checkpoints.
-    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)  # Devices, precision, compiler.
-    run: RunConfig = dataclasses.field(default_factory=RunConfig)  # What `marn run` does around the main model.
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def __post_init__(self):
         check_compatible(self.model, self.train, self.runtime)

@@ -82,14 +82,12 @@ def _check_choice(key: str, value: str, choices: tuple) -> None:
 
 @dataclasses.dataclass
 class ModelConfig:
-    # The structure (the module docstring): None = not set, resolved in __post_init__ (never None after it).
-    variant: Optional[str] = None  # a rung of RUNGS (its three keys), or "custom"; the model's name in reports;
-    # null: the rung the three keys make, marn when they are not set either
+    """The network: its structure, widths and losses, and where it departs from the paper (docs/model.md)."""
+    variant: Optional[str] = None  # a rung of the ladder: din, concat, man, maan or marn (the three keys below),
+    # or "custom"; the model's name in reports; null (resolved on loading): the keys' rung, marn if they are unset
     fusion: Optional[str] = None  # "raw_concat", "concat" or "attention"; null: the variant's
-    discriminators: Optional[str] = None  # "none", "single" or "double" (with fusion "attention" only); null: the
-    # variant's
-    sequence_encoder: Optional[str] = None  # "none", "gru" + target attention, or "augru" (DIEN's interest evolution);
-    # null: the variant's
+    discriminators: Optional[str] = None  # "none", "single", "double" (needs fusion "attention"); null: the variant's
+    sequence_encoder: Optional[str] = None  # "none", "gru" or "augru" before target attention; null: the variant's
     units: int = 64  # width d of s^m, c^m and the item representation (the paper: 256)
     id_embedding_dim: int = 16  # per ID field (item id, shop, brand, category, ...), concatenated
     word_embedding_dim: int = 32  # per title word
@@ -114,8 +112,7 @@ class ModelConfig:
     normalize_modalities: bool = True  # layer-normalise each e^m before S_m and P_m (off: the paper)
     discriminator_hidden: list[int] = dataclasses.field(default_factory=lambda: [64])  # hidden widths of D0, D1, Ds
     lambda_d0: float = 0.05  # weight of D0, whose confidence sets the invariant vectors' importance weights w
-    lambda_adv: float = 3.0  # weight of D1 and of the encoder's side of the min-max game (bounded: see
-    # adversarial_objective)
+    lambda_adv: float = 3.0  # weight of D1 and the encoder's side of the game (bounded: see adversarial_objective)
     lambda_s: float = 0.1  # weight of Ds, which keeps the specific vectors s^m separable
     lambda_align: float = 1.0  # same-item cross-modal InfoNCE on the invariant vectors (marn; 0: the paper)
     adversarial_objective: str = "capped"  # "capped" reversal or "confusion" (D1 on stop-gradient), or "reversal"
@@ -290,10 +287,11 @@ _UNUSED_BY_STRUCTURE = [
 
 @dataclasses.dataclass
 class TrainConfig:
+    """The training run: optimizers, budget, validation, checkpoints."""
     batch_size: int = 1024  # global batch, split across replicas
     optimizer: str = "adam"  # of the model and of the discriminators: "adam", "adagrad" or "sgd"
     learning_rate: float = 1e-3  # of the model's optimizer (everything but the discriminators)
-    discriminator_learning_rate: float = 1e-3  # D0 and D1/Ds have their own optimizer
+    discriminator_learning_rate: float = 1e-3  # of the discriminators' optimizer (D0, D1 and Ds)
     update: str = "joint"  # "joint": one step on L; "alternating": discriminators, then the rest
     steps_per_epoch: int = 100  # a checkpoint and a validation pass after every epoch: often enough to catch
     # the best point, which on the embedded data (and on a public ratings set) comes within about one pass
@@ -303,8 +301,7 @@ class TrainConfig:
     seed: int = 1  # seeds Python, NumPy, TensorFlow and the input order
     deterministic: bool = False  # op determinism (slower); the input order is always seeded by `seed`
     shuffle_buffer: int = 100_000  # examples in the training input's shuffle buffer
-    source: str = "tfrecord"  # the TFRecord examples, or "parquet": files of the same features under
-    # <data>/<split>/*.parquet
+    source: str = "tfrecord"  # or "parquet": files of the same features under <data>/<split>/*.parquet
     keep_checkpoints: int = 3  # periodic checkpoints kept (the best ones are kept apart)
     weight_averaging: float = 0.0  # decay of a moving average of the weights that validation, the best checkpoint,
     # evaluation and export use (training/weight_average.py); 0: off
@@ -338,8 +335,7 @@ class TrainConfig:
 class RuntimeConfig:
     """Where and how a run executes (TF Model Garden's `runtime`): the devices, the precision and the compiler.
     Apart from `train:` so that the same training recipe runs on a laptop, a GPU box or a TPU pod."""
-    strategy: str = "auto"  # auto: mirrored over the visible GPUs, else the default strategy; or "default",
-    # "mirrored", "multi_worker", "parameter_server" or "tpu" (docs/scale_out.md)
+    strategy: str = "auto"  # auto: mirrored over the visible GPUs, else "default"; the others: docs/scale_out.md
     tpu: str = ""  # TPU address for strategy "tpu" ("" = the local TPU / from the environment)
     mixed_precision: str = "float32"  # or "mixed_float16", "mixed_bfloat16": Keras's mixed precision
     xla: bool = False  # jit_compile the train step (needs model.deduplicate_items/sequences: false)
