@@ -4,9 +4,10 @@ Every relative link of every tracked Markdown file (inline `[text](target)`, ima
 `[name]: target`, and HTML `href`/`src`) leads to a tracked file, or a folder that holds tracked files, and its
 `#anchor`, when it names a heading of a tracked Markdown file, is one of that file's headings (GitHub's anchor
 rules). A link that leaves the repository (`../`) fails; public addresses (`https:`, `mailto:`) are not
-followed. Code blocks and code spans are not links. Beyond links, every repository path a tracked file names
-in prose or comments (`docs/pipeline.md`, `tests/testing.py`) is a tracked file, so a moved page leaves no stale
-mention behind; the dated logs (CHANGELOG.md, docs/experiments.md) may name files as they were on that date.
+followed. Code blocks and code spans are not links. Beyond links, every page a tracked file names
+(`docs/pipeline.md`), and every repository file a Markdown file names (`tests/testing.py`), is a tracked file,
+so a moved page leaves no stale mention behind. Code may name made-up files (a test's fixtures), and the dated
+logs (CHANGELOG.md, docs/experiments.md) files as they were on their date.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ HTML_LINK = re.compile(r"\b(?:href|src)\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECAS
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 HTML_ANCHOR = re.compile(r"<a\s[^>]*\b(?:id|name)\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
-EXTENSIONS = "md|py|yaml|yml|json|txt|toml|cfg|ini|sh"
+EXTENSIONS = ("md", "py", "yaml", "yml", "json", "txt", "toml", "cfg", "ini", "sh")  # of the files Markdown names
 
 
 def prose_lines(text: str) -> list[tuple[int, str]]:
@@ -124,6 +125,15 @@ def folders_of(files: list[str]) -> set[str]:
     return found
 
 
+def named_paths(line: str, folders: list[str], extensions: tuple[str, ...]) -> list[str]:
+    """The paths a line names that start with one of the repository's top-level `folders` and end in one of
+    `extensions` (a glob such as docs/*.md, a placeholder such as benchmarks/<name>.py, or a path inside another
+    one, such as ../other/docs/x.md, is none)."""
+    named = re.compile(r"(?<![\w./*<{$-])((?:%s)/[\w./-]*\w\.(?:%s))\b(?![\w/-])"
+                       % ("|".join(map(re.escape, folders)), "|".join(extensions)))
+    return [match.group(1) for match in named.finditer(line)]
+
+
 def test_every_relative_link_in_the_markdown_resolves():
     files = all_files()
     tracked, folders = set(files), folders_of(files)
@@ -140,16 +150,14 @@ def test_every_repository_path_named_in_a_tracked_file_exists():
     files = all_files()
     tracked = set(files)
     tops = sorted({f.split("/")[0] for f in files if "/" in f})
-    named = re.compile(r"(?<![\w./*<{$-])((?:%s)/[\w./-]*\w\.(?:%s))\b(?![\w/-])"
-                       % ("|".join(map(re.escape, tops)), EXTENSIONS))
     missing = []
     for source in (f for f in searched(files) if f not in DATED_LOGS):
         text = text_of(source)
         if text is None:
             continue
+        extensions = EXTENSIONS if source.endswith(".md") else ("md",)
         for number, line in enumerate(text.splitlines(), 1):
-            for match in named.finditer(line):
-                path = match.group(1)
+            for path in named_paths(line, tops, extensions):
                 relative = posixpath.normpath(posixpath.join(posixpath.dirname(source), path))
                 if path not in tracked and relative not in tracked:
                     missing.append(f"{source}:{number}: {path}")
@@ -164,7 +172,7 @@ def test_every_repository_path_named_in_a_tracked_file_exists():
     ("https://keepachangelog.com/en/1.1.0/", None),
     ("../sh" + "ared/docs/spec.md", "leads outside the repository"),
     ("/docs/model.md", "is absolute: viewers resolve it differently, a relative path the same everywhere"),
-    ("docs/nowhere.md", "names no tracked file"),
+    ("docs/" + "nowhere.md", "names no tracked file"),
     ("docs/model.md#nowhere", "docs/model.md has no heading #nowhere"),
 ])
 def test_a_link_resolves_only_to_a_tracked_file_and_heading(target, problem):
@@ -178,3 +186,12 @@ def test_anchors_follow_githubs_rules():
             "servers\n## Notes\n## Notes\n<a id=\"raw-contract\"></a>\n```\n## not a heading\n```\n")
     assert anchors(text) == {"marn-run-the-main-job", "where-this-project-departs-from-the-paper",
                              "step-2a-parameter-servers", "notes", "notes-1", "raw-contract"}
+
+
+def test_named_paths_are_the_repository_files_a_line_names():
+    line = ("see docs/model.md, `tests/testing.py` and (benchmarks/README.md); not docs/*.md, "
+            "benchmarks/<name>.py, ../other/docs/x.md, report.md or marn_tf/")
+    assert named_paths(line, ["benchmarks", "docs", "marn_tf", "tests"], EXTENSIONS) == [
+        "docs/model.md", "tests/testing.py", "benchmarks/README.md"]
+    assert named_paths(line, ["benchmarks", "docs", "marn_tf", "tests"], ("md",)) == [
+        "docs/model.md", "benchmarks/README.md"]
