@@ -4,6 +4,13 @@
     "augru":          h_t as above; a_t = TargetAttention weights; u = AUGRU(h, a) final state (DIEN)
     "none" (DIN):     u = sum_t w_t x_t with w = TargetAttention(q, x)
 
+With `raw_attention` (a GRU encoder only), DIN's pooling of the behaviour items themselves comes beside it:
+
+    u = [u_gru, sum_t v_t x_t],  v = TargetAttention'(q', x)
+
+The GRU states are a lossy summary of the items: on data where the IDs carry most of the signal and most
+users have few behaviours, attention over the items themselves keeps what a GRU state blurs.
+
 q is the candidate's vector, projected to the key width. Positions past the sequence length are
 masked everywhere: the GRUs skip them and the attention gives them weight 0.
 
@@ -34,14 +41,17 @@ class UserInterest(tf.keras.layers.Layer):
       attention_hidden, attention_normalize: `TargetAttention` options ("augru" always normalises with softmax).
       unroll: unroll the GRU over the (static) sequence length instead of a while loop: about twice as fast
         to train on CPU at length 50, for a larger graph.
+      raw_attention: with a GRU encoder, also pool the behaviour items themselves by target attention (DIN's
+        interest) and concatenate the two.
 
     Inputs: `query` [batch, dq], `sequence` [rows, L, dx], `mask` [rows, L], and optionally `rows` [batch], the
       sequence row of each query (without it, rows = batch and row i is query i's).
-    Outputs: `interest` [batch, units] ([batch, dx] for "none") and the attention `weights` [batch, L].
+    Outputs: `interest` [batch, units] ([batch, dx] for "none", [batch, units + dx] with `raw_attention`) and the
+      attention `weights` [batch, L] (over the GRU states where there is a GRU).
     """
 
     def __init__(self, sequence_encoder: str = "gru", units: int = 64, attention_hidden: Sequence[int] = (80, 40),
-                 attention_normalize: str = "none", unroll: bool = True, **kwargs):
+                 attention_normalize: str = "none", unroll: bool = True, raw_attention: bool = False, **kwargs):
         super().__init__(**kwargs)
         if sequence_encoder not in ENCODERS:
             raise ValueError(f"sequence_encoder must be one of {ENCODERS}, got {sequence_encoder!r}")
@@ -50,17 +60,25 @@ class UserInterest(tf.keras.layers.Layer):
         self.attention_hidden = list(attention_hidden)
         self.attention_normalize = attention_normalize
         self.unroll = unroll
+        if raw_attention and sequence_encoder == "none":
+            raise ValueError("raw_attention adds DIN's pooling beside a GRU: sequence_encoder 'none' is that pooling")
+        self.raw_attention = raw_attention
         if sequence_encoder != "none":
             self.gru = tf.keras.layers.GRU(units, return_sequences=True, unroll=unroll, name="interest_extractor")
         if sequence_encoder == "augru":
             self.augru = tf.keras.layers.RNN(AUGRUCell(units), name="interest_evolution")
         normalize = "softmax" if sequence_encoder == "augru" else attention_normalize
         self.attention = TargetAttention(self.attention_hidden, normalize=normalize, name="target_attention")
+        if raw_attention:
+            self.item_attention = TargetAttention(self.attention_hidden, normalize=attention_normalize,
+                                                  name="item_target_attention")
 
     def build(self, input_shape):
         sequence_shape = input_shape[1]
         width = self.units if self.sequence_encoder != "none" else int(sequence_shape[-1])
         self.query_projection = tf.keras.layers.Dense(width, name="query_projection")
+        if self.raw_attention:
+            self.item_query_projection = tf.keras.layers.Dense(int(sequence_shape[-1]), name="item_query_projection")
         super().build(input_shape)
 
     def call(self, inputs):
@@ -68,17 +86,21 @@ class UserInterest(tf.keras.layers.Layer):
         rows = inputs[3] if len(inputs) > 3 else None
         present = tf.cast(mask, tf.bool)
         keys = sequence if self.sequence_encoder == "none" else self.gru(sequence, mask=present)
+        key_rows = [rows] if rows is not None else []
         if rows is not None:
             mask, present = tf.gather(mask, rows), tf.gather(present, rows)
-        pooled, weights = self.attention([self.query_projection(query), keys, mask] + ([rows] if rows is not None else []))
-        if self.sequence_encoder != "augru":
-            return pooled, weights
-        if rows is not None:
-            keys = tf.gather(keys, rows)
-        scored = tf.concat([keys, tf.cast(weights, keys.dtype)[:, :, tf.newaxis]], axis=-1)
-        return self.augru(scored, mask=present), weights
+        pooled, weights = self.attention([self.query_projection(query), keys, mask] + key_rows)
+        if self.sequence_encoder == "augru":
+            if rows is not None:
+                keys = tf.gather(keys, rows)
+            scored = tf.concat([keys, tf.cast(weights, keys.dtype)[:, :, tf.newaxis]], axis=-1)
+            pooled = self.augru(scored, mask=present)
+        if self.raw_attention:
+            items, _ = self.item_attention([self.item_query_projection(query), sequence, mask] + key_rows)
+            pooled = tf.concat([pooled, tf.cast(items, pooled.dtype)], axis=-1)
+        return pooled, weights
 
     def get_config(self) -> dict:
         return {**super().get_config(), "sequence_encoder": self.sequence_encoder, "units": self.units,
                 "attention_hidden": self.attention_hidden, "attention_normalize": self.attention_normalize,
-                "unroll": self.unroll}
+                "unroll": self.unroll, "raw_attention": self.raw_attention}

@@ -22,7 +22,7 @@ The two graphs are built by one function (`build_core`), so they differ only whe
         content from them and holds no table; `Schema.without_content_features()` builds the table version)
     candidate vector  q   = [rep_candidate, E(candidate's point-in-time counters)]
     behaviour vectors x_t = [rep_t, e^p_t],  e^p = E(type, time gap, point-in-time counters)
-    interest u = UserInterest(q, x, mask)                          GRU + target attention (AUGRU option)
+    interest u = UserInterest(q, x, mask)       GRU + target attention (AUGRU option; `raw_interest`: and DIN's)
     logit = MLP([u, q, E(user and context features)])                   (optional DCN cross layers first)
 
 Inputs are picked by tag (`marn_tf.schema`), never by name. The core's outputs are
@@ -275,7 +275,8 @@ def build_core(schema: S.Schema, config: ModelConfig, trained: tf.keras.Model | 
 
     interest, _ = layer("user_interest", lambda name: UserInterest(
         config.sequence_encoder, config.gru_units, config.attention_hidden, config.target_attention_normalize,
-        unroll=config.gru_unroll, name=name))([query, sequence, sequence_mask] + rows)
+        unroll=config.gru_unroll, raw_attention=config.raw_interest and config.sequence_encoder != "none",
+        name=name))([query, sequence, sequence_mask] + rows)
     hidden = tf.concat([interest, query] + ([user_context] if user_context is not None else []), axis=-1)
     if config.head == "dcn":
         x0 = hidden

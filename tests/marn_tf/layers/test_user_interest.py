@@ -61,3 +61,40 @@ def test_the_encoder_and_the_attention_train(encoder):
     layer = UserInterest(encoder, units=4, attention_hidden=[8])
     # AUGRU's attention is a softmax, which cancels the score's constant: its last bias gets no gradient, by design
     assert weights_without_gradient(layer, [QUERY, SEQUENCE, MASK]) == (["score/bias:0"] if encoder == "augru" else [])
+
+
+@pytest.mark.parametrize("encoder", ["gru", "augru"])
+def test_raw_attention_adds_dins_pooling_of_the_items_beside_the_encoders(encoder):
+    """With `raw_attention`, the interest is the encoder's, then DIN's attention pooling of the items themselves:
+    the first part is the plain layer's output for the same weights, the second a weighted sum of the sequence
+    rows that ignores padding and is zero for an empty sequence."""
+    plain = UserInterest(encoder, units=4, attention_hidden=[8])
+    both = UserInterest(encoder, units=4, attention_hidden=[8], raw_attention=True)
+    want, _ = plain([QUERY, SEQUENCE, MASK])
+    both([QUERY, SEQUENCE, MASK])
+    for part in ["gru", "attention", "query_projection"] + (["augru"] if encoder == "augru" else []):
+        getattr(both, part).set_weights(getattr(plain, part).get_weights())
+    interest, _ = both([QUERY, SEQUENCE, MASK])
+    assert interest.shape == (3, 4 + 6)
+    np.testing.assert_allclose(interest[:, :4].numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    padded = tf.where(MASK[:, :, tf.newaxis] > 0, SEQUENCE, 1e3)
+    np.testing.assert_allclose(both([QUERY, padded, MASK])[0].numpy(), interest.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(interest[2].numpy(), 0.0, atol=1e-6)
+    assert np.abs(interest[:2, 4:].numpy()).max() > 1e-3
+    assert weights_without_gradient(both, [QUERY, SEQUENCE, MASK]) == (
+        ["score/bias:0"] if encoder == "augru" else [])
+
+
+def test_raw_attention_shares_sequences_and_round_trips():
+    rows = tf.constant([0, 0, 1, 0, 1, 2])
+    query = tf.constant(RNG.normal(size=(6, 7)), tf.float32)
+    layer = UserInterest("gru", units=4, attention_hidden=[8], raw_attention=True)
+    repeated = layer([query, tf.gather(SEQUENCE, rows), tf.gather(MASK, rows)])[0]
+    np.testing.assert_allclose(layer([query, SEQUENCE, MASK, rows])[0].numpy(), repeated.numpy(), rtol=1e-6, atol=1e-6)
+    assert_config_round_trip(UserInterest("gru", units=4, attention_hidden=[8], raw_attention=True),
+                             [QUERY, SEQUENCE, MASK])
+
+
+def test_raw_attention_needs_an_encoder():
+    with pytest.raises(ValueError, match="raw_attention adds DIN's pooling beside a GRU"):
+        UserInterest("none", raw_attention=True)
