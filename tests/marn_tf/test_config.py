@@ -236,8 +236,8 @@ def test_a_structure_the_network_cannot_build_is_an_error_before_any_work(tmp_pa
         load(tmp_path, MINIMAL, overrides)
 
 
-# The model: section as every run saved it before the structure keys existed (a run of benchmarks/quality.py,
-# /tmp/q-after5/din-seed1-f8c8c9f697/run_config.yaml, the keys at their defaults shortened to a few).
+# The model: section as a run saved it before the structure keys existed (the run_config.yaml of a din run of
+# benchmarks/quality.py, the keys at their defaults shortened to a few).
 OLD_SAVED_DIN = """
 model:
   variant: din
@@ -283,7 +283,7 @@ def test_a_run_saved_before_raw_path_existed_restores_without_it(tmp_path):
 def test_digests_of_earlier_runs_stay_the_same(tmp_path):
     """benchmarks/quality.py names its cached runs by a digest of the resolved model/train config, and `marn run`
     skips a trained stage by one: the model as it was written before the structure keys, so runs trained before
-    them are reused. The names are those of the runs in /tmp/q-after5, made before."""
+    them are reused. The names are the ones benchmarks/quality.py gave those runs."""
     import argparse
     import sys
 
@@ -292,7 +292,7 @@ def test_digests_of_earlier_runs_stay_the_same(tmp_path):
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(MINIMAL))
-    # those runs had a constant learning rate, the default until train.learning_rate_decay_passes, and no raw path
+    # those runs had a constant learning rate (train.learning_rate_decay_passes=0) and no raw path
     constant = ["train.learning_rate_decay_passes=0", "model.raw_path=false"]
     args = argparse.Namespace(config=str(path), batch_size=1024, steps_per_eval=40, max_evals=8, patience=2,
                               set=constant, runs="runs")
