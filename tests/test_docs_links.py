@@ -126,10 +126,10 @@ def folders_of(files: list[str]) -> set[str]:
 
 
 def named_paths(line: str, folders: list[str], extensions: tuple[str, ...]) -> list[str]:
-    """The paths a line names that start with one of the repository's top-level `folders` and end in one of
-    `extensions` (a glob such as docs/*.md, a placeholder such as benchmarks/<name>.py, or a path inside another
-    one, such as ../other/docs/x.md, is none)."""
-    named = re.compile(r"(?<![\w./*<{$-])((?:%s)/[\w./-]*\w\.(?:%s))\b(?![\w/-])"
+    """The paths a line names that start with `../` or with one of the repository's top-level `folders`, and end
+    in one of `extensions` (a glob such as docs/*.md, a placeholder such as benchmarks/<name>.py, or a folder
+    name inside another path, such as x/docs/y.md, is none)."""
+    named = re.compile(r"(?<![\w./*<{$-])((?:(?:\.\./)+|(?:%s)/)[\w./-]*\w\.(?:%s))\b(?![\w/-])"
                        % ("|".join(map(re.escape, folders)), "|".join(extensions)))
     return [match.group(1) for match in named.finditer(line)]
 
@@ -159,7 +159,9 @@ def test_every_repository_path_named_in_a_tracked_file_exists():
         for number, line in enumerate(text.splitlines(), 1):
             for path in named_paths(line, tops, extensions):
                 relative = posixpath.normpath(posixpath.join(posixpath.dirname(source), path))
-                if path not in tracked and relative not in tracked:
+                if relative.startswith("../"):
+                    missing.append(f"{source}:{number}: {path} (outside the repository)")
+                elif path not in tracked and relative not in tracked:
                     missing.append(f"{source}:{number}: {path}")
     assert not missing, "paths named that no tracked file has:\n" + "\n".join(missing)
 
@@ -189,9 +191,10 @@ def test_anchors_follow_githubs_rules():
 
 
 def test_named_paths_are_the_repository_files_a_line_names():
-    line = ("see docs/model.md, `tests/testing.py` and (benchmarks/README.md); not docs/*.md, "
-            "benchmarks/<name>.py, ../other/docs/x.md, report.md or marn_tf/")
+    outside = "../" + "other/x.md"
+    line = (f"see docs/model.md, `tests/testing.py`, (benchmarks/README.md) and {outside}; not docs/*.md, "
+            "benchmarks/<name>.py, x/docs/y.md, report.md or marn_tf/")
     assert named_paths(line, ["benchmarks", "docs", "marn_tf", "tests"], EXTENSIONS) == [
-        "docs/model.md", "tests/testing.py", "benchmarks/README.md"]
+        "docs/model.md", "tests/testing.py", "benchmarks/README.md", outside]
     assert named_paths(line, ["benchmarks", "docs", "marn_tf", "tests"], ("md",)) == [
-        "docs/model.md", "benchmarks/README.md"]
+        "docs/model.md", "benchmarks/README.md", outside]
