@@ -7,8 +7,8 @@ rules). A link that leaves the repository (`../`) fails; public addresses (`http
 followed. Code blocks and code spans are not links. Beyond links, every page a tracked file names
 (`docs/pipeline.md`), and every repository file a Markdown file names (`tests/testing.py`), is a tracked file,
 so a moved page leaves no stale mention behind, and no path named with `../` leads out of the repository. Code
-may name made-up files (a test's fixtures), and the dated
-logs (CHANGELOG.md, docs/experiments.md) files as they were on their date.
+may name made-up files (a test's fixtures), and the dated logs (CHANGELOG.md, docs/experiments.md) files as they
+were on their date.
 """
 from __future__ import annotations
 
