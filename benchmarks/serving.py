@@ -136,6 +136,38 @@ def run_child(*arguments: str) -> dict:
 
 
 # -- parent ------------------------------------------------------------------------------------------------
+def summarize(runs: dict[str, list[dict]], model: str, device: str, calls: int, warmup: int) -> dict:
+    """The figures of every model's alternating runs: the median of each with the lowest and highest run."""
+    def spread(name: str, shape: str, figure: str) -> dict:
+        return median_range(r[shape][figure] for r in runs[name])
+
+    return {"device": device, "model": model, "calls": calls, "warmup": warmup,
+            "repeats": min(len(r) for r in runs.values()),
+            "shapes": {"ranking": f"1 user x {CANDIDATES} candidates", "batch": f"batch {BATCH}"},
+            "median": {name: {"load_s": median_range(r["load_s"] for r in runs[name]),
+                              **{shape: {figure: spread(name, shape, figure) for figure in ("p50_ms", "p99_ms")}
+                                 for shape in ("ranking", "batch")}} for name in runs},
+            "runs": runs}
+
+
+def print_table(figures: dict) -> None:
+    print(f"\n{command_line()}\n{figures['device']}; {figures['calls']} timed calls per shape, one at a time, "
+          f"after {figures['warmup']} warm-up calls; median [lowest, highest] of {figures['repeats']} alternating "
+          f"runs per model")
+    print(f"MARN: {figures['model']}\n")
+    print(f"| model | 1 user x {CANDIDATES} candidates p50 / p99 ms | batch {BATCH} p50 / p99 ms | load s |")
+    print("|---|---:|---:|---:|")
+    for name, m in figures["median"].items():
+        cells = [" / ".join(f"{m[shape][figure]['median']:.2f} [{m[shape][figure]['low']:.2f}, "
+                            f"{m[shape][figure]['high']:.2f}]" for figure in ("p50_ms", "p99_ms"))
+                 for shape in ("ranking", "batch")]
+        print(f"| {name} | {cells[0]} | {cells[1]} | {m['load_s']['median']:.1f} |")
+    marn = figures["median"]["MARN"]["ranking"]["p99_ms"]["median"]
+    din = figures["median"]["deepctr DIN (peer)"]["ranking"]["p99_ms"]["median"]
+    print(f"\ntarget: ranking p99 <= 10 ms: {'met' if marn <= 10 else 'NOT met'} ({marn:.2f} ms); "
+          f"no slower than the peer: {'met' if marn <= din else 'NOT met'} (MARN/peer p99 = {marn / din:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="a `marn preprocess` output (validation examples, vocabularies)")
@@ -179,31 +211,8 @@ def main() -> None:
             runs[name].append(run_child("--child", "latency", "--model", directory, "--requests", requests,
                                         "--calls", str(args.calls), "--warmup", str(args.warmup), "--data", args.data))
 
-    def spread(name: str, shape: str, figure: str) -> dict:
-        return median_range(r[shape][figure] for r in runs[name])
-
-    figures = {"device": device_name(), "model": args.model, "calls": args.calls, "warmup": args.warmup,
-               "repeats": args.repeats, "shapes": {"ranking": f"1 user x {CANDIDATES} candidates",
-                                                   "batch": f"batch {BATCH}"},
-               "median": {name: {"load_s": median_range(r["load_s"] for r in runs[name]),
-                                 **{shape: {figure: spread(name, shape, figure) for figure in ("p50_ms", "p99_ms")}
-                                    for shape in ("ranking", "batch")}} for name, _ in models},
-               "runs": runs}
-    print(f"\n{command_line()}\n{figures['device']}; {args.calls} timed calls per shape, one at a time, after "
-          f"{args.warmup} warm-up calls; median [lowest, highest] of {args.repeats} alternating runs per model")
-    print(f"MARN: {args.model}\n")
-    print(f"| model | 1 user x {CANDIDATES} candidates p50 / p99 ms | batch {BATCH} p50 / p99 ms | load s |")
-    print("|---|---:|---:|---:|")
-    for name, _ in models:
-        m = figures["median"][name]
-        cells = [" / ".join(f"{m[shape][figure]['median']:.2f} [{m[shape][figure]['low']:.2f}, "
-                            f"{m[shape][figure]['high']:.2f}]" for figure in ("p50_ms", "p99_ms"))
-                 for shape in ("ranking", "batch")]
-        print(f"| {name} | {cells[0]} | {cells[1]} | {m['load_s']['median']:.1f} |")
-    marn = figures["median"]["MARN"]["ranking"]["p99_ms"]["median"]
-    din = figures["median"]["deepctr DIN (peer)"]["ranking"]["p99_ms"]["median"]
-    print(f"\ntarget: ranking p99 <= 10 ms: {'met' if marn <= 10 else 'NOT met'} ({marn:.2f} ms); "
-          f"no slower than the peer: {'met' if marn <= din else 'NOT met'} (MARN/peer p99 = {marn / din:.2f}x)")
+    figures = summarize(runs, args.model, device_name(), args.calls, args.warmup)
+    print_table(figures)
     if args.json:
         write_record(args.json, "serving", figures)
 

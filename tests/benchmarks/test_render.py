@@ -10,6 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import record  # noqa: E402  (benchmarks/ is not a package)
 import render  # noqa: E402
+import serving  # noqa: E402
 import train  # noqa: E402
 
 
@@ -110,6 +111,19 @@ def test_training_ratios_pair_the_runs_of_one_repeat_and_skip_failed_ones():
     assert train.ratio(marn, din)["runs"] == [2.0, 3.0]
     summary = train.summarize(marn)
     assert summary["examples_per_second"]["median"] == 200.0 and summary["errors"] == [["x"]]
+
+
+def test_serving_figures_are_medians_of_the_alternating_runs_with_their_range(capsys):
+    def run(p99: float) -> dict:
+        return {"load_s": 1.0, "ranking": {"p50_ms": 3.0, "p99_ms": p99}, "batch": {"p50_ms": 10.0, "p99_ms": 20.0}}
+
+    runs = {"MARN": [run(6.0), run(4.0), run(5.0)], "deepctr DIN (peer)": [run(4.0), run(4.0), run(8.0)]}
+    figures = serving.summarize(runs, "export/marn/1", "CPU: test", calls=300, warmup=20)
+    assert figures["repeats"] == 3
+    assert figures["median"]["MARN"]["ranking"]["p99_ms"] == {"median": 5.0, "low": 4.0, "high": 6.0,
+                                                              "runs": [6.0, 4.0, 5.0]}
+    serving.print_table(figures)
+    assert "| MARN | 3.00 [3.00, 3.00] / 5.00 [4.00, 6.00] |" in capsys.readouterr().out
 
 
 # -- rendering ---------------------------------------------------------------------------------------------
