@@ -5,7 +5,7 @@ Reports (evaluation.json, evaluation.html and PNG plots in the output directory)
 * AUC, GAUC (impression-weighted per-user AUC, users told apart by their raw id: every user outside the
   vocabulary, e.g. new in the test period, shares index 0) and log loss;
 * the no-model floor on the same examples (`marn_tf.evaluation.floor`): null when the schema has no rate features;
-* D1 accuracy (near 1/M: the invariant vectors are modality-invariant) and Ds accuracy (high: the
+* D1 accuracy (near chance, `chance_accuracy`: the invariant vectors are modality-invariant) and Ds accuracy (high: the
   specific vectors are modality-specific), weighted by item occurrences;
 * mean modality weights (mean |a^m| of the attention) and D0 importance weights per item category;
 * modality importance by use (`marn_tf.evaluation.modality_use`, on by default): the AUC drop when a modality is
@@ -86,7 +86,7 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
     def step(features):
         out = core({k: features[k] for k in core.input_names}, training=False)
         return {**{k: out[k] for k in ("probability", "modality_weights", "importance", "modality_mask",
-                                       "candidate_index", "d1_accuracy", "ds_accuracy")},
+                                       "candidate_index", "d1_accuracy", "ds_accuracy", "d1_chance")},
                 "behaviour_index": features[behaviour], "sequence_length": features[length]}
 
     collected, raw, labels = [], [], []
@@ -157,7 +157,7 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
         "gauc_users": overall["gauc_users"], "logloss": overall["logloss"], "floor": floor,
         "d1_accuracy": float(np.average(cat["d1_accuracy"], weights=sizes)) if adversarial else None,
         "ds_accuracy": float(np.average(cat["ds_accuracy"], weights=sizes)) if adversarial else None,
-        "chance_accuracy": 1.0 / len(modalities),
+        "chance_accuracy": _chance_accuracy(cat, sizes, adversarial),
         "modalities": modalities,
         "modality_weights": {m: _masked_mean(weights[:, i], mask[:, i]) for i, m in enumerate(modalities)},
         "modality_weights_by_category": per_category,
@@ -168,6 +168,16 @@ def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optio
     files.write_text(files.join(output_dir, "evaluation.json"), json.dumps(result, indent=2))
     write_report(result, output_dir)
     return result
+
+
+def _chance_accuracy(outputs: dict[str, np.ndarray], sizes: np.ndarray, adversarial: bool) -> float:
+    """The accuracy of a modality discriminator that always names the most common present modality: the level a
+    D1 that tells nothing apart sits at. With discriminators, measured over the vectors D1 sees; without, over the
+    candidates' present modalities. 1/M only when every modality is present equally often."""
+    if adversarial:
+        return float(np.average(outputs["d1_chance"], weights=sizes))
+    present = outputs["modality_mask"].sum(axis=0)
+    return float(present.max() / present.sum()) if present.sum() else 0.0
 
 
 def _example_categories(category_index: np.ndarray, category_names: list[str]) -> np.ndarray:

@@ -10,12 +10,13 @@ import numpy as np
 
 from marn_tf.storage import files
 
-CHANCE_TOLERANCE = 0.07  # a discriminator accuracy within this of 1/M counts as chance
+CHANCE_TOLERANCE = 0.07  # a discriminator accuracy within this of chance counts as chance
 
 
 def discriminator_reading(d1: float, ds: Optional[float], chance: float) -> str:
-    """What the measured D1 and Ds accuracies say about the invariant and specific vectors, against chance 1/M."""
-    head = f"D1 accuracy {d1:.2f} vs chance {chance:.2f} (M={round(1 / chance)})"
+    """What the measured D1 and Ds accuracies say about the invariant and specific vectors, against chance: always
+    naming the most common present modality (1/M when all are present equally often)."""
+    head = f"D1 accuracy {d1:.2f} vs chance {chance:.2f}"
     if d1 < chance - CHANCE_TOLERANCE:
         d1_text = f"{head}, far below chance: the encoder is fooling D1 by swapping modalities, not hiding them"
     elif d1 > chance + CHANCE_TOLERANCE:
@@ -165,7 +166,7 @@ def write_report(result: dict, output_dir: str) -> str:
     modalities = result["modalities"]
     floor = result["floor"] or {}
     summary = html_table(["", "examples", "AUC", "GAUC", "GAUC users", "log loss", "D1 accuracy", "Ds accuracy",
-                          "chance (1/M)"],
+                          "chance (most common modality)"],
                      [[result["variant"], result["examples"], result["auc"], result["gauc"], result["gauc_users"],
                        result["logloss"], result["d1_accuracy"], result["ds_accuracy"], result["chance_accuracy"]],
                       ["no-model floor", floor.get("examples"), floor.get("auc"), floor.get("gauc"), None,

@@ -93,7 +93,7 @@ def plot_discriminators(history: list[dict], chance: float, path: str) -> None:
                        ("val_ds_accuracy", "s--")):
         ax.plot(steps, [h.get(key) for h in history], style, label=key.replace("val_", "validation ").replace(
             "_accuracy", " accuracy"))
-    ax.axhline(chance, color="grey", linestyle=":", label=f"chance 1/M = {chance:.2f}")
+    ax.axhline(chance, color="grey", linestyle=":", label=f"chance (most common modality) = {chance:.2f}")
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("step")
     ax.set_title("Modality discriminators over training")

@@ -23,7 +23,7 @@ def spread(values: list[Optional[float]]) -> Optional[tuple[float, float]]:
 
 
 def ladder_rows(summary: dict) -> list[dict]:
-    """One row per ladder variant: seeds, chance 1/M and mean ± std of each metric."""
+    """One row per ladder variant: seeds, chance (the most common modality) and mean ± std of each metric."""
     rows = []
     for variant, results in summary["ladder"].items():
         row = {"variant": variant, "seeds": [r["seed"] for r in results],
@@ -113,7 +113,8 @@ def render(summary: dict) -> str:
         lines.append("\nno-model floor: not measured (the data has no click-rate features)")
     notes = discriminator_notes(summary)
     if notes:
-        lines.append(f"\nDiscriminators (near chance: within ±{CHANCE_TOLERANCE} of 1/M):")
+        lines.append(f"\nDiscriminators (near chance: within ±{CHANCE_TOLERANCE} of always naming the most common "
+                     "modality):")
         lines += [f"- {note}" for note in notes]
     lines += selection_lines(summary)
     export = summary.get("export")

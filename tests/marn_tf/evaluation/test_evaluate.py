@@ -54,7 +54,8 @@ def test_evaluate_writes_json_and_report(prepared, run, capsys):
     assert result["auc"] == pytest.approx(ordered_pairs_auc(labels, probabilities), abs=1e-6)
     log_likelihood = np.where(labels == 1, np.log(probabilities), np.log(1 - probabilities))
     assert result["logloss"] == pytest.approx(-log_likelihood.mean(), abs=1e-6)
-    assert result["modalities"] == ["id", "image", "text", "statistic"] and result["chance_accuracy"] == 0.25
+    assert result["modalities"] == ["id", "image", "text", "statistic"]
+    assert 0.25 < result["chance_accuracy"] < 1  # the id is on every item, the image and title on some
     assert 0 <= result["d1_accuracy"] <= 1 and 0 <= result["ds_accuracy"] <= 1
     slices = result["slices"]
     assert slices["cold_items"]["examples"] + slices["warm_items"]["examples"] == result["examples"]

@@ -35,6 +35,18 @@ def test_outputs_and_importance_weights():
         assert out[key].shape == ()
 
 
+def test_chance_is_the_accuracy_of_always_naming_the_most_common_present_modality():
+    """Modalities present unequally often: chance is the most common one's share of the present vectors, not 1/M,
+    and occurrence weights count as they do in the accuracies."""
+    out = DoubleDiscriminator(3)([INVARIANT, SPECIFIC, MASK])
+    assert float(out["d1_chance"]) == pytest.approx(5 / 13)  # present: 4, 4 and 5 vectors
+    weights = tf.constant([1, 1, 1, 1, 1, 10], tf.float32)  # the last item holds only modality 2
+    weighted = DoubleDiscriminator(3)([INVARIANT, SPECIFIC, MASK, weights])
+    assert float(weighted["d1_chance"]) == pytest.approx(14 / 22)
+    everything = DoubleDiscriminator(3)([INVARIANT, SPECIFIC, tf.ones_like(MASK)])
+    assert float(everything["d1_chance"]) == pytest.approx(1 / 3)
+
+
 def test_d0_learns_but_sends_no_gradient_to_the_invariant_vectors():
     layer = DoubleDiscriminator(3)
     layer([INVARIANT, SPECIFIC, MASK])  # build

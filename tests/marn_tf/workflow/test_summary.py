@@ -46,9 +46,9 @@ def test_the_discriminator_notes_follow_the_measured_values():
     text = render(summary(main, {"maan": [result("maan", 1, 0.73, d1=0.04, ds=0.9),
                                           result("maan", 2, 0.73, d1=0.06, ds=0.9)],
                                  "concat": [result("concat", 1, 0.71)]}))
-    assert ("- main model marn: D1 accuracy 0.27 vs chance 0.25 (M=4), near chance: the invariant vectors hide their "
+    assert ("- main model marn: D1 accuracy 0.27 vs chance 0.25, near chance: the invariant vectors hide their "
             "modality; Ds accuracy 0.93, above chance: the specific vectors keep their modality.") in text
-    assert ("- ladder maan (mean over seeds): D1 accuracy 0.05 vs chance 0.25 (M=4), far below chance: the encoder "
+    assert ("- ladder maan (mean over seeds): D1 accuracy 0.05 vs chance 0.25, far below chance: the encoder "
             "is fooling D1 by swapping modalities, not hiding them") in text
     assert "ladder concat" not in text.split("Discriminators")[1]  # no discriminators, no note
 
