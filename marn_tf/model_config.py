@@ -188,7 +188,7 @@ class ModelConfig:
         `sequence_encoder` as the "gru" it was written with. A custom structure keeps every key."""
         data = dataclasses.asdict(self)
         unused = self.unused_keys()
-        for key, off in _LATER_KEYS.items():  # added after the runs they would rename
+        for key, off in LATER_KEYS.items():  # added after the runs they would rename
             if getattr(self, key) == off or key in unused:
                 del data[key]
         if self.variant in RUNGS:
@@ -262,7 +262,7 @@ def _rung_of(structure: dict) -> str:
 
 
 # keys added after runs that benchmarks reuse, with their "off" value: left out of digest_dict while off
-_LATER_KEYS = {"hash_buckets": {}, "attention_unit_scale": False, "attention_cost": 0.0, "raw_path": False,
+LATER_KEYS = {"hash_buckets": {}, "attention_unit_scale": False, "attention_cost": 0.0, "raw_path": False,
                "raw_interest": False}
 # keys whose default changed after runs were saved without them: such a run was trained with this value
 EARLIER_DEFAULTS = {"raw_path": False, "raw_interest": False}

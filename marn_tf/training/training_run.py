@@ -24,6 +24,7 @@ from marn_tf.config_loader import ConfigError
 from marn_tf.data.input import make_dataset, split_files
 from marn_tf.data.item_table import load_item_table
 from marn_tf.data.parquet_input import make_parquet_dataset, parquet_files
+from marn_tf.model_config import EARLIER_DEFAULTS, LATER_KEYS
 from marn_tf.models.network import Network, build_network
 from marn_tf.schema import Schema, SchemaError, data_digests
 from marn_tf.storage import files
@@ -187,6 +188,8 @@ def check_resume(config: Config, output_dir: str, data_dir: str, schema: Schema)
                               "run_config.yaml this run was trained with, or train into another --output")
         previous = move_runtime_keys(saved)
         had = {k: previous.get(k) or {} for k in sections}
+        # a key added after the run was saved: the run was trained with its value from then
+        had["model"] = {**LATER_KEYS, **EARLIER_DEFAULTS, **had["model"]}
         if had != wanted:
             changed = [f"{s}.{k}" for s in had for k in set(had[s] or {}) | set(wanted[s])
                        if (had[s] or {}).get(k) != wanted[s].get(k)]

@@ -77,6 +77,17 @@ def test_a_run_directory_resumes_only_its_own_config(prepared, tmp_path):
     wider = dataclasses.replace(config, model=dataclasses.replace(config.model, units=16))
     with pytest.raises(ConfigError, match=r"different config \(model.units\)"):
         train(quick(wider), data, str(tmp_path))
+    # a run saved before keys were added resumes: it was trained as those keys' earlier values say
+    earlier = dataclasses.replace(config, model=dataclasses.replace(config.model, raw_path=False, raw_interest=False))
+    older = tmp_path / "older"
+    train(quick(earlier), data, str(older))
+    saved = older / "run_config.yaml"
+    written = yaml.safe_load(saved.read_text())
+    del written["model"]["raw_interest"], written["model"]["raw_path"]
+    saved.write_text(yaml.safe_dump(written))
+    assert train(quick(earlier), data, str(older)).resumed_from_step == 6
+    with pytest.raises(ConfigError, match=r"different config \(model.raw_path\)"):
+        train(quick(config), data, str(older))  # today's default raw_path is not what it was trained with
 
 
 def marn(*args, **kwargs):
