@@ -4,12 +4,14 @@
     "augru":          h_t as above; a_t = TargetAttention weights; u = AUGRU(h, a) final state (DIEN)
     "none" (DIN):     u = sum_t w_t x_t with w = TargetAttention(q, x)
 
-With `raw_attention` (a GRU encoder only), DIN's pooling of the behaviour items themselves comes beside it:
+With `raw_attention` (a GRU encoder only), DIN's pooling of the behaviour items themselves is the base and the
+GRU's interest enters through a per-dimension gate g learned from 0:
 
-    u = [u_gru, sum_t v_t x_t],  v = TargetAttention'(q', x)
+    u = [sum_t v_t x_t, g ⊙ u_gru],  v = TargetAttention'(q', x)
 
-The GRU states are a lossy summary of the items: on data where the IDs carry most of the signal and most
-users have few behaviours, attention over the items themselves keeps what a GRU state blurs.
+so an untrained layer is DIN's, and the GRU's part opens only as far as the loss gains. The GRU states are a
+lossy summary of the items: where the IDs carry most of the signal and most users have few behaviours,
+attention over the items themselves keeps what a GRU state blurs.
 
 q is the candidate's vector, projected to the key width. Positions past the sequence length are
 masked everywhere: the GRUs skip them and the attention gives them weight 0.
@@ -41,12 +43,12 @@ class UserInterest(tf.keras.layers.Layer):
       attention_hidden, attention_normalize: `TargetAttention` options ("augru" always normalises with softmax).
       unroll: unroll the GRU over the (static) sequence length instead of a while loop: about twice as fast
         to train on CPU at length 50, for a larger graph.
-      raw_attention: with a GRU encoder, also pool the behaviour items themselves by target attention (DIN's
-        interest) and concatenate the two.
+      raw_attention: with a GRU encoder, pool the behaviour items themselves by target attention (DIN's
+        interest) and add the GRU's interest through a gate that starts at 0.
 
     Inputs: `query` [batch, dq], `sequence` [rows, L, dx], `mask` [rows, L], and optionally `rows` [batch], the
       sequence row of each query (without it, rows = batch and row i is query i's).
-    Outputs: `interest` [batch, units] ([batch, dx] for "none", [batch, units + dx] with `raw_attention`) and the
+    Outputs: `interest` [batch, units] ([batch, dx] for "none", [batch, dx + units] with `raw_attention`) and the
       attention `weights` [batch, L] (over the GRU states where there is a GRU).
     """
 
@@ -79,6 +81,7 @@ class UserInterest(tf.keras.layers.Layer):
         self.query_projection = tf.keras.layers.Dense(width, name="query_projection")
         if self.raw_attention:
             self.item_query_projection = tf.keras.layers.Dense(int(sequence_shape[-1]), name="item_query_projection")
+            self.encoder_gate = self.add_weight(name="encoder_gate", shape=(self.units,), initializer="zeros")
         super().build(input_shape)
 
     def call(self, inputs):
@@ -97,7 +100,7 @@ class UserInterest(tf.keras.layers.Layer):
             pooled = self.augru(scored, mask=present)
         if self.raw_attention:
             items, _ = self.item_attention([self.item_query_projection(query), sequence, mask] + key_rows)
-            pooled = tf.concat([pooled, tf.cast(items, pooled.dtype)], axis=-1)
+            pooled = tf.concat([tf.cast(items, pooled.dtype), tf.cast(self.encoder_gate, pooled.dtype) * pooled], -1)
         return pooled, weights
 
     def get_config(self) -> dict:

@@ -64,25 +64,42 @@ def test_the_encoder_and_the_attention_train(encoder):
 
 
 @pytest.mark.parametrize("encoder", ["gru", "augru"])
-def test_raw_attention_adds_dins_pooling_of_the_items_beside_the_encoders(encoder):
-    """With `raw_attention`, the interest is the encoder's, then DIN's attention pooling of the items themselves:
-    the first part is the plain layer's output for the same weights, the second a weighted sum of the sequence
-    rows that ignores padding and is zero for an empty sequence."""
+def test_raw_attention_starts_as_dins_pooling_and_opens_the_encoders_part(encoder):
+    """With `raw_attention`, the interest is DIN's attention pooling of the items themselves, then the encoder's
+    interest through a gate that starts at 0: untrained, the encoder adds nothing; with the gate open, the second
+    part is the plain layer's output for the same weights. Padding is ignored and an empty sequence gives 0."""
     plain = UserInterest(encoder, units=4, attention_hidden=[8])
     both = UserInterest(encoder, units=4, attention_hidden=[8], raw_attention=True)
+    din = UserInterest("none", attention_hidden=[8])
     want, _ = plain([QUERY, SEQUENCE, MASK])
-    both([QUERY, SEQUENCE, MASK])
+    both([QUERY, SEQUENCE, MASK]), din([QUERY, SEQUENCE, MASK])
     for part in ["gru", "attention", "query_projection"] + (["augru"] if encoder == "augru" else []):
         getattr(both, part).set_weights(getattr(plain, part).get_weights())
+    both.item_attention.set_weights(din.attention.get_weights())
+    both.item_query_projection.set_weights(din.query_projection.get_weights())
     interest, _ = both([QUERY, SEQUENCE, MASK])
-    assert interest.shape == (3, 4 + 6)
-    np.testing.assert_allclose(interest[:, :4].numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    assert interest.shape == (3, 6 + 4)
+    np.testing.assert_allclose(interest[:, :6].numpy(), din([QUERY, SEQUENCE, MASK])[0].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(interest[:, 6:].numpy(), 0.0)
+    both.encoder_gate.assign(tf.ones_like(both.encoder_gate))
+    interest, _ = both([QUERY, SEQUENCE, MASK])
+    np.testing.assert_allclose(interest[:, 6:].numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     padded = tf.where(MASK[:, :, tf.newaxis] > 0, SEQUENCE, 1e3)
     np.testing.assert_allclose(both([QUERY, padded, MASK])[0].numpy(), interest.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(interest[2].numpy(), 0.0, atol=1e-6)
-    assert np.abs(interest[:2, 4:].numpy()).max() > 1e-3
     assert weights_without_gradient(both, [QUERY, SEQUENCE, MASK]) == (
         ["score/bias:0"] if encoder == "augru" else [])
+
+
+def test_the_closed_gate_is_what_trains_first():
+    """At the start only the gate and DIN's part get a gradient: the encoder's weights wait until the gate opens."""
+    layer = UserInterest("gru", units=4, attention_hidden=[8], raw_attention=True)
+    with tf.GradientTape() as tape:
+        interest, _ = layer([QUERY, SEQUENCE, MASK])
+        loss = tf.reduce_sum(tf.sin(interest))
+    grads = dict(zip([w.name for w in layer.trainable_weights], tape.gradient(loss, layer.trainable_weights)))
+    assert np.any(grads[layer.encoder_gate.name].numpy())
+    assert all(not np.any(g.numpy()) for name, g in grads.items() if "interest_extractor" in name)
 
 
 def test_raw_attention_shares_sequences_and_round_trips():
