@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -277,6 +278,7 @@ def check_export(model_dir: str, run_dir: Optional[str] = None, data_dir: Option
         except (OSError, ValueError, KeyError, tf.errors.OpError) as err:  # what a damaged export raises
             checks.append(Check(name, False, short_reason(err)))
         except Exception as err:  # noqa: BLE001 -- still a [FAIL] line, but said to be ours, not the export's
+            logging.getLogger(__name__).error("check %r: internal error", name, exc_info=True)  # the whole traceback
             checks.append(Check(name, False, f"internal error of check-export (please report it): {short_reason(err)}"))
         return None
 
