@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser(
         "demo", help="the main job on the embedded dataset: generate, preprocess, train MARN and the ablation "
-                     "ladder, evaluate, export, check, report (about 8 minutes on 2 cores)",
+                     "ladder, evaluate, export, check, report (10-15 minutes on 2 CPU cores)",
         description="Generate the embedded synthetic dataset and run `marn run` on it with short training budgets: "
                     "the Beam job, MARN and the ablation ladder (din, concat, man, maan, marn; 2 seeds), "
                     "evaluation, export for TF Serving, the export check in a fresh process, a summary table and "

@@ -66,7 +66,7 @@ def describe() -> str:
 # better AUC. The models reach their best validation AUC within about one pass over the training split (80-160
 # steps on the embedded data, marn the latest; `benchmarks/quality.py` measures it) and overfit after it;
 # evaluation loads the best.
-register("demo", "marn demo's short budgets (about 8 minutes on 2 cores for the embedded data): validation on 10 "
+register("demo", "marn demo's short budgets (10-15 minutes on 2 CPU cores for the embedded data): validation on 10 "
                  "batches every 40 steps, at most 6 times, early stopping after 2; the whole ladder over 2 seeds", [
     "train.steps_per_epoch=40", "train.epochs=6", "train.validation_steps=10", "train.early_stopping_patience=2",
     "run.ladder=[din, concat, man, maan, marn]", "run.seeds=[1, 2]",

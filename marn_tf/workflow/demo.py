@@ -1,4 +1,4 @@
-"""`marn demo`: the main job on the embedded synthetic dataset, in about 8 minutes on 2 cores.
+"""`marn demo`: the main job on the embedded synthetic dataset, in 10-15 minutes on 2 CPU cores.
 
 It writes `<output>/config.yaml` (the generated dataset's config plus the registered "demo" preset's short
 budgets, `marn_tf/presets.py`, then the caller's presets and overrides), generates the
