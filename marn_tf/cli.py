@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser(
         "export", help="write a training run's checkpoint as a versioned SavedModel for TF Serving",
         description="Export a run's best checkpoint (or --checkpoint) to <output>/<name>/<version>/: a SavedModel "
-                    "with the serving_default (serialized tf.Example), predict (named raw tensors, for REST JSON) and "
+                    "with the serving_default (serialized tf.Example), predict (named raw tensors, for REST JSON), "
+                    "predict_raw (raw counters and timestamps, the features computed inside) and "
                     "item_representations signatures, vocabularies and item table inside, the schema in assets/, "
                     "warmup requests in assets.extra/; and <output>/models.config for tensorflow_model_server.",
         epilog="example: marn export --run runs/marn --data data/prep --output runs/export")
