@@ -188,8 +188,12 @@ def check_resume(config: Config, output_dir: str, data_dir: str, schema: Schema)
                               "run_config.yaml this run was trained with, or train into another --output")
         previous = move_runtime_keys(saved)
         had = {k: previous.get(k) or {} for k in sections}
-        # a key added after the run was saved: the run was trained with its value from then
+        # a key added after the run was saved: the run was trained with its value from then; a key this model
+        # does not read changes nothing, whatever either side holds
         had["model"] = {**LATER_KEYS, **EARLIER_DEFAULTS, **had["model"]}
+        unused = config.model.unused_keys()
+        had["model"], wanted["model"] = ({k: v for k, v in side["model"].items() if k not in unused}
+                                         for side in (had, wanted))
         if had != wanted:
             changed = [f"{s}.{k}" for s in had for k in set(had[s] or {}) | set(wanted[s])
                        if (had[s] or {}).get(k) != wanted[s].get(k)]
