@@ -134,8 +134,8 @@ class ModelConfig:
     # embeddings (docs/model.md). It raised validation AUC on both development worlds (docs/experiments.md)
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
     gru_units: int = 64  # width of the user interest GRU
-    raw_interest: bool = False  # GRU rungs: DIN's target attention over the behaviour items is the interest's base,
-    # and the GRU's interest enters through a gate learned from 0 (layers/user_interest.py)
+    raw_interest: bool = True  # GRU rungs: DIN's target attention over the behaviour items is the interest's base,
+    # and the GRU's interest enters through a gate learned from 0 (docs/model.md, docs/experiments.md)
     gru_unroll: bool = True  # unrolled over the sequence length: ~2x faster interest layer on CPU (training)
     attention_hidden: list[int] = dataclasses.field(default_factory=lambda: [80, 40])  # target attention MLP widths
     target_attention_normalize: str = "none"  # "none" (DIN) or "softmax"

@@ -86,8 +86,8 @@ def test_a_run_directory_resumes_only_its_own_config(prepared, tmp_path):
     del written["model"]["raw_interest"], written["model"]["raw_path"]
     saved.write_text(yaml.safe_dump(written))
     assert train(quick(earlier), data, str(older)).resumed_from_step == 6
-    with pytest.raises(ConfigError, match=r"different config \(model.raw_path\)"):
-        train(quick(config), data, str(older))  # today's default raw_path is not what it was trained with
+    with pytest.raises(ConfigError, match=r"different config \(model.raw_interest, model.raw_path\)"):
+        train(quick(config), data, str(older))  # today's defaults are not what it was trained with
     # a key the model does not read changes nothing: din saved when raw_path's default was false resumes
     din = quick(dataclasses.replace(config, model=config.model.for_variant("din")))
     train(din, data, str(tmp_path / "din"))
