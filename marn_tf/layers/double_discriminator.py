@@ -186,8 +186,11 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
             correct = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32)
             return replica_share_of_mean(correct, mask)
 
-        # the most common present modality over the global batch, weighed as the accuracies are
-        most_common = tf.argmax(cross_replica_sum(tf.reduce_sum(mask, axis=0)))
+        # the most common present modality over the global batch, weighed as the accuracies are; one scalar
+        # all-reduce per modality, as every other reduction here (collectives of a second shape collide with a
+        # later strategy's in the same process)
+        present_counts = tf.reduce_sum(mask, axis=0)
+        most_common = tf.argmax(tf.stack([cross_replica_sum(present_counts[m]) for m in range(self.num_modalities)]))
         guessed = tf.broadcast_to(tf.one_hot(most_common, self.num_modalities)[tf.newaxis, :], tf.shape(mask))
         chance = replica_share_of_mean(guessed, mask)
 
