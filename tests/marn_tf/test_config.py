@@ -292,8 +292,8 @@ def test_digests_of_earlier_runs_stay_the_same(tmp_path):
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(MINIMAL))
-    # those runs had a constant learning rate (train.learning_rate_decay_passes=0) and no raw path
-    constant = ["train.learning_rate_decay_passes=0", "model.raw_path=false"]
+    # those runs had a constant learning rate (train.learning_rate_decay_passes=0), no raw path and no raw interest
+    constant = ["train.learning_rate_decay_passes=0", "model.raw_path=false", "model.raw_interest=false"]
     args = argparse.Namespace(config=str(path), batch_size=1024, steps_per_eval=40, max_evals=8, patience=2,
                               set=constant, runs="runs")
     names = [os.path.basename(quality.run_dir(args, quality.run_config(args, variant, 1))) for variant in
