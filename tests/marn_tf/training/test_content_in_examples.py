@@ -61,13 +61,17 @@ def test_training_steps_on_the_examples_content_equal_those_on_the_table(prepare
     given_network, table_network = given.build_network(), table.build_network()
     assert table_network.item_tower.content_source == "table"
     given_model, table_model = given.build_model(given_network), table.build_model(table_network)
-    weights = {w.name: w for w in table_network.core.weights}
-    for w in given_network.core.weights:
-        weights[w.name].assign(w)
+    # weights paired by name, in creation order: two target attentions' inner layers share their names
+    by_name = {}
+    for w in table_network.core.weights:
+        by_name.setdefault(w.name, []).append(w)
+    pairs = [(w, by_name[w.name].pop(0)) for w in given_network.core.weights]
+    for w, twin in pairs:
+        twin.assign(w)
     before = [w.numpy() for w in given_network.core.trainable_weights]
     for features, label in given.build_inputs("train", given_network).take(5):
         given_model.train_on_batch(features, label)
         table_model.train_on_batch({name: features[name] for name in table_network.core.input}, label)
-    for w in given_network.core.weights:
-        np.testing.assert_allclose(w.numpy(), weights[w.name].numpy(), rtol=1e-6, atol=1e-7, err_msg=w.name)
+    for w, twin in pairs:
+        np.testing.assert_allclose(w.numpy(), twin.numpy(), rtol=1e-6, atol=1e-7, err_msg=w.name)
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, given_network.core.trainable_weights))
