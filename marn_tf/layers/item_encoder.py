@@ -15,8 +15,10 @@ sum_m a^m ⊙ s^m + a^c ⊙ c, so with a softmax gate c competes with the s^m fo
 instead of being added beside their convex combination.
 
 `raw_path=True` (not in the paper) keeps DIN's representation as the base and adds the rung's own through a gate that
-starts closed, rep = [e^1, ..., e^M, g ⊙ r] with r the rung's representation above and g = 0 at the start:
-an untrained encoder is DIN's, and training opens g only where the click loss gains. The invariant branch
+starts closed, rep = [R [e^1, ..., e^M], g ⊙ r] with R a linear map to width d, r the rung's representation above
+and g = 0 at the start: an untrained encoder is a linear view of DIN's, and training opens g only where the click
+loss gains. R runs once per item; without it every behaviour position would carry the whole concatenation
+(several hundred wide) through the user-interest network, which made training about 4x slower. The invariant branch
 then reads the embeddings through a stop-gradient, so the adversarial game and the alignment shape P_m and
 I but never the e^m that the raw path and the specific projections share.
 
@@ -57,7 +59,8 @@ class ItemEncoder(tf.keras.layers.Layer):
       modality_dropout: training-time rate of hiding a present modality.
       invariant_residual: "add" (rep = s + c, the paper), "gated" (rep = s + γ ⊙ c, γ learned from 0) or
         "attended" (c one more slot of the attention).
-      raw_path: with fusion "concat" or "attention", rep = [raw concatenation, g ⊙ rep] with g learned from 0.
+      raw_path: with fusion "concat" or "attention", rep = [R raw concatenation, g ⊙ rep] with R linear to width
+        `units` and g learned from 0.
 
     Inputs: `content` (a dict: "item_index" [items] and the item table columns) and `occurrences` [items],
       how often each item occurs in the batch (weighs the discriminators, the embeddings' L2 and the attention
@@ -108,6 +111,8 @@ class ItemEncoder(tf.keras.layers.Layer):
                                                  with_invariant=discriminators != "none",
                                                  normalize_inputs=normalize_modalities,
                                                  isolate_invariant=self.raw_path, name="projection")
+        if self.raw_path:
+            self.raw_projection = tf.keras.layers.Dense(units, use_bias=False, name="raw_projection")
         if fusion == "concat":
             self.concat_projection = tf.keras.layers.Dense(units, activation="relu", name="concat_projection")
         if fusion == "attention":
@@ -188,7 +193,8 @@ class ItemEncoder(tf.keras.layers.Layer):
                 scalars = {key: adversarial[key] for key in AUXILIARY_OUTPUTS}
         if self.raw_path:
             gate = tf.cast(self.path_gate, representation.dtype)
-            representation = tf.concat([tf.cast(raw, representation.dtype), gate * representation], axis=-1)
+            base = tf.cast(self.raw_projection(raw), representation.dtype)
+            representation = tf.concat([base, gate * representation], axis=-1)
         return {"representation": representation, "modality_weights": fixed_weights, "importance": importance,
                 "modality_mask": mask, **scalars}
 

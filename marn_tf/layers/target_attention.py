@@ -37,7 +37,9 @@ class TargetAttention(tf.keras.layers.Layer):
     Inputs: `query` [batch, d], `keys` [batch, T, d], `mask` [batch, T]; optionally `key_rows` [batch]: then
       `keys` is [rows, T, d] and query i attends over keys[key_rows[i]] (rows shared by several queries,
       e.g. one user's sequence with many candidates, are projected once).
-    Outputs: `pooled` [batch, d] and `weights` [batch, T] (0 at masked positions).
+    Call argument `values` ([batch or rows, T, dv], default the keys): what the weights pool, when the scores
+      are computed over a narrower view of it.
+    Outputs: `pooled` [batch, d] ([batch, dv] with `values`) and `weights` [batch, T] (0 at masked positions).
     """
 
     def __init__(self, hidden_units: Sequence[int] = (80, 40), activation: str = "sigmoid",
@@ -52,11 +54,13 @@ class TargetAttention(tf.keras.layers.Layer):
             [tf.keras.layers.Dense(u, activation=activation, name=f"hidden_{i}") for i, u in enumerate(hidden_units)]
             + [tf.keras.layers.Dense(1, name="score")], name="activation_unit")
 
-    def call(self, inputs):
+    def call(self, inputs, values=None):
         query, keys, mask = inputs[:3]
         key_rows = inputs[3] if len(inputs) > 3 else None
         mask = tf.cast(mask, keys.dtype)
         scores, keys = self._score(query, keys, key_rows)
+        if values is not None:
+            keys = tf.cast(values if key_rows is None else tf.gather(values, key_rows), keys.dtype)
         scores = tf.squeeze(scores, -1)  # [batch, T]
         if self.normalize == "softmax":
             # In float32 with a finite floor: under mixed_float16 a score plus float16's lowest value rounds to -inf,

@@ -7,11 +7,15 @@
 With `raw_attention` (a GRU encoder only), DIN's pooling of the behaviour items themselves is the base and the
 GRU's interest enters through a per-dimension gate g learned from 0:
 
-    u = [sum_t v_t x_t, g ⊙ u_gru],  v = TargetAttention'(q', x)
+    k_t = P x_t                                  a linear projection to the GRU's width
+    h_t = GRU(k_1..k_t)
+    u = [sum_t v_t x_t, g ⊙ u_gru],  v = TargetAttention'(q', k),  u_gru = sum_t w_t h_t
 
-so an untrained layer is DIN's, and the GRU's part opens only as far as the loss gains. The GRU states are a
-lossy summary of the items: where the IDs carry most of the signal and most users have few behaviours,
-attention over the items themselves keeps what a GRU state blurs.
+so an untrained layer pools the items as DIN does, and the GRU's part opens only as far as the loss gains. The
+GRU states are a lossy summary of the items: where the IDs carry most of the signal and most users have few
+behaviours, attention over the items themselves keeps what a GRU state blurs. The attention scores and the GRU
+read the narrow k_t instead of the wide x_t (with `raw_path`, x_t is the raw concatenation of every modality):
+the pooled values are still the items themselves, at a quarter of the cost per position.
 
 q is the candidate's vector, projected to the key width. Positions past the sequence length are
 masked everywhere: the GRUs skip them and the attention gives them weight 0.
@@ -44,7 +48,8 @@ class UserInterest(tf.keras.layers.Layer):
       unroll: unroll the GRU over the (static) sequence length instead of a while loop: about twice as fast
         to train on CPU at length 50, for a larger graph.
       raw_attention: with a GRU encoder, pool the behaviour items themselves by target attention (DIN's
-        interest) and add the GRU's interest through a gate that starts at 0.
+        interest, scored over a projection of the items that the GRU reads too) and add the GRU's interest
+        through a gate that starts at 0.
 
     Inputs: `query` [batch, dq], `sequence` [rows, L, dx], `mask` [rows, L], and optionally `rows` [batch], the
       sequence row of each query (without it, rows = batch and row i is query i's).
@@ -72,6 +77,7 @@ class UserInterest(tf.keras.layers.Layer):
         normalize = "softmax" if sequence_encoder == "augru" else attention_normalize
         self.attention = TargetAttention(self.attention_hidden, normalize=normalize, name="target_attention")
         if raw_attention:
+            self.item_projection = tf.keras.layers.Dense(units, use_bias=False, name="item_projection")
             self.item_attention = TargetAttention(self.attention_hidden, normalize=attention_normalize,
                                                   name="item_target_attention")
 
@@ -80,7 +86,7 @@ class UserInterest(tf.keras.layers.Layer):
         width = self.units if self.sequence_encoder != "none" else int(sequence_shape[-1])
         self.query_projection = tf.keras.layers.Dense(width, name="query_projection")
         if self.raw_attention:
-            self.item_query_projection = tf.keras.layers.Dense(int(sequence_shape[-1]), name="item_query_projection")
+            self.item_query_projection = tf.keras.layers.Dense(self.units, name="item_query_projection")
             self.encoder_gate = self.add_weight(name="encoder_gate", shape=(self.units,), initializer="zeros")
         super().build(input_shape)
 
@@ -88,7 +94,8 @@ class UserInterest(tf.keras.layers.Layer):
         query, sequence, mask = inputs[:3]
         rows = inputs[3] if len(inputs) > 3 else None
         present = tf.cast(mask, tf.bool)
-        keys = sequence if self.sequence_encoder == "none" else self.gru(sequence, mask=present)
+        projected = self.item_projection(sequence) if self.raw_attention else sequence
+        keys = sequence if self.sequence_encoder == "none" else self.gru(projected, mask=present)
         key_rows = [rows] if rows is not None else []
         if rows is not None:
             mask, present = tf.gather(mask, rows), tf.gather(present, rows)
@@ -99,7 +106,8 @@ class UserInterest(tf.keras.layers.Layer):
             scored = tf.concat([keys, tf.cast(weights, keys.dtype)[:, :, tf.newaxis]], axis=-1)
             pooled = self.augru(scored, mask=present)
         if self.raw_attention:
-            items, _ = self.item_attention([self.item_query_projection(query), sequence, mask] + key_rows)
+            items, _ = self.item_attention([self.item_query_projection(query), projected, mask] + key_rows,
+                                           values=sequence)
             pooled = tf.concat([tf.cast(items, pooled.dtype), tf.cast(self.encoder_gate, pooled.dtype) * pooled], -1)
         return pooled, weights
 

@@ -102,11 +102,12 @@ def test_raw_path_starts_as_dins_representation_and_opens(fusion, discriminators
     out = layer([items, OCCURRENCES])["representation"].numpy()
     vectors = layer.modality_vectors(items)
     raw = tf.concat([e * vectors["mask"][:, m:m + 1] for m, e in enumerate(vectors["embeddings"])], -1).numpy()
-    assert out.shape == (3, raw.shape[1] + 8) and raw.shape[1] == 3 * 4 + 6 + 6 + 5
-    np.testing.assert_allclose(out[:, :raw.shape[1]], raw, rtol=1e-6)  # DIN's raw concatenation as the base
-    np.testing.assert_allclose(out[:, raw.shape[1]:], 0.0)  # the gate starts closed: the rung adds nothing yet
+    assert raw.shape[1] == 3 * 4 + 6 + 6 + 5 and out.shape == (3, 8 + 8)
+    # the base: a linear map of DIN's raw concatenation, computed once per item
+    np.testing.assert_allclose(out[:, :8], raw @ layer.raw_projection.kernel.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[:, 8:], 0.0)  # the gate starts closed: the rung adds nothing yet
     layer.path_gate.assign(tf.ones_like(layer.path_gate))
-    assert np.abs(layer([items, OCCURRENCES])["representation"].numpy()[:, raw.shape[1]:]).max() > 0
+    assert np.abs(layer([items, OCCURRENCES])["representation"].numpy()[:, 8:]).max() > 0
     assert_config_round_trip(encoder(fusion, discriminators, raw_path=True), [items, OCCURRENCES])
 
 

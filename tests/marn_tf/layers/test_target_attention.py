@@ -70,6 +70,20 @@ def test_pooled_is_the_weighted_sum_of_keys():
                                rtol=1e-5, atol=1e-6)
 
 
+def test_given_values_are_pooled_by_the_keys_weights_also_with_shared_rows():
+    layer = TargetAttention(hidden_units=[8])
+    values = tf.constant(RNG.normal(size=(4, 5, 3)), tf.float32)
+    pooled, weights = layer([QUERY, KEYS, MASK], values=values)
+    assert pooled.shape == (4, 3)
+    np.testing.assert_allclose(weights.numpy(), layer([QUERY, KEYS, MASK])[1].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(pooled.numpy(), np.einsum("bt,btd->bd", weights.numpy(), values.numpy()),
+                               rtol=1e-5, atol=1e-6)
+    rows = tf.constant([2, 0, 2, 1])
+    shared = layer([QUERY, KEYS[:3], tf.gather(MASK[:3], rows), rows], values=values[:3])[0]
+    repeated = layer([QUERY, tf.gather(KEYS[:3], rows), tf.gather(MASK[:3], rows)], values=tf.gather(values[:3], rows))[0]
+    np.testing.assert_allclose(shared.numpy(), repeated.numpy(), rtol=1e-6, atol=1e-7)
+
+
 def test_config_round_trip_and_bad_option():
     assert_config_round_trip(TargetAttention(hidden_units=[8, 4], activation="relu", normalize="softmax"),
                              [QUERY, KEYS, MASK])

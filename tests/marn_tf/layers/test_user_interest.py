@@ -65,21 +65,26 @@ def test_the_encoder_and_the_attention_train(encoder):
 
 @pytest.mark.parametrize("encoder", ["gru", "augru"])
 def test_raw_attention_starts_as_dins_pooling_and_opens_the_encoders_part(encoder):
-    """With `raw_attention`, the interest is DIN's attention pooling of the items themselves, then the encoder's
-    interest through a gate that starts at 0: untrained, the encoder adds nothing; with the gate open, the second
-    part is the plain layer's output for the same weights. Padding is ignored and an empty sequence gives 0."""
+    """With `raw_attention`, the interest is an attention pooling of the items themselves, scored over their
+    projection k = P x, then the encoder's interest over k through a gate that starts at 0: untrained, the
+    encoder adds nothing; with the gate open, the second part is the plain layer's output over k for the same
+    weights. Padding is ignored and an empty sequence gives 0."""
     plain = UserInterest(encoder, units=4, attention_hidden=[8])
     both = UserInterest(encoder, units=4, attention_hidden=[8], raw_attention=True)
     din = UserInterest("none", attention_hidden=[8])
-    want, _ = plain([QUERY, SEQUENCE, MASK])
-    both([QUERY, SEQUENCE, MASK]), din([QUERY, SEQUENCE, MASK])
+    both([QUERY, SEQUENCE, MASK])
+    projected = both.item_projection(SEQUENCE)
+    want, _ = plain([QUERY, projected, MASK])
+    din([QUERY, projected, MASK])
     for part in ["gru", "attention", "query_projection"] + (["augru"] if encoder == "augru" else []):
         getattr(both, part).set_weights(getattr(plain, part).get_weights())
-    both.item_attention.set_weights(din.attention.get_weights())
-    both.item_query_projection.set_weights(din.query_projection.get_weights())
+    din.attention.set_weights(both.item_attention.get_weights())
+    din.query_projection.set_weights(both.item_query_projection.get_weights())
     interest, _ = both([QUERY, SEQUENCE, MASK])
     assert interest.shape == (3, 6 + 4)
-    np.testing.assert_allclose(interest[:, :6].numpy(), din([QUERY, SEQUENCE, MASK])[0].numpy(), rtol=1e-5, atol=1e-6)
+    _, din_weights = din([QUERY, projected, MASK])
+    np.testing.assert_allclose(interest[:, :6].numpy(), np.einsum("bt,btd->bd", din_weights, SEQUENCE),
+                               rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(interest[:, 6:].numpy(), 0.0)
     both.encoder_gate.assign(tf.ones_like(both.encoder_gate))
     interest, _ = both([QUERY, SEQUENCE, MASK])
