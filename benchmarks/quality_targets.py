@@ -2,7 +2,8 @@
 
     planted world     marn - man >= 0, man - concat >= 0, marn - din >= +0.003 (means of paired differences);
                       hiding the image costs >= 1.3x more AUC in visual than in popularity categories, hiding
-                      the statistics >= 1.3x more in popularity than in visual ones (marn, means over seeds)
+                      the statistics >= 1.3x more in popularity than in visual ones (marn, means over seeds; a
+                      cost under 0.002, within the seeds' spread, counts as 0.002 in the denominator)
     realistic world   marn - din >= 0, man - concat >= 0 (means of paired differences); every rung's mean
                       test AUC at or above the no-model floor
     both              marn's mean test AUC >= the floor + 0.02; marn's D1 accuracy, median over seeds, within
@@ -17,6 +18,9 @@ import numpy as np
 
 CHANCE_TOLERANCE = 0.07
 IMPORTANCE_RATIO = 1.3
+# A hiding cost below this is within the spread between seeds: the ratio's denominator is at least this, so a
+# modality whose hiding costs nothing anywhere does not pass on a cost of noise.
+NOISE_COST = 0.002
 # (world, better, worse, least mean difference) of test AUC, paired by seed
 DIFFERENCES = [("default", "marn", "man", 0.0), ("default", "man", "concat", 0.0), ("default", "marn", "din", 0.003),
                ("realistic", "marn", "din", 0.0), ("realistic", "man", "concat", 0.0)]
@@ -37,13 +41,13 @@ def paired_mean(results: dict, better: str, worse: str):
 
 def importance_ratio(runs: list[dict], modality: str, high: str, low: str):
     """(mean AUC drop of hiding `modality` in `high` categories, in `low` ones, their ratio) over the runs; the ratio
-    is None where hiding it costs nothing in `low` categories."""
+    divides by at least `NOISE_COST`."""
     drops = {kind: [r["importance_by_kind"][kind][modality] for r in runs
                     if modality in r.get("importance_by_kind", {}).get(kind, {})] for kind in (high, low)}
     if not drops[high] or not drops[low]:
         return None
     high_drop, low_drop = float(np.mean(drops[high])), float(np.mean(drops[low]))
-    return high_drop, low_drop, high_drop / low_drop if low_drop > 0 else None
+    return high_drop, low_drop, high_drop / max(low_drop, NOISE_COST)
 
 
 def targets_of(worlds: dict[str, dict]) -> list[dict]:
@@ -75,9 +79,9 @@ def targets_of(worlds: dict[str, dict]) -> list[dict]:
             measured = importance_ratio(worlds["default"]["results"].get("marn", []), modality, high, low)
             if measured is not None:
                 high_drop, low_drop, ratio = measured
-                met = high_drop > 0 and (ratio is None or ratio >= IMPORTANCE_RATIO)
+                met = ratio >= IMPORTANCE_RATIO
                 found.append(target(f"default: AUC cost of hiding {modality} in {high} / in {low} categories "
                                     "(marn; [cost there, cost here, ratio])",
-                                    [None if v is None else round(v, 4) for v in measured], f">= {IMPORTANCE_RATIO}",
+                                    [round(v, 4) for v in measured], f">= {IMPORTANCE_RATIO}",
                                     met))
     return found
