@@ -115,7 +115,7 @@ def test_hiding_a_modality_costs_what_the_model_loses_on_items_without_it(prepar
     labels = full["label"]
     assert result["auc"] == pytest.approx(auc(labels, full["probability"]), abs=1e-6) and result["auc"] > 0.99
     assert measured["overall"]["image"] == pytest.approx(result["auc"] - auc(labels, hidden), abs=1e-5)
-    assert measured["overall"]["image"] > 0.01 and measured["overall"]["text"] > 0.01
+    assert measured["overall"]["image"] > 0.002 and measured["overall"]["text"] > 0.002  # the model reads both
 
     by_category = measured["by_category"]
     assert sum(c["examples"] for c in by_category.values()) == result["examples"] == schema.split_examples["test"]
