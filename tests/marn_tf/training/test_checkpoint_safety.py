@@ -241,11 +241,11 @@ def test_a_checkpoint_with_non_finite_values_is_not_resumed_or_evaluated(prepare
 
 
 def barely_learning(config):
-    """Weights that move by about 1e-6 a step (Adam's steps are about its learning rate): too little to change the
+    """Weights that move by about 1e-7 a step (Adam's steps are about its learning rate): too little to change the
     validation AUC, so early stopping's decisions are known in advance (the best at epoch 1, then `patience` more
     epochs), yet enough that a resumed run that restored other weights, or trained on other batches, ends with
     other weights."""
-    return steady(config, learning_rate=1e-6, discriminator_learning_rate=1e-6, epochs=6, early_stopping_patience=2)
+    return steady(config, learning_rate=1e-7, discriminator_learning_rate=1e-7, epochs=6, early_stopping_patience=2)
 
 
 def test_early_stopping_resumes_where_it_was(prepared, tmp_path):
