@@ -129,13 +129,13 @@ class ModelConfig:
     normalize_importance: bool = True  # D0 weights w scaled to mean 1 over the batch
     invariant_residual: str = "add"  # rep = s + c ("add", the paper), s + γ ⊙ c with γ learned from 0 ("gated"),
     # or c as one more slot of the modality attention ("attended"); chosen on validation AUC (docs/experiments.md)
-    raw_path: bool = True  # concat/attention fusion: DIN's raw concatenation stays as the base of the item
-    # representation and the rung's own enters through a gate learned from 0; the game's gradients stop at the
-    # embeddings (docs/model.md). It raised validation AUC on both development worlds (docs/experiments.md)
+    raw_path: bool = True  # concat/attention fusion: DIN's raw concatenation, mapped linearly to width units, is
+    # the base of the item representation and the rung's own enters through a gate learned from 0; the game's
+    # gradients stop at the embeddings (docs/model.md). It raised validation AUC on both worlds (docs/experiments.md)
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
     gru_units: int = 64  # width of the user interest GRU
-    raw_interest: bool = True  # GRU rungs: DIN's target attention over the behaviour items is the interest's base,
-    # and the GRU's interest enters through a gate learned from 0 (docs/model.md, docs/experiments.md)
+    raw_interest: bool = True  # GRU rungs: DIN's target attention pooling of the behaviour items is the interest's
+    # base, and the GRU's interest enters through a gate learned from 0 (docs/model.md, docs/experiments.md)
     gru_unroll: bool = True  # unrolled over the sequence length: ~2x faster interest layer on CPU (training)
     attention_hidden: list[int] = dataclasses.field(default_factory=lambda: [80, 40])  # target attention MLP widths
     target_attention_normalize: str = "none"  # "none" (DIN) or "softmax"
