@@ -43,16 +43,16 @@ def run_benchmark(script: str, arguments: list[str], json_path: str) -> dict:
 
 
 def serving_run(args) -> tuple[str, str]:
-    """(run, data) for the serving benchmark: the one given, else a short MARN run on the training data."""
+    """(run, data) for the serving benchmark: the one given, else a short MARN run on the training data, trained
+    now into a folder of its own (a run of earlier code may not fit the network this code builds)."""
     if args.run:
         return args.run, args.data
-    run = os.path.join(args.work, "serving-run")
-    if not os.path.exists(os.path.join(run, "best")):
-        command = [sys.executable, "-m", "marn_tf.cli", "train", "--config", TRAIN_CONFIG, "--data", TRAIN_DATA,
-                   "--output", run, "--no-progress", "--set", "train.steps_per_epoch=20", "--set", "train.epochs=1",
-                   "--set", "train.validation_steps=4"]
-        print(f"\n$ {' '.join(command)}", flush=True)
-        subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    run = os.path.join(args.work, "serving-run", time.strftime("%Y%m%d-%H%M%S"))
+    command = [sys.executable, "-m", "marn_tf.cli", "train", "--config", TRAIN_CONFIG, "--data", TRAIN_DATA,
+               "--output", run, "--no-progress", "--set", "train.steps_per_epoch=20", "--set", "train.epochs=1",
+               "--set", "train.validation_steps=4"]
+    print(f"\n$ {' '.join(command)}", flush=True)
+    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     return run, TRAIN_DATA
 
 

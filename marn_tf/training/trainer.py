@@ -32,7 +32,7 @@ from marn_tf.training.task import CtrTask
 from marn_tf.training.training_directory import BEST, CHECKPOINTS, COMMAND, TrainingDirectory, check_claimable
 from marn_tf.training.training_run import (check_all_restored, check_readable, check_resume, keep_best_until,
                                            record_run, recover_checkpoint_state, refuse_non_finite,
-                                           refuse_non_finite_slots)
+                                           refuse_non_finite_slots, restore_checked)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf
     if resume:
         if not chief:
             check_readable(resume)
-        status = checkpoint.restore(resume)
+        status = restore_checked(checkpoint, resume)
         if not isinstance(strategy, tf.distribute.ParameterServerStrategy):  # there core.variables lists the shards
             check_all_restored(status, network, resume)
         refuse_non_finite(network, resume)

@@ -92,7 +92,7 @@ def restore_run(run_dir: str, data_dir: str, checkpoint: Optional[str] = None):
                           f"{run_dir}/best/ckpt-N or {run_dir}/checkpoints/ckpt-N")
     check_readable(checkpoint)
     # expect_partial: the optimizers and the training state in the file are not read here
-    status = tf.train.Checkpoint(core=network.core).restore(checkpoint).expect_partial()
+    status = restore_checked(tf.train.Checkpoint(core=network.core), checkpoint).expect_partial()
     check_all_restored(status, network, checkpoint)
     refuse_non_finite(network, checkpoint)
     log.info("restored %s", checkpoint)
@@ -267,6 +267,19 @@ def check_vocabularies(run: TrainingDirectory, data_dir: str, schema: Schema) ->
         raise SchemaError(f"--data {data_dir} has other vocabularies (digest {digest}) than the data {run.path} was "
                           f"trained on ({recorded['data']}, digest {recorded['vocabularies']}): its ids would map to "
                           "other rows of the model. Pass the data the run was trained on as --data")
+
+
+def restore_checked(checkpoint: tf.train.Checkpoint, prefix: str):
+    """`checkpoint.restore(prefix)`, where a variable saved with another shape than the network's (a layer's width
+    changed since training) stops with an error naming it instead of TensorFlow's."""
+    try:
+        return checkpoint.restore(prefix)
+    except ValueError as err:
+        if "incompatible tensor" not in str(err):
+            raise
+        raise SchemaError(f"checkpoint {prefix} does not fit the network built from the run's config "
+                          f"({str(err).strip().splitlines()[0]}): the network was changed since training. Use the "
+                          "marn version that trained the run, or train it again") from err
 
 
 def check_all_restored(status, network: Network, checkpoint: str) -> None:

@@ -16,7 +16,7 @@ from marn_tf import cli
 from marn_tf.config_loader import ConfigError
 from marn_tf.schema import SchemaError
 from marn_tf.training.trainer import train
-from marn_tf.training.training_directory import TrainingDirectory
+from marn_tf.training.training_directory import RUN_CONFIG, TrainingDirectory
 from tests.marn_tf.training.test_trainer import assert_same_weights, quick, weights
 from tests.testing import with_model
 
@@ -413,3 +413,21 @@ def test_a_checkpoint_without_a_variable_of_the_network_is_refused(prepared, tra
     with pytest.raises(SchemaError, match=missing):
         train(steady(config), data, str(run))
     assert listing(run) == before
+
+
+def test_a_checkpoint_whose_variable_has_another_shape_is_refused(prepared, trained, tmp_path):
+    """A network whose layer width changed since training cannot take the checkpoint: evaluation and export stop
+    with an error naming the variable and both shapes, and the fix, instead of TensorFlow's restore error."""
+    import yaml
+
+    from marn_tf.training.training_run import restore_run
+
+    _, data, _ = prepared
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    saved = yaml.safe_load((run / RUN_CONFIG).read_text())
+    saved["model"]["common_units"] += 8
+    (run / RUN_CONFIG).write_text(yaml.safe_dump(saved))
+    with pytest.raises(SchemaError, match=r"does not fit the network built from the run's config \(.*shape.*\): .*"
+                                          r"train it again"):
+        restore_run(str(run), data)
