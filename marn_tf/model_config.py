@@ -34,7 +34,7 @@ defaults differ, docs/experiments.md what was measured):
 
     --set model.adversarial_objective=reversal --set model.lambda_adv=0.1 --set model.share_discriminator=true \
     --set model.importance_weighting=scale --set model.lambda_align=0 --set model.normalize_modalities=false \
-    --set model.attention_context=own
+    --set model.attention_context=own --set model.lambda_s=0.1
 
 A key the chosen structure does not read (a discriminator's weight with `discriminators: none`,
 `cross_layers` without the DCN head, ...) set to anything but its default is an error (`check_settings_used`)
@@ -113,7 +113,7 @@ class ModelConfig:
     discriminator_hidden: list[int] = dataclasses.field(default_factory=lambda: [64])  # hidden widths of D0, D1, Ds
     lambda_d0: float = 0.05  # weight of D0, whose confidence sets the invariant vectors' importance weights w
     lambda_adv: float = 3.0  # weight of D1 and the encoder's side of the game (bounded: see adversarial_objective)
-    lambda_s: float = 0.1  # weight of Ds, which keeps the specific vectors s^m separable
+    lambda_s: float = 0.0  # Ds's weight on the specific vectors s^m (the paper: > 0); 0: Ds only measures them
     lambda_align: float = 1.0  # same-item cross-modal InfoNCE on the invariant vectors (marn; 0: the paper)
     adversarial_objective: str = "capped"  # "capped" reversal or "confusion" (D1 on stop-gradient), or "reversal"
     adversarial_margin: float = 0.0  # capped: push until CE(D1(c^m), m) >= log M + this (D1 a little under chance);

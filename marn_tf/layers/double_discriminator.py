@@ -123,6 +123,8 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
       alignment_items: items of the batch the alignment term compares (the first ones); 0 turns it off.
       alignment_temperature: of the alignment term's cosine logits.
       margin: δ >= 0 of the capped objective, max(0, log M + δ - CE).
+      specific_probe: Ds reads stop_gradient(s^m), so it only measures whether s^m keep their modality and
+        trains nothing but itself; always so in "single" mode.
 
     Inputs: `invariant` [batch, M, d], `specific` [batch, M, d], `mask` [batch, M], and optionally
       `sample_weight` [batch].
@@ -139,7 +141,7 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
                  normalize_weights: bool = True, mode: str = "double", objective: str = "capped",
                  share_discriminator: bool = False, importance_weighting: str = "loss",
                  importance_floor: float = 0.1, alignment_items: int = 256, alignment_temperature: float = 0.2,
-                 margin: float = 0.0, **kwargs):
+                 margin: float = 0.0, specific_probe: bool = False, **kwargs):
         kwargs.setdefault("dtype", "float32")  # losses and weights stay float32 under mixed precision
         super().__init__(**kwargs)
         for name, value, choices in (("mode", mode, MODES), ("objective", objective, OBJECTIVES),
@@ -158,6 +160,7 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
         self.alignment_items = alignment_items
         self.alignment_temperature = alignment_temperature
         self.margin = margin
+        self.specific_probe = specific_probe or mode == "single"
         classifier = lambda name: ModalityClassifier(self.hidden_units, num_modalities, name=name,  # noqa: E731
                                                      dtype=self.dtype)
         self.d0 = classifier("d0") if mode == "double" else None
@@ -224,7 +227,7 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
             confusion_loss = coefficient * replica_share_of_mean(confused, d1_weight)
         d1_loss = replica_share_of_mean(cross_entropy(d1_logits), d1_weight)
 
-        if self.mode == "single":
+        if self.specific_probe:
             specific = tf.stop_gradient(specific)
         ds_logits = self.ds(specific)
         ds_loss = replica_share_of_mean(cross_entropy(ds_logits), mask)
@@ -265,4 +268,4 @@ class DoubleDiscriminator(tf.keras.layers.Layer):
                 "mode": self.mode, "objective": self.objective, "share_discriminator": self.share_discriminator,
                 "importance_weighting": self.importance_weighting, "importance_floor": self.importance_floor,
                 "alignment_items": self.alignment_items, "alignment_temperature": self.alignment_temperature,
-                "margin": self.margin}
+                "margin": self.margin, "specific_probe": self.specific_probe}

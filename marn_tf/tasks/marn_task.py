@@ -21,7 +21,7 @@ import tensorflow_recommenders as tfrs
 from marn_tf.model_config import ModelConfig
 
 
-SINGLE_DS_PROBE_WEIGHT = 1.0
+DS_PROBE_WEIGHT = 1.0
 
 
 def loss_weights(config: ModelConfig) -> dict[str, float]:
@@ -30,9 +30,11 @@ def loss_weights(config: ModelConfig) -> dict[str, float]:
     return {"d0_loss": config.lambda_d0 if mode == "double" else 0.0,
             "d1_loss": config.lambda_adv if mode != "none" else 0.0,
             "confusion_loss": config.lambda_adv if mode != "none" else 0.0,
-            # single: Ds is a probe on stop_gradient(s^m) (only Ds learns from it), trained so that its accuracy
-            # says whether s^m keep their modality; with weight 0 it was never trained and read ~chance
-            "ds_loss": {"double": config.lambda_s, "single": SINGLE_DS_PROBE_WEIGHT}.get(mode, 0.0),
+            # single, or double with lambda_s 0: Ds is a probe on stop_gradient(s^m) (only Ds learns from it),
+            # trained so that its accuracy says whether s^m keep their modality; with weight 0 it was never
+            # trained and read ~chance
+            "ds_loss": (0.0 if mode == "none" else config.lambda_s if mode == "double" and config.lambda_s > 0
+                        else DS_PROBE_WEIGHT),
             "alignment_loss": config.lambda_align if mode == "double" else 0.0}
 
 

@@ -164,7 +164,8 @@ def test_missing_modalities_take_no_part():
 def test_config_round_trip():
     assert_config_round_trip(DoubleDiscriminator(3, hidden_units=[8, 4], grl_coefficient=0.2, objective="reversal",
                                                  share_discriminator=True, importance_weighting="scale",
-                                                 importance_floor=0.2, alignment_items=4, alignment_temperature=0.5),
+                                                 importance_floor=0.2, alignment_items=4, alignment_temperature=0.5,
+                                                 specific_probe=True),
                              [INVARIANT, SPECIFIC, MASK])
 
 
@@ -190,6 +191,16 @@ def test_single_mode_has_d1_only():
     to_specific, *to_ds = grads(layer, "ds_loss", [SPECIFIC] + layer.ds.trainable_variables)
     assert to_specific is None or not np.any(to_specific.numpy())  # Ds only measures: it moves no s^m
     assert all(np.any(g.numpy()) for g in to_ds)  # but learns, so that what it measures means something
+
+
+@pytest.mark.parametrize("probe", [False, True])
+def test_ds_moves_the_specific_vectors_unless_it_is_a_probe(probe):
+    """Double mode: Ds's loss reaches s^m, except as a probe (`specific_probe`), where only Ds learns from it."""
+    tf.keras.utils.set_random_seed(0)
+    layer = DoubleDiscriminator(3, specific_probe=probe)
+    to_specific, *to_ds = grads(layer, "ds_loss", [SPECIFIC] + layer.ds.trainable_variables)
+    assert (to_specific is not None and np.any(to_specific.numpy())) != probe
+    assert all(np.any(g.numpy()) for g in to_ds)
 
 
 def test_two_replicas_return_shares_of_the_global_mean():

@@ -13,8 +13,11 @@ def test_loss_weights_follow_the_ladder():
     # maan: Ds is trained as a probe (its input is stop-gradient, test_double_discriminator), whatever lambda_s
     assert loss_weights(ModelConfig(variant="maan", lambda_adv=0.5)) == {**NONE, "d1_loss": 0.5,
                                                                           "confusion_loss": 0.5, "ds_loss": 1.0}
-    assert loss_weights(ModelConfig(variant="marn", lambda_d0=0.2, lambda_adv=0.5, lambda_align=0.3)) == {
+    assert loss_weights(ModelConfig(variant="marn", lambda_d0=0.2, lambda_adv=0.5, lambda_s=0.1,
+                                    lambda_align=0.3)) == {
         "d0_loss": 0.2, "d1_loss": 0.5, "confusion_loss": 0.5, "ds_loss": 0.1, "alignment_loss": 0.3}
+    # marn with lambda_s 0 (the default): Ds is a probe as in maan, trained at weight 1 on stop_gradient(s^m)
+    assert loss_weights(ModelConfig(variant="marn"))["ds_loss"] == 1.0
 
 
 def test_each_term_and_the_total():
