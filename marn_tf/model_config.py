@@ -148,8 +148,7 @@ class ModelConfig:
     deduplicate_items: bool = True  # run the item encoder once per unique item of a batch
     deduplicate_sequences: bool = True  # at inference, encode each distinct behaviour sequence once
 
-    def unused_keys(self) -> dict[str, str]:
-        """The keys this configuration does not read, whatever their value, each with why."""
+    def unused_keys(self) -> dict[str, str]:  # the keys this configuration does not read, each with why
         unused = {}
         for keys, structure_key, values, why in _UNUSED_BY_STRUCTURE:
             value = getattr(self, structure_key)
@@ -191,6 +190,7 @@ class ModelConfig:
         for key, off in LATER_KEYS.items():  # added after the runs they would rename
             if getattr(self, key) == off or key in unused:
                 del data[key]
+        data.update({key: value for key, value in UNREAD_DIGEST_VALUES.items() if key in unused})
         if self.variant in RUNGS:
             del data["fusion"], data["discriminators"]
             if self.sequence_encoder == "none":
@@ -266,6 +266,7 @@ LATER_KEYS = {"hash_buckets": {}, "attention_unit_scale": False, "attention_cost
                "raw_interest": False}
 # keys whose default changed after runs were saved without them: such a run was trained with this value
 EARLIER_DEFAULTS = {"raw_path": False, "raw_interest": False}
+UNREAD_DIGEST_VALUES = {"lambda_s": 0.1}  # changed defaults, hashed as before where a rung does not read them
 _ATTENTION_KEYS = ("attention_gate", "attention_normalize", "attention_context", "attention_bias",
                    "attention_unit_scale", "attention_cost")
 _ADVERSARIAL_KEYS = ("common_units", "discriminator_hidden", "lambda_adv", "adversarial_objective",
