@@ -31,8 +31,9 @@ def one_batch(prepared, network, size=32):
 def test_two_replicas_step_like_one_on_the_same_global_batch(prepared):
     tf.keras.utils.set_random_seed(0)
     # The alignment term takes its negatives from the replica's own items, and dropout draws its own masks on
-    # each replica, so those two are off here: everything else must be exact.
-    exact = {"lambda_align": 0.0, "dropout": 0.0}
+    # each replica, so those two are off here: everything else must be exact. Ds trains the specific projections
+    # (lambda_s > 0), which the first step moves through nothing else while the raw path's gate is 0.
+    exact = {"lambda_align": 0.0, "dropout": 0.0, "lambda_s": 0.1}
     single, network = make_model(prepared, tf.distribute.get_strategy(), **exact)
     mirrored, _ = make_model(prepared, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), **exact)
     assert mirrored.distribute_strategy.num_replicas_in_sync == 2
@@ -52,7 +53,9 @@ def test_two_replicas_step_like_one_on_the_same_global_batch(prepared):
 
 
 def test_alternating_updates_both_groups(prepared):
-    model, network = make_model(prepared, tf.distribute.get_strategy(), update="alternating", optimizer="adam")
+    # lambda_s > 0: Ds's loss reaches the specific projections, which the first step moves through nothing else
+    model, network = make_model(prepared, tf.distribute.get_strategy(), update="alternating", optimizer="adam",
+                                lambda_s=0.1)
     discriminator = [v.numpy().copy() for v in model.discriminator_variables]
     rest = [v.numpy().copy() for v in model.model_variables]
     model.fit(one_batch(prepared, network), epochs=1, verbose=0)
