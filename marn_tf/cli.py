@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "train", help="train MARN (or an ablation variant / the DIN baseline) on a preprocessed directory",
         description="Train on the output of `marn preprocess`. Model and training settings come from the model: and "
-                    "train: sections of the YAML config (defaults in marn_tf/model_config.py); --preset applies a "
+                    "train: sections of the YAML config (defaults in marn_tf/model_config.py and train_config.py); --preset applies a "
                     "registered preset (a ladder rung by name, or the demo's budgets), then --set overrides keys. "
                     "The structure is model.variant (din, concat, man, maan, marn) or the keys model.fusion, "
                     "model.discriminators and model.sequence_encoder; not both. "

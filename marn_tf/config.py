@@ -1,7 +1,7 @@
 """The one YAML config of a marn-tf run: where the raw data is, what its fields are called, and the
-choices the pipeline makes (sequence length, vocabulary thresholds, split dates, dead-letter limit), and
-the model, training and runtime sections (`marn_tf/model_config.py`), and what `marn run` does around them
-(`marn_tf/run_config.py`).
+choices the pipeline makes (sequence length, vocabulary thresholds, split dates, dead-letter limit), the model
+section (`marn_tf/model_config.py`), the training and runtime sections (`marn_tf/train_config.py`), and what
+`marn run` does around them (`marn_tf/run_config.py`).
 
 `Config.load("my.yaml", overrides=["sequence.max_length=30"], presets=["din"])` reads it: the file, then each
 registered preset's overrides (`marn_tf/presets.py`), then `overrides`. Every section below is a typed
@@ -17,10 +17,10 @@ import os
 from typing import Optional, Sequence
 
 from marn_tf.config_loader import ConfigError, check_range, from_dict, load_yaml, to_dict
-from marn_tf.model_config import (EARLIER_DEFAULTS, RUNTIME_KEYS, ModelConfig, RuntimeConfig, TrainConfig,
-                                  check_compatible)
+from marn_tf.model_config import EARLIER_DEFAULTS, ModelConfig
 from marn_tf.presets import overrides_of
 from marn_tf.run_config import RunConfig
+from marn_tf.train_config import RUNTIME_KEYS, RuntimeConfig, TrainConfig, check_compatible
 
 log = logging.getLogger(__name__)
 FORMATS = ("auto", "jsonl", "csv", "parquet")

@@ -145,6 +145,12 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     return data
 
 
+def check_choice(key: str, value: str, choices: tuple) -> None:
+    """Raises when `value` of `key` is not one of `choices`, naming them."""
+    if value not in choices:
+        raise ConfigError(f"{key} {value!r} is not one of {', '.join(choices)}")
+
+
 def check_range(config: Any, keys: Sequence[str], low: float, high: Optional[float] = None, *,
                 integer: bool = False, low_open: bool = False, high_open: bool = False, meaning: str = "") -> None:
     """Raises ConfigKeyError for the first of `keys` (fields of the dataclass `config`) whose value, or an entry of a

@@ -5,7 +5,8 @@ import dataclasses
 from typing import Any, Optional
 
 from marn_tf.config_loader import ConfigError, check_range
-from marn_tf.model_config import SEED_LIMIT, VARIANTS
+from marn_tf.model_config import VARIANTS
+from marn_tf.train_config import SEED_LIMIT
 from marn_tf.schema import EVALUATION_SPLITS
 
 

@@ -14,7 +14,8 @@ MAX_LINES = 400
 LAYERS = [
     ("foundation", ["marn_tf", "marn_tf.keras_env", "marn_tf.config_loader", "marn_tf.storage"]),
     ("contract", ["marn_tf.schema", "marn_tf.example_codec"]),
-    ("config", ["marn_tf.model_config", "marn_tf.run_config", "marn_tf.presets", "marn_tf.config"]),
+    ("config", ["marn_tf.model_config", "marn_tf.train_config", "marn_tf.run_config", "marn_tf.presets",
+                "marn_tf.config"]),
     ("data and layers", ["marn_tf.data", "marn_tf.layers"]),
     ("tasks and models", ["marn_tf.tasks", "marn_tf.models"]),
     ("training and evaluation", ["marn_tf.training", "marn_tf.evaluation"]),

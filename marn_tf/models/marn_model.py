@@ -18,7 +18,8 @@ import tensorflow_recommenders as tfrs
 
 from marn_tf.layers.gradient_reversal import dann_ramp
 from marn_tf.layers.item_encoder import AUXILIARY_OUTPUTS
-from marn_tf.model_config import ModelConfig, TrainConfig
+from marn_tf.model_config import ModelConfig
+from marn_tf.train_config import TrainConfig
 from marn_tf.tasks.marn_task import MarnTask, loss_weights
 
 
