@@ -138,6 +138,12 @@ class ModelConfig:
     deduplicate_items: bool = True  # run the item encoder once per unique item of a batch
     deduplicate_sequences: bool = True  # at inference, encode each distinct behaviour sequence once
 
+    @property
+    def specific_probe(self) -> bool:
+        """Whether Ds only measures the specific vectors: it reads stop_gradient(s^m) and trains itself alone (maan
+        always; marn at lambda_s 0), instead of training the specific projections to keep their modality."""
+        return self.discriminators == "single" or (self.discriminators == "double" and self.lambda_s == 0)
+
     def unused_keys(self) -> dict[str, str]:  # the keys this configuration does not read, each with why
         unused = {}
         for keys, structure_key, values, why in _UNUSED_BY_STRUCTURE:

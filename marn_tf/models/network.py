@@ -141,7 +141,7 @@ def item_tower_config(schema: S.Schema, config: ModelConfig) -> dict:
                         "importance_weighting": config.importance_weighting,
                         "importance_floor": config.importance_floor, "alignment_items": config.alignment_items,
                         "alignment_temperature": config.alignment_temperature,
-                        "margin": config.adversarial_margin, "specific_probe": config.lambda_s == 0},
+                        "margin": config.adversarial_margin, "specific_probe": config.specific_probe},
     }
     num_items = schema.vocabularies[S.ITEM_VOCABULARY].input_dim
     return {"num_items": num_items, "columns": columns, "encoder": encoder, "deduplicate": config.deduplicate_items,

@@ -30,11 +30,9 @@ def loss_weights(config: ModelConfig) -> dict[str, float]:
     return {"d0_loss": config.lambda_d0 if mode == "double" else 0.0,
             "d1_loss": config.lambda_adv if mode != "none" else 0.0,
             "confusion_loss": config.lambda_adv if mode != "none" else 0.0,
-            # single, or double with lambda_s 0: Ds is a probe on stop_gradient(s^m) (only Ds learns from it),
-            # trained so that its accuracy says whether s^m keep their modality; with weight 0 it was never
-            # trained and read ~chance
-            "ds_loss": (0.0 if mode == "none" else config.lambda_s if mode == "double" and config.lambda_s > 0
-                        else DS_PROBE_WEIGHT),
+            # a probe on stop_gradient(s^m) trains only Ds, so that its accuracy says whether s^m keep their
+            # modality; with weight 0 it was never trained and read ~chance
+            "ds_loss": 0.0 if mode == "none" else DS_PROBE_WEIGHT if config.specific_probe else config.lambda_s,
             "alignment_loss": config.lambda_align if mode == "double" else 0.0}
 
 

@@ -146,6 +146,20 @@ def test_the_keys_a_variant_does_not_read_change_nothing_in_it(prepared, variant
     assert loss_weights(changed) == loss_weights(model)
 
 
+@pytest.mark.parametrize("variant, lambda_s, probe", [("maan", 0.0, True), ("marn", 0.0, True),
+                                                     ("marn", 0.1, False)])
+def test_ds_is_built_as_a_probe_exactly_where_the_loss_trains_it_as_one(prepared, variant, lambda_s, probe):
+    """The network's Ds and the task's loss weight follow one rule: a probe at weight 1 (maan, or marn at lambda_s
+    0), else the specific projections' adversary at weight lambda_s."""
+    from marn_tf.tasks.marn_task import DS_PROBE_WEIGHT, loss_weights
+
+    config, data, schema = prepared
+    model = dataclasses.replace(config.model.for_variant(variant), **({"lambda_s": lambda_s} if lambda_s else {}))
+    network = load_network(dataclasses.replace(config, model=model), schema, data)
+    assert network.item_tower.encoder.discriminator.specific_probe == probe
+    assert loss_weights(model)["ds_loss"] == (DS_PROBE_WEIGHT if probe else lambda_s)
+
+
 @pytest.mark.parametrize("variant", ["din", "marn"])
 def test_training_and_inference_paths_give_the_same_scores(prepared, variant):
     """The training graph (every row its own sequence), the inference graph (each distinct sequence once) and the
