@@ -28,8 +28,10 @@ the test figures are of that checkpoint. Printed per world (and with `--json PAT
   item's cross-modal cosine against random pairs;
 * mean modality weights and the AUC cost of hiding each modality, per category kind of the planted world.
 
-Finished runs are reused (a run directory is named by a digest of its resolved model/train config);
-delete `--runs` to redo them.
+Finished runs are reused (a run directory is named by a digest of its resolved model/train config, not of the
+code); delete `--runs` to redo them. Each run records the code version it was trained at (`git describe`), and
+the report says how many runs were reused, the code versions of all runs, and how long training and evaluating
+every run took in all: the time of the same command with an empty `--runs`.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ import marn_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from embedded_data import ensure_embedded_data, ensure_realistic_data  # benchmarks/, beside this script
 from marn_tf.workflow.summary import spread
 from quality_targets import targets_of
-from record import command_line, write_record
+from record import code_version, command_line, write_record
 
 BENCH = "/tmp/marn-bench"
 WORLDS = ("default", "realistic")
@@ -205,7 +207,7 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
             result.update(chance=measured["chance_accuracy"], chance_of="the most common present modality")
             with open(done, "w") as f:
                 json.dump(result, f, indent=2)
-        return result
+        return {**result, "reused": True}
     print(f"training {variant} seed {seed} -> {out}", flush=True)
     start = time.time()
     summary = train(config, args.data, out, progress=False)
@@ -216,7 +218,7 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
     _, _, network, _ = restore_run(out, args.data)
     history = read_history(TrainingDirectory(out).history)
     result = {
-        "variant": variant, "seed": seed, "run": out, "seconds": round(time.time() - start, 1),
+        "variant": variant, "seed": seed, "run": out, "code": code_version(), "seconds": round(time.time() - start, 1),
         "best_step": max(history, key=lambda h: h.get("val_auc", -1))["step"] if history else None,
         "steps": summary.steps, "validation_auc": validation["auc"], "validation_gauc": validation["gauc"],
         "test_auc": test["auc"], "test_gauc": test["gauc"], "test_logloss": test["logloss"],
@@ -247,9 +249,17 @@ def report(args, results: dict, world: dict, seconds: float, baseline: dict | No
     floors = [r["floor"]["auc"] for runs in results.values() for r in runs if r.get("floor")]
     floor_auc = float(np.mean(floors)) if floors else None
     oracle = world.get("oracle", {}).get("test")
+    runs = [r for rs in results.values() for r in rs]
+    reused = sum(bool(r.get("reused")) for r in runs)
+    run_minutes = sum(r["seconds"] for r in runs) / 60
+    codes: dict = {}
+    for r in runs:  # runs saved without their code version: "not recorded"
+        codes[r.get("code") or "not recorded"] = codes.get(r.get("code") or "not recorded", 0) + 1
     print(f"\n{command}\n{args.seeds} seeds; a validation pass every {args.steps_per_eval} steps of "
           f"{args.batch_size}, patience {args.patience}, at most {args.max_evals}; best-validation checkpoints; "
-          f"{seconds / 60:.1f} min\n")
+          f"{seconds / 60:.1f} min, {reused} of {len(runs)} runs reused from {args.runs}; training and evaluating "
+          f"every run took {run_minutes:.1f} min in all; the runs' code: "
+          + ", ".join(f"{code} ({n})" for code, n in sorted(codes.items())) + "\n")
     print("| variant | validation AUC | test AUC | test GAUC | best step | D1 acc. (test) | Ds acc. (test) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     if floor_auc is not None:
@@ -303,7 +313,8 @@ def report(args, results: dict, world: dict, seconds: float, baseline: dict | No
             if cells:
                 print(f"| {variant} | {cells} |")
 
-    figures = {"command": command, "minutes": round(seconds / 60, 1), "floor_auc": floor_auc, "oracle_auc": oracle,
+    figures = {"command": command, "minutes": round(seconds / 60, 1), "run_minutes": round(run_minutes, 1),
+               "reused_runs": reused, "run_code": codes, "floor_auc": floor_auc, "oracle_auc": oracle,
                "runs": results, "pairs": pairs}
     if baseline is not None:
         figures["against"] = against_baseline(results, baseline, args.against, world_name)
@@ -378,13 +389,14 @@ def main() -> None:
         results = {v: [one_run(world_args, v, seed, world) for seed in range(1, args.seeds + 1)] for v in args.variants}
         worlds[name] = report(world_args, results, world, time.time() - began, baseline, name)
     targets = targets_of({name: {"results": w["runs"], "floor_auc": w["floor_auc"]} for name, w in worlds.items()})
-    print(f"\n{len(worlds)} world(s), {(time.time() - start) / 60:.1f} min\n| target | measured | goal | met |\n"
-          "|---|---|---|---|")
+    run_minutes = round(sum(w["run_minutes"] for w in worlds.values()), 1)
+    print(f"\n{len(worlds)} world(s), {(time.time() - start) / 60:.1f} min; every run trained here afresh: about "
+          f"{run_minutes} min\n| target | measured | goal | met |\n|---|---|---|---|")
     for t in targets:
         print(f"| {t['name']} | {t['measured']} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
     if args.json:
-        write_record(args.json, "quality", {"minutes": round((time.time() - start) / 60, 1), "worlds": worlds,
-                                            "targets": targets})
+        write_record(args.json, "quality", {"minutes": round((time.time() - start) / 60, 1),
+                                            "run_minutes": run_minutes, "worlds": worlds, "targets": targets})
 
 
 if __name__ == "__main__":

@@ -67,3 +67,21 @@ def test_an_earlier_json_of_both_worlds_is_compared_world_by_world(tmp_path):
     loaded = quality.load_baseline(str(path))
     realistic = quality.against_baseline({"man": runs({1: 0.71})}, loaded, str(path), "realistic")
     assert realistic["differences"]["man"]["test_auc"]["mean"] == pytest.approx(0.01)
+
+
+def test_the_report_counts_reused_runs_and_the_time_of_every_run():
+    """A reused run adds its own recorded time, so the total is what the command takes with no run to reuse, and
+    the code each run was trained at is listed (runs saved without it as "not recorded")."""
+    import argparse
+
+    def run(seed, seconds, **extra):
+        return {"seed": seed, "validation_auc": 0.75, "test_auc": 0.76, "test_gauc": 0.7, "best_step": 40,
+                "d1_accuracy": None, "ds_accuracy": None, "seconds": seconds, **extra}
+
+    args = argparse.Namespace(seeds=2, steps_per_eval=40, batch_size=1024, patience=2, max_evals=8, runs="RUNS")
+    results = {"din": [run(1, 120, code="abc1234"), run(2, 180, reused=True)],
+               "man": [run(1, 240, code="abc1234", reused=True), run(2, 60, code="def5678")]}
+    figures = quality.report(args, results, {}, seconds=65.0)
+    assert figures["reused_runs"] == 2
+    assert figures["run_minutes"] == 10.0
+    assert figures["run_code"] == {"abc1234": 2, "def5678": 1, "not recorded": 1}
