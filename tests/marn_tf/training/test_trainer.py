@@ -70,13 +70,14 @@ def test_mistakes_fail_before_training(prepared, tmp_path):
 
 def test_a_run_directory_resumes_only_its_own_config(prepared, tmp_path):
     config, data, _ = prepared
-    result = train(quick(config), data, str(tmp_path))
+    first = str(tmp_path / "run")
+    result = train(quick(config), data, first)
     assert result.status == "completed" and result.steps == 6
-    again = train(quick(config), data, str(tmp_path))  # nothing left to do
+    again = train(quick(config), data, first)  # nothing left to do
     assert again.resumed_from_step == 6 and again.steps == 6
     wider = dataclasses.replace(config, model=dataclasses.replace(config.model, units=16))
     with pytest.raises(ConfigError, match=r"different config \(model.units\)"):
-        train(quick(wider), data, str(tmp_path))
+        train(quick(wider), data, first)
     # a run saved before keys were added resumes: it was trained as those keys' earlier values say
     earlier = dataclasses.replace(config, model=dataclasses.replace(config.model, raw_path=False, raw_interest=False))
     older = tmp_path / "older"
