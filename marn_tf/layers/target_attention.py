@@ -72,8 +72,15 @@ class TargetAttention(tf.keras.layers.Layer):
         return tf.reduce_sum(weights[:, :, tf.newaxis] * keys, axis=1), weights
 
     def build(self, input_shape):
-        keys_shape = input_shape[1]
-        self.scorer.build(tf.TensorShape([None, 4 * keys_shape[-1]]))  # over [q, k, q - k, q ⊙ k]
+        shape = tf.TensorShape([None, 4 * input_shape[1][-1]])  # over [q, k, q - k, q ⊙ k]
+        # Layer by layer in this layer's scope: `Sequential.build` would name them bare ("hidden_0/kernel"), the
+        # same in every attention of a model, and a report by variable name could not tell them apart.
+        with tf.name_scope(self.scorer.name):
+            for layer in self.scorer.layers:
+                with tf.name_scope(layer.name):
+                    layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+        self.scorer.built = True
         super().build(input_shape)
 
     def _score(self, query, keys, key_rows=None):

@@ -96,7 +96,8 @@ def test_every_scorer_weight_trains(normalize):
     tf.keras.utils.set_random_seed(0)
     layer = TargetAttention(hidden_units=[8, 4], normalize=normalize)
     # a softmax over the positions cancels the score's constant: its last bias gets no gradient, by design
-    assert weights_without_gradient(layer, [QUERY, KEYS, MASK]) == ([] if normalize == "none" else ["score/bias:0"])
+    assert weights_without_gradient(layer, [QUERY, KEYS, MASK]) == (
+        [] if normalize == "none" else [f"{layer.name}/activation_unit/score/bias:0"])
 
 
 @pytest.fixture

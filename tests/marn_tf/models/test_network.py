@@ -184,3 +184,16 @@ def test_training_and_inference_paths_give_the_same_scores(prepared, variant):
     network.core.get_layer("logit").bias.assign_add([1.0])
     np.testing.assert_allclose(frozen.full(features)["logit"].numpy(), network.core(indexed)["logit"].numpy(),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["din", "marn"])
+def test_every_variable_of_the_network_has_a_name_of_its_own(prepared, variant):
+    """Reports that name variables (the non-finite variables of a diverged step, TensorBoard) can tell every
+    variable apart: no two share a name, two target attentions' inner layers included."""
+    import collections
+
+    config, data, schema = prepared
+    network = load_network(dataclasses.replace(config, model=config.model.for_variant(variant)), schema, data)
+    network.full(batch(prepared)[0])
+    counts = collections.Counter(v.name for v in network.core.variables)
+    assert [name for name, n in counts.items() if n > 1] == []
