@@ -79,9 +79,9 @@ def test_the_report_counts_reused_runs_and_the_time_of_every_run():
                 "d1_accuracy": None, "ds_accuracy": None, "seconds": seconds, **extra}
 
     args = argparse.Namespace(seeds=2, steps_per_eval=40, batch_size=1024, patience=2, max_evals=8, runs="RUNS")
-    results = {"din": [run(1, 120, code="abc1234"), run(2, 180, reused=True)],
-               "man": [run(1, 240, code="abc1234", reused=True), run(2, 60, code="def5678")]}
+    results = {"din": [run(1, 120, code="release-1"), run(2, 180, reused=True)],
+               "man": [run(1, 240, code="release-1", reused=True), run(2, 60, code="release-2")]}
     figures = quality.report(args, results, {}, seconds=65.0)
     assert figures["reused_runs"] == 2
     assert figures["run_minutes"] == 10.0
-    assert figures["run_code"] == {"abc1234": 2, "def5678": 1, "not recorded": 1}
+    assert figures["run_code"] == {"release-1": 2, "release-2": 1, "not recorded": 1}
