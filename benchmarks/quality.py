@@ -36,6 +36,7 @@ every run took in all: the time of the same command with an empty `--runs`.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import hashlib
 import json
@@ -252,9 +253,7 @@ def report(args, results: dict, world: dict, seconds: float, baseline: dict | No
     runs = [r for rs in results.values() for r in rs]
     reused = sum(bool(r.get("reused")) for r in runs)
     run_minutes = sum(r["seconds"] for r in runs) / 60
-    codes: dict = {}
-    for r in runs:  # runs saved without their code version: "not recorded"
-        codes[r.get("code") or "not recorded"] = codes.get(r.get("code") or "not recorded", 0) + 1
+    codes = dict(collections.Counter(r.get("code") or "not recorded" for r in runs))  # saved without it: not recorded
     print(f"\n{command}\n{args.seeds} seeds; a validation pass every {args.steps_per_eval} steps of "
           f"{args.batch_size}, patience {args.patience}, at most {args.max_evals}; best-validation checkpoints; "
           f"{seconds / 60:.1f} min, {reused} of {len(runs)} runs reused from {args.runs}; training and evaluating "
