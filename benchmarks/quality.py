@@ -212,11 +212,13 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
     print(f"training {variant} seed {seed} -> {out}", flush=True)
     start = time.time()
     summary = train(config, args.data, out, progress=False)
+    restored = restore_run(out, args.data)  # one network scores both splits
     validation = evaluate(out, args.data, "validation", output_dir=os.path.join(out, "evaluation_validation"),
-                          modality_importance=False)
+                          modality_importance=False, restored=restored)
     world_file = os.path.join(os.path.dirname(os.path.abspath(args.config)), "world.json")
-    test = evaluate(out, args.data, "test", world_file=world_file if world.get("category_kind") else None)
-    _, _, network, _ = restore_run(out, args.data)
+    test = evaluate(out, args.data, "test", world_file=world_file if world.get("category_kind") else None,
+                    restored=restored)
+    network = restored[2]
     history = read_history(TrainingDirectory(out).history)
     result = {
         "variant": variant, "seed": seed, "run": out, "code": code_version(), "seconds": round(time.time() - start, 1),

@@ -37,8 +37,9 @@ class TrainConfig:
     weight_averaging: float = 0.0  # decay of a moving average of the weights that validation, the best checkpoint,
     # evaluation and export use (training/weight_average.py); 0: off
     learning_rate_decay_passes: float = 2.5  # > 0: both learning rates decay along a cosine to 0 over this many passes
-    # over the training split (the schema counts its examples), then stay there; 0: constant. 2.5 raised or held
-    # validation AUC for every rung and settles MARN's game; 1.5 cost MARN 0.006 (docs/experiments.md)
+    # over the training split (the schema counts its examples); training ends with the epoch that reaches 0;
+    # 0: constant. 2.5 raised or held validation AUC for every rung and settles MARN's game; 1.5 cost MARN 0.006
+    # (docs/experiments.md)
 
     def digest_dict(self) -> dict:
         """The plain-data form for digests that name earlier runs (`marn run`'s stages, benchmarks/quality.py): keys

@@ -64,11 +64,12 @@ def with_raw_features(dataset: tf.data.Dataset, network: Network, raw: list[str]
 
 def evaluate(run_dir: str, data_dir: str, split: str = "test", output_dir: Optional[str] = None,
              batch_size: int = 1024, max_batches: Optional[int] = None, modality_importance: bool = True,
-             world_file: Optional[str] = None) -> dict:
+             world_file: Optional[str] = None, restored: Optional[tuple] = None) -> dict:
     """Scores `split` with the run's checkpoint and writes the reports; returns what evaluation.json holds.
     `modality_importance`: also score the split once per hideable modality with it hidden; `world_file`: a
-    generated dataset's world.json, whose category kinds group that measure too."""
-    config, schema, network, checkpoint = restore_run(run_dir, data_dir)
+    generated dataset's world.json, whose category kinds group that measure too; `restored`: what
+    `restore_run(run_dir, data_dir)` returned, to score several splits with one restored network."""
+    config, schema, network, checkpoint = restored or restore_run(run_dir, data_dir)
     kinds = modality_use.read_world(world_file) if world_file and modality_importance else None
     output_dir = output_dir or TrainingDirectory(run_dir).evaluation(split)
     user, rates = _user_id_feature(schema), F.rate_features(schema)

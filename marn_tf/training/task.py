@@ -67,6 +67,16 @@ class CtrTask:
         passes = self.config.train.learning_rate_decay_passes
         return math.ceil(passes * self.schema.split_examples["train"] / self.config.train.batch_size) if passes else 0
 
+    def epochs_to_run(self) -> int:
+        """`train.epochs`, or fewer when the decayed learning rates reach 0 before them: the epoch that holds the
+        last step of the decay is the last that can move a weight, so the epochs after it are not run. (Not with
+        `train.weight_averaging`, whose average keeps moving towards the weights after they stop.)"""
+        train = self.config.train
+        decay = self.decay_steps()
+        if not decay or train.weight_averaging:
+            return train.epochs
+        return min(train.epochs, math.ceil(decay / train.steps_per_epoch))
+
     def build_inputs(self, split: str, network: Network):
         """Indexed `(features, label)` batches: "train" repeats, shuffled in a seeded order (the same seed, the same
         batches); "validation" is the whole split read once, whole batches only under XLA's static shapes, or with

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class TrainResult:
-    status: str  # "completed", "early_stopped" or "nan"
+    status: str  # "completed" (train.epochs, or to the end of the decay: CtrTask.epochs_to_run), "early_stopped", "nan"
     steps: int
     epochs: int
     best_val_auc: Optional[float]
@@ -156,8 +156,13 @@ def _train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf
     if progress is None:
         progress = sys.stdout.isatty()
     start = time.time()
+    planned = task.epochs_to_run()
+    if planned < train_config.epochs:
+        log.info("the learning rates reach 0 at step %d (train.learning_rate_decay_passes=%g): training stops after "
+                 "epoch %d of train.epochs=%d", task.decay_steps(), train_config.learning_rate_decay_passes, planned,
+                 train_config.epochs)
     # A run that had stopped early stays stopped, as it would have without the interruption.
-    epochs = initial_epoch if guard.patience_exhausted else train_config.epochs
+    epochs = initial_epoch if guard.patience_exhausted else planned
     history = model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch,
                         steps_per_epoch=train_config.steps_per_epoch, validation_data=validation_data,
                         validation_steps=train_config.validation_steps, callbacks=callbacks,
@@ -166,7 +171,7 @@ def _train(config: Config, data_dir: str, output_dir: str, strategy: Optional[tf
     epochs_run = len(history.history.get("total_loss", []))
     steps = int(optimizer.iterations.numpy())
     status = "nan" if guard.stopped_on_nan else (
-        "early_stopped" if initial_epoch + epochs_run < train_config.epochs else "completed")
+        "early_stopped" if initial_epoch + epochs_run < planned else "completed")
     new_steps = steps - resumed_step
     result = TrainResult(status, steps, initial_epoch + epochs_run, guard.best_value, best.latest_checkpoint,
                          round(seconds, 2), round(new_steps * train_config.batch_size / max(seconds, 1e-9), 1),

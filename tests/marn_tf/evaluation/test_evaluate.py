@@ -68,6 +68,22 @@ def test_evaluate_writes_json_and_report(prepared, run, capsys):
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_one_restored_network_scores_several_splits_as_a_fresh_restore_does(prepared, run, tmp_path):
+    """`evaluate(..., restored=...)`: the test split (with its hidden-modality passes) and then the validation split
+    scored with one restored network give what evaluations that each restore the run give."""
+    _, data, _ = prepared
+    restored = restore_run(str(run), data)
+    for split in ("test", "validation"):
+        shared = evaluate(str(run), data, split, str(tmp_path / f"shared-{split}"), restored=restored)
+        alone = evaluate(str(run), data, split, str(tmp_path / f"alone-{split}"))
+        assert shared["examples"] == alone["examples"]
+        for key in ("auc", "gauc", "logloss", "d1_accuracy"):
+            assert shared[key] == pytest.approx(alone[key], abs=1e-6), (split, key)
+        # validation after test: the test split's hidden passes left the item table as they found it
+        assert shared["modality_importance"]["overall"] == pytest.approx(alone["modality_importance"]["overall"],
+                                                                         abs=1e-6)
+
+
 def test_wrong_run_directory_is_a_clear_error(prepared, tmp_path, capsys):
     _, data, _ = prepared
     assert cli.main(["evaluate", "--run", str(tmp_path), "--data", data]) == 2

@@ -69,6 +69,19 @@ def test_decayed_learning_rates_reach_zero_and_the_weights_stop(prepared):
         np.testing.assert_array_equal(a, b)  # from step 2 on the rate is 0
 
 
+def test_training_ends_with_the_epoch_in_which_the_learning_rates_reach_zero(prepared):
+    """The epochs after the decay's last step would not move a weight: they are not run, unless weight averaging,
+    whose average still moves, is on."""
+    config, data, schema = prepared
+    passes = 6.5 * 32 / schema.split_examples["train"]  # 7 steps: the decay ends in epoch 3 of 3-step epochs
+    settings = dict(batch_size=32, steps_per_epoch=3, epochs=5, learning_rate_decay_passes=passes)
+    task = CtrTask(with_train(config, **settings), data)
+    assert task.decay_steps() == 7 and task.epochs_to_run() == 3
+    assert CtrTask(with_train(config, **{**settings, "epochs": 2}), data).epochs_to_run() == 2
+    assert CtrTask(with_train(config, **{**settings, "weight_averaging": 0.9}), data).epochs_to_run() == 5
+    assert CtrTask(with_train(config, **{**settings, "learning_rate_decay_passes": 0}), data).epochs_to_run() == 5
+
+
 def examples(batches) -> list[tuple]:
     """Each example of indexed batches as the tuple of all its feature values."""
     out = []

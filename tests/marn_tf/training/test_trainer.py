@@ -141,6 +141,16 @@ def test_killed_run_resumes_to_completion(prepared, tmp_path):
     assert_same_weights(run / "checkpoints" / "ckpt-3", whole / "checkpoints" / "ckpt-3")
 
 
+def test_a_run_ends_when_its_learning_rates_reach_zero(prepared, tmp_path):
+    """With the decay ending in epoch 2 of 4, the run trains 2 epochs and reports itself completed."""
+    config, data, schema = prepared
+    passes = 4.5 * 32 / schema.split_examples["train"]  # 5 steps of 32
+    result = train(quick(config, batch_size=32, epochs=4, learning_rate_decay_passes=passes), data,
+                   str(tmp_path / "run"))
+    assert (result.status, result.epochs, result.steps) == ("completed", 2, 6)
+    assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 2
+
+
 def test_two_local_workers_train_together_and_resume_from_the_chiefs_checkpoint(prepared, tmp_path):
     """Two MultiWorkerMirrored workers make one cluster. When the chief lost its last checkpoint (killed before
     saving it) while the other worker kept its own copy, both resume from the chief's checkpoint and end with the
