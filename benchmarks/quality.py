@@ -31,7 +31,9 @@ the test figures are of that checkpoint. Printed per world (and with `--json PAT
 Finished runs are reused (a run directory is named by a digest of its resolved model/train config, not of the
 code); delete `--runs` to redo them. Each run records the code version it was trained at (`git describe`), and
 the report says how many runs were reused, the code versions of all runs, and how long training and evaluating
-every run took in all: the time of the same command with an empty `--runs`.
+every run took in all: the time of the same command with an empty `--runs` (a run trained beside others with
+`--jobs` counts its time over the number of jobs). `--jobs N` trains N runs at a time, each in a process of its
+own: a machine with more cores than one run keeps busy finishes sooner (docs/experiments.md measures 2 cores).
 """
 from __future__ import annotations
 
@@ -222,6 +224,7 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
     history = read_history(TrainingDirectory(out).history)
     result = {
         "variant": variant, "seed": seed, "run": out, "code": code_version(), "seconds": round(time.time() - start, 1),
+        "jobs": args.jobs,
         "best_step": max(history, key=lambda h: h.get("val_auc", -1))["step"] if history else None,
         "steps": summary.steps, "validation_auc": validation["auc"], "validation_gauc": validation["gauc"],
         "test_auc": test["auc"], "test_gauc": test["gauc"], "test_logloss": test["logloss"],
@@ -240,6 +243,23 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
     return result
 
 
+def all_runs(args, world: dict) -> dict[str, list[dict]]:
+    """{variant: its runs, by seed}; with `--jobs` N > 1, N runs at a time, each in a fresh process."""
+    keys = [(variant, seed) for variant in args.variants for seed in range(1, args.seeds + 1)]
+    if args.jobs == 1:
+        done = {key: one_run(args, *key, world) for key in keys}
+    else:
+        import concurrent.futures
+        import multiprocessing
+
+        # spawn, not fork: TensorFlow's threads do not survive a fork
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                    max_tasks_per_child=1) as pool:
+            futures = {key: pool.submit(one_run, args, *key, world) for key in keys}
+            done = {key: future.result() for key, future in futures.items()}
+    return {variant: [done[(variant, seed)] for seed in range(1, args.seeds + 1)] for variant in args.variants}
+
+
 # -- the table ---------------------------------------------------------------------------------------------
 def mean_std(values) -> str:
     measured = spread(values)  # the sample std (ddof 1); tables before 2026-12-01 gave numpy's default, ddof 0
@@ -254,7 +274,8 @@ def report(args, results: dict, world: dict, seconds: float, baseline: dict | No
     oracle = world.get("oracle", {}).get("test")
     runs = [r for rs in results.values() for r in rs]
     reused = sum(bool(r.get("reused")) for r in runs)
-    run_minutes = sum(r["seconds"] for r in runs) / 60
+    # a run trained beside others (--jobs) took longer than alone: its share of the machine's time
+    run_minutes = sum(r["seconds"] / r.get("jobs", 1) for r in runs) / 60
     codes = dict(collections.Counter(r.get("code") or "not recorded" for r in runs))  # saved without it: not recorded
     print(f"\n{command}\n{args.seeds} seeds; a validation pass every {args.steps_per_eval} steps of "
           f"{args.batch_size}, patience {args.patience}, at most {args.max_evals}; best-validation checkpoints; "
@@ -367,6 +388,8 @@ def main() -> None:
     parser.add_argument("--steps-per-eval", type=int, default=40, help="steps between validation passes")
     parser.add_argument("--max-evals", type=int, default=8, help="at most this many validation passes")
     parser.add_argument("--patience", type=int, default=2, help="passes without a better validation AUC before stopping")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at a time, each in a process of its own beyond 1 (default 1)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every run, e.g. model.lambda_align=0 (repeatable)")
     parser.add_argument("--runs", default=f"{BENCH}/quality-runs", help="finished runs, one folder per world")
@@ -387,7 +410,7 @@ def main() -> None:
         world = world_of(config)
         began = time.time()
         print(f"\n== {name} world: {data}", flush=True)
-        results = {v: [one_run(world_args, v, seed, world) for seed in range(1, args.seeds + 1)] for v in args.variants}
+        results = all_runs(world_args, world)
         worlds[name] = report(world_args, results, world, time.time() - began, baseline, name)
     targets = targets_of({name: {"results": w["runs"], "floor_auc": w["floor_auc"]} for name, w in worlds.items()})
     run_minutes = round(sum(w["run_minutes"] for w in worlds.values()), 1)

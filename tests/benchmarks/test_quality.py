@@ -84,4 +84,31 @@ def test_the_report_counts_reused_runs_and_the_time_of_every_run():
     figures = quality.report(args, results, {}, seconds=65.0)
     assert figures["reused_runs"] == 2
     assert figures["run_minutes"] == 10.0
+    # two runs trained side by side (--jobs 2) count half of their time each
+    results["man"][1] = run(2, 120, code="release-2", jobs=2)
+    assert quality.report(args, results, {}, seconds=65.0)["run_minutes"] == 10.0
     assert figures["run_code"] == {"release-1": 2, "release-2": 1, "not recorded": 1}
+
+
+def test_runs_trained_side_by_side_come_back_by_variant_and_seed(make_config, tmp_path):
+    """`--jobs 2` hands each run to a process of its own and gives back every variant's runs in seed order, as one
+    at a time does (finished runs here, which each process reads back)."""
+    import argparse
+
+    import yaml
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(make_config().to_dict()))
+    args = argparse.Namespace(config=str(config), set=[], batch_size=1024, steps_per_eval=40, max_evals=8,
+                              patience=2, runs=str(tmp_path / "runs"), variants=["din", "marn"], seeds=2, jobs=2,
+                              data=None)
+    for variant in args.variants:
+        for seed in (1, 2):
+            out = quality.run_dir(args, quality.run_config(args, variant, seed))
+            os.makedirs(out)
+            with open(os.path.join(out, "quality.json"), "w") as f:
+                json.dump({"variant": variant, "seed": seed}, f)
+    side_by_side = quality.all_runs(args, {})
+    assert {v: [(r["variant"], r["seed"]) for r in rs] for v, rs in side_by_side.items()} == {
+        "din": [("din", 1), ("din", 2)], "marn": [("marn", 1), ("marn", 2)]}
+    assert side_by_side == quality.all_runs(argparse.Namespace(**{**vars(args), "jobs": 1}), {})
