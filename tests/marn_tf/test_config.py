@@ -292,10 +292,10 @@ def test_digests_of_earlier_runs_stay_the_same(tmp_path):
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(MINIMAL))
-    # those runs had a constant learning rate (train.learning_rate_decay_passes=0), no raw path, no raw interest
-    # and Ds's loss at weight 0.1
+    # those runs had a constant learning rate (train.learning_rate_decay_passes=0), no raw path, no raw interest,
+    # no rate offset and Ds's loss at weight 0.1
     constant = ["train.learning_rate_decay_passes=0", "model.raw_path=false", "model.raw_interest=false",
-                "model.lambda_s=0.1"]
+                "model.rate_offset=false", "model.lambda_s=0.1"]
     args = argparse.Namespace(config=str(path), batch_size=1024, steps_per_eval=40, max_evals=8, patience=2,
                               set=constant, runs="runs")
     names = [os.path.basename(quality.run_dir(args, quality.run_config(args, variant, 1))) for variant in
@@ -309,7 +309,7 @@ def test_digests_of_earlier_runs_stay_the_same(tmp_path):
     args.set = []  # the decay, on by default now, trains other runs
     assert os.path.basename(quality.run_dir(args, quality.run_config(args, "din", 1))) != "din-seed1-f8c8c9f697"
     # din reads no raw_path, so turning it on renames every rung but din
-    args.set = ["train.learning_rate_decay_passes=0", "model.raw_path=true"]
+    args.set = ["train.learning_rate_decay_passes=0", "model.raw_path=true", "model.rate_offset=false"]
     assert os.path.basename(quality.run_dir(args, quality.run_config(args, "din", 1))) == "din-seed1-f8c8c9f697"
     assert os.path.basename(quality.run_dir(args, quality.run_config(args, "marn", 1))) != "marn-seed1-cdc8ee46e8"
     # --set model.sequence_encoder=augru: din reuses its runs (it reads no encoder), the GRU rungs hash the AUGRU.
