@@ -399,6 +399,8 @@ def main() -> None:
                         help="an earlier --json (e.g. the defaults): also print each variant's AUC minus that run's, "
                              "paired by seed with a 95%% interval")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs is {args.jobs}: it must be 1 or more (runs trained at a time)")
     if bool(args.data) != bool(args.config) or (args.data and args.world == "both"):
         parser.error("--data and --config go together, with --world naming the world whose targets they meet")
     baseline = load_baseline(args.against) if args.against else None  # a wrong path fails now, not after training
