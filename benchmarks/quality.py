@@ -29,9 +29,11 @@ the test figures are of that checkpoint. Printed per world (and with `--json PAT
 * mean modality weights and the AUC cost of hiding each modality, per category kind of the planted world.
 
 Finished runs are reused (a run directory is named by a digest of its resolved model/train config, not of the
-code); delete `--runs` to redo them. Each run records the code version it was trained at (`git describe`), and
-the report says how many runs were reused, the code versions of all runs, and how long training and evaluating
-every run took in all: the time of the same command with an empty `--runs` (a run trained beside others with
+code); delete `--runs` to redo them. `--reuse RECORD` takes the results of an earlier `--json` record's runs
+whose digest matches (a record holds no checkpoint), so one benchmark can be assembled over several machines or
+days; runs scored on different test splits (their no-model floors differ) stop the report. Each run records
+the code version it was trained at (`git describe`), and the report says how many runs were reused, the code
+versions of all runs, and how long training and evaluating every run took in all: the time of the same command with an empty `--runs` (a run trained beside others with
 `--jobs` counts its time over the number of jobs). `--jobs N` trains N runs at a time, each in a process of its
 own: a machine with more cores than one run keeps busy finishes sooner (docs/experiments.md measures 2 cores).
 """
@@ -243,6 +245,38 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
     return result
 
 
+def reuse_from_record(args, baseline: dict, path: str, world_name: str) -> int:
+    """Finished runs of an earlier `--json` record (its results only; the record holds no checkpoint) placed as
+    finished runs in `args.runs`, for every variant and seed whose run directory, a digest of the resolved
+    config, is the one this command would train: a benchmark split over several machines or days. Returns how
+    many were placed; a run already in `args.runs` is kept."""
+    earlier = baseline.get("worlds", {}).get(world_name, {}).get("runs") or {}
+    placed = 0
+    for variant in args.variants:
+        by_name = {os.path.basename(r.get("run", "")): r for r in earlier.get(variant, [])}
+        for seed in range(1, args.seeds + 1):
+            out = run_dir(args, run_config(args, variant, seed))
+            result = by_name.get(os.path.basename(out))
+            done = os.path.join(out, "quality.json")
+            if result is None or os.path.exists(done):
+                continue
+            os.makedirs(out, exist_ok=True)
+            kept = {k: v for k, v in result.items() if k != "reused"}
+            with open(done, "w") as f:
+                json.dump({**kept, "from_record": path}, f, indent=2)
+            placed += 1
+    return placed
+
+
+def one_test_split(runs: list[dict]) -> None:
+    """Exits when the runs' no-model floors differ: they were scored on different test splits (a world
+    generated again differently, or runs reused from other data), and their figures cannot be compared."""
+    floors = {round(r["floor"]["auc"], 9) for r in runs if r.get("floor")}
+    if len(floors) > 1:
+        sys.exit(f"the runs were scored on different test splits (no-model floors {sorted(floors)}): reuse runs "
+                 "only from the same data, or give --runs an empty folder")
+
+
 def all_runs(args, world: dict) -> dict[str, list[dict]]:
     """{variant: its runs, by seed}; with `--jobs` N > 1, N runs at a time, each in a fresh process."""
     keys = [(variant, seed) for variant in args.variants for seed in range(1, args.seeds + 1)]
@@ -269,6 +303,7 @@ def mean_std(values) -> str:
 def report(args, results: dict, world: dict, seconds: float, baseline: dict | None = None,
            world_name: str = "default") -> dict:
     command = command_line()
+    one_test_split([r for runs in results.values() for r in runs])
     floors = [r["floor"]["auc"] for runs in results.values() for r in runs if r.get("floor")]
     floor_auc = float(np.mean(floors)) if floors else None
     oracle = world.get("oracle", {}).get("test")
@@ -343,18 +378,18 @@ def report(args, results: dict, world: dict, seconds: float, baseline: dict | No
     return figures
 
 
-def load_baseline(path: str) -> dict:
+def load_baseline(path: str, option: str = "--against") -> dict:
     """An earlier `--json` output (a record's figures, with its command), checked before any training: exits with
     what is wrong."""
     try:
         with open(path) as f:
             baseline = json.load(f)
     except (OSError, ValueError) as err:
-        sys.exit(f"--against {path}: cannot be read as a quality.py --json output ({err})")
+        sys.exit(f"{option} {path}: cannot be read as a quality.py --json output ({err})")
     if isinstance(baseline, dict) and isinstance(baseline.get("figures"), dict):  # a record (benchmarks/record.py)
         baseline = {"command": baseline.get("command"), **baseline["figures"]}
     if not isinstance(baseline, dict) or not isinstance(baseline.get("runs", baseline.get("worlds")), dict):
-        sys.exit(f"--against {path}: not a quality.py --json output (no \"runs\")")
+        sys.exit(f"{option} {path}: not a quality.py --json output (no \"runs\")")
     return baseline
 
 
@@ -393,6 +428,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every run, e.g. model.lambda_align=0 (repeatable)")
     parser.add_argument("--runs", default=f"{BENCH}/quality-runs", help="finished runs, one folder per world")
+    parser.add_argument("--reuse", metavar="JSON", action="append", default=[],
+                        help="an earlier --json record: its runs whose config digest matches are reused as finished "
+                             "runs (repeatable), so a benchmark can be assembled over several machines or days")
     parser.add_argument("--json", help="also write a record of every figure and the targets to this JSON file "
                                        "(benchmarks/record.py; benchmarks/results/quality-*.json are rendered)")
     parser.add_argument("--against", metavar="JSON",
@@ -404,6 +442,7 @@ def main() -> None:
     if bool(args.data) != bool(args.config) or (args.data and args.world == "both"):
         parser.error("--data and --config go together, with --world naming the world whose targets they meet")
     baseline = load_baseline(args.against) if args.against else None  # a wrong path fails now, not after training
+    reused_records = {path: load_baseline(path, "--reuse") for path in args.reuse}
     start = time.time()
     worlds = {}
     for name, (data, config) in world_data(args).items():
@@ -412,6 +451,9 @@ def main() -> None:
         world = world_of(config)
         began = time.time()
         print(f"\n== {name} world: {data}", flush=True)
+        for path, record in reused_records.items():
+            placed = reuse_from_record(world_args, record, path, name)
+            print(f"{placed} finished run(s) of {path} placed in {world_args.runs}", flush=True)
         results = all_runs(world_args, world)
         worlds[name] = report(world_args, results, world, time.time() - began, baseline, name)
     targets = targets_of({name: {"results": w["runs"], "floor_auc": w["floor_auc"]} for name, w in worlds.items()})

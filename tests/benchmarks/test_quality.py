@@ -112,3 +112,40 @@ def test_runs_trained_side_by_side_come_back_by_variant_and_seed(make_config, tm
     assert {v: [(r["variant"], r["seed"]) for r in rs] for v, rs in side_by_side.items()} == {
         "din": [("din", 1), ("din", 2)], "marn": [("marn", 1), ("marn", 2)]}
     assert side_by_side == quality.all_runs(argparse.Namespace(**{**vars(args), "jobs": 1}), {})
+
+
+def test_a_records_runs_with_the_same_config_are_reused_and_others_trained(make_config, tmp_path):
+    """`--reuse RECORD` places the record's result of a variant and seed whose config digest is the one this
+    command would train, and leaves a run of another config (here seed 2 under another learning rate) to train."""
+    import argparse
+
+    import yaml
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(make_config().to_dict()))
+    args = argparse.Namespace(config=str(config), set=[], batch_size=1024, steps_per_eval=40, max_evals=8,
+                              patience=2, runs=str(tmp_path / "runs"), variants=["marn"], seeds=2, jobs=1, data=None)
+    other = argparse.Namespace(**{**vars(args), "set": ["train.learning_rate=0.5"]})
+    record = {"worlds": {"realistic": {"runs": {"marn": [
+        {"variant": "marn", "seed": 1, "run": quality.run_dir(args, quality.run_config(args, "marn", 1)),
+         "test_auc": 0.71, "reused": True},
+        {"variant": "marn", "seed": 2, "run": quality.run_dir(other, quality.run_config(other, "marn", 2)),
+         "test_auc": 0.72}]}}}}
+    assert quality.reuse_from_record(args, record, "R.json", "default") == 0  # another world's runs
+    assert quality.reuse_from_record(args, record, "R.json", "realistic") == 1
+    with open(os.path.join(quality.run_dir(args, quality.run_config(args, "marn", 1)), "quality.json")) as f:
+        placed = json.load(f)
+    assert placed["test_auc"] == 0.71 and placed["from_record"] == "R.json" and "reused" not in placed
+    assert not os.path.exists(quality.run_dir(args, quality.run_config(args, "marn", 2)))
+
+
+def test_runs_scored_on_different_test_splits_stop_the_report():
+    """Runs whose no-model floors differ were scored on different data; the report refuses to put them in one
+    table."""
+    def run(seed, floor):
+        return {"seed": seed, "validation_auc": 0.75, "test_auc": 0.76, "test_gauc": 0.7, "best_step": 40,
+                "d1_accuracy": None, "ds_accuracy": None, "seconds": 60, "floor": {"auc": floor}}
+
+    quality.one_test_split([run(1, 0.61), run(2, 0.61)])
+    with pytest.raises(SystemExit, match="different test splits"):
+        quality.one_test_split([run(1, 0.61), run(2, 0.62)])
