@@ -220,7 +220,8 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
     validation = evaluate(out, args.data, "validation", output_dir=os.path.join(out, "evaluation_validation"),
                           modality_importance=False, restored=restored)
     world_file = os.path.join(os.path.dirname(os.path.abspath(args.config)), "world.json")
-    test = evaluate(out, args.data, "test", world_file=world_file if world.get("category_kind") else None,
+    kinds = bool(world.get("category_kind"))  # the hiding passes are summed by kind; a world without kinds skips them
+    test = evaluate(out, args.data, "test", world_file=world_file if kinds else None, modality_importance=kinds,
                     restored=restored)
     network = restored[2]
     history = read_history(TrainingDirectory(out).history)
@@ -236,7 +237,7 @@ def one_run(args, variant: str, seed: int, world: dict) -> dict:
         "d1_by_evaluation": [h.get("val_d1_accuracy") for h in history],
         "ds_by_evaluation": [h.get("val_ds_accuracy") for h in history],
         "weights_by_kind": weights_by_kind(test, world),
-        "importance_by_kind": importance_by_kind(test, world) if world.get("category_kind") else {},
+        "importance_by_kind": importance_by_kind(test, world) if kinds else {},
         "invariance": invariance_statistics(network),
     }
     with open(done, "w") as f:
