@@ -27,7 +27,7 @@ demo: venv
 	$(BIN)/marn demo --output $(DEMO_DIR)
 
 test: venv browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 # The results-report test renders the page in headless Chromium: Debian's package, installed once.
 browser:
