@@ -9,6 +9,7 @@ file, command, date and machine. Which records:
 
 * quality tables: per world, each model's row comes from the newest quality record (by its date) that ran that
   model on that world; the floor and the oracle from the newest record of the world that measured them;
+* quality targets: the newest quality record that ran the whole ladder on both worlds;
 * speed tables: the newest speed record (`benchmarks/run_all.py --json`) made at the documented sizes (not
   `--quick`).
 
@@ -175,6 +176,27 @@ def render_quality_detail(root: str) -> str:
     return "\n".join(lines[:-1] + footer(rule, used))
 
 
+def render_quality_targets(root: str) -> str:
+    """The targets of `benchmarks/quality_targets.py` as measured by the newest quality record that ran the whole
+    ladder on both worlds: each with its figure, goal and whether it is met."""
+    found = [(p, r) for p, r in load_records(root) if r["kind"] == "quality" and r["figures"].get("targets")
+             and set(WORLDS) <= set(r["figures"]["worlds"])
+             and all(set(LADDER) <= set(w["runs"]) for w in r["figures"]["worlds"].values())]
+    if not found:
+        raise MissingRecord(f"no quality record in {RESULTS}/ ran the whole ladder on both worlds: run `python "
+                            f"benchmarks/quality.py --json {RESULTS}/quality-$(date +%F).json`")
+    path, record = found[-1]
+    targets = record["figures"]["targets"]
+    lines = ["| target | measured | goal | met |", "|---|---:|---|---|"]
+    for t in targets:
+        measured = t["measured"]
+        shown = ", ".join(f"{v:.4f}" for v in measured) if isinstance(measured, list) else f"{measured:+.4f}" if (
+            "accuracy" not in t["name"]) else f"{measured:.3f}"
+        lines.append(f"| {t['name']} | {shown} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
+    met = sum(t["met"] for t in targets)
+    return "\n".join(lines) + f"\n\n{met} of {len(targets)} targets met. From {source(path, record).rstrip('.')}."
+
+
 # -- speed -------------------------------------------------------------------------------------------------
 def speed_record(root: str) -> tuple[str, dict]:
     """The newest speed record made at the documented sizes."""
@@ -262,7 +284,8 @@ def render_serving(root: str) -> str:
 
 
 RENDERERS: dict[str, Callable[[str], str]] = {
-    "quality": render_quality, "quality-detail": render_quality_detail, "speed": render_speed,
+    "quality": render_quality, "quality-detail": render_quality_detail, "quality-targets": render_quality_targets,
+    "speed": render_speed,
     "speed-targets": render_speed_targets, "training": render_training, "pipeline": render_pipeline,
     "serving": render_serving}
 

@@ -156,6 +156,28 @@ def test_each_row_comes_from_the_newest_record_that_ran_it_on_its_world(tmp_path
     assert "| man | 1 | 0.6400 ± 0.0000 | 0.6500 ± 0.0000 |" in realistic
 
 
+def test_the_targets_block_reads_the_newest_record_of_the_whole_ladder_on_both_worlds(tmp_path):
+    """A later record of one world or some rungs (a trial) does not replace the targets of the full run."""
+    ladder = {m: [0.75] for m in render.LADDER}
+    full = {"worlds": {w: quality(w, ladder)["worlds"][w] for w in render.WORLDS}, "targets": [
+        {"name": "default: test AUC marn - din, mean over paired seeds", "measured": 0.004, "target": ">= +0.003",
+         "met": True},
+        {"name": "default: marn D1 accuracy, median over seeds", "measured": 0.41, "target": "0.29 ± 0.07",
+         "met": False}]}
+    path = write(tmp_path, "full.json", "quality", full, "2026-12-01")
+    trial = quality("default", {"marn": [0.80]})
+    trial["targets"] = [{"name": "default: marn test AUC - no-model floor", "measured": 0.1, "target": ">= +0.02",
+                         "met": True}]
+    write(tmp_path, "trial.json", "quality", trial, "2026-12-02")
+    page(tmp_path, "quality-targets")
+    assert render.run(str(tmp_path), check=False) == []
+    body = block((tmp_path / "README.md").read_text(), "quality-targets")
+    assert "| default: test AUC marn - din, mean over paired seeds | +0.0040 | >= +0.003 | yes |" in body
+    assert "| default: marn D1 accuracy, median over seeds | 0.410 | 0.29 ± 0.07 | NO |" in body
+    assert "no-model floor" not in body  # the trial's target
+    assert "1 of 2 targets met" in body and path in body
+
+
 def test_the_check_fails_on_a_block_edited_by_hand(tmp_path):
     write(tmp_path, "q.json", "quality", quality("default", {"man": [0.75]}), "2026-12-06")
     page(tmp_path, "quality", file="benchmarks/README.md")
