@@ -34,8 +34,8 @@ whose digest matches (a record holds no checkpoint), so one benchmark can be ass
 days; runs scored on different test splits (their no-model floors differ) stop the report. Each run records
 the code version it was trained at (`git describe`), and the report says how many runs were reused, the code
 versions of all runs, and how long training and evaluating every run took in all: the time of the same command
-with an empty `--runs` (a run trained beside others with `--jobs` counts its time over the number of jobs). `--jobs N` trains N runs at a time, each in a process of its
-own: a machine with more cores than one run keeps busy finishes sooner (docs/experiments.md measures 2 cores).
+with an empty `--runs` (a run trained beside others with `--jobs` counts its time over the number of jobs).
+`--jobs N` trains N runs at a time, each in a process of its own: a machine with more cores than one run keeps busy finishes sooner (docs/experiments.md measures 2 cores).
 """
 from __future__ import annotations
 
