@@ -122,6 +122,7 @@ class ModelConfig:
     raw_path: bool = True  # concat/attention fusion: DIN's raw concatenation, mapped linearly to width units, is
     # the base of the item representation and the rung's own enters through a gate learned from 0; the game's
     # gradients stop at the embeddings (docs/model.md). It raised validation AUC on both worlds (docs/experiments.md)
+    raw_units: Optional[int] = None  # raw_path: R's width; null: units; 0: no R, the concatenation itself
     modality_dropout: float = 0.0  # training only: drop each present modality of an item with this rate
     gru_units: int = 64  # width of the user interest GRU
     raw_interest: bool = True  # GRU rungs: DIN's target attention pooling of the behaviour items is the interest's
@@ -261,7 +262,7 @@ def _rung_of(structure: dict) -> str:
 
 # keys added after runs that benchmarks reuse, with their "off" value: left out of digest_dict while off
 LATER_KEYS = {"hash_buckets": {}, "attention_unit_scale": False, "attention_cost": 0.0, "raw_path": False,
-               "raw_interest": False}
+               "raw_interest": False, "raw_units": None}
 # keys whose default changed after runs were saved without them: such a run was trained with this value
 EARLIER_DEFAULTS = {"raw_path": False, "raw_interest": False, "rate_offset": False}
 UNREAD_DIGEST_VALUES = {"lambda_s": 0.1}  # changed defaults, hashed as before where a rung does not read them
@@ -274,7 +275,7 @@ _DOUBLE_KEYS = ("lambda_d0", "lambda_s", "lambda_align", "alignment_items", "ali
                 "importance_weighting", "importance_floor", "normalize_importance")
 # (keys, the structure key, its values that do not read them, why): what `unused_keys` reports.
 _UNUSED_BY_STRUCTURE = [
-    (("units", "normalize_modalities", "raw_path"), "fusion", ("raw_concat",),
+    (("units", "normalize_modalities", "raw_path", "raw_units"), "fusion", ("raw_concat",),
      "the raw modality embeddings concatenated, no projections"),
     (("gru_units", "gru_unroll", "raw_interest"), "sequence_encoder", ("none",),
      "target attention straight over the behaviour items"),
@@ -296,6 +297,7 @@ def _check_model_ranges(model: ModelConfig) -> None:
     if not model.text_kernel_sizes:
         raise ConfigKeyError("text_kernel_sizes", "is []: name at least one kernel size, e.g. [2, 3, 4]")
     check_range(model, ["cross_layers", "adversarial_ramp_steps"], 1, integer=True)
+    check_range(model, ["raw_units"], 0, integer=True, meaning="a width (0: no projection)")
     check_range(model, ["alignment_items"], 0, integer=True, meaning="items of a batch the alignment term compares")
     check_range(model, ["alignment_temperature"], 0, low_open=True)
     check_range(model, ["embedding_l2", "attention_cost", "lambda_d0", "lambda_adv", "lambda_s", "lambda_align",

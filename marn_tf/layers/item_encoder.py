@@ -60,7 +60,8 @@ class ItemEncoder(tf.keras.layers.Layer):
       invariant_residual: "add" (rep = s + c, the paper), "gated" (rep = s + γ ⊙ c, γ learned from 0) or
         "attended" (c one more slot of the attention).
       raw_path: with fusion "concat" or "attention", rep = [R raw concatenation, g ⊙ rep] with R linear to width
-        `units` and g learned from 0.
+        `raw_units` and g learned from 0.
+      raw_units: R's width; None: `units`; 0: no R, the raw concatenation itself.
 
     Inputs: `content` (a dict: "item_index" [items] and the item table columns) and `occurrences` [items],
       how often each item occurs in the batch (weighs the discriminators, the embeddings' L2 and the attention
@@ -76,7 +77,7 @@ class ItemEncoder(tf.keras.layers.Layer):
                  normalize_importance: bool = True, modality_dropout: float = 0.0, normalize_modalities: bool = True,
                  attention_context: str = "own", attention_bias: float = 0.0, adversarial: Optional[dict] = None,
                  invariant_residual: str = "add", attention_unit_scale: bool = False, attention_cost: float = 0.0,
-                 raw_path: bool = False, **kwargs):
+                 raw_path: bool = False, raw_units: Optional[int] = None, **kwargs):
         super().__init__(**kwargs)
         if fusion not in FUSIONS or discriminators not in DISCRIMINATORS:
             raise ValueError(f"fusion must be one of {FUSIONS} and discriminators one of {DISCRIMINATORS}")
@@ -103,6 +104,7 @@ class ItemEncoder(tf.keras.layers.Layer):
         self.attention_unit_scale = attention_unit_scale
         self.attention_cost = attention_cost
         self.raw_path = raw_path and fusion != "raw_concat"
+        self.raw_units = raw_units
 
         self.embeddings = ModalityEmbeddings(**self.embeddings_config, name="modality_embeddings")
         self.num_modalities = len(self.embeddings.modalities)
@@ -111,8 +113,8 @@ class ItemEncoder(tf.keras.layers.Layer):
                                                  with_invariant=discriminators != "none",
                                                  normalize_inputs=normalize_modalities,
                                                  isolate_invariant=self.raw_path, name="projection")
-        if self.raw_path:
-            self.raw_projection = tf.keras.layers.Dense(units, use_bias=False, name="raw_projection")
+        if self.raw_path and raw_units != 0:
+            self.raw_projection = tf.keras.layers.Dense(raw_units or units, use_bias=False, name="raw_projection")
         if fusion == "concat":
             self.concat_projection = tf.keras.layers.Dense(units, activation="relu", name="concat_projection")
         if fusion == "attention":
@@ -193,7 +195,7 @@ class ItemEncoder(tf.keras.layers.Layer):
                 scalars = {key: adversarial[key] for key in AUXILIARY_OUTPUTS}
         if self.raw_path:
             gate = tf.cast(self.path_gate, representation.dtype)
-            base = tf.cast(self.raw_projection(raw), representation.dtype)
+            base = tf.cast(self.raw_projection(raw) if self.raw_units != 0 else raw, representation.dtype)
             representation = tf.concat([base, gate * representation], axis=-1)
         return {"representation": representation, "modality_weights": fixed_weights, "importance": importance,
                 "modality_mask": mask, **scalars}
@@ -207,4 +209,5 @@ class ItemEncoder(tf.keras.layers.Layer):
                 "normalize_modalities": self.normalize_modalities, "attention_context": self.attention_context,
                 "attention_bias": self.attention_bias, "adversarial": self.adversarial,
                 "invariant_residual": self.invariant_residual, "attention_unit_scale": self.attention_unit_scale,
-                "attention_cost": self.attention_cost, "raw_path": self.raw_path}
+                "attention_cost": self.attention_cost, "raw_path": self.raw_path,
+                "raw_units": self.raw_units}

@@ -137,6 +137,7 @@ def item_tower_config(schema: S.Schema, config: ModelConfig) -> dict:
         "attention_context": config.attention_context, "attention_bias": config.attention_bias,
         "invariant_residual": config.invariant_residual, "attention_unit_scale": config.attention_unit_scale,
         "attention_cost": config.attention_cost, "raw_path": config.raw_path,
+        "raw_units": config.raw_units,
         "adversarial": {"objective": config.adversarial_objective, "share_discriminator": config.share_discriminator,
                         "importance_weighting": config.importance_weighting,
                         "importance_floor": config.importance_floor, "alignment_items": config.alignment_items,

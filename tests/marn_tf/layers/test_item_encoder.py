@@ -111,6 +111,19 @@ def test_raw_path_starts_as_dins_representation_and_opens(fusion, discriminators
     assert_config_round_trip(encoder(fusion, discriminators, raw_path=True), [items, OCCURRENCES])
 
 
+@pytest.mark.parametrize("raw_units,width", [(None, 8), (5, 5), (0, 3 * 4 + 6 + 6 + 5)])
+def test_the_raw_paths_width_is_units_its_own_or_the_whole_concatenation(raw_units, width):
+    items = item_content([1, 2, 3])
+    layer = encoder("attention", "double", raw_path=True, raw_units=raw_units)
+    out = layer([items, OCCURRENCES])["representation"].numpy()
+    assert out.shape == (3, width + 8)
+    if raw_units == 0:  # no R: the base is DIN's concatenation itself
+        vectors = layer.modality_vectors(items)
+        raw = tf.concat([e * vectors["mask"][:, m:m + 1] for m, e in enumerate(vectors["embeddings"])], -1).numpy()
+        np.testing.assert_allclose(out[:, :width], raw, rtol=1e-6)
+    assert_config_round_trip(encoder("attention", "double", raw_path=True, raw_units=raw_units), [items, OCCURRENCES])
+
+
 def test_with_the_raw_path_the_games_losses_move_the_projections_but_not_the_embeddings():
     items = item_content([1, 2, 3])
     for raw_path, reach_embeddings in ((False, True), (True, False)):
