@@ -15,12 +15,12 @@ sum_m a^m ⊙ s^m + a^c ⊙ c, so with a softmax gate c competes with the s^m fo
 instead of being added beside their convex combination.
 
 `raw_path=True` (not in the paper) keeps DIN's representation as the base and adds the rung's own through a gate that
-starts closed, rep = [R [e^1, ..., e^M], g ⊙ r] with R a linear map to width d, r the rung's representation above
-and g = 0 at the start: an untrained encoder is a linear view of DIN's, and training opens g only where the click
-loss gains. R runs once per item; without it every behaviour position would carry the whole concatenation
-(several hundred wide) through the user-interest network, which made training about 4x slower. The invariant branch
-then reads the embeddings through a stop-gradient, so the adversarial game and the alignment shape P_m and
-I but never the e^m that the raw path and the specific projections share.
+starts closed, rep = [e^1, ..., e^M, g ⊙ r] with r the rung's representation above and g = 0 at the start: an
+untrained encoder is DIN's, and training opens g only where the click loss gains. `raw_units` n > 0 maps the base
+through R, a linear map to n columns, once per item: a narrower representation to carry to every behaviour position
+and into the prediction MLP, at the cost of what R drops. The invariant branch then reads the embeddings through a
+stop-gradient, so the adversarial game and the alignment shape P_m and I but never the e^m that the raw path and
+the specific projections share.
 
 The same encoder (same variables) serves candidate and behaviour items. `modality_dropout` (training
 only) hides each present modality of an item with that probability, never all of them.
@@ -61,7 +61,7 @@ class ItemEncoder(tf.keras.layers.Layer):
         "attended" (c one more slot of the attention).
       raw_path: with fusion "concat" or "attention", rep = [R raw concatenation, g ⊙ rep] with R linear to width
         `raw_units` and g learned from 0.
-      raw_units: R's width; None: `units`; 0: no R, the raw concatenation itself.
+      raw_units: 0: no R, the base is the raw concatenation itself; n > 0: R's width; None: `units`.
 
     Inputs: `content` (a dict: "item_index" [items] and the item table columns) and `occurrences` [items],
       how often each item occurs in the batch (weighs the discriminators, the embeddings' L2 and the attention
@@ -77,7 +77,7 @@ class ItemEncoder(tf.keras.layers.Layer):
                  normalize_importance: bool = True, modality_dropout: float = 0.0, normalize_modalities: bool = True,
                  attention_context: str = "own", attention_bias: float = 0.0, adversarial: Optional[dict] = None,
                  invariant_residual: str = "add", attention_unit_scale: bool = False, attention_cost: float = 0.0,
-                 raw_path: bool = False, raw_units: Optional[int] = None, **kwargs):
+                 raw_path: bool = False, raw_units: Optional[int] = 0, **kwargs):
         super().__init__(**kwargs)
         if fusion not in FUSIONS or discriminators not in DISCRIMINATORS:
             raise ValueError(f"fusion must be one of {FUSIONS} and discriminators one of {DISCRIMINATORS}")

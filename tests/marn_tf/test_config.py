@@ -278,6 +278,9 @@ def test_a_run_saved_before_raw_path_existed_restores_without_it(tmp_path):
     assert Config.load(str(path)).model.raw_path is ModelConfig().raw_path
     path.write_text(yaml.safe_dump(MINIMAL) + OLD_SAVED_DIN.replace("din", "marn") + "  raw_path: true\n")
     assert Config.load_run(str(path)).model.raw_path is True
+    # saved with the raw path before its width was a key: R mapped the concatenation to `units` columns
+    assert Config.load_run(str(path)).model.raw_units is None
+    assert Config.load(str(path)).model.raw_units == ModelConfig().raw_units == 0
 
 
 def test_digests_of_earlier_runs_stay_the_same(tmp_path):

@@ -95,32 +95,36 @@ def test_every_weight_of_every_rung_trains(fusion, discriminators):
 
 
 
+RAW_WIDTH = 3 * 4 + 6 + 6 + 5  # the test embeddings' concatenation
+
+
+def raw_concatenation(layer, items):
+    vectors = layer.modality_vectors(items)
+    return tf.concat([e * vectors["mask"][:, m:m + 1] for m, e in enumerate(vectors["embeddings"])], -1).numpy()
+
+
 @pytest.mark.parametrize("fusion,discriminators", LADDER[1:])
 def test_raw_path_starts_as_dins_representation_and_opens(fusion, discriminators):
     items = item_content([1, 2, 3])
     layer = encoder(fusion, discriminators, raw_path=True)
     out = layer([items, OCCURRENCES])["representation"].numpy()
-    vectors = layer.modality_vectors(items)
-    raw = tf.concat([e * vectors["mask"][:, m:m + 1] for m, e in enumerate(vectors["embeddings"])], -1).numpy()
-    assert raw.shape[1] == 3 * 4 + 6 + 6 + 5 and out.shape == (3, 8 + 8)
-    # the base: a linear map of DIN's raw concatenation, computed once per item
-    np.testing.assert_allclose(out[:, :8], raw @ layer.raw_projection.kernel.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(out[:, 8:], 0.0)  # the gate starts closed: the rung adds nothing yet
+    assert out.shape == (3, RAW_WIDTH + 8)
+    np.testing.assert_allclose(out[:, :RAW_WIDTH], raw_concatenation(layer, items), rtol=1e-6)  # DIN's, as it is
+    np.testing.assert_allclose(out[:, RAW_WIDTH:], 0.0)  # the gate starts closed: the rung adds nothing yet
     layer.path_gate.assign(tf.ones_like(layer.path_gate))
-    assert np.abs(layer([items, OCCURRENCES])["representation"].numpy()[:, 8:]).max() > 0
+    assert np.abs(layer([items, OCCURRENCES])["representation"].numpy()[:, RAW_WIDTH:]).max() > 0
     assert_config_round_trip(encoder(fusion, discriminators, raw_path=True), [items, OCCURRENCES])
 
 
-@pytest.mark.parametrize("raw_units,width", [(None, 8), (5, 5), (0, 3 * 4 + 6 + 6 + 5)])
-def test_the_raw_paths_width_is_units_its_own_or_the_whole_concatenation(raw_units, width):
+@pytest.mark.parametrize("raw_units,width", [(5, 5), (None, 8)])
+def test_a_raw_path_width_maps_dins_concatenation_linearly_to_it(raw_units, width):
     items = item_content([1, 2, 3])
     layer = encoder("attention", "double", raw_path=True, raw_units=raw_units)
     out = layer([items, OCCURRENCES])["representation"].numpy()
-    assert out.shape == (3, width + 8)
-    if raw_units == 0:  # no R: the base is DIN's concatenation itself
-        vectors = layer.modality_vectors(items)
-        raw = tf.concat([e * vectors["mask"][:, m:m + 1] for m, e in enumerate(vectors["embeddings"])], -1).numpy()
-        np.testing.assert_allclose(out[:, :width], raw, rtol=1e-6)
+    assert out.shape == (3, width + 8)  # None: the width `units`
+    # the base: a linear map of DIN's concatenation, computed once per item
+    np.testing.assert_allclose(out[:, :width], raw_concatenation(layer, items) @ layer.raw_projection.kernel.numpy(),
+                               rtol=1e-5, atol=1e-6)
     assert_config_round_trip(encoder("attention", "double", raw_path=True, raw_units=raw_units), [items, OCCURRENCES])
 
 

@@ -34,7 +34,7 @@ SET_BY_CONFIG = {
     **{(ItemEncoder, key): key for key in (
         "units", "common_units", "attention_gate", "attention_normalize", "discriminator_hidden", "grl_coefficient",
         "normalize_importance", "modality_dropout", "normalize_modalities", "attention_context", "attention_bias",
-        "invariant_residual", "attention_unit_scale", "attention_cost")},
+        "invariant_residual", "attention_unit_scale", "attention_cost", "raw_units")},
     **{(ModalityEmbeddings, key): key for key in (
         "id_embedding_dim", "word_embedding_dim", "text_filters", "text_kernel_sizes", "statistic_embedding_dim",
         "embedding_l2")},
