@@ -70,7 +70,8 @@ def test_every_modalitys_gate_trains(normalize):
 def test_unit_scale_makes_the_fused_vector_blind_to_each_modalitys_scale():
     layer = ModalityAttention(4, unit_scale=True)
     fused, weights = layer([SPECIFIC, MASK])
-    rescaled = SPECIFIC * tf.constant([0.5, 3.0, 10.0, 2.0])[tf.newaxis, :, tf.newaxis]
+    # factors of at least 1: UNIT_SCALE_EPSILON's share of a shrunk modality's mean square would exceed 1e-2
+    rescaled = SPECIFIC * tf.constant([1.5, 3.0, 10.0, 2.0])[tf.newaxis, :, tf.newaxis]
     fused_rescaled, weights_rescaled = layer([rescaled, MASK])
     np.testing.assert_allclose(fused_rescaled.numpy(), fused.numpy(), rtol=1e-2, atol=1e-2)
     np.testing.assert_allclose(weights_rescaled.numpy(), weights.numpy(), rtol=1e-2, atol=1e-2)
