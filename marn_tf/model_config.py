@@ -164,9 +164,11 @@ class ModelConfig:
         return unused
 
     def check_settings_used(self) -> None:
-        """Raises when a key this configuration does not read is set to anything but its default."""
+        """Raises when a key this configuration does not read is set to anything but its default (or the value a run
+        saved before the key existed restores with, `EARLIER_DEFAULTS`)."""
         defaults = ModelConfig()
-        idle = {key: why for key, why in self.unused_keys().items() if getattr(self, key) != getattr(defaults, key)}
+        idle = {key: why for key, why in self.unused_keys().items()
+                if getattr(self, key) not in (getattr(defaults, key), EARLIER_DEFAULTS.get(key, getattr(defaults, key)))}
         if idle:
             raise ConfigError("; ".join(f"model.{key} is {getattr(self, key)!r}, but {why}, so it would change "
                                         "nothing" for key, why in idle.items())

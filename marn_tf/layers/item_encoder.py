@@ -59,8 +59,7 @@ class ItemEncoder(tf.keras.layers.Layer):
       modality_dropout: training-time rate of hiding a present modality.
       invariant_residual: "add" (rep = s + c, the paper), "gated" (rep = s + γ ⊙ c, γ learned from 0) or
         "attended" (c one more slot of the attention).
-      raw_path: with fusion "concat" or "attention", rep = [R raw concatenation, g ⊙ rep] with R linear to width
-        `raw_units` and g learned from 0.
+      raw_path: with fusion "concat" or "attention", rep = [raw concatenation, g ⊙ rep] with g learned from 0.
       raw_units: 0: no R, the base is the raw concatenation itself; n > 0: R's width; None: `units`.
 
     Inputs: `content` (a dict: "item_index" [items] and the item table columns) and `occurrences` [items],

@@ -275,6 +275,7 @@ def test_a_run_saved_before_raw_path_existed_restores_without_it(tmp_path):
     path = tmp_path / "run_config.yaml"
     path.write_text(yaml.safe_dump(MINIMAL) + OLD_SAVED_DIN.replace("din", "marn"))
     assert Config.load_run(str(path)).model.raw_path is False
+    Config.load_run(str(path)).model.check_settings_used()  # raw_units, unread without the path, restores as None
     assert Config.load(str(path)).model.raw_path is ModelConfig().raw_path
     path.write_text(yaml.safe_dump(MINIMAL) + OLD_SAVED_DIN.replace("din", "marn") + "  raw_path: true\n")
     assert Config.load_run(str(path)).model.raw_path is True
