@@ -120,7 +120,7 @@ NOT_DEFAULT = {
     "adversarial_ramp_steps": 7, "invariant_residual": "gated", "lambda_d0": 0.5, "lambda_s": 0.5,
     "lambda_align": 0.5, "alignment_items": 4, "alignment_temperature": 0.5, "importance_weighting": "scale",
     "importance_floor": 0.3, "normalize_importance": False, "cross_layers": 3, "raw_path": False,
-    "raw_interest": False,
+    "raw_interest": False, "raw_units": 16,
 }
 
 
